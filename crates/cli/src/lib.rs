@@ -1,1 +1,84 @@
-//! placeholder
+//! The `lagesbild` command line.
+//!
+//! Parses arguments, runs one command, and reports any error as one line with a
+//! non-zero exit. The work itself lives in the library crates; this crate wires
+//! them to the terminal. [`provision`] lays out a federation's files (used by
+//! `certs init` and `demo`), [`client`] is how the org's own tools reach its node.
+
+#![warn(missing_docs)]
+
+pub mod client;
+mod commands;
+pub mod provision;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Lägesbild: a federated, privacy-preserving situation picture.
+#[derive(Debug, Parser)]
+#[command(name = "lagesbild", version, about, long_about = None)]
+struct Cli {
+    /// Log as JSON lines instead of text (logs go to standard error).
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a five-organisation federation on loopback and show its status.
+    Demo(commands::demo::Args),
+    /// Certificates, keys and the federation file.
+    #[command(subcommand)]
+    Certs(commands::certs::Command),
+    /// Run one node.
+    Serve(commands::serve::Args),
+    /// Show how a node sees each peer: reachable, version, round-trip time.
+    Status(commands::status::Args),
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => return report(anyhow::anyhow!("starting the async runtime: {e}")),
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Demo(args) => commands::demo::run(args).await,
+            Command::Certs(command) => commands::certs::run(command),
+            Command::Serve(args) => commands::serve::run(args).await,
+            Command::Status(args) => commands::status::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(e),
+    }
+}
+
+fn report(error: anyhow::Error) -> ExitCode {
+    eprintln!("error: {error:#}");
+    ExitCode::FAILURE
+}
+
+fn init_logging(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    // A node logs its life; a command-line tool only its warnings.
+    let default = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cli.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,87 @@
+//! `lagesbild certs init`: a CA per org, node and client certificates, token keys,
+//! configs, and the federation file.
+
+use crate::provision::{FederationPlan, OrgPlan};
+use anyhow::{bail, Context, Result};
+use lagesbild_identity::Role;
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Command {
+    /// Make a new federation's development credentials and configuration files.
+    Init(InitArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct InitArgs {
+    /// Directory to write into (one folder per org, plus federation.toml).
+    #[arg(long)]
+    dir: PathBuf,
+    /// The federation's name (its SPIFFE trust domain).
+    #[arg(long)]
+    federation: String,
+    /// A member org that runs a node: `ID` or `ID=Display name`. Repeat per org.
+    #[arg(long = "org", required = true)]
+    orgs: Vec<String>,
+    /// An auditor org (runs no node): `ID` or `ID=Display name`.
+    #[arg(long = "auditor")]
+    auditors: Vec<String>,
+    /// A member's node endpoint `ORG=HOST:PORT` (default 127.0.0.1, ports from --base-port).
+    #[arg(long = "endpoint")]
+    endpoints: Vec<String>,
+    /// First port of the default endpoints.
+    #[arg(long, default_value_t = 7101)]
+    base_port: u16,
+    /// Overwrite an existing federation in --dir.
+    #[arg(long)]
+    force: bool,
+}
+
+pub(crate) fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Init(args) => init(args),
+    }
+}
+
+fn init(args: InitArgs) -> Result<()> {
+    let mut orgs = Vec::new();
+    for (i, spec) in args.orgs.iter().enumerate() {
+        let port = args
+            .base_port
+            .checked_add(u16::try_from(i).context("too many orgs")?)
+            .context("--base-port too high for this many orgs")?;
+        let mut org = OrgPlan::parse(spec, Role::Member)?;
+        org.endpoint = Some(format!("127.0.0.1:{port}"));
+        orgs.push(org);
+    }
+    for spec in &args.auditors {
+        orgs.push(OrgPlan::parse(spec, Role::Auditor)?);
+    }
+    for spec in &args.endpoints {
+        let (id, endpoint) = spec
+            .split_once('=')
+            .with_context(|| format!("--endpoint {spec:?}: expected ORG=HOST:PORT"))?;
+        let Some(org) = orgs.iter_mut().find(|o| o.id == id) else {
+            bail!("--endpoint {spec:?}: {id} is not one of the --org members");
+        };
+        if org.role != Role::Member {
+            bail!("--endpoint {spec:?}: {id} is an auditor and runs no node");
+        }
+        org.endpoint = Some(endpoint.to_owned());
+    }
+    let plan = FederationPlan {
+        name: args.federation,
+        orgs,
+    };
+    let written = plan.write(&args.dir, args.force)?;
+    println!(
+        "federation {} written to {}",
+        plan.name,
+        args.dir.display()
+    );
+    for org in &written.orgs {
+        println!("  {:<18} {}", org.id, org.dir.display());
+    }
+    println!("  federation file    {}", written.federation_file.display());
+    Ok(())
+}

@@ -1,0 +1,290 @@
+//! `lagesbild demo`: five organisations and an auditor on loopback.
+//!
+//! Makes certificates and configs in a work folder, starts one `serve` process per
+//! member on a free loopback port, waits until every node reports healthy over
+//! mutual TLS, and prints how each node sees the federation. With `--once` it then
+//! stops the nodes and exits; otherwise it runs until Ctrl-C or SIGTERM.
+
+use crate::client::Client;
+use crate::commands::serve::shutdown_signal;
+use crate::commands::status::{federation_status, render};
+use crate::provision::{FederationPlan, OrgPlan, WrittenFederation};
+use anyhow::{bail, Context, Result};
+use lagesbild_identity::Role;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+/// The demo federation's name.
+const FEDERATION: &str = "norrmalm";
+/// The members, each running a node.
+const MEMBERS: &[&str] = &[
+    "polisen",
+    "stockholm-stad",
+    "amf-fastigheter",
+    "svensk-handel",
+    "scandic",
+];
+/// The auditor, which runs no node.
+const AUDITOR: &str = "imy";
+/// How long the nodes get to become healthy.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a node gets to stop after SIGTERM before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Work folder for certificates, configs, stores and logs.
+    #[arg(long, default_value = "lagesbild-demo")]
+    dir: PathBuf,
+    /// Exit once the federation's status is shown, instead of running until Ctrl-C.
+    #[arg(long)]
+    once: bool,
+}
+
+pub(crate) async fn run(args: Args) -> Result<()> {
+    let started = Instant::now();
+    clear_previous_demo(&args.dir)?;
+    let ports = free_loopback_ports(MEMBERS.len())?;
+    let mut orgs = Vec::new();
+    for (id, port) in MEMBERS.iter().zip(&ports) {
+        let mut org = OrgPlan::parse(id, Role::Member)?;
+        org.endpoint = Some(format!("127.0.0.1:{port}"));
+        orgs.push(org);
+    }
+    orgs.push(OrgPlan::parse(AUDITOR, Role::Auditor)?);
+    let plan = FederationPlan {
+        name: FEDERATION.into(),
+        orgs,
+    };
+    let written = plan.write(&args.dir, true)?;
+    println!(
+        "Lägesbild demo: federation {FEDERATION:?} in {}",
+        args.dir.display()
+    );
+    println!(
+        "  certificates, keys and configs for {} members and the auditor {AUDITOR}",
+        MEMBERS.len()
+    );
+
+    let mut nodes = Nodes::default();
+    let outcome = async {
+        for org in MEMBERS {
+            nodes.start(&written, org).await?;
+        }
+        wait_until_healthy(&written, &mut nodes).await?;
+        println!(
+            "all {} nodes healthy after {:.1} s\n",
+            MEMBERS.len(),
+            started.elapsed().as_secs_f64()
+        );
+        show_status(&written).await
+    }
+    .await;
+    if outcome.is_ok() && !args.once {
+        println!("running; press Ctrl-C to stop every node");
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            exited = nodes.first_exit() => println!("{exited}; stopping the others"),
+        }
+    }
+    let stopped = nodes.stop_all().await;
+    outcome?;
+    stopped?;
+    println!("all nodes stopped");
+    Ok(())
+}
+
+/// Removes what an earlier demo left in `dir` (only the files it makes).
+fn clear_previous_demo(dir: &Path) -> Result<()> {
+    if !dir.join("federation.toml").exists() {
+        return Ok(());
+    }
+    for org in MEMBERS.iter().chain([&AUDITOR]) {
+        let org_dir = dir.join(org);
+        if org_dir.exists() {
+            std::fs::remove_dir_all(&org_dir)
+                .with_context(|| format!("removing the previous demo's {}", org_dir.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Ports the kernel hands out as free right now. They are released before the
+/// nodes bind them; on a loopback-only demo the window is harmless.
+fn free_loopback_ports(count: usize) -> Result<Vec<u16>> {
+    let listeners = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()
+        .context("finding free loopback ports")?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
+}
+
+struct RunningNode {
+    org: String,
+    log: PathBuf,
+    child: Child,
+}
+
+#[derive(Default)]
+struct Nodes {
+    running: Vec<RunningNode>,
+}
+
+impl Nodes {
+    async fn start(&mut self, written: &WrittenFederation, org: &str) -> Result<()> {
+        let files = written.org(org).context("org missing from the plan")?;
+        let config = files.node_config.as_ref().context("member without a node config")?;
+        let log = files.dir.join("node.log");
+        let log_file =
+            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let exe = std::env::current_exe().context("finding the lagesbild executable")?;
+        let child = Command::new(exe)
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {org}'s node"))?;
+        let endpoint = written_endpoint(written, org)?;
+        println!(
+            "  started {org:<18} {endpoint:<22} pid {}",
+            child.id().unwrap_or(0)
+        );
+        self.running.push(RunningNode {
+            org: org.to_owned(),
+            log,
+            child,
+        });
+        Ok(())
+    }
+
+    /// A line saying which node exited first; pends forever if none runs.
+    async fn first_exit(&mut self) -> String {
+        if self.running.is_empty() {
+            return std::future::pending().await;
+        }
+        let waits = self.running.iter_mut().map(|n| {
+            Box::pin(async move {
+                let status = n.child.wait().await;
+                format!("{}'s node exited ({status:?}); see {}", n.org, n.log.display())
+            })
+        });
+        futures::future::select_all(waits).await.0
+    }
+
+    /// SIGTERM to every node, then wait; a node that doesn't stop in time is killed.
+    async fn stop_all(&mut self) -> Result<()> {
+        for node in &self.running {
+            if let Some(pid) = node.child.id() {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+            }
+        }
+        let mut unclean = Vec::new();
+        for node in &mut self.running {
+            match tokio::time::timeout(STOP_TIMEOUT, node.child.wait()).await {
+                Ok(Ok(status)) if status.success() => {}
+                Ok(Ok(status)) => unclean.push(format!("{} ({status})", node.org)),
+                Ok(Err(e)) => unclean.push(format!("{} ({e})", node.org)),
+                Err(_) => {
+                    let _ = node.child.kill().await;
+                    unclean.push(format!("{} (killed after {:?})", node.org, STOP_TIMEOUT));
+                }
+            }
+        }
+        self.running.clear();
+        if !unclean.is_empty() {
+            bail!("nodes that did not stop cleanly: {}", unclean.join(", "));
+        }
+        Ok(())
+    }
+}
+
+fn written_endpoint(written: &WrittenFederation, org: &str) -> Result<String> {
+    let client = Client::load(&written.org(org).context("unknown org")?.client_config)?;
+    client
+        .config
+        .node
+        .context("member without a node endpoint")
+}
+
+/// Polls each node's standard health service over mutual TLS until it serves.
+async fn wait_until_healthy(written: &WrittenFederation, nodes: &mut Nodes) -> Result<()> {
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    for node in &mut nodes.running {
+        let client = Client::load(&written.org(&node.org).context("unknown org")?.client_config)?;
+        let mut health = HealthClient::new(client.own_node()?);
+        loop {
+            if let Some(status) = node.child.try_wait()? {
+                bail!(
+                    "{}'s node exited during start-up ({status}); last lines of {}:\n{}",
+                    node.org,
+                    node.log.display(),
+                    tail(&node.log, 5)
+                );
+            }
+            let check = health.check(HealthCheckRequest {
+                service: String::new(),
+            });
+            match tokio::time::timeout(Duration::from_secs(1), check).await {
+                Ok(Ok(r)) if r.get_ref().status == ServingStatus::Serving as i32 => break,
+                _ if Instant::now() > deadline => bail!(
+                    "{}'s node is not healthy after {:?}; see {}",
+                    node.org,
+                    STARTUP_TIMEOUT,
+                    node.log.display()
+                ),
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Prints the full table from the first member's view and a line per other member.
+async fn show_status(written: &WrittenFederation) -> Result<()> {
+    for (i, org) in MEMBERS.iter().enumerate() {
+        let client = Client::load(&written.org(org).context("unknown org")?.client_config)?;
+        let status = federation_status(&client, 2000).await?;
+        let nodes: Vec<_> = status.peers.iter().filter(|p| !p.endpoint.is_empty()).collect();
+        let reachable = nodes.iter().filter(|p| p.reachable).count();
+        if i == 0 {
+            println!("{}", render(&status));
+            println!("every node's view of its peers:");
+        }
+        let unreachable: Vec<_> = nodes
+            .iter()
+            .filter(|p| !p.reachable)
+            .map(|p| p.org.as_str())
+            .collect();
+        println!(
+            "  {org:<18} reaches {reachable} of {} peer nodes{}",
+            nodes.len(),
+            if unreachable.is_empty() {
+                String::new()
+            } else {
+                format!(" (not: {})", unreachable.join(", "))
+            }
+        );
+    }
+    println!();
+    Ok(())
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<_> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

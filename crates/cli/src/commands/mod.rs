@@ -1,0 +1,6 @@
+//! One module per subcommand.
+
+pub(crate) mod certs;
+pub(crate) mod demo;
+pub(crate) mod serve;
+pub(crate) mod status;

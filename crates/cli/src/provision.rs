@@ -1,0 +1,231 @@
+//! Laying out a federation's files: what `certs init` and `demo` write.
+//!
+//! ```text
+//! DIR/federation.toml        every member: id, name, role, endpoint, CA, token key
+//! DIR/<org>/ca.pem, ca.key   the org's development CA
+//! DIR/<org>/node.pem, .key   the node certificate (members only)
+//! DIR/<org>/client.pem, .key the certificate of the org's people and tools
+//! DIR/<org>/token.key, .pub  the Ed25519 token-signing key pair
+//! DIR/<org>/node.toml        the node's config (members only)
+//! DIR/<org>/policy.toml      the node's policy: deny by default (members only)
+//! DIR/<org>/client.toml      the config of the org's command-line tools
+//! ```
+
+use crate::client::ClientConfig;
+use anyhow::{bail, Context, Result};
+use lagesbild_identity::certs::{CertificateAuthority, LeafSpec, TokenKey};
+use lagesbild_identity::federation::FORMAT_VERSION;
+use lagesbild_identity::spiffe::valid_segment;
+use lagesbild_identity::{Federation, Member, Role};
+use lagesbild_node::config::{NodeConfig, TlsSection};
+use std::path::{Path, PathBuf};
+
+/// One organisation to provision.
+#[derive(Debug, Clone)]
+pub struct OrgPlan {
+    /// Organisation id.
+    pub id: String,
+    /// Display name.
+    pub display_name: String,
+    /// Member or auditor.
+    pub role: Role,
+    /// Node endpoint `host:port` (members only).
+    pub endpoint: Option<String>,
+}
+
+impl OrgPlan {
+    /// Parses `ID` or `ID=Display name`; well-known ids get their proper names.
+    pub fn parse(spec: &str, role: Role) -> Result<Self> {
+        let (id, display_name) = match spec.split_once('=') {
+            Some((id, name)) => (id.to_owned(), name.to_owned()),
+            None => (spec.to_owned(), display_name_of(spec).to_owned()),
+        };
+        if !valid_segment(&id) {
+            bail!("org id {id:?}: use lower-case letters, digits, '-', '_' or '.'");
+        }
+        Ok(Self {
+            id,
+            display_name,
+            role,
+            endpoint: None,
+        })
+    }
+}
+
+/// Proper names of the organisations of the Norrmalm collaboration.
+pub fn display_name_of(id: &str) -> &str {
+    match id {
+        "polisen" => "Polisen",
+        "stockholm-stad" => "Stockholms stad",
+        "amf-fastigheter" => "AMF Fastigheter",
+        "svensk-handel" => "Svensk Handel",
+        "scandic" => "Scandic",
+        "imy" => "Integritetsskyddsmyndigheten",
+        other => other,
+    }
+}
+
+/// A whole federation to provision.
+#[derive(Debug, Clone)]
+pub struct FederationPlan {
+    /// Federation name.
+    pub name: String,
+    /// Its organisations.
+    pub orgs: Vec<OrgPlan>,
+}
+
+/// Where the files of one org went.
+#[derive(Debug, Clone)]
+pub struct WrittenOrg {
+    /// Organisation id.
+    pub id: String,
+    /// Its folder.
+    pub dir: PathBuf,
+    /// Its node config, for members.
+    pub node_config: Option<PathBuf>,
+    /// The config of its command-line tools.
+    pub client_config: PathBuf,
+}
+
+/// Where the files of a federation went.
+#[derive(Debug, Clone)]
+pub struct WrittenFederation {
+    /// The federation file.
+    pub federation_file: PathBuf,
+    /// Per org, in plan order.
+    pub orgs: Vec<WrittenOrg>,
+}
+
+impl WrittenFederation {
+    /// The files of `org`.
+    pub fn org(&self, id: &str) -> Option<&WrittenOrg> {
+        self.orgs.iter().find(|o| o.id == id)
+    }
+}
+
+impl FederationPlan {
+    /// Makes fresh credentials for every org and writes every file under `dir`.
+    pub fn write(&self, dir: &Path, overwrite: bool) -> Result<WrittenFederation> {
+        let federation_file = dir.join("federation.toml");
+        if federation_file.exists() && !overwrite {
+            bail!(
+                "{} already exists: choose another --dir or pass --force to replace it",
+                federation_file.display()
+            );
+        }
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut members = Vec::new();
+        let mut written = Vec::new();
+        for org in &self.orgs {
+            let org_dir = dir.join(&org.id);
+            std::fs::create_dir_all(&org_dir)
+                .with_context(|| format!("creating {}", org_dir.display()))?;
+            let ca = CertificateAuthority::generate(&self.name, &org.id)?;
+            write_pair(&org_dir, "ca", &ca.certified.cert_pem, &ca.certified.key_pem)?;
+            let client = ca.issue(&LeafSpec::client(&self.name, &org.id))?;
+            write_pair(&org_dir, "client", &client.cert_pem, &client.key_pem)?;
+            let token = TokenKey::generate()?;
+            write_secret(&org_dir.join("token.key"), &token.private_pem)?;
+            write_file(&org_dir.join("token.pub"), &token.public_pem)?;
+
+            let node_config = match (&org.role, &org.endpoint) {
+                (Role::Member, Some(endpoint)) => {
+                    let host = endpoint
+                        .rsplit_once(':')
+                        .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
+                        .with_context(|| format!("endpoint {endpoint:?}: expected HOST:PORT"))?;
+                    let node = ca.issue(&LeafSpec::node(&self.name, &org.id, &[host.to_owned()]))?;
+                    write_pair(&org_dir, "node", &node.cert_pem, &node.key_pem)?;
+                    write_file(&org_dir.join("policy.toml"), DENY_ALL_POLICY)?;
+                    let config = NodeConfig {
+                        version: lagesbild_node::config::FORMAT_VERSION,
+                        org: org.id.clone(),
+                        listen: endpoint.clone(),
+                        data_dir: "data".into(),
+                        federation: "../federation.toml".into(),
+                        policy: "policy.toml".into(),
+                        token_key: "token.key".into(),
+                        tls: TlsSection {
+                            cert: "node.pem".into(),
+                            key: "node.key".into(),
+                        },
+                    };
+                    let path = org_dir.join("node.toml");
+                    write_file(&path, &toml::to_string_pretty(&config)?)?;
+                    Some(path)
+                }
+                (Role::Member, None) => bail!("member {} has no endpoint", org.id),
+                (Role::Auditor, _) => None,
+            };
+            let client_config = ClientConfig {
+                version: crate::client::FORMAT_VERSION,
+                org: org.id.clone(),
+                node: org.endpoint.clone(),
+                federation: "../federation.toml".into(),
+                token_key: "token.key".into(),
+                tls: TlsSection {
+                    cert: "client.pem".into(),
+                    key: "client.key".into(),
+                },
+            };
+            let client_path = org_dir.join("client.toml");
+            write_file(&client_path, &toml::to_string_pretty(&client_config)?)?;
+
+            members.push(Member {
+                id: org.id.clone(),
+                display_name: org.display_name.clone(),
+                role: org.role,
+                endpoint: org.endpoint.clone(),
+                ca_cert: ca.certified.cert_pem.clone(),
+                token_public_key: token.public_pem,
+            });
+            written.push(WrittenOrg {
+                id: org.id.clone(),
+                dir: org_dir,
+                node_config,
+                client_config: client_path,
+            });
+        }
+        let federation = Federation {
+            version: FORMAT_VERSION,
+            name: self.name.clone(),
+            members,
+        };
+        federation.check()?;
+        federation.save(&federation_file)?;
+        Ok(WrittenFederation {
+            federation_file,
+            orgs: written,
+        })
+    }
+}
+
+const DENY_ALL_POLICY: &str = "\
+# What each peer organisation may receive from this node. Deny by default:
+# a peer not named here gets nothing.
+version = 1
+";
+
+fn write_pair(dir: &Path, stem: &str, cert_pem: &str, key_pem: &str) -> Result<()> {
+    write_file(&dir.join(format!("{stem}.pem")), cert_pem)?;
+    write_secret(&dir.join(format!("{stem}.key")), key_pem)
+}
+
+fn write_file(path: &Path, content: &str) -> Result<()> {
+    std::fs::write(path, content).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Private keys are readable by their owner only.
+fn write_secret(path: &Path, content: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(content.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}

@@ -1,0 +1,147 @@
+//! `node.toml`: one node's configuration.
+//!
+//! Strict and versioned: unknown keys are errors, relative paths are resolved
+//! against the directory of the config file, and [`NodeConfig::load`] checks every
+//! file it names, so a bad config stops the node with one line naming the problem.
+
+use crate::NodeError;
+use lagesbild_identity::spiffe::SpiffeId;
+use lagesbild_identity::{Federation, Role, TlsFiles};
+use lagesbild_policy::Policy;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The only config format this version reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Certificate and key files, as written in the config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// The node's certificate chain (PEM, leaf first).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+}
+
+/// The content of `node.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Format version; must be [`FORMAT_VERSION`].
+    pub version: u32,
+    /// The organisation this node belongs to; a member of the federation.
+    pub org: String,
+    /// `host:port` to listen on.
+    pub listen: String,
+    /// Directory of the node's embedded store.
+    pub data_dir: PathBuf,
+    /// The federation file.
+    pub federation: PathBuf,
+    /// The policy file.
+    pub policy: PathBuf,
+    /// The org's Ed25519 token-signing key (PKCS#8 PEM).
+    pub token_key: PathBuf,
+    /// The node's certificate and key.
+    pub tls: TlsSection,
+}
+
+/// A checked configuration with everything it names loaded.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// Where the config was read from.
+    pub path: PathBuf,
+    /// The config, with paths made absolute.
+    pub config: NodeConfig,
+    /// The federation file's content.
+    pub federation: Federation,
+    /// The policy in force at start-up.
+    pub policy: Policy,
+    /// The node's certificate and key files.
+    pub tls: TlsFiles,
+}
+
+impl NodeConfig {
+    /// Reads `path` and every file it names, checking each.
+    pub fn load(path: &Path) -> Result<LoadedConfig, NodeError> {
+        let fail = |message: String| NodeError::Config {
+            path: path.to_owned(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        let mut config: NodeConfig = toml::from_str(&text).map_err(|e| fail(toml_message(&text, &e)))?;
+        if config.version != FORMAT_VERSION {
+            return Err(fail(format!(
+                "version {} is not supported (expected {FORMAT_VERSION})",
+                config.version
+            )));
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [
+            &mut config.data_dir,
+            &mut config.federation,
+            &mut config.policy,
+            &mut config.token_key,
+            &mut config.tls.cert,
+            &mut config.tls.key,
+        ] {
+            *p = base.join(&*p);
+        }
+        let federation = Federation::load(&config.federation)
+            .map_err(|e| fail(format!("federation: {e}")))?;
+        match federation.member(&config.org) {
+            None => {
+                return Err(fail(format!(
+                    "org {:?} is not a member of the federation in {}",
+                    config.org,
+                    config.federation.display()
+                )))
+            }
+            Some(m) if m.role != Role::Member => {
+                return Err(fail(format!(
+                    "org {:?} is an auditor in the federation and runs no node",
+                    config.org
+                )))
+            }
+            Some(_) => {}
+        }
+        let policy = Policy::load(&config.policy).map_err(|e| fail(format!("policy: {e}")))?;
+        let tls = TlsFiles {
+            cert: config.tls.cert.clone(),
+            key: config.tls.key.clone(),
+        };
+        let (chain, _key) = tls.load().map_err(|e| fail(format!("tls: {e}")))?;
+        let expected = SpiffeId::new(&federation.name, &config.org, "node");
+        match SpiffeId::from_certificate(chain[0].as_ref()) {
+            Ok(id) if id == expected => {}
+            Ok(id) => {
+                return Err(fail(format!(
+                    "tls.cert {} is for {id}, expected {expected}",
+                    config.tls.cert.display()
+                )))
+            }
+            Err(e) => return Err(fail(format!("tls.cert {}: {e}", config.tls.cert.display()))),
+        }
+        std::fs::read(&config.token_key)
+            .map_err(|e| fail(format!("token_key {}: {e}", config.token_key.display())))?;
+        Ok(LoadedConfig {
+            path: path.to_owned(),
+            config,
+            federation,
+            policy,
+            tls,
+        })
+    }
+}
+
+/// One line: toml's message with the line number, without its source excerpt.
+fn toml_message(text: &str, error: &toml::de::Error) -> String {
+    match error.span() {
+        Some(span) => format!(
+            "line {}: {}",
+            text[..span.start].matches('\n').count() + 1,
+            error.message()
+        ),
+        None => error.message().to_owned(),
+    }
+}

@@ -1,0 +1,132 @@
+//! Running a node: bind, wire the services behind mutual TLS, serve until shutdown.
+
+use crate::config::{LoadedConfig, NodeConfig};
+use crate::peers::PeerChannels;
+use crate::services::node_service::NodeApi;
+use crate::NodeError;
+use lagesbild_identity::tls::server_config;
+use lagesbild_proto::v1::node_service_server::NodeServiceServer;
+use lagesbild_transport::{serve_tls, ChannelOptions};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tonic::transport::Server;
+
+/// A node ready to serve: configuration loaded, store open, listener bound.
+pub struct Node {
+    loaded: LoadedConfig,
+    listener: TcpListener,
+    store: sled::Db,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("org", &self.loaded.config.org)
+            .field("listen", &self.listener.local_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Loads `config_path`, opens the store and binds the listen address.
+    pub async fn open(config_path: &Path) -> Result<Self, NodeError> {
+        let loaded = NodeConfig::load(config_path)?;
+        let data_dir = &loaded.config.data_dir;
+        let store = sled::Config::new()
+            .path(data_dir.join("store"))
+            .open()
+            .map_err(|e| NodeError::Store {
+                path: data_dir.clone(),
+                message: e.to_string(),
+            })?;
+        let address = loaded.config.listen.clone();
+        let listener = TcpListener::bind(&address)
+            .await
+            .map_err(|source| NodeError::Bind { address, source })?;
+        Ok(Self {
+            loaded,
+            listener,
+            store,
+        })
+    }
+
+    /// The address the node listens on.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight calls and
+    /// flushes the store.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), NodeError> {
+        let Node {
+            loaded,
+            listener,
+            store,
+        } = self;
+        let federation = Arc::new(loaded.federation);
+        let org = loaded.config.org.clone();
+        let (chain, key) = loaded.tls.load().map_err(|e| NodeError::Config {
+            path: loaded.path.clone(),
+            message: format!("tls: {e}"),
+        })?;
+        let tls = server_config(&federation, chain, key).map_err(|e| NodeError::Config {
+            path: loaded.path.clone(),
+            message: e.to_string(),
+        })?;
+        let peers = PeerChannels::connect(&federation, &org, &loaded.tls, ChannelOptions::default())
+            .map_err(|message| NodeError::Config {
+                path: loaded.path.clone(),
+                message,
+            })?;
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<NodeServiceServer<NodeApi>>()
+            .await;
+        let reflection_v1 = reflection()
+            .build_v1()
+            .map_err(|e| NodeError::Startup(format!("reflection: {e}")))?;
+        let reflection_v1alpha = reflection()
+            .build_v1alpha()
+            .map_err(|e| NodeError::Startup(format!("reflection: {e}")))?;
+
+        let node_service = NodeServiceServer::new(NodeApi::new(org.clone(), federation.clone(), peers));
+        let local = listener.local_addr().ok();
+        let incoming = serve_tls(listener, tls, federation);
+        tracing::info!(%org, listen = ?local, version = crate::VERSION, "node serving");
+        Server::builder()
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(node_service)
+            .serve_with_incoming_shutdown(incoming, async {
+                shutdown.await;
+                health.set_not_serving::<NodeServiceServer<NodeApi>>().await;
+                tracing::info!("shutting down: finishing in-flight calls");
+            })
+            .await?;
+        store.flush_async().await.map_err(|e| NodeError::Store {
+            path: loaded.config.data_dir.clone(),
+            message: e.to_string(),
+        })?;
+        tracing::info!(%org, "node stopped");
+        Ok(())
+    }
+}
+
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(lagesbild_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+}
+
+/// Opens and runs the node of `config_path` until `shutdown` completes.
+pub async fn serve(
+    config_path: &Path,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), NodeError> {
+    Node::open(config_path).await?.run(shutdown).await
+}

@@ -1,0 +1,13 @@
+//! The gRPC services of a node.
+
+pub mod node_service;
+
+use lagesbild_transport::PeerInfo;
+use tonic::{Request, Status};
+
+/// The verified caller of a request, or `UNAUTHENTICATED` if the request did not
+/// come through the mutual-TLS acceptor (which can't happen on a served node).
+pub fn caller<T>(request: &Request<T>) -> Result<&PeerInfo, Status> {
+    lagesbild_transport::peer_of(request)
+        .ok_or_else(|| Status::unauthenticated("no verified client certificate"))
+}

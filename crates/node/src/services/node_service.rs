@@ -1,0 +1,139 @@
+//! `lagesbild.v1.NodeService`: who this node is and how it sees its peers.
+
+use super::caller;
+use crate::peers::PeerChannels;
+use crate::VERSION;
+use futures::future::join_all;
+use lagesbild_identity::{Federation, Member, Role};
+use lagesbild_proto::v1::node_service_client::NodeServiceClient;
+use lagesbild_proto::v1::node_service_server::NodeService;
+use lagesbild_proto::v1::{
+    FederationStatusRequest, FederationStatusResponse, InfoRequest, InfoResponse, MemberRole,
+    PeerStatus,
+};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tonic::{Request, Response, Status};
+
+/// How long `FederationStatus` waits for each peer unless told otherwise.
+pub const DEFAULT_STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+/// The longest wait a caller may ask for.
+const MAX_STATUS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The node service of one node.
+#[derive(Debug, Clone)]
+pub struct NodeApi {
+    org: String,
+    federation: Arc<Federation>,
+    peers: PeerChannels,
+}
+
+impl NodeApi {
+    /// The service of `org`'s node.
+    pub fn new(org: String, federation: Arc<Federation>, peers: PeerChannels) -> Self {
+        Self {
+            org,
+            federation,
+            peers,
+        }
+    }
+
+    async fn status_of(&self, member: &Member, timeout: Duration) -> PeerStatus {
+        let mut status = PeerStatus {
+            org: member.id.clone(),
+            display_name: member.display_name.clone(),
+            role: match member.role {
+                Role::Member => MemberRole::Member,
+                Role::Auditor => MemberRole::Auditor,
+            } as i32,
+            endpoint: member.endpoint.clone().unwrap_or_default(),
+            ..PeerStatus::default()
+        };
+        let Some(channel) = self.peers.get(&member.id) else {
+            status.error = "runs no node".into();
+            return status;
+        };
+        let mut client = NodeServiceClient::new(channel.clone());
+        let deadline = Instant::now() + timeout;
+        // The first call may include connecting; the round trip is measured on the
+        // established channel, as every later call uses it.
+        let info = async {
+            client.info(InfoRequest {}).await?;
+            let started = Instant::now();
+            let info = client.info(InfoRequest {}).await?;
+            Ok::<_, Status>((info.into_inner(), started.elapsed()))
+        };
+        match tokio::time::timeout_at(deadline.into(), info).await {
+            Ok(Ok((info, rtt))) => {
+                status.rtt_micros = rtt.as_micros() as u64;
+                if info.org != member.id {
+                    status.error = format!("answered as {:?}", info.org);
+                } else {
+                    status.reachable = true;
+                }
+                status.version = info.version;
+                status.seen_as = info.caller_org;
+            }
+            Ok(Err(e)) => status.error = describe(&e),
+            Err(_) => status.error = format!("no answer within {} ms", timeout.as_millis()),
+        }
+        status
+    }
+}
+
+/// A status as one line: transport errors carry their cause in the source chain.
+fn describe(status: &Status) -> String {
+    let mut text = format!("{:?}: {}", status.code(), status.message());
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[tonic::async_trait]
+impl NodeService for NodeApi {
+    async fn info(&self, request: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
+        let caller = caller(&request)?;
+        let own = self
+            .federation
+            .member(&self.org)
+            .ok_or_else(|| Status::internal("own org missing from federation"))?;
+        Ok(Response::new(InfoResponse {
+            org: self.org.clone(),
+            display_name: own.display_name.clone(),
+            federation: self.federation.name.clone(),
+            version: VERSION.to_owned(),
+            caller_org: caller.identity.org.clone(),
+        }))
+    }
+
+    async fn federation_status(
+        &self,
+        request: Request<FederationStatusRequest>,
+    ) -> Result<Response<FederationStatusResponse>, Status> {
+        let caller = caller(&request)?;
+        if caller.identity.org != self.org {
+            return Err(Status::permission_denied(format!(
+                "federation status is for {}'s own people and tools, not {}",
+                self.org, caller.identity.org
+            )));
+        }
+        let timeout = match request.get_ref().timeout_ms {
+            0 => DEFAULT_STATUS_TIMEOUT,
+            ms => Duration::from_millis(ms.into()).min(MAX_STATUS_TIMEOUT),
+        };
+        let peers = join_all(
+            self.federation
+                .peers_of(&self.org)
+                .map(|member| self.status_of(member, timeout)),
+        )
+        .await;
+        Ok(Response::new(FederationStatusResponse {
+            org: self.org.clone(),
+            peers,
+        }))
+    }
+}
