@@ -43,8 +43,8 @@ pub struct Client {
 impl Client {
     /// Reads `path` and the federation file it names.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("config {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("config {}", path.display()))?;
         let mut config: ClientConfig =
             toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;
         if config.version != FORMAT_VERSION {
@@ -99,7 +99,10 @@ impl Client {
     /// A channel to the org's own node, at the endpoint `client.toml` names.
     pub fn own_node(&self) -> Result<Channel> {
         let Some(endpoint) = &self.config.node else {
-            bail!("{} runs no node (no `node` in its client config)", self.config.org);
+            bail!(
+                "{} runs no node (no `node` in its client config)",
+                self.config.org
+            );
         };
         self.channel_at(&self.config.org, endpoint)
     }

@@ -121,7 +121,12 @@ impl FederationPlan {
             std::fs::create_dir_all(&org_dir)
                 .with_context(|| format!("creating {}", org_dir.display()))?;
             let ca = CertificateAuthority::generate(&self.name, &org.id)?;
-            write_pair(&org_dir, "ca", &ca.certified.cert_pem, &ca.certified.key_pem)?;
+            write_pair(
+                &org_dir,
+                "ca",
+                &ca.certified.cert_pem,
+                &ca.certified.key_pem,
+            )?;
             let client = ca.issue(&LeafSpec::client(&self.name, &org.id))?;
             write_pair(&org_dir, "client", &client.cert_pem, &client.key_pem)?;
             let token = TokenKey::generate()?;
@@ -134,7 +139,8 @@ impl FederationPlan {
                         .rsplit_once(':')
                         .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
                         .with_context(|| format!("endpoint {endpoint:?}: expected HOST:PORT"))?;
-                    let node = ca.issue(&LeafSpec::node(&self.name, &org.id, &[host.to_owned()]))?;
+                    let node =
+                        ca.issue(&LeafSpec::node(&self.name, &org.id, &[host.to_owned()]))?;
                     write_pair(&org_dir, "node", &node.cert_pem, &node.key_pem)?;
                     write_file(&org_dir.join("policy.toml"), DENY_ALL_POLICY)?;
                     let config = NodeConfig {

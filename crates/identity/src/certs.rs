@@ -8,8 +8,8 @@
 use crate::spiffe::{SpiffeId, NODE_WORKLOAD};
 use crate::IdentityError;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, PKCS_ECDSA_P256_SHA256, PKCS_ED25519,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, PKCS_ECDSA_P256_SHA256, PKCS_ED25519,
 };
 use std::net::IpAddr;
 use time::{Duration, OffsetDateTime};
@@ -40,7 +40,12 @@ impl CertificateAuthority {
     /// Makes a new self-signed CA for `org`.
     pub fn generate(federation: &str, org: &str) -> Result<Self, IdentityError> {
         let now = OffsetDateTime::now_utc();
-        Self::generate_valid(federation, org, now - Duration::minutes(5), now + CA_VALIDITY)
+        Self::generate_valid(
+            federation,
+            org,
+            now - Duration::minutes(5),
+            now + CA_VALIDITY,
+        )
     }
 
     /// Makes a new self-signed CA for `org` valid between two instants.
@@ -205,7 +210,11 @@ mod tests {
     fn issued_certificates_carry_their_identity() {
         let ca = CertificateAuthority::generate("norrmalm", "polisen").unwrap();
         let node = ca
-            .issue(&LeafSpec::node("norrmalm", "polisen", &["node.example".into()]))
+            .issue(&LeafSpec::node(
+                "norrmalm",
+                "polisen",
+                &["node.example".into()],
+            ))
             .unwrap();
         let der = crate::pem::parse_certificate_chain(node.cert_pem.as_bytes()).unwrap();
         let id = SpiffeId::from_certificate(&der[0]).unwrap();
@@ -217,7 +226,9 @@ mod tests {
         let ca = CertificateAuthority::generate("norrmalm", "scandic").unwrap();
         let again =
             CertificateAuthority::from_pem(&ca.certified.cert_pem, &ca.certified.key_pem).unwrap();
-        again.issue(&LeafSpec::client("norrmalm", "scandic")).unwrap();
+        again
+            .issue(&LeafSpec::client("norrmalm", "scandic"))
+            .unwrap();
     }
 
     #[test]

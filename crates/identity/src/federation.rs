@@ -85,8 +85,8 @@ impl Federation {
 
     /// Writes the federation file.
     pub fn save(&self, path: &Path) -> Result<(), IdentityError> {
-        let text = toml::to_string_pretty(self)
-            .map_err(|e| IdentityError::Federation(e.to_string()))?;
+        let text =
+            toml::to_string_pretty(self).map_err(|e| IdentityError::Federation(e.to_string()))?;
         std::fs::write(path, text).map_err(|e| IdentityError::io(path, e))
     }
 

@@ -18,9 +18,7 @@ pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, IdentityE
         .map_err(|e| IdentityError::bad_file(path, format!("no usable private key: {e}")))
 }
 
-pub(crate) fn parse_certificate_chain(
-    pem: &[u8],
-) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(crate) fn parse_certificate_chain(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("not a PEM certificate: {e}"))?;

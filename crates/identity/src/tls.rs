@@ -89,7 +89,10 @@ pub fn identify(
     })
 }
 
-fn member_id(federation: &Federation, leaf: &CertificateDer<'_>) -> Result<SpiffeId, IdentityError> {
+fn member_id(
+    federation: &Federation,
+    leaf: &CertificateDer<'_>,
+) -> Result<SpiffeId, IdentityError> {
     let id = SpiffeId::from_certificate(leaf.as_ref())?;
     if id.federation != federation.name {
         return Err(IdentityError::Spiffe(format!(
@@ -230,7 +233,8 @@ impl ClientCertVerifier for MemberClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let id = SpiffeId::from_certificate(end_entity.as_ref()).map_err(|e| refuse(e.to_string()))?;
+        let id =
+            SpiffeId::from_certificate(end_entity.as_ref()).map_err(|e| refuse(e.to_string()))?;
         if id.federation != self.federation {
             return Err(refuse(format!(
                 "client certificate names federation {:?}, not {:?}",
@@ -238,7 +242,10 @@ impl ClientCertVerifier for MemberClientVerifier {
             )));
         }
         let verifier = self.by_org.get(&id.org).ok_or_else(|| {
-            refuse(format!("client certificate names {}, which is not a member", id.org))
+            refuse(format!(
+                "client certificate names {}, which is not a member",
+                id.org
+            ))
         })?;
         // Chain to the named org's CA and no other: a member CA can't vouch for another org.
         verifier.verify_client_cert(end_entity, intermediates, now)
@@ -284,9 +291,15 @@ impl ServerCertVerifier for MemberServerVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
-        let id = SpiffeId::from_certificate(end_entity.as_ref()).map_err(|e| refuse(e.to_string()))?;
+        self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        let id =
+            SpiffeId::from_certificate(end_entity.as_ref()).map_err(|e| refuse(e.to_string()))?;
         if id.federation != self.federation || id.org != self.peer_org || !id.is_node() {
             return Err(refuse(format!(
                 "server certificate is {id}, expected the node of {}",
@@ -367,15 +380,23 @@ mod tests {
     fn client_certificate_must_name_the_org_of_its_ca() {
         let f = fixture();
         let verifier = MemberClientVerifier::new(&f.federation).unwrap();
-        let own = f.cas["polisen"].issue(&LeafSpec::client("norrmalm", "polisen")).unwrap();
-        verifier.verify_client_cert(&der(&own.cert_pem), &[], now()).unwrap();
+        let own = f.cas["polisen"]
+            .issue(&LeafSpec::client("norrmalm", "polisen"))
+            .unwrap();
+        verifier
+            .verify_client_cert(&der(&own.cert_pem), &[], now())
+            .unwrap();
 
-        let claims_other = f.cas["polisen"].issue(&LeafSpec::client("norrmalm", "scandic")).unwrap();
+        let claims_other = f.cas["polisen"]
+            .issue(&LeafSpec::client("norrmalm", "scandic"))
+            .unwrap();
         assert!(verifier
             .verify_client_cert(&der(&claims_other.cert_pem), &[], now())
             .is_err());
 
-        let other_federation = f.cas["polisen"].issue(&LeafSpec::client("annan", "polisen")).unwrap();
+        let other_federation = f.cas["polisen"]
+            .issue(&LeafSpec::client("annan", "polisen"))
+            .unwrap();
         assert!(verifier
             .verify_client_cert(&der(&other_federation.cert_pem), &[], now())
             .is_err());
@@ -386,18 +407,24 @@ mod tests {
         let f = fixture();
         let name = ServerName::try_from("127.0.0.1").unwrap();
         let verifier = server_verifier(&f.federation, "scandic").unwrap();
-        let node = f.cas["scandic"].issue(&LeafSpec::node("norrmalm", "scandic", &[])).unwrap();
+        let node = f.cas["scandic"]
+            .issue(&LeafSpec::node("norrmalm", "scandic", &[]))
+            .unwrap();
         verifier
             .verify_server_cert(&der(&node.cert_pem), &[], &name, &[], now())
             .unwrap();
 
         // polisen's genuine node certificate is not scandic's node.
-        let polisen = f.cas["polisen"].issue(&LeafSpec::node("norrmalm", "polisen", &[])).unwrap();
+        let polisen = f.cas["polisen"]
+            .issue(&LeafSpec::node("norrmalm", "polisen", &[]))
+            .unwrap();
         assert!(verifier
             .verify_server_cert(&der(&polisen.cert_pem), &[], &name, &[], now())
             .is_err());
         // scandic's CA vouching for a client workload is no node.
-        let client = f.cas["scandic"].issue(&LeafSpec::client("norrmalm", "scandic")).unwrap();
+        let client = f.cas["scandic"]
+            .issue(&LeafSpec::client("norrmalm", "scandic"))
+            .unwrap();
         assert!(verifier
             .verify_server_cert(&der(&client.cert_pem), &[], &name, &[], now())
             .is_err());
@@ -406,7 +433,9 @@ mod tests {
     #[test]
     fn identify_reads_org_role_and_fingerprint() {
         let f = fixture();
-        let node = f.cas["polisen"].issue(&LeafSpec::node("norrmalm", "polisen", &[])).unwrap();
+        let node = f.cas["polisen"]
+            .issue(&LeafSpec::node("norrmalm", "polisen", &[]))
+            .unwrap();
         let leaf = der(&node.cert_pem);
         let id = identify(&f.federation, &leaf).unwrap();
         assert_eq!(id.org, "polisen");

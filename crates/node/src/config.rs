@@ -69,7 +69,8 @@ impl NodeConfig {
             message,
         };
         let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-        let mut config: NodeConfig = toml::from_str(&text).map_err(|e| fail(toml_message(&text, &e)))?;
+        let mut config: NodeConfig =
+            toml::from_str(&text).map_err(|e| fail(toml_message(&text, &e)))?;
         if config.version != FORMAT_VERSION {
             return Err(fail(format!(
                 "version {} is not supported (expected {FORMAT_VERSION})",
@@ -87,8 +88,8 @@ impl NodeConfig {
         ] {
             *p = base.join(&*p);
         }
-        let federation = Federation::load(&config.federation)
-            .map_err(|e| fail(format!("federation: {e}")))?;
+        let federation =
+            Federation::load(&config.federation).map_err(|e| fail(format!("federation: {e}")))?;
         match federation.member(&config.org) {
             None => {
                 return Err(fail(format!(
@@ -137,11 +138,12 @@ impl NodeConfig {
 /// One line: toml's message with the line number, without its source excerpt.
 fn toml_message(text: &str, error: &toml::de::Error) -> String {
     match error.span() {
-        Some(span) => format!(
+        // A missing field is reported on the whole table; its line says nothing.
+        Some(span) if span.start > 0 => format!(
             "line {}: {}",
             text[..span.start].matches('\n').count() + 1,
             error.message()
         ),
-        None => error.message().to_owned(),
+        _ => error.message().to_owned(),
     }
 }

@@ -76,16 +76,15 @@ impl Node {
             path: loaded.path.clone(),
             message: e.to_string(),
         })?;
-        let peers = PeerChannels::connect(&federation, &org, &loaded.tls, ChannelOptions::default())
-            .map_err(|message| NodeError::Config {
-                path: loaded.path.clone(),
-                message,
-            })?;
+        let peers =
+            PeerChannels::connect(&federation, &org, &loaded.tls, ChannelOptions::default())
+                .map_err(|message| NodeError::Config {
+                    path: loaded.path.clone(),
+                    message,
+                })?;
 
         let (health, health_service) = tonic_health::server::health_reporter();
-        health
-            .set_serving::<NodeServiceServer<NodeApi>>()
-            .await;
+        health.set_serving::<NodeServiceServer<NodeApi>>().await;
         let reflection_v1 = reflection()
             .build_v1()
             .map_err(|e| NodeError::Startup(format!("reflection: {e}")))?;
@@ -93,7 +92,8 @@ impl Node {
             .build_v1alpha()
             .map_err(|e| NodeError::Startup(format!("reflection: {e}")))?;
 
-        let node_service = NodeServiceServer::new(NodeApi::new(org.clone(), federation.clone(), peers));
+        let node_service =
+            NodeServiceServer::new(NodeApi::new(org.clone(), federation.clone(), peers));
         let local = listener.local_addr().ok();
         let incoming = serve_tls(listener, tls, federation);
         tracing::info!(%org, listen = ?local, version = crate::VERSION, "node serving");

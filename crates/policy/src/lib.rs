@@ -101,6 +101,7 @@ impl Policy {
         let policy: Self = toml::from_str(text).map_err(|e| {
             let line = e
                 .span()
+                .filter(|s| s.start > 0)
                 .map(|s| text[..s.start].matches('\n').count() + 1)
                 .map(|l| format!("line {l}: "))
                 .unwrap_or_default();

@@ -74,11 +74,7 @@ fn init(args: InitArgs) -> Result<()> {
         orgs,
     };
     let written = plan.write(&args.dir, args.force)?;
-    println!(
-        "federation {} written to {}",
-        plan.name,
-        args.dir.display()
-    );
+    println!("federation {} written to {}", plan.name, args.dir.display());
     for org in &written.orgs {
         println!("  {:<18} {}", org.id, org.dir.display());
     }

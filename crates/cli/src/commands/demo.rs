@@ -143,7 +143,10 @@ struct Nodes {
 impl Nodes {
     async fn start(&mut self, written: &WrittenFederation, org: &str) -> Result<()> {
         let files = written.org(org).context("org missing from the plan")?;
-        let config = files.node_config.as_ref().context("member without a node config")?;
+        let config = files
+            .node_config
+            .as_ref()
+            .context("member without a node config")?;
         let log = files.dir.join("node.log");
         let log_file =
             std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
@@ -179,7 +182,11 @@ impl Nodes {
         let waits = self.running.iter_mut().map(|n| {
             Box::pin(async move {
                 let status = n.child.wait().await;
-                format!("{}'s node exited ({status:?}); see {}", n.org, n.log.display())
+                format!(
+                    "{}'s node exited ({status:?}); see {}",
+                    n.org,
+                    n.log.display()
+                )
             })
         });
         futures::future::select_all(waits).await.0
@@ -214,10 +221,7 @@ impl Nodes {
 
 fn written_endpoint(written: &WrittenFederation, org: &str) -> Result<String> {
     let client = Client::load(&written.org(org).context("unknown org")?.client_config)?;
-    client
-        .config
-        .node
-        .context("member without a node endpoint")
+    client.config.node.context("member without a node endpoint")
 }
 
 /// Polls each node's standard health service over mutual TLS until it serves.
@@ -258,7 +262,11 @@ async fn show_status(written: &WrittenFederation) -> Result<()> {
     for (i, org) in MEMBERS.iter().enumerate() {
         let client = Client::load(&written.org(org).context("unknown org")?.client_config)?;
         let status = federation_status(&client, 2000).await?;
-        let nodes: Vec<_> = status.peers.iter().filter(|p| !p.endpoint.is_empty()).collect();
+        let nodes: Vec<_> = status
+            .peers
+            .iter()
+            .filter(|p| !p.endpoint.is_empty())
+            .collect();
         let reachable = nodes.iter().filter(|p| p.reachable).count();
         if i == 0 {
             println!("{}", render(&status));

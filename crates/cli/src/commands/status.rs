@@ -32,7 +32,12 @@ pub(crate) async fn federation_status(
     let response = node
         .federation_status(FederationStatusRequest { timeout_ms })
         .await
-        .with_context(|| format!("asking {}'s node for the federation status", client.config.org))?;
+        .with_context(|| {
+            format!(
+                "asking {}'s node for the federation status",
+                client.config.org
+            )
+        })?;
     Ok(response.into_inner())
 }
 
@@ -56,8 +61,16 @@ pub(crate) fn render(status: &FederationStatusResponse) -> String {
         } else {
             ("NO", "-".to_owned())
         };
-        let endpoint = if peer.endpoint.is_empty() { "-" } else { &peer.endpoint };
-        let version = if peer.version.is_empty() { "-" } else { &peer.version };
+        let endpoint = if peer.endpoint.is_empty() {
+            "-"
+        } else {
+            &peer.endpoint
+        };
+        let version = if peer.version.is_empty() {
+            "-"
+        } else {
+            &peer.version
+        };
         out.push_str(&format!(
             "  {:<18} {:<8} {:<22} {:<10} {:<8} {:>9}  {}\n",
             peer.org, role, endpoint, reachable, version, rtt, peer.error

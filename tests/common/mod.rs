@@ -1,0 +1,259 @@
+//! The end-to-end harness: fresh certificates in a temporary folder, real
+//! `lagesbild serve` processes on free loopback ports, real mutual TLS.
+
+#![allow(dead_code)] // each test file uses its own part of the harness
+
+use lagesbild_identity::certs::{CertificateAuthority, CertifiedKey};
+use lagesbild_identity::tls::{client_config, provider, server_verifier, ALPN_H2};
+use lagesbild_identity::{Federation, TlsFiles};
+use lagesbild_transport::{channel, ChannelOptions};
+use rustls::ClientConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+/// The federation name every test uses.
+pub const FEDERATION: &str = "testfed";
+
+/// The `lagesbild` binary under test.
+pub fn lagesbild() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lagesbild"))
+}
+
+/// Runs `lagesbild` with `args` and returns its output.
+pub fn run(args: &[&str]) -> Output {
+    lagesbild().args(args).output().expect("run lagesbild")
+}
+
+/// Ports the kernel calls free now (released before the nodes bind them).
+pub fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<_> = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+/// A running node process, killed when dropped.
+pub struct NodeProcess {
+    pub org: String,
+    pub endpoint: String,
+    pub log: PathBuf,
+    child: Child,
+}
+
+impl NodeProcess {
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A federation of member nodes plus an auditor, made by `lagesbild certs init`.
+pub struct TestFederation {
+    pub dir: TempDir,
+    pub federation: Federation,
+    pub nodes: Vec<NodeProcess>,
+}
+
+impl TestFederation {
+    /// Makes certificates for `members` (and the auditor `audit`) and starts a
+    /// node for each member, then waits until all report healthy.
+    pub async fn start(members: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ports = free_ports(members.len());
+        let mut args = vec![
+            "certs".to_owned(),
+            "init".into(),
+            "--dir".into(),
+            dir.path().display().to_string(),
+            "--federation".into(),
+            FEDERATION.into(),
+            "--auditor".into(),
+            "audit".into(),
+        ];
+        for (org, port) in members.iter().zip(&ports) {
+            args.extend([
+                "--org".into(),
+                (*org).into(),
+                "--endpoint".into(),
+                format!("{org}=127.0.0.1:{port}"),
+            ]);
+        }
+        let out = lagesbild().args(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "certs init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let federation = Federation::load(&dir.path().join("federation.toml")).unwrap();
+        let mut fed = Self {
+            dir,
+            federation,
+            nodes: Vec::new(),
+        };
+        for (org, port) in members.iter().zip(&ports) {
+            fed.spawn(org, &format!("127.0.0.1:{port}"));
+        }
+        for org in members {
+            fed.wait_healthy(org).await;
+        }
+        fed
+    }
+
+    fn spawn(&mut self, org: &str, endpoint: &str) {
+        let log = self.dir.path().join(org).join("node.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let child = lagesbild()
+            .args(["serve", "--config"])
+            .arg(self.org_dir(org).join("node.toml"))
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        self.nodes.push(NodeProcess {
+            org: org.into(),
+            endpoint: endpoint.into(),
+            log,
+            child,
+        });
+    }
+
+    /// Waits until `org`'s node answers the standard health check over mTLS.
+    pub async fn wait_healthy(&mut self, org: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let channel = self.channel(org, self.client_tls(org, org));
+        let mut health = HealthClient::new(channel);
+        loop {
+            let node = self.nodes.iter_mut().find(|n| n.org == org).unwrap();
+            if let Some(status) = node.child.try_wait().unwrap() {
+                panic!("{org}'s node exited ({status}):\n{}", node.log_text());
+            }
+            match health.check(HealthCheckRequest::default()).await {
+                Ok(r) if r.get_ref().status == ServingStatus::Serving as i32 => return,
+                _ if Instant::now() > deadline => {
+                    panic!("{org}'s node not healthy:\n{}", node.log_text())
+                }
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    pub fn org_dir(&self, org: &str) -> PathBuf {
+        self.dir.path().join(org)
+    }
+
+    pub fn endpoint(&self, org: &str) -> String {
+        self.federation
+            .member(org)
+            .unwrap()
+            .endpoint
+            .clone()
+            .unwrap()
+    }
+
+    /// Kills `org`'s node.
+    pub fn kill(&mut self, org: &str) {
+        self.nodes.retain(|n| n.org != org);
+    }
+
+    /// The client certificate and key that `certs init` made for `org`.
+    pub fn client_files(&self, org: &str) -> TlsFiles {
+        TlsFiles {
+            cert: self.org_dir(org).join("client.pem"),
+            key: self.org_dir(org).join("client.key"),
+        }
+    }
+
+    /// The TLS a tool of `org` uses to reach `node_org`'s node.
+    pub fn client_tls(&self, org: &str, node_org: &str) -> Arc<ClientConfig> {
+        let (chain, key) = self.client_files(org).load().unwrap();
+        client_config(&self.federation, node_org, chain, key).unwrap()
+    }
+
+    /// TLS 1.3 to `node_org`'s node presenting `cert` (PEM pair).
+    pub fn tls_with(&self, node_org: &str, cert: &CertifiedKey) -> Arc<ClientConfig> {
+        let chain = vec![CertificateDer::from_pem_slice(cert.cert_pem.as_bytes()).unwrap()];
+        let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).unwrap();
+        client_config(&self.federation, node_org, chain, key).unwrap()
+    }
+
+    /// TLS 1.3 to `node_org`'s node presenting no certificate at all.
+    pub fn tls_without_certificate(&self, node_org: &str) -> Arc<ClientConfig> {
+        let mut config = ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(server_verifier(&self.federation, node_org).unwrap())
+            .with_no_client_auth();
+        config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        Arc::new(config)
+    }
+
+    /// TLS 1.2 only, with `org`'s genuine client certificate.
+    pub fn tls12_only(&self, org: &str, node_org: &str) -> Arc<ClientConfig> {
+        let (chain, key) = self.client_files(org).load().unwrap();
+        let mut config = ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(server_verifier(&self.federation, node_org).unwrap())
+            .with_client_auth_cert(chain, key)
+            .unwrap();
+        config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        Arc::new(config)
+    }
+
+    /// `org`'s own CA, loaded from the files `certs init` wrote.
+    pub fn ca_of(&self, org: &str) -> CertificateAuthority {
+        let dir = self.org_dir(org);
+        CertificateAuthority::from_pem(
+            &std::fs::read_to_string(dir.join("ca.pem")).unwrap(),
+            &std::fs::read_to_string(dir.join("ca.key")).unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// A fresh channel to `node_org`'s node.
+    pub fn channel(&self, node_org: &str, tls: Arc<ClientConfig>) -> Channel {
+        channel(&self.endpoint(node_org), tls, ChannelOptions::default()).unwrap()
+    }
+
+    /// One health check of `node_org`'s node over `tls`.
+    pub async fn health(
+        &self,
+        node_org: &str,
+        tls: Arc<ClientConfig>,
+    ) -> Result<ServingStatus, tonic::Status> {
+        let mut health = HealthClient::new(self.channel(node_org, tls));
+        let response = tokio::time::timeout(
+            Duration::from_secs(10),
+            health.check(HealthCheckRequest::default()),
+        )
+        .await
+        .map_err(|_| tonic::Status::deadline_exceeded("health check timed out"))??;
+        Ok(ServingStatus::try_from(response.into_inner().status).unwrap())
+    }
+}
+
+/// The text of a file.
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap()
+}

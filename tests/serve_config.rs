@@ -1,0 +1,139 @@
+//! A bad node configuration stops `serve` with one clear line naming the file
+//! and the problem, and a good one starts.
+
+mod common;
+
+use common::{free_ports, lagesbild, read, FEDERATION};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// `certs init` for one member; returns the folder and the node config path.
+fn provision() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_ports(1)[0];
+    let out = lagesbild()
+        .args([
+            "certs",
+            "init",
+            "--federation",
+            FEDERATION,
+            "--org",
+            "alpha",
+            "--dir",
+        ])
+        .arg(dir.path())
+        .args(["--endpoint", &format!("alpha=127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config = dir.path().join("alpha/node.toml");
+    (dir, config)
+}
+
+/// Runs `serve` on `config`; returns `None` if it is still running after a while
+/// (it started), or its exit code and standard error.
+fn serve(config: &Path) -> Option<(i32, String)> {
+    let mut child = lagesbild()
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            let output = child.wait_with_output().unwrap();
+            return Some((
+                status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+fn assert_refused(config: &Path, problem: &str) {
+    let (code, stderr) = serve(config).expect("serve started with a bad config");
+    assert_ne!(code, 0);
+    let lines: Vec<_> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line, got: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    assert!(
+        lines[0].contains(&config.display().to_string()),
+        "names the file: {stderr}"
+    );
+    assert!(lines[0].contains(problem), "says {problem:?}: {stderr}");
+}
+
+fn edit(config: &Path, from: &str, to: &str) {
+    let text = read(config);
+    assert!(text.contains(from), "{from:?} in {text}");
+    std::fs::write(config, text.replacen(from, to, 1)).unwrap();
+}
+
+#[test]
+fn a_good_config_starts() {
+    let (_dir, config) = provision();
+    assert_eq!(serve(&config), None, "a good config keeps serving");
+}
+
+#[test]
+fn a_missing_key_is_named() {
+    let (_dir, config) = provision();
+    let text = read(&config);
+    let without_listen: String = text
+        .lines()
+        .filter(|l| !l.starts_with("listen"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&config, without_listen).unwrap();
+    assert_refused(&config, "missing field `listen`");
+}
+
+#[test]
+fn an_unknown_key_is_named_with_its_line() {
+    let (_dir, config) = provision();
+    edit(&config, "data_dir", "data_dri");
+    assert_refused(&config, "unknown field `data_dri`");
+}
+
+#[test]
+fn an_org_outside_the_federation_is_named() {
+    let (_dir, config) = provision();
+    edit(&config, "org = \"alpha\"", "org = \"omega\"");
+    assert_refused(&config, "\"omega\" is not a member");
+}
+
+#[test]
+fn an_unreadable_certificate_is_named() {
+    let (_dir, config) = provision();
+    edit(&config, "cert = \"node.pem\"", "cert = \"missing.pem\"");
+    assert_refused(&config, "missing.pem");
+    assert_refused(&config, "No such file");
+}
+
+#[test]
+fn a_certificate_file_without_a_certificate_is_named() {
+    let (dir, config) = provision();
+    std::fs::write(dir.path().join("alpha/node.pem"), "not a certificate\n").unwrap();
+    assert_refused(&config, "no PEM certificate");
+}
+
+#[test]
+fn another_orgs_node_certificate_is_named() {
+    let (dir, config) = provision();
+    // The client certificate is alpha's, but it is no node certificate.
+    edit(&config, "cert = \"node.pem\"", "cert = \"client.pem\"");
+    let _ = dir;
+    assert_refused(&config, "expected spiffe://testfed/org/alpha/node");
+}
