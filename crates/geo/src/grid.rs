@@ -117,7 +117,13 @@ impl Cell {
 impl fmt::Display for Cell {
     /// `<size>m:<easting>:<northing>` (metres, south-west corner), e.g. `250m:674250:6580750`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}m:{}:{}", self.size.metres(), self.easting, self.northing)
+        write!(
+            f,
+            "{}m:{}:{}",
+            self.size.metres(),
+            self.easting,
+            self.northing
+        )
     }
 }
 
@@ -142,7 +148,11 @@ mod tests {
             let coarse = fine.coarsen(size).unwrap();
             assert_eq!(coarse, Cell::containing(59.33236, 18.06454, size).unwrap());
         }
-        assert_eq!(fine.coarsen(CellSize::M250), None, "100 m does not nest in 250 m");
+        assert_eq!(
+            fine.coarsen(CellSize::M250),
+            None,
+            "100 m does not nest in 250 m"
+        );
         let quarter = Cell::containing(59.33236, 18.06454, CellSize::M250).unwrap();
         assert_eq!(
             quarter.coarsen(CellSize::M500),

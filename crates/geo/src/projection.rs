@@ -68,7 +68,8 @@ pub fn project(lat_deg: f64, lon_deg: f64) -> Sweref99Tm {
     let phi = lat_deg.to_radians();
     let dlambda = (lon_deg - CENTRAL_MERIDIAN_DEG).to_radians();
     let s2 = phi.sin().powi(2);
-    let phi_star = phi - phi.sin() * phi.cos() * (k.a + k.b * s2 + k.c * s2 * s2 + k.d * s2.powi(3));
+    let phi_star =
+        phi - phi.sin() * phi.cos() * (k.a + k.b * s2 + k.c * s2 * s2 + k.d * s2.powi(3));
     let xi = (phi_star.tan() / dlambda.cos()).atan();
     let eta = (phi_star.cos() * dlambda.sin()).atanh();
     let mut x = xi;
@@ -103,7 +104,10 @@ pub fn unproject(position: Sweref99Tm) -> (f64, f64) {
         + phi_star.sin()
             * phi_star.cos()
             * (k.a_star + k.b_star * s2 + k.c_star * s2 * s2 + k.d_star * s2.powi(3));
-    (phi.to_degrees(), CENTRAL_MERIDIAN_DEG + dlambda.to_degrees())
+    (
+        phi.to_degrees(),
+        CENTRAL_MERIDIAN_DEG + dlambda.to_degrees(),
+    )
 }
 
 #[cfg(test)]
@@ -151,7 +155,10 @@ mod tests {
     fn inverse_round_trips() {
         for &(lat, lon, _, _) in PROJ_REFERENCE {
             let (lat2, lon2) = unproject(project(lat, lon));
-            assert!((lat - lat2).abs() < 1e-9 && (lon - lon2).abs() < 1e-9, "{lat},{lon}");
+            assert!(
+                (lat - lat2).abs() < 1e-9 && (lon - lon2).abs() < 1e-9,
+                "{lat},{lon}"
+            );
         }
     }
 }

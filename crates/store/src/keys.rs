@@ -1,0 +1,219 @@
+//! Key and value layout in the one sled tree (one tree, so a batch is atomic).
+//!
+//! ```text
+//! r<id>                                   report record: header ‖ payload
+//! t<hour:u32be><id>                       retention index
+//! c<hour:u32be><cat:u8><n:u32be><e:u32be> 100 m counter: count:u64be ‖ severity_sum:u64be
+//! q<hour:u32be><cat:u8><n:u32be><e:u32be> 250 m counter, same value
+//! ```
+//! Hour first, so a time window is one contiguous range.
+
+use crate::{NewReport, StoreError};
+use lagesbild_geo::{Cell, CellSize};
+
+pub(crate) const REPORT_PREFIX: &[u8] = b"r";
+pub(crate) const TIME_PREFIX: &[u8] = b"t";
+const HEADER_LEN: usize = 4 + 1 + 1 + 4 * 4;
+
+/// The two counter resolutions the store keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CounterFamily {
+    /// 100 m cells: exact for 100, 500 and 1000 m releases.
+    M100,
+    /// 250 m cells: exact for 250, 500 and 1000 m releases.
+    M250,
+}
+
+impl CounterFamily {
+    fn prefix(self) -> u8 {
+        match self {
+            Self::M100 => b'c',
+            Self::M250 => b'q',
+        }
+    }
+
+    /// The cell size of this family.
+    pub fn cell_size(self) -> CellSize {
+        match self {
+            Self::M100 => CellSize::M100,
+            Self::M250 => CellSize::M250,
+        }
+    }
+}
+
+/// Which counter: hour, category, cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CounterKey {
+    /// Hours since the Unix epoch.
+    pub hour: u32,
+    /// Category code.
+    pub category: u8,
+    /// The cell (100 m or 250 m).
+    pub cell: Cell,
+}
+
+/// A counter's value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CounterValue {
+    /// Reports counted.
+    pub count: u64,
+    /// Sum of their severities.
+    pub severity_sum: u64,
+}
+
+impl CounterValue {
+    pub(crate) fn encode(self) -> [u8; 16] {
+        let mut out = [0; 16];
+        out[..8].copy_from_slice(&self.count.to_be_bytes());
+        out[8..].copy_from_slice(&self.severity_sum.to_be_bytes());
+        out
+    }
+}
+
+pub(crate) fn report_key(id: &str) -> Vec<u8> {
+    [REPORT_PREFIX, id.as_bytes()].concat()
+}
+
+pub(crate) fn time_key(hour: u32, id: &str) -> Vec<u8> {
+    [TIME_PREFIX, &hour.to_be_bytes(), id.as_bytes()].concat()
+}
+
+pub(crate) fn time_range_before(hour: u32) -> (Vec<u8>, Vec<u8>) {
+    (
+        TIME_PREFIX.to_vec(),
+        [TIME_PREFIX, &hour.to_be_bytes()].concat(),
+    )
+}
+
+pub(crate) fn counter_key(family: CounterFamily, key: &CounterKey) -> [u8; 14] {
+    let mut out = [0; 14];
+    out[0] = family.prefix();
+    out[1..5].copy_from_slice(&key.hour.to_be_bytes());
+    out[5] = key.category;
+    out[6..10].copy_from_slice(&key.cell.northing.to_be_bytes());
+    out[10..14].copy_from_slice(&key.cell.easting.to_be_bytes());
+    out
+}
+
+pub(crate) fn counter_range(
+    family: CounterFamily,
+    from_hour: u32,
+    to_hour: u32,
+) -> ([u8; 5], [u8; 5]) {
+    let bound = |hour: u32| {
+        let mut out = [0; 5];
+        out[0] = family.prefix();
+        out[1..].copy_from_slice(&hour.to_be_bytes());
+        out
+    };
+    (bound(from_hour), bound(to_hour))
+}
+
+fn corrupt(key: &[u8], reason: &str) -> StoreError {
+    StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+}
+
+pub(crate) fn decode_counter_key(
+    family: CounterFamily,
+    key: &[u8],
+) -> Result<CounterKey, StoreError> {
+    if key.len() != 14 || key[0] != family.prefix() {
+        return Err(corrupt(key, "counter key of the wrong shape"));
+    }
+    Ok(CounterKey {
+        hour: u32_at(key, 1),
+        category: key[5],
+        cell: Cell {
+            size: family.cell_size(),
+            northing: u32_at(key, 6),
+            easting: u32_at(key, 10),
+        },
+    })
+}
+
+pub(crate) fn decode_counter_value(key: &[u8], value: &[u8]) -> Result<CounterValue, StoreError> {
+    let bytes: [u8; 16] = value
+        .try_into()
+        .map_err(|_| corrupt(key, "counter value is not 16 bytes"))?;
+    let (count, sum) = bytes.split_at(8);
+    Ok(CounterValue {
+        count: u64::from_be_bytes(count.try_into().expect("8 bytes")),
+        severity_sum: u64::from_be_bytes(sum.try_into().expect("8 bytes")),
+    })
+}
+
+/// The derived keys stored in front of each report's payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RecordHeader {
+    pub(crate) hour: u32,
+    pub(crate) category: u8,
+    pub(crate) severity: u8,
+    pub(crate) cell100: Cell,
+    pub(crate) cell250: Cell,
+}
+
+impl RecordHeader {
+    pub(crate) fn of(report: &NewReport) -> Self {
+        Self {
+            hour: report.hour,
+            category: report.category,
+            severity: report.severity,
+            cell100: report.cell100,
+            cell250: report.cell250,
+        }
+    }
+
+    pub(crate) fn counter_key(&self, family: CounterFamily) -> CounterKey {
+        CounterKey {
+            hour: self.hour,
+            category: self.category,
+            cell: match family {
+                CounterFamily::M100 => self.cell100,
+                CounterFamily::M250 => self.cell250,
+            },
+        }
+    }
+
+    pub(crate) fn encode_with(&self, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+        out.extend_from_slice(&self.hour.to_be_bytes());
+        out.push(self.category);
+        out.push(self.severity);
+        for v in [
+            self.cell100.northing,
+            self.cell100.easting,
+            self.cell250.northing,
+            self.cell250.easting,
+        ] {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        out.extend_from_slice(payload);
+        out
+    }
+}
+
+pub(crate) fn split_record(record: &[u8]) -> Result<(RecordHeader, &[u8]), StoreError> {
+    if record.len() < HEADER_LEN {
+        return Err(corrupt(b"r", "report record shorter than its header"));
+    }
+    let cell = |size, at| Cell {
+        size,
+        northing: u32_at(record, at),
+        easting: u32_at(record, at + 4),
+    };
+    let header = RecordHeader {
+        hour: u32_at(record, 0),
+        category: record[4],
+        severity: record[5],
+        cell100: cell(CellSize::M100, 6),
+        cell250: cell(CellSize::M250, 14),
+    };
+    Ok((header, &record[HEADER_LEN..]))
+}

@@ -1,0 +1,353 @@
+//! A node's durable local store (sled).
+//!
+//! Holds the organisation's raw reports by id, and counters per (hour, category,
+//! cell) kept in the same atomic batch as each insert, at two resolutions: 100 m
+//! (which nests in 500 m and 1000 m) and 250 m (which 100 m cells straddle). Every
+//! coarser release (cells of 250/500/1000 m; buckets of hour/day/week, hour-of-day,
+//! hour-of-week) is computed from counters by ordered range scans, never by
+//! scanning reports.
+//!
+//! All writes go through one writer task ([`Store::insert`], [`Store::purge_before`]),
+//! which commits whatever has queued up as one atomic batch, then flushes to disk,
+//! then acknowledges each caller: group commit. An acknowledged write is on disk.
+//!
+//! The store does not interpret reports: callers hand it the encoded report with
+//! the derived keys ([`NewReport`]). It never decides what may leave the node.
+
+#![warn(missing_docs)]
+
+mod keys;
+mod writer;
+
+pub use keys::{CounterFamily, CounterKey, CounterValue};
+pub use writer::{InsertSummary, PurgeSummary};
+
+use lagesbild_geo::Cell;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled failed (disk full, corruption, I/O).
+    #[error("store: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored record could not be decoded.
+    #[error("store: corrupt record under key {key}: {reason}")]
+    Corrupt {
+        /// The key, printable.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A group commit failed; none of its writes were acknowledged.
+    #[error("store: commit failed: {0}")]
+    Commit(String),
+    /// The writer task is gone (the store is shutting down).
+    #[error("store: writer stopped")]
+    WriterStopped,
+}
+
+/// A validated report ready to store, with the keys derived from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewReport {
+    /// The client-supplied id.
+    pub id: String,
+    /// Hours since the Unix epoch of `observed_at`.
+    pub hour: u32,
+    /// Category code (1..=255).
+    pub category: u8,
+    /// Severity 1..=5.
+    pub severity: u8,
+    /// The 100 m cell of the position.
+    pub cell100: Cell,
+    /// The 250 m cell of the position.
+    pub cell250: Cell,
+    /// The encoded report, stored as is.
+    pub payload: Vec<u8>,
+}
+
+/// Tuning of the store.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    /// sled's page cache, bytes.
+    pub cache_bytes: u64,
+    /// Most reports committed in one group.
+    pub max_group_reports: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            cache_bytes: 32 * 1024 * 1024,
+            max_group_reports: 50_000,
+        }
+    }
+}
+
+/// The store of one node. Cheap to clone; clones share the writer.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    data: sled::Tree,
+    writer: mpsc::Sender<writer::Job>,
+    _writer_task: Arc<writer::WriterHandle>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir` and starts its writer task.
+    /// Must be called inside a tokio runtime.
+    pub fn open(dir: &Path, options: StoreOptions) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(options.cache_bytes)
+            .open()?;
+        let data = db.open_tree("data")?;
+        let (writer, handle) = writer::spawn(db.clone(), data.clone(), options);
+        Ok(Self {
+            db,
+            data,
+            writer,
+            _writer_task: Arc::new(handle),
+        })
+    }
+
+    /// Stores the reports whose ids are new, atomically with their counters, and
+    /// returns once they are on disk.
+    pub async fn insert(&self, reports: Vec<NewReport>) -> Result<InsertSummary, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(writer::Job::Insert { reports, reply })
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// Removes every report observed before `hour` (hours since the epoch) and
+    /// takes it out of the counters; returns once that is on disk.
+    pub async fn purge_before(&self, hour: u32) -> Result<PurgeSummary, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(writer::Job::Purge {
+                before_hour: hour,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// The stored payload of report `id`.
+    pub fn report(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .data
+            .get(keys::report_key(id))?
+            .map(|v| keys::split_record(&v).map(|(_, payload)| payload.to_vec()))
+            .transpose()?)
+    }
+
+    /// How many reports are stored.
+    pub fn report_count(&self) -> usize {
+        self.data.scan_prefix(keys::REPORT_PREFIX).count()
+    }
+
+    /// The counters of `family` for hours in `from_hour..to_hour`, in key order
+    /// (hour, category, cell).
+    pub fn counters(
+        &self,
+        family: CounterFamily,
+        from_hour: u32,
+        to_hour: u32,
+    ) -> impl Iterator<Item = Result<(CounterKey, CounterValue), StoreError>> + '_ {
+        let (start, end) = keys::counter_range(family, from_hour, to_hour);
+        self.data.range(start..end).map(move |entry| {
+            let (k, v) = entry?;
+            Ok((
+                keys::decode_counter_key(family, &k)?,
+                keys::decode_counter_value(&k, &v)?,
+            ))
+        })
+    }
+
+    /// Counters recomputed from the stored reports, by full scan: for checking
+    /// that the maintained counters are right, never for answering queries.
+    pub fn recount(
+        &self,
+        family: CounterFamily,
+    ) -> Result<std::collections::BTreeMap<CounterKey, CounterValue>, StoreError> {
+        let mut counts = std::collections::BTreeMap::new();
+        for entry in self.data.scan_prefix(keys::REPORT_PREFIX) {
+            let (k, v) = entry?;
+            let (header, _) = keys::split_record(&v).map_err(|e| match e {
+                StoreError::Corrupt { reason, .. } => StoreError::Corrupt {
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    reason,
+                },
+                other => other,
+            })?;
+            let value: &mut CounterValue = counts.entry(header.counter_key(family)).or_default();
+            value.count += 1;
+            value.severity_sum += u64::from(header.severity);
+        }
+        Ok(counts)
+    }
+
+    /// Flushes everything to disk.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Bytes the store takes on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lagesbild_geo::CellSize;
+
+    fn report(id: &str, hour: u32, category: u8, lat: f64) -> NewReport {
+        NewReport {
+            id: id.into(),
+            hour,
+            category,
+            severity: 3,
+            cell100: Cell::containing(lat, 18.06, CellSize::M100).unwrap(),
+            cell250: Cell::containing(lat, 18.06, CellSize::M250).unwrap(),
+            payload: format!("payload of {id}").into_bytes(),
+        }
+    }
+
+    fn counters(
+        store: &Store,
+        family: CounterFamily,
+    ) -> std::collections::BTreeMap<CounterKey, CounterValue> {
+        store
+            .counters(family, 0, u32::MAX)
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn inserts_count_once_and_counters_match_a_recount() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let batch = vec![
+            report("a", 100, 1, 59.330),
+            report("b", 100, 1, 59.330),
+            report("c", 101, 2, 59.335),
+            report("a", 100, 1, 59.330),
+        ];
+        let summary = store.insert(batch.clone()).await.unwrap();
+        assert_eq!(
+            summary,
+            InsertSummary {
+                stored: 3,
+                duplicates: 1
+            }
+        );
+        let again = store.insert(batch).await.unwrap();
+        assert_eq!(
+            again,
+            InsertSummary {
+                stored: 0,
+                duplicates: 4
+            }
+        );
+        assert_eq!(store.report_count(), 3);
+        assert_eq!(store.report("b").unwrap().unwrap(), b"payload of b");
+        for family in [CounterFamily::M100, CounterFamily::M250] {
+            let kept = counters(&store, family);
+            assert_eq!(kept, store.recount(family).unwrap());
+            assert_eq!(kept.values().map(|v| v.count).sum::<u64>(), 3);
+        }
+        let hour_100: Vec<_> = store
+            .counters(CounterFamily::M100, 100, 101)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(hour_100.len(), 1);
+        assert_eq!(
+            hour_100[0].1,
+            CounterValue {
+                count: 2,
+                severity_sum: 6
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_inserts_are_grouped_and_all_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let tasks: Vec<_> = (0..20)
+            .map(|t| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let batch = (0..50)
+                        .map(|i| report(&format!("{t}-{i}"), 200 + i, 4, 59.33))
+                        .collect();
+                    store.insert(batch).await.unwrap()
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap().stored, 50);
+        }
+        assert_eq!(store.report_count(), 1000);
+        assert_eq!(
+            counters(&store, CounterFamily::M100),
+            store.recount(CounterFamily::M100).unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn purge_removes_old_reports_and_their_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        store
+            .insert(vec![
+                report("old", 10, 1, 59.33),
+                report("new", 20, 1, 59.33),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(store.purge_before(15).await.unwrap().purged, 1);
+        assert_eq!(store.report("old").unwrap(), None);
+        assert!(store.report("new").unwrap().is_some());
+        let kept = counters(&store, CounterFamily::M100);
+        assert_eq!(kept, store.recount(CounterFamily::M100).unwrap());
+        assert_eq!(kept.keys().map(|k| k.hour).collect::<Vec<_>>(), vec![20]);
+        assert_eq!(store.purge_before(15).await.unwrap().purged, 0);
+    }
+
+    #[tokio::test]
+    async fn acknowledged_writes_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+            store.insert(vec![report("x", 5, 3, 59.33)]).await.unwrap();
+        }
+        // sled releases its lock once every handle is gone; the writer thread holds one briefly.
+        let store = loop {
+            match Store::open(dir.path(), StoreOptions::default()) {
+                Ok(store) => break store,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            }
+        };
+        assert!(store.report("x").unwrap().is_some());
+        assert_eq!(
+            counters(&store, CounterFamily::M250),
+            store.recount(CounterFamily::M250).unwrap()
+        );
+    }
+}
