@@ -32,6 +32,8 @@ enum Command {
     /// Certificates, keys and the federation file.
     #[command(subcommand)]
     Certs(commands::certs::Command),
+    /// Load reports from a file into the org's own node.
+    Ingest(commands::ingest::Args),
     /// Run one node.
     Serve(commands::serve::Args),
     /// Show how a node sees each peer: reachable, version, round-trip time.
@@ -53,6 +55,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Demo(args) => commands::demo::run(args).await,
             Command::Certs(command) => commands::certs::run(command),
+            Command::Ingest(args) => commands::ingest::run(args).await,
             Command::Serve(args) => commands::serve::run(args).await,
             Command::Status(args) => commands::status::run(args).await,
         }

@@ -17,7 +17,8 @@ use lagesbild_identity::certs::{CertificateAuthority, LeafSpec, TokenKey};
 use lagesbild_identity::federation::FORMAT_VERSION;
 use lagesbild_identity::spiffe::valid_segment;
 use lagesbild_identity::{Federation, Member, Role};
-use lagesbild_node::config::{NodeConfig, TlsSection};
+use lagesbild_node::config::{NodeConfig, ReportsSection, TlsSection};
+use lagesbild_reports::validate::Coverage;
 use std::path::{Path, PathBuf};
 
 /// One organisation to provision.
@@ -72,6 +73,10 @@ pub struct FederationPlan {
     pub name: String,
     /// Its organisations.
     pub orgs: Vec<OrgPlan>,
+    /// The area every node accepts reports from.
+    pub coverage: Coverage,
+    /// Days every node keeps reports.
+    pub retention_days: u32,
 }
 
 /// Where the files of one org went.
@@ -154,6 +159,10 @@ impl FederationPlan {
                         tls: TlsSection {
                             cert: "node.pem".into(),
                             key: "node.key".into(),
+                        },
+                        reports: ReportsSection {
+                            coverage: self.coverage,
+                            retention_days: self.retention_days,
                         },
                     };
                     let path = org_dir.join("node.toml");

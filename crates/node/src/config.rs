@@ -8,8 +8,10 @@ use crate::NodeError;
 use lagesbild_identity::spiffe::SpiffeId;
 use lagesbild_identity::{Federation, Role, TlsFiles};
 use lagesbild_policy::Policy;
+use lagesbild_reports::validate::{Coverage, Rules};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The only config format this version reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -24,8 +26,33 @@ pub struct TlsSection {
     pub key: PathBuf,
 }
 
+/// What reports the node accepts and how long it keeps them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportsSection {
+    /// The area reports may come from.
+    pub coverage: Coverage,
+    /// Days a report is kept; older ones are refused and purged.
+    pub retention_days: u32,
+}
+
+impl ReportsSection {
+    /// The validation rules this section sets.
+    pub fn rules(&self) -> Rules {
+        Rules {
+            coverage: self.coverage,
+            retention: self.retention(),
+        }
+    }
+
+    /// The retention period.
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(u64::from(self.retention_days) * 86_400)
+    }
+}
+
 /// The content of `node.toml`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     /// Format version; must be [`FORMAT_VERSION`].
@@ -44,6 +71,8 @@ pub struct NodeConfig {
     pub token_key: PathBuf,
     /// The node's certificate and key.
     pub tls: TlsSection,
+    /// Report validation and retention.
+    pub reports: ReportsSection,
 }
 
 /// A checked configuration with everything it names loaded.
@@ -76,6 +105,14 @@ impl NodeConfig {
                 "version {} is not supported (expected {FORMAT_VERSION})",
                 config.version
             )));
+        }
+        if !config.reports.coverage.is_valid() {
+            return Err(fail(
+                "reports.coverage: south < north and west < east, in degrees, are needed".into(),
+            ));
+        }
+        if config.reports.retention_days == 0 {
+            return Err(fail("reports.retention_days: must be at least 1".into()));
         }
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [

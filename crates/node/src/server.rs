@@ -3,14 +3,18 @@
 use crate::config::{LoadedConfig, NodeConfig};
 use crate::peers::PeerChannels;
 use crate::services::node_service::NodeApi;
+use crate::services::reports::{ReportApi, MAX_MESSAGE_BYTES};
 use crate::NodeError;
 use lagesbild_identity::tls::server_config;
 use lagesbild_proto::v1::node_service_server::NodeServiceServer;
+use lagesbild_proto::v1::report_service_server::ReportServiceServer;
+use lagesbild_store::{Store, StoreOptions};
 use lagesbild_transport::{serve_tls, ChannelOptions};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 
@@ -18,7 +22,7 @@ use tonic::transport::Server;
 pub struct Node {
     loaded: LoadedConfig,
     listener: TcpListener,
-    store: sled::Db,
+    store: Store,
 }
 
 impl std::fmt::Debug for Node {
@@ -35,13 +39,12 @@ impl Node {
     pub async fn open(config_path: &Path) -> Result<Self, NodeError> {
         let loaded = NodeConfig::load(config_path)?;
         let data_dir = &loaded.config.data_dir;
-        let store = sled::Config::new()
-            .path(data_dir.join("store"))
-            .open()
-            .map_err(|e| NodeError::Store {
+        let store = Store::open(&data_dir.join("store"), StoreOptions::default()).map_err(|e| {
+            NodeError::Store {
                 path: data_dir.clone(),
                 message: e.to_string(),
-            })?;
+            }
+        })?;
         let address = loaded.config.listen.clone();
         let listener = TcpListener::bind(&address)
             .await
@@ -94,6 +97,16 @@ impl Node {
 
         let node_service =
             NodeServiceServer::new(NodeApi::new(org.clone(), federation.clone(), peers));
+        let report_service = ReportServiceServer::new(ReportApi::new(
+            org.clone(),
+            loaded.config.reports.rules(),
+            store.clone(),
+        ))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let retention = tokio::spawn(retention_loop(
+            store.clone(),
+            loaded.config.reports.retention(),
+        ));
         let local = listener.local_addr().ok();
         let incoming = serve_tls(listener, tls, federation);
         tracing::info!(%org, listen = ?local, version = crate::VERSION, "node serving");
@@ -102,18 +115,45 @@ impl Node {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(node_service)
+            .add_service(report_service)
             .serve_with_incoming_shutdown(incoming, async {
                 shutdown.await;
                 health.set_not_serving::<NodeServiceServer<NodeApi>>().await;
                 tracing::info!("shutting down: finishing in-flight calls");
             })
             .await?;
-        store.flush_async().await.map_err(|e| NodeError::Store {
+        retention.abort();
+        store.flush().await.map_err(|e| NodeError::Store {
             path: loaded.config.data_dir.clone(),
             message: e.to_string(),
         })?;
         tracing::info!(%org, "node stopped");
         Ok(())
+    }
+}
+
+/// How often reports past retention are purged.
+const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Purges reports past `retention` at start-up and then every [`PURGE_INTERVAL`].
+async fn retention_loop(store: Store, retention: Duration) {
+    let mut tick = tokio::time::interval(PURGE_INTERVAL);
+    loop {
+        tick.tick().await;
+        let cutoff = SystemTime::now()
+            .checked_sub(retention)
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| (d.as_secs() / 3600) as u32);
+        match store.purge_before(cutoff).await {
+            Ok(summary) if summary.purged > 0 => tracing::info!(
+                purged = summary.purged,
+                before_hour = cutoff,
+                retention_days = retention.as_secs() / 86_400,
+                "retention purge: reports and their counts removed"
+            ),
+            Ok(_) => tracing::debug!(before_hour = cutoff, "retention purge: nothing to remove"),
+            Err(e) => tracing::error!(error = %e, "retention purge failed"),
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 use crate::provision::{FederationPlan, OrgPlan};
 use anyhow::{bail, Context, Result};
 use lagesbild_identity::Role;
+use lagesbild_reports::validate::Coverage;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Subcommand)]
@@ -32,6 +33,13 @@ pub(crate) struct InitArgs {
     /// First port of the default endpoints.
     #[arg(long, default_value_t = 7101)]
     base_port: u16,
+    /// The area the nodes accept reports from: SOUTH,WEST,NORTH,EAST in degrees
+    /// (default: Stockholm's inner city).
+    #[arg(long, value_parser = parse_coverage)]
+    coverage: Option<Coverage>,
+    /// Days the nodes keep reports.
+    #[arg(long, default_value_t = 365)]
+    retention_days: u32,
     /// Overwrite an existing federation in --dir.
     #[arg(long)]
     force: bool,
@@ -72,6 +80,8 @@ fn init(args: InitArgs) -> Result<()> {
     let plan = FederationPlan {
         name: args.federation,
         orgs,
+        coverage: args.coverage.unwrap_or(Coverage::STOCKHOLM_INNER_CITY),
+        retention_days: args.retention_days,
     };
     let written = plan.write(&args.dir, args.force)?;
     println!("federation {} written to {}", plan.name, args.dir.display());
@@ -80,4 +90,28 @@ fn init(args: InitArgs) -> Result<()> {
     }
     println!("  federation file    {}", written.federation_file.display());
     Ok(())
+}
+
+fn parse_coverage(s: &str) -> Result<Coverage, String> {
+    let v: Vec<f64> = s
+        .split(',')
+        .map(|p| {
+            p.trim()
+                .parse::<f64>()
+                .map_err(|_| format!("{p:?} is not a number"))
+        })
+        .collect::<Result<_, _>>()?;
+    let [south, west, north, east] = v[..] else {
+        return Err("expected SOUTH,WEST,NORTH,EAST".into());
+    };
+    let coverage = Coverage {
+        south,
+        west,
+        north,
+        east,
+    };
+    if !coverage.is_valid() {
+        return Err("need south < north and west < east, in degrees".into());
+    }
+    Ok(coverage)
 }

@@ -62,6 +62,8 @@ pub(crate) async fn run(args: Args) -> Result<()> {
     let plan = FederationPlan {
         name: FEDERATION.into(),
         orgs,
+        coverage: lagesbild_reports::validate::Coverage::STOCKHOLM_INNER_CITY,
+        retention_days: 365,
     };
     let written = plan.write(&args.dir, true)?;
     println!(

@@ -2,5 +2,6 @@
 
 pub(crate) mod certs;
 pub(crate) mod demo;
+pub(crate) mod ingest;
 pub(crate) mod serve;
 pub(crate) mod status;

@@ -1,6 +1,7 @@
 //! The gRPC services of a node.
 
 pub mod node_service;
+pub mod reports;
 
 use lagesbild_transport::PeerInfo;
 use tonic::{Request, Status};

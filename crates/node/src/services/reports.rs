@@ -1,0 +1,149 @@
+//! `lagesbild.v1.ReportService`: the org's own people and tools write reports.
+
+use super::caller;
+use lagesbild_proto::v1::report_service_server::ReportService;
+use lagesbild_proto::v1::{SubmitBatchRequest, SubmitSummary};
+use lagesbild_reports::validate::{validate_batch, Rules, Violation};
+use lagesbild_store::Store;
+use std::time::SystemTime;
+use tonic::{Request, Response, Status, Streaming};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// Largest request message: a full batch of large reports.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// How many violations the status message spells out (details carry them all).
+const LISTED_VIOLATIONS: usize = 20;
+
+/// The report service of one node.
+#[derive(Debug, Clone)]
+pub struct ReportApi {
+    org: String,
+    rules: Rules,
+    store: Store,
+}
+
+impl ReportApi {
+    /// The service of `org`'s node.
+    pub fn new(org: String, rules: Rules, store: Store) -> Self {
+        Self { org, rules, store }
+    }
+
+    fn authorise<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let caller = caller(request)?;
+        if caller.identity.org != self.org {
+            tracing::warn!(caller = %caller.identity.org, "report write by a peer refused");
+            return Err(Status::permission_denied(format!(
+                "reports are written only by {}'s own people and tools; {} is another organisation",
+                self.org, caller.identity.org
+            )));
+        }
+        Ok(())
+    }
+
+    /// Validates one batch and stores it (unless `validate_only`).
+    async fn submit(
+        &self,
+        request: SubmitBatchRequest,
+        first_index: usize,
+    ) -> Result<SubmitSummary, Status> {
+        let ready = validate_batch(
+            &request.reports,
+            &self.rules,
+            SystemTime::now(),
+            first_index,
+        )
+        .map_err(invalid)?;
+        if request.validate_only {
+            let mut summary = SubmitSummary::default();
+            for report in &ready {
+                match self.store.report(&report.id) {
+                    Ok(Some(_)) => summary.duplicates += 1,
+                    Ok(None) => summary.stored += 1,
+                    Err(e) => return Err(Status::internal(e.to_string())),
+                }
+            }
+            return Ok(summary);
+        }
+        let stored = self.store.insert(ready).await.map_err(|e| {
+            tracing::error!(error = %e, "storing reports failed");
+            Status::unavailable(format!("reports not stored: {e}"))
+        })?;
+        Ok(SubmitSummary {
+            stored: stored.stored,
+            duplicates: stored.duplicates,
+        })
+    }
+}
+
+/// `INVALID_ARGUMENT` listing each bad report by index, field and reason, in the
+/// message and as `google.rpc.BadRequest` field violations.
+fn invalid(violations: Vec<Violation>) -> Status {
+    let mut listed: Vec<String> = violations
+        .iter()
+        .take(LISTED_VIOLATIONS)
+        .map(ToString::to_string)
+        .collect();
+    if violations.len() > LISTED_VIOLATIONS {
+        listed.push(format!("and {} more", violations.len() - LISTED_VIOLATIONS));
+    }
+    let mut details = ErrorDetails::new();
+    for v in &violations {
+        details.add_bad_request_violation(
+            format!("reports[{}].{}", v.index, v.field),
+            v.reason.clone(),
+        );
+    }
+    Status::with_error_details(
+        tonic::Code::InvalidArgument,
+        format!(
+            "{} problem(s), nothing stored from this batch: {}",
+            violations.len(),
+            listed.join("; ")
+        ),
+        details,
+    )
+}
+
+#[tonic::async_trait]
+impl ReportService for ReportApi {
+    async fn submit_batch(
+        &self,
+        request: Request<SubmitBatchRequest>,
+    ) -> Result<Response<SubmitSummary>, Status> {
+        self.authorise(&request)?;
+        let summary = self.submit(request.into_inner(), 0).await?;
+        Ok(Response::new(summary))
+    }
+
+    async fn submit_stream(
+        &self,
+        request: Request<Streaming<SubmitBatchRequest>>,
+    ) -> Result<Response<SubmitSummary>, Status> {
+        self.authorise(&request)?;
+        let mut stream = request.into_inner();
+        let mut total = SubmitSummary::default();
+        let mut seen = 0usize;
+        while let Some(batch) = stream.message().await? {
+            let count = batch.reports.len();
+            let summary = self.submit(batch, seen).await.map_err(|status| {
+                if status.code() == tonic::Code::InvalidArgument && total.stored > 0 {
+                    Status::with_details(
+                        status.code(),
+                        format!(
+                            "{} (the {} reports of earlier batches in this stream are stored)",
+                            status.message(),
+                            total.stored
+                        ),
+                        status.details().to_vec().into(),
+                    )
+                } else {
+                    status
+                }
+            })?;
+            seen += count;
+            total.stored += summary.stored;
+            total.duplicates += summary.duplicates;
+        }
+        Ok(Response::new(total))
+    }
+}
