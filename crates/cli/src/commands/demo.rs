@@ -6,11 +6,14 @@
 //! stops the nodes and exits; otherwise it runs until Ctrl-C or SIGTERM.
 
 use crate::client::Client;
+use crate::commands::ingest::upload;
 use crate::commands::serve::shutdown_signal;
 use crate::commands::status::{federation_status, render};
 use crate::provision::{FederationPlan, OrgPlan, WrittenFederation};
 use anyhow::{bail, Context, Result};
 use lagesbild_identity::Role;
+use lagesbild_proto::v1::report_service_client::ReportServiceClient;
+use lagesbild_reports::synthetic;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::path::{Path, PathBuf};
@@ -86,6 +89,7 @@ pub(crate) async fn run(args: Args) -> Result<()> {
             MEMBERS.len(),
             started.elapsed().as_secs_f64()
         );
+        load_reports(&written).await?;
         show_status(&written).await
     }
     .await;
@@ -256,6 +260,35 @@ async fn wait_until_healthy(written: &WrittenFederation, nodes: &mut Nodes) -> R
             }
         }
     }
+    Ok(())
+}
+
+/// The seed of the demo's synthetic reports.
+const SEED: u64 = 2026;
+/// Days of synthetic reports.
+const DAYS: u32 = 30;
+
+/// Loads each member's synthetic month into its own node, as its tools would.
+async fn load_reports(written: &WrittenFederation) -> Result<()> {
+    let end = std::time::SystemTime::now();
+    println!(
+        "loading {DAYS} days of synthetic reports (seed {SEED}) into each node over mutual TLS:"
+    );
+    for org in MEMBERS {
+        let client = Client::load(&written.org(org).context("unknown org")?.client_config)?;
+        let reports = synthetic::generate(org, SEED, synthetic::demo_count(org), DAYS, end);
+        let mut service = ReportServiceClient::new(client.own_node()?);
+        let started = Instant::now();
+        let summary = upload(&mut service, &reports, false, None)
+            .await
+            .with_context(|| format!("loading {org}'s reports"))?;
+        println!(
+            "  {org:<18} {:>6} reports stored in {:>5.0} ms",
+            summary.stored,
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+    println!();
     Ok(())
 }
 
