@@ -76,6 +76,11 @@ impl TestFederation {
     /// Makes certificates for `members` (and the auditor `audit`) and starts a
     /// node for each member, then waits until all report healthy.
     pub async fn start(members: &[&str]) -> Self {
+        Self::start_with(members, &[]).await
+    }
+
+    /// As [`start`](Self::start), with extra `certs init` arguments.
+    pub async fn start_with(members: &[&str], extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let ports = free_ports(members.len());
         let mut args = vec![
@@ -96,6 +101,7 @@ impl TestFederation {
                 format!("{org}=127.0.0.1:{port}"),
             ]);
         }
+        args.extend(extra.iter().map(|s| s.to_string()));
         let out = lagesbild().args(&args).output().unwrap();
         assert!(
             out.status.success(),
@@ -115,6 +121,13 @@ impl TestFederation {
             fed.wait_healthy(org).await;
         }
         fed
+    }
+
+    /// Starts `org`'s node again (after [`kill`](Self::kill)) and waits for health.
+    pub async fn restart(&mut self, org: &str) {
+        let endpoint = self.endpoint(org);
+        self.spawn(org, &endpoint);
+        self.wait_healthy(org).await;
     }
 
     fn spawn(&mut self, org: &str, endpoint: &str) {
@@ -169,9 +182,14 @@ impl TestFederation {
             .unwrap()
     }
 
-    /// Kills `org`'s node.
+    /// Kills `org`'s node with SIGKILL: no shutdown, no flush.
     pub fn kill(&mut self, org: &str) {
         self.nodes.retain(|n| n.org != org);
+    }
+
+    /// The sled folder of `org`'s node.
+    pub fn store_dir(&self, org: &str) -> PathBuf {
+        self.org_dir(org).join("data/store")
     }
 
     /// The client certificate and key that `certs init` made for `org`.

@@ -73,7 +73,7 @@ enum Rhythm {
 impl Rhythm {
     /// Relative weight of an hour; `weekday` 0 = Monday.
     fn weight(self, weekday: u32, hour: u32) -> f64 {
-        let night = hour >= 22 || hour < 4;
+        let night = !(4..22).contains(&hour);
         // The small hours belong to the night before.
         let night_of = if hour < 4 { (weekday + 6) % 7 } else { weekday };
         let weekend_night = night && (night_of == 4 || night_of == 5);
@@ -86,7 +86,7 @@ impl Rhythm {
             Self::ShopHours => 0.2,
             Self::Dark if !(7..16).contains(&hour) => 5.0,
             Self::Dark => 0.5,
-            Self::Evening if hour >= 20 || hour < 4 => {
+            Self::Evening if !(4..20).contains(&hour) => {
                 if weekend_night {
                     8.0
                 } else {

@@ -146,11 +146,10 @@ impl Store {
 
     /// The stored payload of report `id`.
     pub fn report(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .data
+        self.data
             .get(keys::report_key(id))?
             .map(|v| keys::split_record(&v).map(|(_, payload)| payload.to_vec()))
-            .transpose()?)
+            .transpose()
     }
 
     /// How many reports are stored.
