@@ -1,0 +1,228 @@
+//! End-to-end benchmarks: real `lagesbild serve` processes, real mutual TLS, loopback.
+//!
+//! ```sh
+//! cargo build --release && target/release/lagesbild-bench ingest --reports 1000000
+//! ```
+//!
+//! The `lagesbild` binary is taken from the same folder as this one.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use lagesbild_identity::tls::client_config;
+use lagesbild_identity::{Federation, TlsFiles};
+use lagesbild_proto::v1::report_service_client::ReportServiceClient;
+use lagesbild_proto::v1::SubmitBatchRequest;
+use lagesbild_reports::synthetic;
+use lagesbild_transport::{channel, ChannelOptions};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+use tonic::transport::Channel;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+#[derive(Debug, Parser)]
+#[command(about = "End-to-end benchmarks of Lägesbild on loopback")]
+struct Cli {
+    #[command(subcommand)]
+    command: Bench,
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// Durable streaming ingest into one node; then its memory and disk use.
+    Ingest {
+        /// Reports to load.
+        #[arg(long, default_value_t = 1_000_000)]
+        reports: usize,
+        /// Concurrent client streams.
+        #[arg(long, default_value_t = 4)]
+        streams: usize,
+        /// Reports per streamed batch.
+        #[arg(long, default_value_t = 2_000)]
+        batch: usize,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match cli.command {
+            Bench::Ingest {
+                reports,
+                streams,
+                batch,
+            } => ingest(reports, streams, batch).await,
+        }
+    })
+}
+
+/// A one-node federation in a temporary folder, its node running.
+struct OneNode {
+    dir: tempfile::TempDir,
+    node: Child,
+    federation: Federation,
+}
+
+impl Drop for OneNode {
+    fn drop(&mut self) {
+        let _ = self.node.kill();
+        let _ = self.node.wait();
+    }
+}
+
+fn lagesbild() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe.with_file_name("lagesbild");
+    if !path.exists() {
+        bail!(
+            "{} not found: build it with cargo build --release",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+async fn start_node(org: &str) -> Result<OneNode> {
+    let dir = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let out = Command::new(lagesbild()?)
+        .args(["certs", "init", "--federation", "bench", "--org", org])
+        .args(["--endpoint", &format!("{org}=127.0.0.1:{port}")])
+        .arg("--dir")
+        .arg(dir.path())
+        .output()?;
+    if !out.status.success() {
+        bail!("certs init: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let node = Command::new(lagesbild()?)
+        .args(["serve", "--config"])
+        .arg(dir.path().join(org).join("node.toml"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let federation = Federation::load(&dir.path().join("federation.toml"))?;
+    let one = OneNode {
+        dir,
+        node,
+        federation,
+    };
+    let mut health = HealthClient::new(one.channel(org)?);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while health.check(HealthCheckRequest::default()).await.is_err() {
+        if Instant::now() > deadline {
+            bail!("node did not become healthy");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(one)
+}
+
+impl OneNode {
+    fn channel(&self, org: &str) -> Result<Channel> {
+        let files = TlsFiles {
+            cert: self.dir.path().join(org).join("client.pem"),
+            key: self.dir.path().join(org).join("client.key"),
+        };
+        let (chain, key) = files.load()?;
+        let tls = client_config(&self.federation, org, chain, key)?;
+        let endpoint = self
+            .federation
+            .member(org)
+            .and_then(|m| m.endpoint.clone())
+            .context("no endpoint")?;
+        Ok(channel(&endpoint, tls, ChannelOptions::default())?)
+    }
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("{field} in /proc/{pid}/status"))
+}
+
+fn dir_size(path: &Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+async fn ingest(total: usize, streams: usize, batch: usize) -> Result<()> {
+    let org = "polisen";
+    let node = start_node(org).await?;
+    eprintln!("generating {total} synthetic reports ...");
+    let mut reports = synthetic::generate(org, 1, total, 30, SystemTime::now());
+    for (i, r) in reports.iter_mut().enumerate() {
+        r.id = format!("bench-{i}");
+    }
+    let chunks: Vec<Vec<_>> = reports.chunks(batch).map(<[_]>::to_vec).collect();
+    drop(reports);
+    let per_stream = chunks.len().div_ceil(streams);
+    let mut work: Vec<Vec<Vec<_>>> = Vec::new();
+    let mut chunks = chunks.into_iter();
+    for _ in 0..streams {
+        work.push(chunks.by_ref().take(per_stream).collect());
+    }
+    let channel = node.channel(org)?;
+    eprintln!("streaming over {streams} streams, {batch} reports a batch ...");
+    let started = Instant::now();
+    let tasks: Vec<_> = work
+        .into_iter()
+        .map(|batches| {
+            let channel = channel.clone();
+            tokio::spawn(async move {
+                let mut client =
+                    ReportServiceClient::new(channel).max_encoding_message_size(64 << 20);
+                let requests =
+                    tokio_stream::iter(batches.into_iter().map(|reports| SubmitBatchRequest {
+                        reports,
+                        validate_only: false,
+                    }));
+                client.submit_stream(requests).await.map(|r| r.into_inner())
+            })
+        })
+        .collect();
+    let mut stored = 0;
+    for task in tasks {
+        stored += task.await??.stored;
+    }
+    let elapsed = started.elapsed();
+    if stored != total as u64 {
+        bail!("stored {stored} of {total}");
+    }
+    let pid = node.node.id();
+    let rss = proc_status_kib(pid, "VmRSS:")?;
+    let peak = proc_status_kib(pid, "VmHWM:")?;
+    let disk = dir_size(&node.dir.path().join(org).join("data"));
+    println!("ingest: {total} reports, {streams} streams x {batch}-report batches, durable (fsync before each acknowledgement)");
+    println!(
+        "  time {:.2} s, {:.0} reports/s",
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "  node resident memory after ingest {:.1} MB (peak {:.1} MB)",
+        rss as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+    println!("  on disk {:.1} MB", disk as f64 / 1e6);
+    Ok(())
+}
