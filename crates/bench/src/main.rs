@@ -150,6 +150,16 @@ fn proc_status_kib(pid: u32, field: &str) -> Result<u64> {
         .with_context(|| format!("{field} in /proc/{pid}/status"))
 }
 
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let after = stat.rsplit_once(')').context("malformed stat")?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    Ok(ticks / 100.0)
+}
+
 fn dir_size(path: &Path) -> u64 {
     std::fs::read_dir(path)
         .map(|entries| {
@@ -183,6 +193,8 @@ async fn ingest(total: usize, streams: usize, batch: usize) -> Result<()> {
     }
     let channel = node.channel(org)?;
     eprintln!("streaming over {streams} streams, {batch} reports a batch ...");
+    let pid = node.node.id();
+    let cpu_before = cpu_seconds(pid)?;
     let started = Instant::now();
     let tasks: Vec<_> = work
         .into_iter()
@@ -208,7 +220,7 @@ async fn ingest(total: usize, streams: usize, batch: usize) -> Result<()> {
     if stored != total as u64 {
         bail!("stored {stored} of {total}");
     }
-    let pid = node.node.id();
+    let node_cpu = cpu_seconds(pid)? - cpu_before;
     let rss = proc_status_kib(pid, "VmRSS:")?;
     let peak = proc_status_kib(pid, "VmHWM:")?;
     let disk = dir_size(&node.dir.path().join(org).join("data"));
@@ -217,6 +229,10 @@ async fn ingest(total: usize, streams: usize, batch: usize) -> Result<()> {
         "  time {:.2} s, {:.0} reports/s",
         elapsed.as_secs_f64(),
         total as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "  node CPU {node_cpu:.2} s ({:.1} µs a report)",
+        node_cpu * 1e6 / total as f64
     );
     println!(
         "  node resident memory after ingest {:.1} MB (peak {:.1} MB)",
