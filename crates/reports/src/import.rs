@@ -53,9 +53,10 @@ pub fn read(format: Format, text: &str) -> Imported {
     }
 }
 
+/// One report as CSV and JSON lines both write it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CsvRecord {
+struct Record {
     id: String,
     observed_at: String,
     lat: f64,
@@ -69,34 +70,38 @@ struct CsvRecord {
     place_name: String,
     #[serde(default)]
     text: String,
-    /// `Name|identity number;Name|...`
     #[serde(default)]
-    persons: String,
-    /// `ABC123;DEF45G`
+    persons: Persons,
     #[serde(default)]
-    vehicle_plates: String,
+    vehicle_plates: Plates,
 }
 
+/// CSV writes `Name|identity number;Name|...`; JSON a list of objects.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct JsonRecord {
-    id: String,
-    observed_at: String,
-    lat: f64,
-    lon: f64,
-    category: String,
-    severity: u32,
-    source: String,
-    #[serde(default)]
-    tlp: String,
-    #[serde(default)]
-    place_name: String,
-    #[serde(default)]
-    text: String,
-    #[serde(default)]
-    persons: Vec<JsonPerson>,
-    #[serde(default)]
-    vehicle_plates: Vec<String>,
+#[serde(untagged)]
+enum Persons {
+    Text(String),
+    List(Vec<JsonPerson>),
+}
+
+/// CSV writes `ABC123;DEF45G`; JSON a list.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Plates {
+    Text(String),
+    List(Vec<String>),
+}
+
+impl Default for Persons {
+    fn default() -> Self {
+        Self::List(Vec::new())
+    }
+}
+
+impl Default for Plates {
+    fn default() -> Self {
+        Self::List(Vec::new())
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,23 +112,39 @@ struct JsonPerson {
     personal_identity_number: String,
 }
 
-/// The fields both CSV and JSON lines carry, before checking.
-struct Fields {
-    id: String,
-    observed_at: String,
-    lat: f64,
-    lon: f64,
-    category: String,
-    severity: u32,
-    source: String,
-    tlp: String,
-    place_name: String,
-    text: String,
-    persons: Vec<Person>,
-    vehicle_plates: Vec<String>,
+impl Persons {
+    fn into_persons(self) -> Vec<Person> {
+        match self {
+            Self::Text(text) => split_list(&text)
+                .map(|p| {
+                    let (name, pnr) = p.split_once('|').unwrap_or((p, ""));
+                    Person {
+                        name: name.trim().to_owned(),
+                        personal_identity_number: pnr.trim().to_owned(),
+                    }
+                })
+                .collect(),
+            Self::List(list) => list
+                .into_iter()
+                .map(|p| Person {
+                    name: p.name,
+                    personal_identity_number: p.personal_identity_number,
+                })
+                .collect(),
+        }
+    }
 }
 
-fn build(f: Fields) -> Result<Report, String> {
+impl Plates {
+    fn into_plates(self) -> Vec<String> {
+        match self {
+            Self::Text(text) => split_list(&text).map(str::to_owned).collect(),
+            Self::List(list) => list,
+        }
+    }
+}
+
+fn build(f: Record) -> Result<Report, String> {
     let observed_at = parse_rfc3339(&f.observed_at)?;
     let category = parse_category(&f.category).ok_or_else(|| {
         format!(
@@ -150,8 +171,8 @@ fn build(f: Fields) -> Result<Report, String> {
         category: category as i32,
         severity: f.severity,
         text: f.text,
-        persons: f.persons,
-        vehicle_plates: f.vehicle_plates,
+        persons: f.persons.into_persons(),
+        vehicle_plates: f.vehicle_plates.into_plates(),
         source: source as i32,
         tlp: tlp as i32,
     })
@@ -202,32 +223,9 @@ fn read_csv(text: &str) -> Imported {
         };
         let line_no = record.position().map_or(0, |p| p.line() as usize);
         let result = record
-            .deserialize::<CsvRecord>(Some(&headers))
+            .deserialize::<Record>(Some(&headers))
             .map_err(|e| csv_reason(&e))
-            .and_then(|r| {
-                build(Fields {
-                    persons: split_list(&r.persons)
-                        .map(|p| {
-                            let (name, pnr) = p.split_once('|').unwrap_or((p, ""));
-                            Person {
-                                name: name.trim().to_owned(),
-                                personal_identity_number: pnr.trim().to_owned(),
-                            }
-                        })
-                        .collect(),
-                    vehicle_plates: split_list(&r.vehicle_plates).map(str::to_owned).collect(),
-                    id: r.id,
-                    observed_at: r.observed_at,
-                    lat: r.lat,
-                    lon: r.lon,
-                    category: r.category,
-                    severity: r.severity,
-                    source: r.source,
-                    tlp: r.tlp,
-                    place_name: r.place_name,
-                    text: r.text,
-                })
-            });
+            .and_then(build);
         match result {
             Ok(report) => out.reports.push((line_no, report)),
             Err(reason) => out.errors.push(LineError {
@@ -261,31 +259,9 @@ fn read_json_lines(text: &str) -> Imported {
             continue;
         }
         let line_no = i + 1;
-        let result = serde_json::from_str::<JsonRecord>(line)
+        let result = serde_json::from_str::<Record>(line)
             .map_err(|e| format!("not a report object: {e}"))
-            .and_then(|r| {
-                build(Fields {
-                    id: r.id,
-                    observed_at: r.observed_at,
-                    lat: r.lat,
-                    lon: r.lon,
-                    category: r.category,
-                    severity: r.severity,
-                    source: r.source,
-                    tlp: r.tlp,
-                    place_name: r.place_name,
-                    text: r.text,
-                    persons: r
-                        .persons
-                        .into_iter()
-                        .map(|p| Person {
-                            name: p.name,
-                            personal_identity_number: p.personal_identity_number,
-                        })
-                        .collect(),
-                    vehicle_plates: r.vehicle_plates,
-                })
-            });
+            .and_then(build);
         match result {
             Ok(report) => out.reports.push((line_no, report)),
             Err(reason) => out.errors.push(LineError {

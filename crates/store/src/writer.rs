@@ -101,13 +101,7 @@ fn commit_inserts(db: &sled::Db, data: &sled::Tree, group: Vec<InsertJob>) {
                 let header = RecordHeader::of(report);
                 batch.insert(key, header.encode_with(&report.payload));
                 batch.insert(keys::time_key(report.hour, &report.id), &[] as &[u8]);
-                for family in [CounterFamily::M100, CounterFamily::M250] {
-                    let delta = deltas
-                        .entry(keys::counter_key(family, &header.counter_key(family)))
-                        .or_default();
-                    delta.count += 1;
-                    delta.severity_sum += u64::from(report.severity);
-                }
+                count_into(&mut deltas, &header);
                 summary.stored += 1;
             }
             summaries.push(summary);
@@ -130,6 +124,17 @@ fn commit_inserts(db: &sled::Db, data: &sled::Tree, group: Vec<InsertJob>) {
                 let _ = reply.send(Err(StoreError::Commit(message.clone())));
             }
         }
+    }
+}
+
+/// Counts one report in both counter families.
+fn count_into(deltas: &mut HashMap<[u8; 14], CounterValue>, header: &RecordHeader) {
+    for family in [CounterFamily::M100, CounterFamily::M250] {
+        let delta = deltas
+            .entry(keys::counter_key(family, &header.counter_key(family)))
+            .or_default();
+        delta.count += 1;
+        delta.severity_sum += u64::from(header.severity);
     }
 }
 
@@ -187,13 +192,7 @@ fn purge(db: &sled::Db, data: &sled::Tree, before_hour: u32) -> Result<PurgeSumm
             let report_key = [keys::REPORT_PREFIX, id].concat();
             if let Some(record) = data.get(&report_key)? {
                 let (header, _) = keys::split_record(&record)?;
-                for family in [CounterFamily::M100, CounterFamily::M250] {
-                    let delta = deltas
-                        .entry(keys::counter_key(family, &header.counter_key(family)))
-                        .or_default();
-                    delta.count += 1;
-                    delta.severity_sum += u64::from(header.severity);
-                }
+                count_into(&mut deltas, &header);
                 batch.remove(report_key);
                 summary.purged += 1;
             }
