@@ -42,6 +42,15 @@ enum Bench {
         #[arg(long, default_value_t = 2_000)]
         batch: usize,
     },
+    /// The store alone, in this process: validation and durable inserts, no network.
+    Store {
+        /// Reports to insert.
+        #[arg(long, default_value_t = 200_000)]
+        reports: usize,
+        /// Reports per insert.
+        #[arg(long, default_value_t = 2_000)]
+        batch: usize,
+    },
 }
 
 fn main() -> Result<()> {
@@ -56,6 +65,7 @@ fn main() -> Result<()> {
                 streams,
                 batch,
             } => ingest(reports, streams, batch).await,
+            Bench::Store { reports, batch } => store_only(reports, batch).await,
         }
     })
 }
@@ -240,5 +250,46 @@ async fn ingest(total: usize, streams: usize, batch: usize) -> Result<()> {
         peak as f64 / 1024.0
     );
     println!("  on disk {:.1} MB", disk as f64 / 1e6);
+    Ok(())
+}
+
+/// Splits a node's write cost: validation (with projection) and the store's insert.
+async fn store_only(total: usize, batch: usize) -> Result<()> {
+    use lagesbild_reports::validate::{validate_batch, Coverage, Rules};
+    use lagesbild_store::{Store, StoreOptions};
+    let now = SystemTime::now();
+    let mut reports = synthetic::generate("polisen", 1, total, 30, now);
+    for (i, r) in reports.iter_mut().enumerate() {
+        r.id = format!("bench-{i}");
+    }
+    let rules = Rules {
+        coverage: Coverage::STOCKHOLM_INNER_CITY,
+        retention: Duration::from_secs(365 * 86_400),
+    };
+    let started = Instant::now();
+    let mut ready = Vec::new();
+    for chunk in reports.chunks(batch) {
+        ready.push(validate_batch(chunk, &rules, now, 0).map_err(|v| anyhow::anyhow!("{v:?}"))?);
+    }
+    let validation = started.elapsed();
+    let dir = tempfile::tempdir()?;
+    let store = Store::open(dir.path(), StoreOptions::default())?;
+    let started = Instant::now();
+    for batch in ready {
+        store.insert(batch).await?;
+    }
+    let inserting = started.elapsed();
+    println!("store: {total} reports in batches of {batch}, one process, no network");
+    println!(
+        "  validation and key derivation {:.2} s ({:.1} µs a report)",
+        validation.as_secs_f64(),
+        validation.as_secs_f64() * 1e6 / total as f64
+    );
+    println!(
+        "  durable inserts {:.2} s ({:.1} µs a report, {:.0} reports/s)",
+        inserting.as_secs_f64(),
+        inserting.as_secs_f64() * 1e6 / total as f64,
+        total as f64 / inserting.as_secs_f64()
+    );
     Ok(())
 }
