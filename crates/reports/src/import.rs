@@ -534,26 +534,15 @@ mod tests {
     fn police_feed_quirks() {
         assert!(parse_polisen_datetime("2025-06-07 6:38:18 +02:00").is_ok());
         assert_eq!(polisen_category("Sammanfattning natt"), None);
-        assert_eq!(
-            polisen_category("Rån, väpnat"),
-            Some((Category::Robbery, true))
-        );
-        assert_eq!(
-            polisen_category("Rån väpnat"),
-            Some((Category::Robbery, true))
-        );
-        assert_eq!(
-            polisen_category("Larm Inbrott"),
-            Some((Category::Theft, true))
-        );
-        assert_eq!(
-            polisen_category("Larm inbrott"),
-            Some((Category::Theft, true))
-        );
-        assert_eq!(
-            polisen_category("Djur skadat/omhändertaget"),
-            Some((Category::Other, false))
-        );
+        for (kind, expected) in [
+            ("Rån, väpnat", (Category::Robbery, true)),
+            ("Rån väpnat", (Category::Robbery, true)),
+            ("Larm Inbrott", (Category::Theft, true)),
+            ("Larm inbrott", (Category::Theft, true)),
+            ("Djur skadat/omhändertaget", (Category::Other, false)),
+        ] {
+            assert_eq!(polisen_category(kind), Some(expected), "{kind}");
+        }
         let published = parse_polisen_datetime("2026-01-01 00:30:00 +01:00").unwrap();
         let t = incident_time("31 december 23.50, Brand, Stockholm", published).unwrap();
         assert_eq!(t.year(), 2025);

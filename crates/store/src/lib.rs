@@ -152,6 +152,11 @@ impl Store {
             .transpose()
     }
 
+    /// Whether report `id` is stored.
+    pub fn contains(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.data.contains_key(keys::report_key(id))?)
+    }
+
     /// How many reports are stored.
     pub fn report_count(&self) -> usize {
         self.data.scan_prefix(keys::REPORT_PREFIX).count()

@@ -56,9 +56,9 @@ impl ReportApi {
         if request.validate_only {
             let mut summary = SubmitSummary::default();
             for report in &ready {
-                match self.store.report(&report.id) {
-                    Ok(Some(_)) => summary.duplicates += 1,
-                    Ok(None) => summary.stored += 1,
+                match self.store.contains(&report.id) {
+                    Ok(true) => summary.duplicates += 1,
+                    Ok(false) => summary.stored += 1,
                     Err(e) => return Err(Status::internal(e.to_string())),
                 }
             }
