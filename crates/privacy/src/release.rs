@@ -1,0 +1,391 @@
+//! Aggregate releases: generalise counters onto the fixed grid and buckets,
+//! suppress counts below k, add integer noise where the rules ask for it.
+//!
+//! A release is made of independent atoms: one (cell, bucket, category) value
+//! each, every one thresholded on its own. Nothing is ever released that is
+//! computed across atoms (no totals whose difference with released parts would
+//! give away a withheld part). Windows snap outward to whole periods — the bucket
+//! for a time series, a local calendar month for a profile — so two windows that
+//! differ by one report differ by whole periods, and a period holding one report
+//! is withheld.
+
+use crate::calendar::BucketKind;
+use crate::noise::{discrete_laplace, Epsilon, RandomSource};
+use lagesbild_geo::{project, Cell, CellSize};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+
+/// The lowest threshold any policy may set.
+pub const MIN_K: u32 = 3;
+
+/// The highest severity a report can have: how much one report can move a
+/// severity sum, for noise.
+pub const MAX_SEVERITY: u64 = 5;
+
+/// A suppression threshold: counts below it are withheld. Never below [`MIN_K`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u32", into = "u32")]
+pub struct K(u32);
+
+impl K {
+    /// The threshold `k`, if it is at least [`MIN_K`].
+    pub fn new(k: u32) -> Result<Self, String> {
+        Self::try_from(k)
+    }
+
+    /// The value.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl TryFrom<u32> for K {
+    type Error = String;
+
+    fn try_from(k: u32) -> Result<Self, String> {
+        if k < MIN_K {
+            Err(format!("k = {k} is below the minimum of {MIN_K}"))
+        } else {
+            Ok(Self(k))
+        }
+    }
+}
+
+impl From<K> for u32 {
+    fn from(k: K) -> u32 {
+        k.0
+    }
+}
+
+impl fmt::Display for K {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What a policy lets one peer receive as aggregates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseRules {
+    /// Threshold.
+    pub k: K,
+    /// The smallest cell size.
+    pub finest_cell: CellSize,
+    /// The finest bucket kind.
+    pub finest_bucket: BucketKind,
+    /// Category codes that may be released.
+    pub categories: BTreeSet<u8>,
+    /// Privacy loss per query; `None` releases exact counts (thresholded).
+    pub epsilon_per_query: Option<Epsilon>,
+}
+
+/// A rectangle in SWEREF 99 TM metres; a cell belongs to it if its centre does.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Area {
+    /// Smallest easting.
+    pub min_easting: f64,
+    /// Smallest northing.
+    pub min_northing: f64,
+    /// Largest easting.
+    pub max_easting: f64,
+    /// Largest northing.
+    pub max_northing: f64,
+}
+
+impl Area {
+    /// The SWEREF 99 TM envelope of a WGS84 box.
+    pub fn from_wgs84(south: f64, west: f64, north: f64, east: f64) -> Option<Self> {
+        let valid = |lat: f64, lon: f64| {
+            lat.is_finite()
+                && lon.is_finite()
+                && (-90.0..=90.0).contains(&lat)
+                && (-180.0..=180.0).contains(&lon)
+        };
+        if !valid(south, west) || !valid(north, east) || south >= north || west >= east {
+            return None;
+        }
+        let corners = [(south, west), (south, east), (north, west), (north, east)]
+            .map(|(lat, lon)| project(lat, lon));
+        Some(Self {
+            min_easting: corners
+                .iter()
+                .map(|p| p.easting)
+                .fold(f64::INFINITY, f64::min),
+            min_northing: corners
+                .iter()
+                .map(|p| p.northing)
+                .fold(f64::INFINITY, f64::min),
+            max_easting: corners
+                .iter()
+                .map(|p| p.easting)
+                .fold(f64::NEG_INFINITY, f64::max),
+            max_northing: corners
+                .iter()
+                .map(|p| p.northing)
+                .fold(f64::NEG_INFINITY, f64::max),
+        })
+    }
+
+    fn holds(&self, cell: Cell) -> bool {
+        let half = f64::from(cell.size.metres()) / 2.0;
+        let (e, n) = (
+            f64::from(cell.easting) + half,
+            f64::from(cell.northing) + half,
+        );
+        (self.min_easting..=self.max_easting).contains(&e)
+            && (self.min_northing..=self.max_northing).contains(&n)
+    }
+}
+
+/// What a peer asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReleaseQuery {
+    /// First hour (UTC hours since the epoch), inclusive.
+    pub from_hour: u32,
+    /// End hour, exclusive.
+    pub to_hour: u32,
+    /// Categories asked for; empty means every category the rules allow.
+    pub categories: BTreeSet<u8>,
+    /// Only cells in this area; `None` for all.
+    pub area: Option<Area>,
+    /// Cell size.
+    pub cell_size: CellSize,
+    /// Bucket kind.
+    pub bucket: BucketKind,
+}
+
+/// Why a query gets no release.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The cells asked for are smaller than the rules allow.
+    #[error("cells of {asked} m are finer than this peer may receive (finest {finest} m)")]
+    CellTooFine {
+        /// Asked, metres.
+        asked: u32,
+        /// Allowed, metres.
+        finest: u32,
+    },
+    /// The buckets asked for are finer than the rules allow.
+    #[error("{asked} buckets are finer than this peer may receive (finest {finest})")]
+    BucketTooFine {
+        /// Asked.
+        asked: BucketKind,
+        /// Allowed.
+        finest: BucketKind,
+    },
+    /// None of the categories asked for may be released.
+    #[error("none of the categories asked for may be released to this peer")]
+    NoCategory,
+    /// The window is empty.
+    #[error("the time window is empty (from must be before to)")]
+    EmptyWindow,
+}
+
+/// A checked query: what will be released, before any data is read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// First hour of the snapped window.
+    pub from_hour: u32,
+    /// End of the snapped window (exclusive).
+    pub to_hour: u32,
+    /// Categories that will be considered: those asked for that the rules allow.
+    pub categories: BTreeSet<u8>,
+    /// Area filter.
+    pub area: Option<Area>,
+    /// Cell size.
+    pub cell_size: CellSize,
+    /// Bucket kind.
+    pub bucket: BucketKind,
+    /// Threshold.
+    pub k: K,
+    /// Noise, and the privacy loss this release costs.
+    pub epsilon: Option<Epsilon>,
+}
+
+/// Checks `query` against `rules` and fixes the window.
+pub fn plan(rules: &ReleaseRules, query: &ReleaseQuery) -> Result<Plan, Refusal> {
+    if query.cell_size < rules.finest_cell {
+        return Err(Refusal::CellTooFine {
+            asked: query.cell_size.metres(),
+            finest: rules.finest_cell.metres(),
+        });
+    }
+    if !query.bucket.allowed_under(rules.finest_bucket) {
+        return Err(Refusal::BucketTooFine {
+            asked: query.bucket,
+            finest: rules.finest_bucket,
+        });
+    }
+    if query.to_hour <= query.from_hour {
+        return Err(Refusal::EmptyWindow);
+    }
+    let categories: BTreeSet<u8> = if query.categories.is_empty() {
+        rules.categories.clone()
+    } else {
+        query
+            .categories
+            .intersection(&rules.categories)
+            .copied()
+            .collect()
+    };
+    if categories.is_empty() {
+        return Err(Refusal::NoCategory);
+    }
+    let (from_hour, to_hour) = query.bucket.snap(query.from_hour, query.to_hour);
+    Ok(Plan {
+        from_hour,
+        to_hour,
+        categories,
+        area: query.area,
+        cell_size: query.cell_size,
+        bucket: query.bucket,
+        k: rules.k,
+        epsilon: rules.epsilon_per_query,
+    })
+}
+
+/// One stored counter: the reports of one (hour, category, cell).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counter {
+    /// UTC hour since the epoch.
+    pub hour: u32,
+    /// Category code.
+    pub category: u8,
+    /// The counter's cell (100 m or 250 m).
+    pub cell: Cell,
+    /// Reports.
+    pub count: u64,
+    /// Sum of their severities.
+    pub severity_sum: u64,
+}
+
+/// One released value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ReleasedCount {
+    /// Time-series buckets: first UTC hour. Profiles: the slot.
+    pub bucket: u32,
+    /// Category code.
+    pub category: u8,
+    /// The cell, on the plan's grid.
+    pub cell: Cell,
+    /// The count (noised if the plan has epsilon); never below k.
+    pub count: u64,
+    /// The sum of severities (noised alike).
+    pub severity_sum: u64,
+}
+
+/// A release: the plan and the values that passed. Any (cell, bucket, category)
+/// of the plan that is not listed was withheld: below k, possibly zero.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Release {
+    /// What was asked and how it was answered.
+    pub plan: Plan,
+    /// Released values, ordered by bucket, category, cell.
+    pub counts: Vec<ReleasedCount>,
+    /// How many non-zero values were withheld. Stays on the node (for its log):
+    /// sent to a peer, it would tell that small counts exist.
+    pub withheld: u64,
+}
+
+impl Plan {
+    /// The counter resolution to read: 100 m counters for 100 m cells, 250 m
+    /// counters otherwise (250 m cells nest in 500 m and 1000 m; 100 m cells
+    /// don't nest in 250 m).
+    pub fn counter_cell_size(&self) -> CellSize {
+        if self.cell_size == CellSize::M100 {
+            CellSize::M100
+        } else {
+            CellSize::M250
+        }
+    }
+
+    /// Makes the release from the counters of the window (others are ignored).
+    pub fn release(
+        &self,
+        counters: impl IntoIterator<Item = Counter>,
+        rng: &mut impl RandomSource,
+    ) -> Release {
+        let mut atoms: HashMap<(u32, u32, u8, Cell), (u64, u64)> = HashMap::new();
+        for counter in counters {
+            if counter.hour < self.from_hour
+                || counter.hour >= self.to_hour
+                || !self.categories.contains(&counter.category)
+                || counter.cell.size != self.counter_cell_size()
+            {
+                continue;
+            }
+            let Some(cell) = counter.cell.coarsen(self.cell_size) else {
+                continue;
+            };
+            if self.area.is_some_and(|area| !area.holds(cell)) {
+                continue;
+            }
+            let (period, bucket) = self.bucket.classify(counter.hour);
+            let atom = atoms
+                .entry((period, bucket, counter.category, cell))
+                .or_default();
+            atom.0 += counter.count;
+            atom.1 += counter.severity_sum;
+        }
+
+        let k = u64::from(self.k.get());
+        let mut withheld = 0;
+        let mut released: BTreeMap<(u32, u8, Cell), (u64, u64)> = BTreeMap::new();
+        for ((_, bucket, category, cell), (count, severity_sum)) in atoms {
+            let Some((count, severity_sum)) = self.threshold(count, severity_sum, k, rng) else {
+                if count > 0 {
+                    withheld += 1;
+                }
+                continue;
+            };
+            // Profiles sum the released values of their periods: only what
+            // passed on its own is added.
+            let total = released.entry((bucket, category, cell)).or_default();
+            total.0 += count;
+            total.1 += severity_sum;
+        }
+        Release {
+            plan: self.clone(),
+            counts: released
+                .into_iter()
+                .map(
+                    |((bucket, category, cell), (count, severity_sum))| ReleasedCount {
+                        bucket,
+                        category,
+                        cell,
+                        count,
+                        severity_sum,
+                    },
+                )
+                .collect(),
+            withheld,
+        }
+    }
+
+    /// The released (count, severity sum) of one atom, or `None` if withheld.
+    /// A value is released only if its true count reaches k and, with noise,
+    /// its noised count does too. Half the epsilon goes to the count, half to
+    /// the severity sum.
+    fn threshold(
+        &self,
+        count: u64,
+        severity_sum: u64,
+        k: u64,
+        rng: &mut impl RandomSource,
+    ) -> Option<(u64, u64)> {
+        if count < k {
+            return None;
+        }
+        let Some(epsilon) = self.epsilon else {
+            return Some((count, severity_sum));
+        };
+        let half = Epsilon::from_micros((epsilon.micros() / 2).max(1));
+        let noisy = count as i128 + i128::from(discrete_laplace(rng, half, 1));
+        let noisy_severity =
+            severity_sum as i128 + i128::from(discrete_laplace(rng, half, MAX_SEVERITY));
+        if noisy < i128::from(k) {
+            return None;
+        }
+        Some((noisy as u64, noisy_severity.max(0) as u64))
+    }
+}

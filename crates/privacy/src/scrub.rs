@@ -1,0 +1,360 @@
+//! Scrubbing free text before it may leave a node.
+//!
+//! Each identifier found is replaced by a typed placeholder. Where a format has a
+//! check digit, it decides the type: a number shaped like an identity number or a
+//! card number whose check digit fails is still replaced, as `[nummer]` — a
+//! mistyped identity number is still personal data.
+//!
+//! | found | placeholder |
+//! |---|---|
+//! | e-mail address | `[e-post]` |
+//! | personal identity number (10/12 digits, `-`, `+` or none, check digit ok) | `[personnummer]` |
+//! | co-ordination number (day + 60) | `[samordningsnummer]` |
+//! | phone number (+46/0046, 07x mobile, landlines) | `[telefonnummer]` |
+//! | card number (13–19 digits, Luhn) | `[kortnummer]` |
+//! | IBAN (SE, mod 97), bankgiro/plusgiro (Luhn), account after "konto" | `[kontonummer]` |
+//! | identifier-shaped number whose check digit fails | `[nummer]` |
+//! | vehicle plate (ABC 123, ABC 12A) and the report's own plates | `[registreringsnummer]` |
+//! | number after a street name (Drottninggatan 53B) | street name kept, `[gatunummer]` |
+//! | names of the report's own persons, whole or in part | `[namn]` |
+
+use regex::{Captures, Regex};
+use std::sync::LazyLock;
+
+/// Identifiers the report itself names, which are scrubbed wherever they appear.
+#[derive(Debug, Clone, Default)]
+pub struct Known<'a> {
+    /// Names of the persons in the report.
+    pub names: Vec<&'a str>,
+    /// The report's vehicle plates.
+    pub plates: Vec<&'a str>,
+}
+
+fn regex(pattern: &str) -> Regex {
+    Regex::new(pattern).expect("scrubber pattern compiles")
+}
+
+static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
+    regex(r"[\p{L}\p{N}._%+\-]+@[\p{L}\p{N}\-]+(?:\.[\p{L}\p{N}\-]+)*\.\p{L}{2,}")
+});
+static IBAN: LazyLock<Regex> = LazyLock::new(|| regex(r"(?i)\bSE\d{2}(?: ?\d){20}\b"));
+static IDENTITY_NUMBER: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"\b(\d{2})?(\d{2})(\d{2})(\d{2})([-+]?)(\d{4})\b"));
+static PHONE_INTERNATIONAL: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"(?:\+|\b00)46[ \-]?(?:\(0\)[ ]?)?\d{1,3}[ \-]?\d(?:[ ]?\d){4,7}\b"));
+static PHONE_NATIONAL: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"\b0\d{1,3}[ \-/]?\d(?:[ ]?\d){4,7}\b"));
+static CARD: LazyLock<Regex> = LazyLock::new(|| regex(r"\b\d(?:[ \-]?\d){12,18}\b"));
+static ACCOUNT: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)\b(bankgiro|bg|plusgiro|pg|kontonummer|kontonr|konto|clearingnummer|clearingnr)(\.?:?\s*(?:nr\.?|nummer)?:?\s*)(\d(?:[\d \-]|, ?\d){2,}\d)",
+    )
+});
+static PLATE: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"\b[A-HJ-PR-UW-Z]{3} ?\d{2}[0-9A-HJ-NPR-UW-Z]\b"));
+static STREET_NUMBER: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i)\b(\p{L}+(?:gatan|gata|vägen|väg|gränd|gränden|torg|torget|plan|backe|backen|stig|stigen|allé|allén|kajen|kaj|strand|stranden|leden|platsen|plats|esplanaden|hamnen|stråket|passagen|trappan|lunden|parken|bron|holmen)|(?-i:\p{Lu})\p{L}*\s+(?:gata|väg|gränd|torg|backe|stig|allé|plats))\s+(\d{1,4}[a-zA-Z]?(?:\s?-\s?\d{1,4}[a-zA-Z]?)?)\b",
+    )
+});
+
+/// `text` with every identifier it recognises replaced by a typed placeholder.
+pub fn scrub(text: &str, known: &Known<'_>) -> String {
+    let text = EMAIL.replace_all(text, "[e-post]");
+    let text = IBAN.replace_all(&text, |c: &Captures<'_>| {
+        if iban_valid(&c[0]) {
+            "[kontonummer]"
+        } else {
+            "[nummer]"
+        }
+    });
+    let text = replace_known_plates(&text, &known.plates);
+    let text = IDENTITY_NUMBER.replace_all(&text, |c: &Captures<'_>| {
+        identity_number(c).map_or_else(|| c[0].to_string(), str::to_string)
+    });
+    let text = PHONE_INTERNATIONAL.replace_all(&text, "[telefonnummer]");
+    let text = PHONE_NATIONAL.replace_all(&text, |c: &Captures<'_>| {
+        let digits = digits_of(&c[0]);
+        if (8..=10).contains(&digits.len()) {
+            "[telefonnummer]".to_string()
+        } else {
+            c[0].to_string()
+        }
+    });
+    let text = CARD.replace_all(&text, |c: &Captures<'_>| {
+        if luhn_valid(&digits_of(&c[0])) {
+            "[kortnummer]"
+        } else {
+            "[nummer]"
+        }
+    });
+    let text = ACCOUNT.replace_all(&text, |c: &Captures<'_>| {
+        let keyword = c[1].to_ascii_lowercase();
+        let giro = matches!(keyword.as_str(), "bankgiro" | "bg" | "plusgiro" | "pg");
+        let placeholder = if giro && !luhn_valid(&digits_of(&c[3])) {
+            "[nummer]"
+        } else {
+            "[kontonummer]"
+        };
+        format!("{}{}{placeholder}", &c[1], &c[2])
+    });
+    let text = PLATE.replace_all(&text, "[registreringsnummer]");
+    let text = STREET_NUMBER.replace_all(&text, |c: &Captures<'_>| {
+        // "på plats 23.10" is a time, not an address.
+        let after = &text[c.get(0).map_or(0, |m| m.end())..];
+        let mut next = after.chars();
+        if matches!(next.next(), Some('.' | ':')) && next.next().is_some_and(|d| d.is_ascii_digit())
+        {
+            return c[0].to_string();
+        }
+        format!("{} [gatunummer]", &c[1])
+    });
+    replace_names(&text, &known.names)
+}
+
+fn digits_of(s: &str) -> Vec<u8> {
+    s.bytes()
+        .filter(u8::is_ascii_digit)
+        .map(|b| b - b'0')
+        .collect()
+}
+
+/// The Luhn (mod 10) check over all digits, the last being the check digit.
+pub fn luhn_valid(digits: &[u8]) -> bool {
+    if digits.len() < 2 {
+        return false;
+    }
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            let d = u32::from(d);
+            if i % 2 == 1 {
+                let doubled = d * 2;
+                doubled / 10 + doubled % 10
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum % 10 == 0
+}
+
+/// The placeholder for a date-shaped 10 or 12 digit number, or `None` if it is
+/// not shaped like an identity number (so another rule may claim it).
+fn identity_number(c: &Captures<'_>) -> Option<&'static str> {
+    if let Some(century) = c.get(1) {
+        if !matches!(century.as_str(), "18" | "19" | "20") {
+            return None;
+        }
+    }
+    let month: u32 = c[3].parse().ok()?;
+    let day: u32 = c[4].parse().ok()?;
+    if !(1..=12).contains(&month) {
+        return None;
+    }
+    let kind = match day {
+        1..=31 => "[personnummer]",
+        61..=91 => "[samordningsnummer]",
+        _ => return None,
+    };
+    let ten = format!("{}{}{}{}", &c[2], &c[3], &c[4], &c[6]);
+    let digits = digits_of(&ten);
+    if luhn_valid(&digits) {
+        return Some(kind);
+    }
+    // Ten bare digits starting 07 that fail the check are a mobile number.
+    if c.get(1).is_none() && c[5].is_empty() && ten.starts_with("07") {
+        return None;
+    }
+    Some("[nummer]")
+}
+
+fn iban_valid(iban: &str) -> bool {
+    let compact: String = iban.chars().filter(|c| !c.is_whitespace()).collect();
+    let compact = compact.to_ascii_uppercase();
+    let rearranged = format!("{}{}", &compact[4..], &compact[..4]);
+    let mut remainder: u32 = 0;
+    for ch in rearranged.chars() {
+        let value = match ch {
+            '0'..='9' => ch as u32 - '0' as u32,
+            'A'..='Z' => ch as u32 - 'A' as u32 + 10,
+            _ => return false,
+        };
+        let width = if value >= 10 { 100 } else { 10 };
+        remainder = (remainder * width + value) % 97;
+    }
+    remainder == 1
+}
+
+fn replace_known_plates(text: &str, plates: &[&str]) -> String {
+    let alternatives: Vec<String> = plates
+        .iter()
+        .map(|p| {
+            p.chars()
+                .filter(|c| c.is_alphanumeric())
+                .collect::<String>()
+        })
+        .filter(|p| p.len() >= 2)
+        .map(|p| {
+            // Any spacing or dash between the characters of the plate.
+            p.chars()
+                .map(|c| regex::escape(&c.to_string()))
+                .collect::<Vec<_>>()
+                .join(r"[ \-]?")
+        })
+        .collect();
+    if alternatives.is_empty() {
+        return text.to_string();
+    }
+    regex(&format!(r"(?i)\b(?:{})\b", alternatives.join("|")))
+        .replace_all(text, "[registreringsnummer]")
+        .into_owned()
+}
+
+fn replace_names(text: &str, names: &[&str]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for name in names {
+        let name = name.trim();
+        if name.chars().count() >= 2 {
+            parts.push(name.to_string());
+        }
+        parts.extend(
+            name.split(|c: char| c.is_whitespace() || c == '-')
+                .filter(|p| p.chars().count() >= 2)
+                .map(str::to_string),
+        );
+    }
+    if parts.is_empty() {
+        return text.to_string();
+    }
+    // Longest first, so a full name goes as one placeholder.
+    parts.sort_by_key(|p| std::cmp::Reverse(p.chars().count()));
+    parts.dedup();
+    let alternatives: Vec<String> = parts
+        .iter()
+        .map(|p| regex::escape(p).replace(r"\ ", r"\s+"))
+        .collect();
+    regex(&format!(
+        r"(?i)\b(?:{})(?:s|'s|:s)?\b",
+        alternatives.join("|")
+    ))
+    .replace_all(text, "[namn]")
+    .into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scrubbed(text: &str) -> String {
+        scrub(text, &Known::default())
+    }
+
+    /// (input, expected): identifiers that must be caught.
+    const CAUGHT: &[(&str, &str)] = &[
+        // Personal identity numbers: 10 and 12 digits, with -, + or nothing.
+        ("pnr 811218-9876 grep", "pnr [personnummer] grep"),
+        ("pnr 8112189876.", "pnr [personnummer]."),
+        ("pnr 19811218-9876", "pnr [personnummer]"),
+        ("pnr 198112189876", "pnr [personnummer]"),
+        (
+            "född 121212+1212, över 100",
+            "född [personnummer], över 100",
+        ),
+        // Wrong check digit: not an identity number, but still removed.
+        ("pnr 811218-9875", "pnr [nummer]"),
+        ("pnr 198112189875", "pnr [nummer]"),
+        // Co-ordination number: day + 60.
+        ("samnr 701063-2391", "samnr [samordningsnummer]"),
+        // Phone numbers.
+        ("ring 070-123 45 67", "ring [telefonnummer]"),
+        ("ring 0701234567", "ring [telefonnummer]"),
+        ("tel 08-123 456 78 direkt", "tel [telefonnummer] direkt"),
+        ("tel 031-12 34 56", "tel [telefonnummer]"),
+        ("tel +46 70 123 45 67", "tel [telefonnummer]"),
+        ("tel +46701234567", "tel [telefonnummer]"),
+        ("tel 0046 8 123 456 78", "tel [telefonnummer]"),
+        ("tel +46 (0)8 123 45 67", "tel [telefonnummer]"),
+        // E-mail.
+        ("mejla anna.k@example.se nu", "mejla [e-post] nu"),
+        (
+            "från vakt_12+natt@bevakning.stockholm.se.",
+            "från [e-post].",
+        ),
+        // Plates.
+        ("bil ABC 123 körde", "bil [registreringsnummer] körde"),
+        ("bil ABC12A körde", "bil [registreringsnummer] körde"),
+        // Street numbers: the name stays, the number goes.
+        ("vid Drottninggatan 53B", "vid Drottninggatan [gatunummer]"),
+        ("Sveavägen 44, 3 tr", "Sveavägen [gatunummer], 3 tr"),
+        ("Olof Palmes gata 9", "Olof Palmes gata [gatunummer]"),
+        (
+            "Mäster Samuelsgatan 12-14",
+            "Mäster Samuelsgatan [gatunummer]",
+        ),
+        // Cards (Luhn) and accounts.
+        ("kort 4111 1111 1111 1111", "kort [kortnummer]"),
+        ("kort 4111-1111-1111-1112", "kort [nummer]"),
+        ("konto SE45 5000 0000 0583 9825 7466", "konto [kontonummer]"),
+        ("bankgiro 5050-1055", "bankgiro [kontonummer]"),
+        ("bg 5050-1056", "bg [nummer]"),
+        (
+            "kontonummer 8327-9, 123 456 789-0",
+            "kontonummer [kontonummer]",
+        ),
+    ];
+
+    /// Ordinary text that must stay as it is.
+    const UNTOUCHED: &[&str] = &[
+        "Bråk vid Sergels torg kl. 22:15 den 2026-11-24.",
+        "kl 22.30 på fredag 27/11, ca 1 500 kr i skador",
+        "Skadegörelse för 12 500 kronor på Drottninggatan och Kungsgatan.",
+        "Tre personer, två väktare och 1 polispatrull på plats 23.10.",
+        "Mörk passage mellan Hötorget och Sveavägen, lampa trasig sedan 2026-11-01.",
+        "Vecka 47, 2026: 14 anmälningar, varav 3 rån.",
+        "Trappan vid Brunkebergstorg saknar belysning.",
+        "Larm 00:45, åter 01:30.",
+    ];
+
+    #[test]
+    fn swedish_identifiers_are_caught() {
+        for (input, expected) in CAUGHT {
+            assert_eq!(&scrubbed(input), expected, "input: {input}");
+        }
+    }
+
+    #[test]
+    fn ordinary_text_stays_untouched() {
+        for input in UNTOUCHED {
+            assert_eq!(&scrubbed(input), input);
+        }
+    }
+
+    #[test]
+    fn the_reports_own_names_and_plates_go() {
+        let known = Known {
+            names: vec!["Anna-Karin Lindqvist", "Erik Ek"],
+            plates: vec!["kbt 62x"],
+        };
+        assert_eq!(
+            scrub(
+                "Anna-Karin Lindqvist och Lindqvists vän ERIK syntes, sen Ek. Bil KBT62X.",
+                &known
+            ),
+            "[namn] och [namn] vän [namn] syntes, sen [namn]. Bil [registreringsnummer]."
+        );
+        // Parts of other words are not names.
+        assert_eq!(scrub("Eken vid Ekgatan", &known), "Eken vid Ekgatan");
+    }
+
+    #[test]
+    fn luhn_matches_known_numbers() {
+        assert!(luhn_valid(&digits_of("8112189876")));
+        assert!(!luhn_valid(&digits_of("8112189875")));
+        assert!(luhn_valid(&digits_of("4111111111111111")));
+        assert!(iban_valid("SE45 5000 0000 0583 9825 7466"));
+        assert!(!iban_valid("SE45 5000 0000 0583 9825 7467"));
+    }
+}
