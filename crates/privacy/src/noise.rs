@@ -292,7 +292,7 @@ pub(crate) mod tests {
     fn discrete_laplace_is_symmetric_and_integer_valued() {
         let mut rng = Seeded(3);
         let eps = Epsilon::try_from(1.0).unwrap();
-        let (mut pos, mut neg, mut zero) = (0, 0, 0);
+        let (mut pos, mut neg, mut zero) = (0i32, 0i32, 0i32);
         for _ in 0..20_000 {
             match discrete_laplace(&mut rng, eps, 1).signum() {
                 1 => pos += 1,
@@ -302,7 +302,7 @@ pub(crate) mod tests {
         }
         // P(0) = (1-e^-1)/(1+e^-1) ≈ 0.462.
         assert!((8_800..9_700).contains(&zero), "zero {zero}");
-        assert!((pos as i32 - neg as i32).abs() < 500, "{pos} vs {neg}");
+        assert!((pos - neg).abs() < 500, "{pos} vs {neg}");
     }
 
     #[test]

@@ -138,7 +138,7 @@ pub fn luhn_valid(digits: &[u8]) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// The placeholder for a date-shaped 10 or 12 digit number, or `None` if it is
