@@ -4,7 +4,12 @@
 use prost::Message;
 use std::path::PathBuf;
 
-const PROTOS: &[&str] = &["lagesbild/v1/node.proto", "lagesbild/v1/reports.proto"];
+const PROTOS: &[&str] = &[
+    "lagesbild/v1/node.proto",
+    "lagesbild/v1/reports.proto",
+    "lagesbild/v1/aggregate.proto",
+    "lagesbild/v1/policy.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");

@@ -34,6 +34,9 @@ enum Command {
     Certs(commands::certs::Command),
     /// Load reports from a file into the org's own node.
     Ingest(commands::ingest::Args),
+    /// Check a policy file, or explain what a peer may receive from a node.
+    #[command(subcommand)]
+    Policy(commands::policy::Command),
     /// Run one node.
     Serve(commands::serve::Args),
     /// Show how a node sees each peer: reachable, version, round-trip time.
@@ -56,6 +59,7 @@ pub fn main() -> ExitCode {
             Command::Demo(args) => commands::demo::run(args).await,
             Command::Certs(command) => commands::certs::run(command),
             Command::Ingest(args) => commands::ingest::run(args).await,
+            Command::Policy(command) => commands::policy::run(command).await,
             Command::Serve(args) => commands::serve::run(args).await,
             Command::Status(args) => commands::status::run(args).await,
         }

@@ -98,8 +98,8 @@ impl NodeConfig {
             message,
         };
         let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-        let mut config: NodeConfig =
-            toml::from_str(&text).map_err(|e| fail(toml_message(&text, &e)))?;
+        let mut config: NodeConfig = toml::from_str(&text)
+            .map_err(|e| fail(lagesbild_policy::describe_toml_error(&text, &e)))?;
         if config.version != FORMAT_VERSION {
             return Err(fail(format!(
                 "version {} is not supported (expected {FORMAT_VERSION})",
@@ -169,18 +169,5 @@ impl NodeConfig {
             policy,
             tls,
         })
-    }
-}
-
-/// One line: toml's message with the line number, without its source excerpt.
-fn toml_message(text: &str, error: &toml::de::Error) -> String {
-    match error.span() {
-        // A missing field is reported on the whole table; its line says nothing.
-        Some(span) if span.start > 0 => format!(
-            "line {}: {}",
-            text[..span.start].matches('\n').count() + 1,
-            error.message()
-        ),
-        _ => error.message().to_owned(),
     }
 }

@@ -2,8 +2,11 @@
 //!
 //! - [`config`]: the strict, versioned `node.toml`.
 //! - [`peers`]: one long-lived mutual-TLS channel per peer, reused by every call.
-//! - [`services`]: the gRPC services (node info, federation status; health and
-//!   reflection come from tonic).
+//! - [`policy_watch`]: the policy in force, reloaded when its file changes.
+//! - [`release`]: the one way out for aggregates: policy, rate limit, privacy
+//!   budget, then the privacy engine.
+//! - [`services`]: the gRPC services (node info, federation status, reports,
+//!   aggregates, policy explanations; health and reflection come from tonic).
 //! - [`server`]: wires them behind the mutual-TLS acceptor and runs until shutdown.
 //!
 //! Every request reaches a handler only after the transport verified the caller's
@@ -13,6 +16,8 @@
 
 pub mod config;
 pub mod peers;
+pub mod policy_watch;
+pub mod release;
 pub mod server;
 pub mod services;
 

@@ -2,11 +2,17 @@
 
 use crate::config::{LoadedConfig, NodeConfig};
 use crate::peers::PeerChannels;
+use crate::policy_watch::PolicyHandle;
+use crate::release::ReleaseGate;
+use crate::services::aggregate::AggregateApi;
 use crate::services::node_service::NodeApi;
+use crate::services::policy_service::PolicyApi;
 use crate::services::reports::{ReportApi, MAX_MESSAGE_BYTES};
 use crate::NodeError;
 use lagesbild_identity::tls::server_config;
+use lagesbild_proto::v1::aggregate_service_server::AggregateServiceServer;
 use lagesbild_proto::v1::node_service_server::NodeServiceServer;
+use lagesbild_proto::v1::policy_service_server::PolicyServiceServer;
 use lagesbild_proto::v1::report_service_server::ReportServiceServer;
 use lagesbild_store::{Store, StoreOptions};
 use lagesbild_transport::{serve_tls, ChannelOptions};
@@ -103,6 +109,15 @@ impl Node {
             store.clone(),
         ))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let policy = Arc::new(PolicyHandle::new(
+            loaded.config.policy.clone(),
+            loaded.policy.clone(),
+        ));
+        let policy_watch = tokio::spawn(policy.clone().watch(POLICY_CHECK_INTERVAL));
+        let gate = Arc::new(ReleaseGate::new(org.clone(), policy, store.clone()));
+        let aggregate_service =
+            AggregateServiceServer::new(AggregateApi::new(org.clone(), gate.clone()));
+        let policy_service = PolicyServiceServer::new(PolicyApi::new(org.clone(), gate));
         let retention = tokio::spawn(retention_loop(
             store.clone(),
             loaded.config.reports.retention(),
@@ -116,6 +131,8 @@ impl Node {
             .add_service(reflection_v1alpha)
             .add_service(node_service)
             .add_service(report_service)
+            .add_service(aggregate_service)
+            .add_service(policy_service)
             .serve_with_incoming_shutdown(incoming, async {
                 shutdown.await;
                 health.set_not_serving::<NodeServiceServer<NodeApi>>().await;
@@ -123,6 +140,7 @@ impl Node {
             })
             .await?;
         retention.abort();
+        policy_watch.abort();
         store.flush().await.map_err(|e| NodeError::Store {
             path: loaded.config.data_dir.clone(),
             message: e.to_string(),
@@ -131,6 +149,10 @@ impl Node {
         Ok(())
     }
 }
+
+/// How often the policy file is checked for changes between calls (every call
+/// checks it too).
+const POLICY_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// How often reports past retention are purged.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);

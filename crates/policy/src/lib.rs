@@ -1,16 +1,42 @@
 //! The release policy of a Lägesbild node: what each peer organisation may receive.
 //!
-//! Deny by default: a peer that the file does not name gets nothing, and a scope
-//! or purpose the file does not list for that peer is refused. The file is strict
-//! TOML; unknown keys and bad values are errors naming the key.
+//! Deny by default: a peer the file does not name gets nothing, and a scope,
+//! purpose, category, cell size or bucket the file does not allow for that peer
+//! is refused. The file is strict TOML; unknown keys and bad values are errors
+//! naming the line and the key.
 //!
-//! This crate decides *whether* a peer may ask; what a release may contain is the
-//! privacy engine's business.
+//! ```toml
+//! version = 1
+//!
+//! [peer.polisen]
+//! scopes = ["aggregate:read", "events:read"]
+//! purposes = ["situation-picture"]
+//! categories = ["violence", "robbery", "threat"]   # or ["all"]
+//! finest_cell = 250            # metres: 100, 250, 500 or 1000
+//! finest_bucket = "hour"       # hour, day or week
+//! k = 5                        # at least 3
+//! epsilon_per_query = 0.5      # optional: integer noise, and then
+//! epsilon_per_day = 5.0        #   a daily budget
+//! max_tlp = "green"            # highest marking whose events it receives
+//! text = false                 # scrubbed text with events
+//! rate_limit = 60              # calls per minute
+//! ```
+//!
+//! This crate says what a peer may have; the privacy engine
+//! ([`lagesbild_privacy`]) makes releases that keep to it.
 
 #![warn(missing_docs)]
 
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+pub mod explain;
+
+pub use explain::{Explanation, NoiseExplanation};
+
+use lagesbild_geo::CellSize;
+use lagesbild_privacy::{BucketKind, Epsilon, ReleaseRules, K};
+use lagesbild_reports::category::{category_name, parse_category, parse_tlp, CATEGORIES};
+use lagesbild_reports::Tlp;
+use serde::{Deserialize, Deserializer};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The only policy file format this version reads.
@@ -41,30 +67,153 @@ pub enum PolicyError {
     Invalid {
         /// The file.
         path: PathBuf,
-        /// What is wrong, with the line and key where known.
+        /// What is wrong, with the line and key.
         message: String,
     },
 }
 
-/// What one peer organisation may do.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// What one peer organisation may receive.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PeerPolicy {
     /// Scopes the peer may use.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "scopes")]
     pub scopes: Vec<String>,
     /// Purposes the peer may claim.
     #[serde(default)]
     pub purposes: Vec<String>,
+    /// Category codes it may see.
+    #[serde(default, deserialize_with = "categories")]
+    pub categories: BTreeSet<u8>,
+    /// The smallest cells it may receive.
+    #[serde(default = "coarsest_cell", deserialize_with = "cell_size")]
+    pub finest_cell: CellSize,
+    /// The finest buckets it may receive.
+    #[serde(default = "coarsest_bucket", deserialize_with = "bucket")]
+    pub finest_bucket: BucketKind,
+    /// Suppression threshold.
+    #[serde(default = "default_k")]
+    pub k: K,
+    /// Privacy loss per query (noise on); `None` for exact, thresholded counts.
+    #[serde(default, deserialize_with = "epsilon")]
+    pub epsilon_per_query: Option<Epsilon>,
+    /// Privacy budget per local calendar day.
+    #[serde(default, deserialize_with = "epsilon")]
+    pub epsilon_per_day: Option<Epsilon>,
+    /// The highest TLP marking of reports whose events it may receive.
+    #[serde(default = "lowest_tlp", deserialize_with = "tlp")]
+    pub max_tlp: Tlp,
+    /// Whether scrubbed free text may go with events.
+    #[serde(default)]
+    pub text: bool,
+    /// Calls per minute.
+    #[serde(default = "default_rate_limit")]
+    pub rate_limit: u32,
+}
+
+fn coarsest_cell() -> CellSize {
+    CellSize::M1000
+}
+fn coarsest_bucket() -> BucketKind {
+    BucketKind::Week
+}
+fn default_k() -> K {
+    K::new(10).expect("10 is above the minimum")
+}
+fn lowest_tlp() -> Tlp {
+    Tlp::Clear
+}
+fn default_rate_limit() -> u32 {
+    60
+}
+
+fn scopes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let scopes = Vec::<String>::deserialize(d)?;
+    if let Some(bad) = scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
+        return Err(serde::de::Error::custom(format!(
+            "unknown scope {bad:?} (known: {})",
+            SCOPES.join(", ")
+        )));
+    }
+    Ok(scopes)
+}
+
+fn categories<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeSet<u8>, D::Error> {
+    let names = Vec::<String>::deserialize(d)?;
+    let mut codes = BTreeSet::new();
+    for name in &names {
+        if name == "all" {
+            codes.extend(CATEGORIES.iter().map(|(c, _)| *c as u8));
+            continue;
+        }
+        let category = parse_category(name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown category {name:?} (known: all, {})",
+                CATEGORIES
+                    .iter()
+                    .map(|(_, n)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        codes.insert(category as u8);
+    }
+    Ok(codes)
+}
+
+fn cell_size<'de, D: Deserializer<'de>>(d: D) -> Result<CellSize, D::Error> {
+    let metres = u32::deserialize(d)?;
+    CellSize::from_metres(metres).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "cell size {metres} m is not on the grid (100, 250, 500 or 1000)"
+        ))
+    })
+}
+
+fn bucket<'de, D: Deserializer<'de>>(d: D) -> Result<BucketKind, D::Error> {
+    let name = String::deserialize(d)?;
+    match BucketKind::parse(&name) {
+        Some(kind @ (BucketKind::Hour | BucketKind::Day | BucketKind::Week)) => Ok(kind),
+        _ => Err(serde::de::Error::custom(format!(
+            "finest bucket {name:?} must be hour, day or week"
+        ))),
+    }
+}
+
+/// A number, integer or not: `epsilon_per_day = 5` is as good as `5.0`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Number {
+    Integer(i64),
+    Float(f64),
+}
+
+fn epsilon<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Epsilon>, D::Error> {
+    let value = match Number::deserialize(d)? {
+        Number::Integer(i) => i as f64,
+        Number::Float(f) => f,
+    };
+    Epsilon::try_from(value)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+fn tlp<'de, D: Deserializer<'de>>(d: D) -> Result<Tlp, D::Error> {
+    let name = String::deserialize(d)?;
+    parse_tlp(&name).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "unknown TLP marking {name:?} (clear, green, amber, amber+strict, red)"
+        ))
+    })
 }
 
 /// A node's policy file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     /// Format version; must be [`FORMAT_VERSION`].
     pub version: u32,
-    /// Per peer org id, what it may do. Absent peers may do nothing.
+    /// Per peer org id, what it may receive. Absent peers get nothing.
     #[serde(default, rename = "peer")]
     pub peers: BTreeMap<String, PeerPolicy>,
 }
@@ -73,6 +222,43 @@ impl Default for Policy {
     fn default() -> Self {
         Self::deny_all()
     }
+}
+
+/// Why a peer's call is refused by the policy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    /// The policy does not name the peer.
+    #[error("the policy of {node} gives {peer} nothing")]
+    UnknownPeer {
+        /// The node's org.
+        node: String,
+        /// The peer.
+        peer: String,
+    },
+    /// The scope is not granted.
+    #[error("the policy of {node} does not grant {peer} the scope {scope}")]
+    Scope {
+        /// The node's org.
+        node: String,
+        /// The peer.
+        peer: String,
+        /// The scope.
+        scope: String,
+    },
+    /// The purpose is not listed.
+    #[error(
+        "the policy of {node} does not list the purpose {purpose:?} for {peer} (listed: {listed})"
+    )]
+    Purpose {
+        /// The node's org.
+        node: String,
+        /// The peer.
+        peer: String,
+        /// The purpose asked for.
+        purpose: String,
+        /// The purposes listed.
+        listed: String,
+    },
 }
 
 impl Policy {
@@ -98,15 +284,7 @@ impl Policy {
 
     /// Parses and checks the text of a policy file.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let policy: Self = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .filter(|s| s.start > 0)
-                .map(|s| text[..s.start].matches('\n').count() + 1)
-                .map(|l| format!("line {l}: "))
-                .unwrap_or_default();
-            format!("{line}{}", e.message())
-        })?;
+        let policy: Self = toml::from_str(text).map_err(|e| describe_toml_error(text, &e))?;
         if policy.version != FORMAT_VERSION {
             return Err(format!(
                 "version {} is not supported (expected {FORMAT_VERSION})",
@@ -114,57 +292,141 @@ impl Policy {
             ));
         }
         for (org, peer) in &policy.peers {
-            if let Some(scope) = peer.scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
+            match (peer.epsilon_per_query, peer.epsilon_per_day) {
+                (Some(_), None) | (None, Some(_)) => {
+                    return Err(format!(
+                        "{}peer.{org}: epsilon_per_query and epsilon_per_day go together",
+                        line_of_table(text, org)
+                    ))
+                }
+                (Some(query), Some(day)) if query > day => {
+                    return Err(format!(
+                        "{}peer.{org}: epsilon_per_query ({query}) is more than epsilon_per_day ({day})",
+                        line_of_table(text, org)
+                    ))
+                }
+                _ => {}
+            }
+            if peer.rate_limit == 0 {
                 return Err(format!(
-                    "peer.{org}.scopes: unknown scope {scope:?} (known: {})",
-                    SCOPES.join(", ")
+                    "{}peer.{org}.rate_limit: must be at least 1 call per minute (leave the peer out to deny it)",
+                    line_of_table(text, org)
                 ));
             }
         }
         Ok(policy)
     }
 
-    /// What `org` may do; `None` means nothing at all.
+    /// What `org` may receive; `None` means nothing at all.
     pub fn peer(&self, org: &str) -> Option<&PeerPolicy> {
         self.peers.get(org)
     }
 
-    /// Whether `org` may use `scope` for `purpose`.
-    pub fn allows(&self, org: &str, scope: &str, purpose: &str) -> bool {
-        self.peer(org).is_some_and(|p| {
-            p.scopes.iter().any(|s| s == scope) && p.purposes.iter().any(|p| p == purpose)
-        })
+    /// The rules for a call by `peer` with `scope` and `purpose`, or why not.
+    pub fn authorise(
+        &self,
+        node: &str,
+        peer: &str,
+        scope: &str,
+        purpose: &str,
+    ) -> Result<&PeerPolicy, Denied> {
+        let policy = self.peer(peer).ok_or_else(|| Denied::UnknownPeer {
+            node: node.to_owned(),
+            peer: peer.to_owned(),
+        })?;
+        if !policy.scopes.iter().any(|s| s == scope) {
+            return Err(Denied::Scope {
+                node: node.to_owned(),
+                peer: peer.to_owned(),
+                scope: scope.to_owned(),
+            });
+        }
+        if !policy.purposes.iter().any(|p| p == purpose) {
+            return Err(Denied::Purpose {
+                node: node.to_owned(),
+                peer: peer.to_owned(),
+                purpose: purpose.to_owned(),
+                listed: policy.purposes.join(", "),
+            });
+        }
+        Ok(policy)
     }
+}
+
+impl PeerPolicy {
+    /// The aggregate release rules for the privacy engine.
+    pub fn release_rules(&self) -> ReleaseRules {
+        ReleaseRules {
+            k: self.k,
+            finest_cell: self.finest_cell,
+            finest_bucket: self.finest_bucket,
+            categories: self.categories.clone(),
+            epsilon_per_query: self.epsilon_per_query,
+        }
+    }
+
+    /// Whether events of reports marked `tlp` may go to this peer.
+    pub fn allows_tlp(&self, tlp: Tlp) -> bool {
+        tlp != Tlp::Unspecified && (tlp as i32) <= (self.max_tlp as i32)
+    }
+
+    /// The names of the categories it may see.
+    pub fn category_names(&self) -> Vec<&'static str> {
+        self.categories
+            .iter()
+            .filter_map(|&c| lagesbild_reports::Category::try_from(i32::from(c)).ok())
+            .map(category_name)
+            .collect()
+    }
+}
+
+/// A TOML error in one line: where it is (line and dotted key, found from the
+/// error's position in `text`) and what is wrong, without toml's source excerpt.
+/// Shared by every strict TOML file a node reads.
+pub fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
+    let Some(span) = error
+        .span()
+        .filter(|s| s.start > 0 && s.start <= text.len())
+    else {
+        // A missing field is reported on the whole table; no line says more.
+        return error.message().to_owned();
+    };
+    let line_no = text[..span.start].matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("");
+    let table = text
+        .lines()
+        .take(line_no)
+        .filter_map(|l| {
+            let l = l.trim();
+            l.strip_prefix("[[")
+                .and_then(|l| l.strip_suffix("]]"))
+                .or_else(|| l.strip_prefix('[').and_then(|l| l.strip_suffix(']')))
+                .map(str::trim)
+        })
+        .last();
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim())
+        .filter(|k| !k.is_empty() && !k.starts_with('['));
+    let path = match (table, key) {
+        (Some(t), Some(k)) => format!(", {t}.{k}"),
+        (None, Some(k)) => format!(", {k}"),
+        (Some(t), None) => format!(", [{t}]"),
+        (None, None) => String::new(),
+    };
+    format!("line {line_no}{path}: {}", error.message())
+}
+
+/// "line N: " of the `[peer.ORG]` header, for checks across keys.
+fn line_of_table(text: &str, org: &str) -> String {
+    text.lines()
+        .position(|l| {
+            let l = l.trim();
+            l.starts_with('[') && l.contains("peer.") && l.contains(org)
+        })
+        .map(|i| format!("line {}: ", i + 1))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn denies_by_default() {
-        let policy = Policy::parse("version = 1").unwrap();
-        assert!(!policy.allows("polisen", "aggregate:read", "analysis"));
-    }
-
-    #[test]
-    fn allows_only_what_is_listed() {
-        let policy = Policy::parse(
-            "version = 1\n[peer.polisen]\nscopes = [\"aggregate:read\"]\npurposes = [\"analysis\"]\n",
-        )
-        .unwrap();
-        assert!(policy.allows("polisen", "aggregate:read", "analysis"));
-        assert!(!policy.allows("polisen", "events:read", "analysis"));
-        assert!(!policy.allows("polisen", "aggregate:read", "marketing"));
-        assert!(!policy.allows("scandic", "aggregate:read", "analysis"));
-    }
-
-    #[test]
-    fn unknown_keys_name_line_and_key() {
-        let err = Policy::parse("version = 1\n[peer.polisen]\nscopez = []\n").unwrap_err();
-        assert!(err.contains("line 3"), "{err}");
-        assert!(err.contains("scopez"), "{err}");
-        let err = Policy::parse("version = 1\n[peer.x]\nscopes = [\"all\"]\n").unwrap_err();
-        assert!(err.contains("unknown scope"), "{err}");
-    }
-}
+mod tests;

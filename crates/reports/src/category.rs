@@ -59,6 +59,13 @@ pub fn category_name(category: Category) -> &'static str {
         .map_or("unspecified", |(_, n)| n)
 }
 
+/// The file name of a TLP marking.
+pub fn tlp_name(tlp: Tlp) -> &'static str {
+    TLPS.iter()
+        .find(|(t, _)| *t == tlp)
+        .map_or("unspecified", |(_, n)| n)
+}
+
 /// The source named `name`.
 pub fn parse_source(name: &str) -> Option<Source> {
     let name = normalise(name);

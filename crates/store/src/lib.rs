@@ -49,6 +49,30 @@ pub enum StoreError {
     WriterStopped,
 }
 
+/// The outcome of [`Store::spend`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spend {
+    /// Spent; the account's new total.
+    Spent {
+        /// Total after this spend.
+        total: u64,
+    },
+    /// Not spent: it would pass the limit.
+    Refused {
+        /// Total already spent.
+        spent: u64,
+    },
+}
+
+fn decode_total(bytes: &[u8]) -> Result<u64, StoreError> {
+    <[u8; 8]>::try_from(bytes)
+        .map(u64::from_be_bytes)
+        .map_err(|_| StoreError::Corrupt {
+            key: "ledger".into(),
+            reason: format!("{} bytes, expected 8", bytes.len()),
+        })
+}
+
 /// A validated report ready to store, with the keys derived from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewReport {
@@ -91,6 +115,7 @@ impl Default for StoreOptions {
 pub struct Store {
     db: sled::Db,
     data: sled::Tree,
+    ledger: sled::Tree,
     writer: mpsc::Sender<writer::Job>,
     _writer_task: Arc<writer::WriterHandle>,
 }
@@ -110,10 +135,12 @@ impl Store {
             .cache_capacity(options.cache_bytes)
             .open()?;
         let data = db.open_tree("data")?;
+        let ledger = db.open_tree("ledger")?;
         let (writer, handle) = writer::spawn(db.clone(), data.clone(), options);
         Ok(Self {
             db,
             data,
+            ledger,
             writer,
             _writer_task: Arc::new(handle),
         })
@@ -201,6 +228,47 @@ impl Store {
             value.severity_sum += u64::from(header.severity);
         }
         Ok(counts)
+    }
+
+    /// Adds `amount` to the running total of `account` if the total stays within
+    /// `limit`, atomically, and returns once the new total is on disk. Used for
+    /// privacy budgets: a restart must not give back what was spent.
+    pub async fn spend(&self, account: &str, amount: u64, limit: u64) -> Result<Spend, StoreError> {
+        let key = account.as_bytes();
+        loop {
+            let current = self.ledger.get(key)?;
+            let spent = current.as_deref().map_or(Ok(0), decode_total)?;
+            let total = spent.saturating_add(amount);
+            if total > limit {
+                return Ok(Spend::Refused { spent });
+            }
+            let swapped =
+                self.ledger
+                    .compare_and_swap(key, current, Some(&total.to_be_bytes()[..]))?;
+            if swapped.is_ok() {
+                self.db.flush_async().await?;
+                return Ok(Spend::Spent { total });
+            }
+        }
+    }
+
+    /// The running total of `account` (0 if nothing was spent).
+    pub fn spent(&self, account: &str) -> Result<u64, StoreError> {
+        self.ledger
+            .get(account.as_bytes())?
+            .as_deref()
+            .map_or(Ok(0), decode_total)
+    }
+
+    /// Removes ledger accounts whose name sorts before `prefix_bound` (old days).
+    pub fn forget_accounts_before(&self, prefix_bound: &str) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for entry in self.ledger.range(..prefix_bound.as_bytes()) {
+            let (key, _) = entry?;
+            self.ledger.remove(key)?;
+            removed += 1;
+        }
+        Ok(removed)
     }
 
     /// Flushes everything to disk.
@@ -332,6 +400,41 @@ mod tests {
         assert_eq!(kept, store.recount(CounterFamily::M100).unwrap());
         assert_eq!(kept.keys().map(|k| k.hour).collect::<Vec<_>>(), vec![20]);
         assert_eq!(store.purge_before(15).await.unwrap().purged, 0);
+    }
+
+    #[tokio::test]
+    async fn spending_stops_at_the_limit_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+            assert_eq!(
+                store.spend("p/1", 3, 5).await.unwrap(),
+                Spend::Spent { total: 3 }
+            );
+            assert_eq!(
+                store.spend("p/1", 3, 5).await.unwrap(),
+                Spend::Refused { spent: 3 }
+            );
+            assert_eq!(
+                store.spend("p/1", 2, 5).await.unwrap(),
+                Spend::Spent { total: 5 }
+            );
+            assert_eq!(
+                store.spend("q/1", 1, 5).await.unwrap(),
+                Spend::Spent { total: 1 }
+            );
+        }
+        let store = loop {
+            match Store::open(dir.path(), StoreOptions::default()) {
+                Ok(store) => break store,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            }
+        };
+        assert_eq!(store.spent("p/1").unwrap(), 5);
+        assert_eq!(
+            store.spend("p/1", 1, 5).await.unwrap(),
+            Spend::Refused { spent: 5 }
+        );
     }
 
     #[tokio::test]

@@ -3,5 +3,6 @@
 pub(crate) mod certs;
 pub(crate) mod demo;
 pub(crate) mod ingest;
+pub(crate) mod policy;
 pub(crate) mod serve;
 pub(crate) mod status;

@@ -1,6 +1,8 @@
 //! The gRPC services of a node.
 
+pub mod aggregate;
 pub mod node_service;
+pub mod policy_service;
 pub mod reports;
 
 use lagesbild_transport::PeerInfo;

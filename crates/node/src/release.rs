@@ -1,0 +1,228 @@
+//! The one way out for aggregates: every release to a peer (and to the node's
+//! own organisation) passes through [`ReleaseGate::aggregate`].
+//!
+//! In order: the policy in force authorises the caller for the scope and
+//! purpose, the rate limit is applied, the privacy engine checks the query
+//! against the peer's rules, the privacy budget is spent (durably, before any
+//! data is read), and only then are the counters read and handed to the engine,
+//! whose release is all that is returned. No other code reads counters for a
+//! caller.
+
+use crate::policy_watch::PolicyHandle;
+use lagesbild_policy::Denied;
+use lagesbild_privacy::calendar::local_day;
+use lagesbild_privacy::{plan, Counter, Epsilon, Refusal, Release, ReleaseQuery, SecureRandom};
+use lagesbild_store::{CounterFamily, Spend, Store};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// The scope an aggregate call needs.
+pub const AGGREGATE_SCOPE: &str = "aggregate:read";
+
+/// Why no release was made.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    /// The policy does not allow the call.
+    #[error("{0}")]
+    Denied(#[from] Denied),
+    /// The query asks for more than the peer's rules allow.
+    #[error("{0}")]
+    Refused(#[from] Refusal),
+    /// The privacy budget would be overspent.
+    #[error("privacy budget of {peer} for today is spent: {left} of {per_day} left, a query costs {per_query}; it refills at {refills_at}")]
+    Budget {
+        /// The peer.
+        peer: String,
+        /// Left today.
+        left: Epsilon,
+        /// The daily budget.
+        per_day: Epsilon,
+        /// The cost of one query.
+        per_query: Epsilon,
+        /// Next local midnight, RFC 3339.
+        refills_at: String,
+    },
+    /// Too many calls.
+    #[error(
+        "rate limit of {limit} calls per minute for {peer} reached; try again in a few seconds"
+    )]
+    RateLimited {
+        /// The peer.
+        peer: String,
+        /// Calls per minute.
+        limit: u32,
+    },
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(String),
+}
+
+/// A release and what is left of the budget.
+#[derive(Debug)]
+pub struct Released {
+    /// The engine's release.
+    pub release: Release,
+    /// Budget left today after this release (when it had noise).
+    pub budget_left: Option<Epsilon>,
+}
+
+/// Calls per minute, as a token bucket per peer.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// Enforces the policy on every aggregate release.
+#[derive(Debug)]
+pub struct ReleaseGate {
+    org: String,
+    policy: Arc<PolicyHandle>,
+    store: Store,
+    rng: Arc<Mutex<SecureRandom>>,
+    rate: Mutex<HashMap<String, Bucket>>,
+}
+
+/// The ledger account of `peer`'s budget on local day `day`; fixed width, so
+/// older days sort first.
+fn budget_account(peer: &str, day: u32) -> String {
+    format!("budget/{day:08}/{peer}")
+}
+
+/// Budget spent by `peer` today, as recorded in `store`.
+pub fn spent_today(store: &Store, peer: &str) -> Result<Epsilon, GateError> {
+    store
+        .spent(&budget_account(peer, local_day(now_hour())))
+        .map(Epsilon::from_micros)
+        .map_err(|e| GateError::Store(e.to_string()))
+}
+
+/// The current UTC hour since the epoch.
+pub fn now_hour() -> u32 {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    (secs / 3600) as u32
+}
+
+impl ReleaseGate {
+    /// The gate of `org`'s node.
+    pub fn new(org: String, policy: Arc<PolicyHandle>, store: Store) -> Self {
+        Self {
+            org,
+            policy,
+            store,
+            rng: Arc::new(Mutex::new(SecureRandom::default())),
+            rate: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &PolicyHandle {
+        &self.policy
+    }
+
+    /// Budget spent by `peer` today.
+    pub fn spent_today(&self, peer: &str) -> Result<Epsilon, GateError> {
+        spent_today(&self.store, peer)
+    }
+
+    /// The release for `peer` asking `query` for `purpose`, or why not.
+    pub async fn aggregate(
+        &self,
+        peer: &str,
+        purpose: &str,
+        query: ReleaseQuery,
+    ) -> Result<Released, GateError> {
+        let policy = self.policy.current();
+        let rules = policy.authorise(&self.org, peer, AGGREGATE_SCOPE, purpose)?;
+        self.take_rate_token(peer, rules.rate_limit)?;
+        let plan = plan(&rules.release_rules(), &query)?;
+
+        let mut budget_left = None;
+        if let (Some(per_query), Some(per_day)) = (plan.epsilon, rules.epsilon_per_day) {
+            let hour = now_hour();
+            let day = local_day(hour);
+            let spend = self
+                .store
+                .spend(
+                    &budget_account(peer, day),
+                    per_query.micros(),
+                    per_day.micros(),
+                )
+                .await
+                .map_err(|e| GateError::Store(e.to_string()))?;
+            match spend {
+                Spend::Spent { total } => {
+                    budget_left = Some(per_day.saturating_sub(Epsilon::from_micros(total)));
+                }
+                Spend::Refused { spent } => {
+                    return Err(GateError::Budget {
+                        peer: peer.to_owned(),
+                        left: per_day.saturating_sub(Epsilon::from_micros(spent)),
+                        per_day,
+                        per_query,
+                        refills_at: lagesbild_policy::explain::next_local_midnight(hour),
+                    })
+                }
+            }
+            // Yesterday's and older accounts are no longer needed.
+            let _ = self
+                .store
+                .forget_accounts_before(&budget_account("", day.saturating_sub(1)));
+        }
+
+        let store = self.store.clone();
+        let rng = self.rng.clone();
+        let release = tokio::task::spawn_blocking(move || {
+            let family = if plan.counter_cell_size() == lagesbild_geo::CellSize::M100 {
+                CounterFamily::M100
+            } else {
+                CounterFamily::M250
+            };
+            let counters = store
+                .counters(family, plan.from_hour, plan.to_hour)
+                .map(|entry| {
+                    entry.map(|(key, value)| Counter {
+                        hour: key.hour,
+                        category: key.category,
+                        cell: key.cell,
+                        count: value.count,
+                        severity_sum: value.severity_sum,
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| GateError::Store(e.to_string()))?;
+            let mut rng = rng.lock().unwrap_or_else(|e| e.into_inner());
+            Ok::<_, GateError>(plan.release(counters, &mut *rng))
+        })
+        .await
+        .map_err(|e| GateError::Store(format!("release task: {e}")))??;
+        Ok(Released {
+            release,
+            budget_left,
+        })
+    }
+
+    fn take_rate_token(&self, peer: &str, per_minute: u32) -> Result<(), GateError> {
+        let mut buckets = self.rate.lock().unwrap_or_else(|e| e.into_inner());
+        let capacity = f64::from(per_minute);
+        let now = Instant::now();
+        let bucket = buckets.entry(peer.to_owned()).or_insert(Bucket {
+            tokens: capacity,
+            at: now,
+        });
+        let refill = now.duration_since(bucket.at).as_secs_f64() * capacity / 60.0;
+        bucket.tokens = (bucket.tokens + refill).min(capacity);
+        bucket.at = now;
+        if bucket.tokens < 1.0 {
+            return Err(GateError::RateLimited {
+                peer: peer.to_owned(),
+                limit: per_minute,
+            });
+        }
+        bucket.tokens -= 1.0;
+        Ok(())
+    }
+}

@@ -1,0 +1,189 @@
+//! `lagesbild.v1.AggregateService`: releases to peers, through the [`ReleaseGate`].
+
+use super::caller;
+use crate::release::{GateError, ReleaseGate};
+use lagesbild_geo::CellSize;
+use lagesbild_privacy::{Area, BucketKind, ReleaseQuery};
+use lagesbild_proto::v1::aggregate_service_server::AggregateService;
+use lagesbild_proto::v1::{
+    AggregateRelease, BucketKind as WireBucket, Category, GridCell, ReleaseRequest, ReleasedCount,
+};
+use prost_types::Timestamp;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+/// The aggregate service of one node.
+#[derive(Debug, Clone)]
+pub struct AggregateApi {
+    org: String,
+    gate: Arc<ReleaseGate>,
+}
+
+impl AggregateApi {
+    /// The service of `org`'s node.
+    pub fn new(org: String, gate: Arc<ReleaseGate>) -> Self {
+        Self { org, gate }
+    }
+}
+
+fn invalid(message: impl Into<String>) -> Status {
+    Status::invalid_argument(message.into())
+}
+
+fn hour_of(ts: Option<&Timestamp>, field: &str) -> Result<u32, Status> {
+    let ts = ts.ok_or_else(|| invalid(format!("{field}: required")))?;
+    if ts.seconds < 0 || ts.seconds / 3600 > i64::from(u32::MAX - 24 * 400) {
+        return Err(invalid(format!("{field}: out of range")));
+    }
+    // Widen outward to whole hours: `to` rounds up.
+    let hour = ts.seconds / 3600;
+    let round_up = field == "to" && (ts.seconds % 3600 != 0 || ts.nanos > 0);
+    Ok((hour + i64::from(round_up)) as u32)
+}
+
+fn bucket_kind(value: i32) -> Result<BucketKind, Status> {
+    match WireBucket::try_from(value) {
+        Ok(WireBucket::Hour) => Ok(BucketKind::Hour),
+        Ok(WireBucket::Day) => Ok(BucketKind::Day),
+        Ok(WireBucket::Week) => Ok(BucketKind::Week),
+        Ok(WireBucket::HourOfDay) => Ok(BucketKind::HourOfDay),
+        Ok(WireBucket::HourOfWeek) => Ok(BucketKind::HourOfWeek),
+        _ => Err(invalid(format!(
+            "bucket: {value} is not a bucket kind (hour, day, week, hour-of-day, hour-of-week)"
+        ))),
+    }
+}
+
+/// The wire form of a bucket kind.
+pub fn wire_bucket(kind: BucketKind) -> WireBucket {
+    match kind {
+        BucketKind::Hour => WireBucket::Hour,
+        BucketKind::Day => WireBucket::Day,
+        BucketKind::Week => WireBucket::Week,
+        BucketKind::HourOfDay => WireBucket::HourOfDay,
+        BucketKind::HourOfWeek => WireBucket::HourOfWeek,
+    }
+}
+
+/// The engine's query from the wire request, or INVALID_ARGUMENT naming the field.
+pub fn query_of(request: &ReleaseRequest) -> Result<ReleaseQuery, Status> {
+    let from_hour = hour_of(request.from.as_ref(), "from")?;
+    let to_hour = hour_of(request.to.as_ref(), "to")?;
+    if to_hour <= from_hour {
+        return Err(invalid("to: must be after from"));
+    }
+    let cell_size = CellSize::from_metres(request.cell_size_m).ok_or_else(|| {
+        invalid(format!(
+            "cell_size_m: {} is not a grid size (100, 250, 500, 1000)",
+            request.cell_size_m
+        ))
+    })?;
+    let mut categories = BTreeSet::new();
+    for &c in &request.categories {
+        match Category::try_from(c) {
+            Ok(Category::Unspecified) | Err(_) => {
+                return Err(invalid(format!("categories: {c} is not a category")))
+            }
+            Ok(category) => {
+                categories.insert(category as u8);
+            }
+        }
+    }
+    let area = match &request.area {
+        None => None,
+        Some(a) => Some(
+            Area::from_wgs84(a.south, a.west, a.north, a.east)
+                .ok_or_else(|| invalid("area: needs south < north and west < east, in degrees"))?,
+        ),
+    };
+    Ok(ReleaseQuery {
+        from_hour,
+        to_hour,
+        categories,
+        area,
+        cell_size,
+        bucket: bucket_kind(request.bucket)?,
+    })
+}
+
+fn timestamp_of_hour(hour: u32) -> Timestamp {
+    Timestamp {
+        seconds: i64::from(hour) * 3600,
+        nanos: 0,
+    }
+}
+
+/// The status a refused release gets.
+pub fn status_of(error: GateError) -> Status {
+    match error {
+        GateError::Denied(_) | GateError::Refused(_) => {
+            Status::permission_denied(error.to_string())
+        }
+        GateError::Budget { .. } | GateError::RateLimited { .. } => {
+            Status::resource_exhausted(error.to_string())
+        }
+        GateError::Store(_) => {
+            tracing::error!(error = %error, "release failed");
+            Status::unavailable("the node could not read its store; try again")
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl AggregateService for AggregateApi {
+    async fn release(
+        &self,
+        request: Request<ReleaseRequest>,
+    ) -> Result<Response<AggregateRelease>, Status> {
+        let peer = caller(&request)?.identity.org.clone();
+        let request = request.into_inner();
+        let query = query_of(&request)?;
+        let outcome = self.gate.aggregate(&peer, &request.purpose, query).await;
+        let released = match outcome {
+            Ok(released) => released,
+            Err(e) => {
+                tracing::warn!(%peer, purpose = %request.purpose, reason = %e, "release refused");
+                return Err(status_of(e));
+            }
+        };
+        let plan = &released.release.plan;
+        tracing::info!(
+            %peer,
+            purpose = %request.purpose,
+            released = released.release.counts.len(),
+            withheld = released.release.withheld,
+            epsilon = plan.epsilon.map_or(0.0, |e| e.as_f64()),
+            "release made"
+        );
+        let profile = plan.bucket.is_profile();
+        Ok(Response::new(AggregateRelease {
+            org: self.org.clone(),
+            from: Some(timestamp_of_hour(plan.from_hour)),
+            to: Some(timestamp_of_hour(plan.to_hour)),
+            cell_size_m: plan.cell_size.metres(),
+            bucket: wire_bucket(plan.bucket) as i32,
+            categories: plan.categories.iter().map(|&c| i32::from(c)).collect(),
+            k: plan.k.get(),
+            epsilon: plan.epsilon.map_or(0.0, |e| e.as_f64()),
+            budget_left_today: released.budget_left.map_or(0.0, |e| e.as_f64()),
+            counts: released
+                .release
+                .counts
+                .iter()
+                .map(|v| ReleasedCount {
+                    cell: Some(GridCell {
+                        size_m: v.cell.size.metres(),
+                        easting: v.cell.easting,
+                        northing: v.cell.northing,
+                    }),
+                    bucket_start: (!profile).then(|| timestamp_of_hour(v.bucket)),
+                    slot: if profile { v.bucket } else { 0 },
+                    category: i32::from(v.category),
+                    count: v.count,
+                    severity_sum: v.severity_sum,
+                })
+                .collect(),
+        }))
+    }
+}

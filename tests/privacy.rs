@@ -1,0 +1,582 @@
+//! Privacy end to end: real nodes, real mTLS, real stores. Nothing a peer can
+//! obtain carries a canary; windows that differ by one report release the same;
+//! the privacy budget holds across a restart; a new policy takes effect on the
+//! next call and a broken one never does.
+
+mod common;
+
+use common::{run, TestFederation};
+use lagesbild_proto::v1::aggregate_service_client::AggregateServiceClient;
+use lagesbild_proto::v1::node_service_client::NodeServiceClient;
+use lagesbild_proto::v1::policy_service_client::PolicyServiceClient;
+use lagesbild_proto::v1::report_service_client::ReportServiceClient;
+use lagesbild_proto::v1::{
+    Area, BucketKind, Category, ExplainRequest, FederationStatusRequest, InfoRequest, Person,
+    Position, ReleaseRequest, Report, Source, SubmitBatchRequest, Tlp,
+};
+use prost::Message;
+use prost_types::Timestamp;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tonic::transport::Channel;
+use tonic::Code;
+
+const HOLDER: &str = "polisen";
+const PEER: &str = "scandic";
+const NOISY_PEER: &str = "svensk-handel";
+const PURPOSE: &str = "situation-picture";
+
+/// Canaries: what must never cross the wire.
+const NAME: &str = "Ingegerd Zetterqvist";
+const PNR: &str = "811218-9876";
+const PHONE: &str = "070-123 45 67";
+const PLATE: &str = "KBT 62X";
+const EMAIL: &str = "ingegerd.z@example.se";
+const ID_PREFIX: &str = "canary-report-";
+const LAT: f64 = 59.334_171_3;
+const LON: f64 = 18.063_112_7;
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Start of the hour three hours ago: canaries go in it, the lone report two
+/// hours later.
+fn base_hour_start() -> i64 {
+    (now() / 3600 - 3) * 3600
+}
+
+fn canary(n: usize, seconds: i64, category: Category) -> Report {
+    Report {
+        id: format!("{ID_PREFIX}{n:04}"),
+        observed_at: Some(Timestamp { seconds, nanos: 0 }),
+        position: Some(Position { lat: LAT, lon: LON }),
+        place_name: "Sergels torg".into(),
+        category: category as i32,
+        severity: 4,
+        text: format!("{NAME} ({PNR}), tel {PHONE}, {EMAIL}, bil {PLATE}"),
+        persons: vec![Person {
+            name: NAME.into(),
+            personal_identity_number: PNR.into(),
+        }],
+        vehicle_plates: vec![PLATE.into()],
+        source: Source::Patrol as i32,
+        tlp: Tlp::Red as i32,
+    }
+}
+
+/// Five violence reports at odd seconds in the base hour, and one theft alone
+/// two hours later.
+fn canaries() -> (Vec<Report>, Vec<i64>) {
+    let base = base_hour_start();
+    let times: Vec<i64> = (0..5).map(|i| base + 137 + i * 611).collect();
+    let mut reports: Vec<Report> = times
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| canary(i, t, Category::Violence))
+        .collect();
+    let lone = base + 2 * 3600 + 1_213;
+    reports.push(canary(99, lone, Category::Theft));
+    let mut all_times = times;
+    all_times.push(lone);
+    (reports, all_times)
+}
+
+fn write_policy(fed: &TestFederation, org: &str, text: &str) {
+    let path = fed.org_dir(org).join("policy.toml");
+    let tmp = path.with_extension("toml.new");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+}
+
+const POLICY: &str = r#"version = 1
+
+[peer.scandic]
+scopes = ["aggregate:read"]
+purposes = ["situation-picture"]
+categories = ["all"]
+finest_cell = 100
+finest_bucket = "hour"
+k = 3
+rate_limit = 1000
+
+[peer.svensk-handel]
+scopes = ["aggregate:read"]
+purposes = ["situation-picture"]
+categories = ["violence", "theft"]
+finest_cell = 100
+finest_bucket = "hour"
+k = 3
+epsilon_per_query = 1.0
+epsilon_per_day = 2.0
+rate_limit = 1000
+"#;
+
+async fn load_canaries(fed: &TestFederation) -> Vec<i64> {
+    let (reports, times) = canaries();
+    let mut writer = ReportServiceClient::new(fed.channel(HOLDER, fed.client_tls(HOLDER, HOLDER)));
+    let summary = writer
+        .submit_batch(SubmitBatchRequest {
+            reports,
+            validate_only: false,
+        })
+        .await
+        .expect("own org writes reports")
+        .into_inner();
+    assert_eq!(summary.stored, 6);
+    times
+}
+
+fn aggregates(fed: &TestFederation, as_org: &str) -> AggregateServiceClient<Channel> {
+    AggregateServiceClient::new(fed.channel(HOLDER, fed.client_tls(as_org, HOLDER)))
+}
+
+fn request(from: i64, to: i64, cell: u32, bucket: BucketKind) -> ReleaseRequest {
+    ReleaseRequest {
+        purpose: PURPOSE.into(),
+        from: Some(Timestamp {
+            seconds: from,
+            nanos: 0,
+        }),
+        to: Some(Timestamp {
+            seconds: to,
+            nanos: 0,
+        }),
+        categories: vec![],
+        area: None,
+        cell_size_m: cell,
+        bucket: bucket as i32,
+    }
+}
+
+/// Everything a peer got back from one call: the encoded response, or the
+/// status message and details.
+fn wire_bytes<T: Message>(result: Result<tonic::Response<T>, tonic::Status>) -> Vec<u8> {
+    match result {
+        Ok(response) => response.into_inner().encode_to_vec(),
+        Err(status) => {
+            let mut bytes = status.message().as_bytes().to_vec();
+            bytes.extend_from_slice(status.details());
+            bytes
+        }
+    }
+}
+
+fn varint(mut v: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return out;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Every form in which a canary could appear in a response.
+fn canary_patterns(times: &[i64]) -> Vec<(String, Vec<u8>)> {
+    let mut patterns: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut text = |label: &str, s: String| {
+        patterns.push((format!("{label} {s:?}"), s.clone().into_bytes()));
+        patterns.push((
+            format!("{label} {s:?} (lower case)"),
+            s.to_lowercase().into_bytes(),
+        ));
+    };
+    text("name", NAME.into());
+    text("surname", "Zetterqvist".into());
+    text("identity number", PNR.into());
+    text("identity number", PNR.replace('-', ""));
+    text("identity number", format!("19{}", PNR.replace('-', "")));
+    text("phone", PHONE.into());
+    text("phone", PHONE.replace(['-', ' '], ""));
+    text("plate", PLATE.into());
+    text("plate", PLATE.replace(' ', ""));
+    text("e-mail", EMAIL.into());
+    text("report id", ID_PREFIX.into());
+    text("latitude", format!("{LAT}"));
+    text("longitude", format!("{LON}"));
+    text("latitude", "59.33417".into());
+    text("longitude", "18.06311".into());
+    for t in times {
+        text("timestamp", t.to_string());
+    }
+    for (label, v) in [("latitude", LAT), ("longitude", LON)] {
+        patterns.push((format!("{label} as a double"), v.to_le_bytes().to_vec()));
+        patterns.push((
+            format!("{label} as a float"),
+            (v as f32).to_le_bytes().to_vec(),
+        ));
+    }
+    let exact = lagesbild_geo::project(LAT, LON);
+    for (label, v) in [("easting", exact.easting), ("northing", exact.northing)] {
+        patterns.push((
+            format!("exact {label} as a double"),
+            v.to_le_bytes().to_vec(),
+        ));
+        patterns.push((
+            format!("exact {label} {v:.0}"),
+            format!("{v:.0}").into_bytes(),
+        ));
+    }
+    for t in times {
+        // google.protobuf.Timestamp { seconds: t }: field 1, varint.
+        let mut encoded = vec![0x08];
+        encoded.extend(varint(*t as u64));
+        patterns.push((format!("timestamp {t} as a protobuf Timestamp"), encoded));
+    }
+    patterns
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_canary_reaches_a_peer_through_any_call() {
+    let fed = TestFederation::start(&[HOLDER, PEER, NOISY_PEER]).await;
+    write_policy(&fed, HOLDER, POLICY);
+    let times = load_canaries(&fed).await;
+    let (from, to) = (base_hour_start() - 86_400 * 2, now() + 3600);
+
+    let mut responses: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut released_values = 0;
+    for peer in [PEER, NOISY_PEER, "audit"] {
+        let mut client = aggregates(&fed, peer);
+        for cell in [100, 250, 500, 1000] {
+            for bucket in [
+                BucketKind::Hour,
+                BucketKind::Day,
+                BucketKind::Week,
+                BucketKind::HourOfDay,
+                BucketKind::HourOfWeek,
+            ] {
+                let mut req = request(from, to, cell, bucket);
+                if cell == 250 {
+                    req.area = Some(Area {
+                        south: LAT - 0.001,
+                        west: LON - 0.002,
+                        north: LAT + 0.001,
+                        east: LON + 0.002,
+                    });
+                    req.categories = vec![Category::Violence as i32];
+                }
+                let result = client.release(req).await;
+                if let Ok(r) = &result {
+                    released_values += r.get_ref().counts.len();
+                }
+                responses.push((
+                    format!("{peer} release {cell} m {bucket:?}"),
+                    wire_bytes(result),
+                ));
+            }
+        }
+        let mut node = NodeServiceClient::new(fed.channel(HOLDER, fed.client_tls(peer, HOLDER)));
+        responses.push((
+            format!("{peer} info"),
+            wire_bytes(node.info(InfoRequest {}).await),
+        ));
+        responses.push((
+            format!("{peer} federation status"),
+            wire_bytes(
+                node.federation_status(FederationStatusRequest { timeout_ms: 500 })
+                    .await,
+            ),
+        ));
+        let mut policy =
+            PolicyServiceClient::new(fed.channel(HOLDER, fed.client_tls(peer, HOLDER)));
+        let explain = policy.explain(ExplainRequest { peer: peer.into() }).await;
+        assert_eq!(
+            explain.as_ref().unwrap_err().code(),
+            Code::PermissionDenied,
+            "{peer}"
+        );
+        responses.push((format!("{peer} explain"), wire_bytes(explain)));
+        let mut writer =
+            ReportServiceClient::new(fed.channel(HOLDER, fed.client_tls(peer, HOLDER)));
+        let write = writer
+            .submit_batch(SubmitBatchRequest {
+                reports: vec![canary(500, now() - 60, Category::Violence)],
+                validate_only: true,
+            })
+            .await;
+        assert_eq!(
+            write.as_ref().unwrap_err().code(),
+            Code::PermissionDenied,
+            "{peer}"
+        );
+        responses.push((format!("{peer} submit"), wire_bytes(write)));
+    }
+    // The check is only worth something if values were actually released.
+    assert!(
+        released_values > 20,
+        "only {released_values} values released"
+    );
+
+    let patterns = canary_patterns(&times);
+    // The scan finds the canaries where they are: in the reports themselves.
+    let (reports, _) = canaries();
+    let raw: Vec<u8> = reports.iter().flat_map(|r| r.encode_to_vec()).collect();
+    for must_find in [
+        "name \"",
+        "identity number \"811218",
+        "phone \"070-",
+        "plate \"KBT 62X\"",
+        "e-mail \"",
+        "report id \"",
+        "latitude as a double",
+        "longitude as a double",
+        "as a protobuf Timestamp",
+    ] {
+        assert!(
+            patterns
+                .iter()
+                .any(|(what, p)| what.contains(must_find) && contains(&raw, p)),
+            "the scan would not see {must_find}"
+        );
+    }
+    for (call, bytes) in &responses {
+        for (what, pattern) in &patterns {
+            assert!(!contains(bytes, pattern), "{what} leaked in {call}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn releases_follow_the_policy_and_windows_differing_by_one_report_match() {
+    let fed = TestFederation::start(&[HOLDER, PEER]).await;
+    write_policy(&fed, HOLDER, POLICY);
+    let times = load_canaries(&fed).await;
+    let mut client = aggregates(&fed, PEER);
+    let base = base_hour_start();
+
+    let narrow = client
+        .release(request(base, base + 2 * 3600, 100, BucketKind::Hour))
+        .await
+        .unwrap()
+        .into_inner();
+    // The five violence reports share one 100 m cell and one hour: released.
+    assert_eq!(narrow.counts.len(), 1, "{narrow:?}");
+    let value = &narrow.counts[0];
+    assert_eq!((value.count, value.severity_sum), (5, 20));
+    assert_eq!(value.category, Category::Violence as i32);
+    assert_eq!(value.bucket_start.as_ref().unwrap().seconds, base);
+    let cell = value.cell.as_ref().unwrap();
+    assert_eq!((cell.easting % 100, cell.northing % 100), (0, 0));
+    assert_eq!((narrow.k, narrow.epsilon), (3, 0.0));
+
+    // Reaching one second past the lone theft adds exactly that report.
+    let lone = times[5];
+    let wide = client
+        .release(request(base, lone + 1, 100, BucketKind::Hour))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        wide.counts, narrow.counts,
+        "one report more changed the release"
+    );
+    assert!(wide.to.as_ref().unwrap().seconds > narrow.to.as_ref().unwrap().seconds);
+
+    // Finer than allowed, purposes not listed, categories not allowed: refused.
+    write_policy(
+        &fed,
+        HOLDER,
+        &POLICY.replace(
+            "finest_cell = 100\nfinest_bucket = \"hour\"\nk = 3\nrate_limit = 1000\n\n[peer.svensk",
+            "finest_cell = 500\nfinest_bucket = \"day\"\nk = 3\nrate_limit = 1000\n\n[peer.svensk",
+        ),
+    );
+    let refused = client
+        .release(request(base, base + 3600, 250, BucketKind::Day))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert!(refused.message().contains("500 m"), "{}", refused.message());
+    let refused = client
+        .release(request(base, base + 3600, 500, BucketKind::HourOfDay))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let mut wrong_purpose = request(base, base + 3600, 500, BucketKind::Day);
+    wrong_purpose.purpose = "marketing".into();
+    let refused = client.release(wrong_purpose).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert!(
+        refused.message().contains("marketing"),
+        "{}",
+        refused.message()
+    );
+    let day = client
+        .release(request(base, base + 3600, 500, BucketKind::Day))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(day.cell_size_m, 500);
+    assert!(day.counts.iter().all(|v| v.count >= 3));
+
+    // Bad filters are INVALID_ARGUMENT naming the field.
+    let bad = client
+        .release(request(base, base + 3600, 300, BucketKind::Day))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(bad.message().contains("cell_size_m"), "{}", bad.message());
+    let bad = client
+        .release(request(base + 3600, base, 500, BucketKind::Day))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(bad.message().contains("to"), "{}", bad.message());
+}
+
+fn explain_json(config: &Path, peer: &str) -> serde_json::Value {
+    let out = run(&[
+        "policy",
+        "explain",
+        "--config",
+        &config.display().to_string(),
+        "--peer",
+        peer,
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spent_budget_is_refused_and_a_restart_does_not_refill_it() {
+    let mut fed = TestFederation::start(&[HOLDER, NOISY_PEER]).await;
+    write_policy(&fed, HOLDER, POLICY);
+    load_canaries(&fed).await;
+    let base = base_hour_start();
+    let mut client = aggregates(&fed, NOISY_PEER);
+    for expected_left in [1.0, 0.0] {
+        let release = client
+            .release(request(base, base + 3600, 100, BucketKind::Hour))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(release.epsilon, 1.0);
+        assert_eq!(release.budget_left_today, expected_left);
+        assert!(release.counts.iter().all(|v| v.count >= 3));
+    }
+    let spent = client
+        .release(request(base, base + 3600, 100, BucketKind::Hour))
+        .await
+        .unwrap_err();
+    assert_eq!(spent.code(), Code::ResourceExhausted);
+    assert!(
+        spent.message().contains("0 of 2 left"),
+        "{}",
+        spent.message()
+    );
+    assert!(
+        spent.message().contains("refills at"),
+        "{}",
+        spent.message()
+    );
+
+    let config = fed.org_dir(HOLDER).join("node.toml");
+    let explained = explain_json(&config, NOISY_PEER);
+    assert_eq!(explained["noise"]["left_today"], 0.0);
+    assert_eq!(explained["noise"]["queries_left_today"], 0);
+
+    fed.kill(HOLDER);
+    // With the node down, explain reads the policy file and the store itself.
+    let offline = explain_json(&config, NOISY_PEER);
+    assert_eq!(offline["noise"]["spent_today"], 2.0);
+    fed.restart(HOLDER).await;
+    let mut client = aggregates(&fed, NOISY_PEER);
+    let still_spent = client
+        .release(request(base, base + 3600, 100, BucketKind::Hour))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        still_spent.code(),
+        Code::ResourceExhausted,
+        "restart refilled the budget"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_policy_takes_effect_on_the_next_call_and_a_broken_one_never() {
+    let fed = TestFederation::start(&[HOLDER, PEER]).await;
+    let base = base_hour_start();
+    let mut client = aggregates(&fed, PEER);
+    let denied = client
+        .release(request(base, base + 3600, 1000, BucketKind::Week))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    assert!(
+        denied.message().contains("gives scandic nothing"),
+        "{}",
+        denied.message()
+    );
+
+    write_policy(&fed, HOLDER, POLICY);
+    client
+        .release(request(base, base + 3600, 1000, BucketKind::Week))
+        .await
+        .expect("allowed by the new policy on the next call");
+
+    let broken = POLICY.replace(
+        "k = 3\nrate_limit = 1000\n\n[peer.svensk",
+        "k = 2\nrate_limit = 1000\n\n[peer.svensk",
+    );
+    let broken_path = fed.dir.path().join("broken.toml");
+    std::fs::write(&broken_path, &broken).unwrap();
+    let check = run(&["policy", "check", &broken_path.display().to_string()]);
+    assert!(!check.status.success());
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert!(
+        stderr.contains("line 9, peer.scandic.k") && stderr.contains("minimum of 3"),
+        "{stderr}"
+    );
+
+    write_policy(&fed, HOLDER, &broken);
+    let still = client
+        .release(request(base, base + 3600, 100, BucketKind::Hour))
+        .await
+        .expect("the previous policy stays in force")
+        .into_inner();
+    assert_eq!(still.k, 3);
+    let log = fed
+        .nodes
+        .iter()
+        .find(|n| n.org == HOLDER)
+        .unwrap()
+        .log_text();
+    assert!(log.contains("new policy refused"), "{log}");
+
+    let good = run(&[
+        "policy",
+        "check",
+        &fed.org_dir(HOLDER)
+            .join("../federation.toml")
+            .display()
+            .to_string(),
+    ]);
+    assert!(!good.status.success(), "a federation file is not a policy");
+    std::fs::write(&broken_path, POLICY).unwrap();
+    let ok = run(&[
+        "policy",
+        "check",
+        &broken_path.display().to_string(),
+        "--federation",
+        &fed.dir.path().join("federation.toml").display().to_string(),
+    ]);
+    // svensk-handel is not a member of this two-org federation.
+    assert!(!ok.status.success());
+    assert!(String::from_utf8_lossy(&ok.stderr).contains("svensk-handel"));
+}
