@@ -55,12 +55,12 @@ pub const SCOPES: &[&str] = &[
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     /// The file could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (shown in the message, so not chained again).
+        cause: std::io::Error,
     },
     /// The file is not a valid policy.
     #[error("{path}: {message}")]
@@ -272,9 +272,9 @@ impl Policy {
 
     /// Reads and checks a policy file.
     pub fn load(path: &Path) -> Result<Self, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Io {
+        let text = std::fs::read_to_string(path).map_err(|cause| PolicyError::Io {
             path: path.to_owned(),
-            source,
+            cause,
         })?;
         Self::parse(&text).map_err(|message| PolicyError::Invalid {
             path: path.to_owned(),
