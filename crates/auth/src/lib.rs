@@ -1,0 +1,333 @@
+//! Tokens: who asks, for what purpose, with which scopes, on whose behalf.
+//!
+//! Every call to a node carries a JWT signed with the calling organisation's
+//! Ed25519 key (`authorization: Bearer …`). A node accepts it only if:
+//! - the algorithm is EdDSA (pinned here, never read from the token's header);
+//! - it verifies under the key the federation file lists for the organisation of
+//!   the **TLS peer**, and its `iss` names that organisation — a token stolen from
+//!   one org is useless on another org's connection;
+//! - `aud` is this node's organisation, `exp`/`nbf` hold within [`LEEWAY_SECS`];
+//! - a delegation token (one with `act`) lives at most [`MAX_DELEGATION_SECS`] and
+//!   its `jti` has not been seen before.
+//!
+//! Which scope a call needs, and whether the policy allows the purpose, is the
+//! caller's business ([`Authorised::require`]).
+
+#![warn(missing_docs)]
+
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use lagesbild_identity::{Federation, Role};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Clock skew tolerated on `exp`, `nbf` and `iat`.
+pub const LEEWAY_SECS: u64 = 30;
+/// The longest a delegation token may live.
+pub const MAX_DELEGATION_SECS: u64 = 60;
+/// The longest any token may live.
+pub const MAX_TTL_SECS: u64 = 24 * 3600;
+
+/// The person or service a node acts for on a federated call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// Who, as named by the home organisation.
+    pub sub: String,
+}
+
+/// A token's claims.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The issuing organisation.
+    pub iss: String,
+    /// The person or service.
+    pub sub: String,
+    /// The organisation whose node is called.
+    pub aud: String,
+    /// Expiry, seconds since the epoch.
+    pub exp: u64,
+    /// Not before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    /// Issued at.
+    pub iat: u64,
+    /// Unique id.
+    pub jti: String,
+    /// Space-separated scopes.
+    pub scope: String,
+    /// Why the data is asked for.
+    pub purpose: String,
+    /// On a federated call: the person the home node acts for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Actor>,
+}
+
+/// Why a token is not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No `authorization: Bearer` header.
+    #[error("no token: send `authorization: Bearer <JWT>`")]
+    Missing,
+    /// The token is not valid (signature, algorithm, time, audience, issuer, shape).
+    #[error("token refused: {0}")]
+    Invalid(String),
+    /// A delegation token seen before.
+    #[error("token refused: delegation token {jti} was already used")]
+    Replayed {
+        /// Its id.
+        jti: String,
+    },
+    /// The token is valid but does not allow the call.
+    #[error("{0}")]
+    Forbidden(String),
+}
+
+impl AuthError {
+    /// Whether the caller is unknown (UNAUTHENTICATED) rather than known but not
+    /// allowed (PERMISSION_DENIED).
+    pub fn is_unauthenticated(&self) -> bool {
+        !matches!(self, Self::Forbidden(_))
+    }
+}
+
+/// What a verified token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorised {
+    /// The calling organisation (= `iss` = the TLS peer's org).
+    pub org: String,
+    /// The person or service.
+    pub sub: String,
+    /// On a federated call, who the calling node acts for.
+    pub act: Option<String>,
+    /// Scopes.
+    pub scopes: Vec<String>,
+    /// Purpose.
+    pub purpose: String,
+    /// Token id.
+    pub jti: String,
+    /// The org's role in the federation.
+    pub role: Role,
+}
+
+impl Authorised {
+    /// `Ok` if the token carries `scope` and its org's role may use it.
+    pub fn require(&self, scope: &str) -> Result<(), AuthError> {
+        if !self.scopes.iter().any(|s| s == scope) {
+            return Err(AuthError::Forbidden(format!(
+                "the token of {} ({}) lacks the scope {scope}",
+                self.sub, self.org
+            )));
+        }
+        if self.role == Role::Auditor && scope != "audit:read" {
+            return Err(AuthError::Forbidden(format!(
+                "{} is an auditor: its tokens may only read access logs, not use {scope}",
+                self.org
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A random token id: 128 bits, hex.
+pub fn new_jti() -> String {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .expect("the operating system's secure random generator failed");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Signs tokens for one organisation.
+pub struct Signer {
+    org: String,
+    key: EncodingKey,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("org", &self.org)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a token is for.
+#[derive(Debug, Clone)]
+pub struct Grant<'a> {
+    /// The organisation whose node will be called.
+    pub audience: &'a str,
+    /// The person or service.
+    pub subject: &'a str,
+    /// Scopes.
+    pub scopes: &'a [String],
+    /// Purpose.
+    pub purpose: &'a str,
+    /// Lifetime.
+    pub ttl: Duration,
+    /// For a delegation: who the node acts for.
+    pub act: Option<&'a str>,
+}
+
+impl Signer {
+    /// From the org's Ed25519 private key (PKCS#8 PEM).
+    pub fn from_pem(org: &str, pem: &[u8]) -> Result<Self, AuthError> {
+        let key = EncodingKey::from_ed_pem(pem)
+            .map_err(|e| AuthError::Invalid(format!("token key of {org}: {e}")))?;
+        Ok(Self {
+            org: org.to_owned(),
+            key,
+        })
+    }
+
+    /// The organisation it signs for.
+    pub fn org(&self) -> &str {
+        &self.org
+    }
+
+    /// A signed token.
+    pub fn issue(&self, grant: &Grant<'_>) -> Result<String, AuthError> {
+        let now = now_secs();
+        let claims = Claims {
+            iss: self.org.clone(),
+            sub: grant.subject.to_owned(),
+            aud: grant.audience.to_owned(),
+            exp: now + grant.ttl.as_secs().max(1),
+            nbf: Some(now),
+            iat: now,
+            jti: new_jti(),
+            scope: grant.scopes.join(" "),
+            purpose: grant.purpose.to_owned(),
+            act: grant.act.map(|sub| Actor {
+                sub: sub.to_owned(),
+            }),
+        };
+        encode(&Header::new(Algorithm::EdDSA), &claims, &self.key)
+            .map_err(|e| AuthError::Invalid(format!("signing: {e}")))
+    }
+}
+
+/// Verifies tokens arriving at one organisation's node.
+pub struct Verifier {
+    org: String,
+    keys: HashMap<String, (DecodingKey, Role)>,
+    seen: Mutex<HashMap<String, u64>>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("org", &self.org)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    /// For `org`'s node, with every member's public key from the federation file.
+    pub fn new(org: &str, federation: &Federation) -> Result<Self, AuthError> {
+        let mut keys = HashMap::new();
+        for member in &federation.members {
+            let key =
+                DecodingKey::from_ed_pem(member.token_public_key.as_bytes()).map_err(|e| {
+                    AuthError::Invalid(format!("token public key of {}: {e}", member.id))
+                })?;
+            keys.insert(member.id.clone(), (key, member.role));
+        }
+        Ok(Self {
+            org: org.to_owned(),
+            keys,
+            seen: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Verifies `token` arriving on a connection whose certificate is `tls_org`'s.
+    pub fn verify(&self, token: &str, tls_org: &str) -> Result<Authorised, AuthError> {
+        let (key, role) = self
+            .keys
+            .get(tls_org)
+            .ok_or_else(|| AuthError::Invalid(format!("{tls_org} is not a member")))?;
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
+        validation.set_audience(&[&self.org]);
+        validation.set_issuer(&[tls_org]);
+        validation.set_required_spec_claims(&["exp", "iat", "aud", "iss", "sub"]);
+        let claims = decode::<Claims>(token, key, &validation)
+            .map_err(|e| AuthError::Invalid(describe(&e, tls_org, &self.org)))?
+            .claims;
+        let now = now_secs();
+        if claims.iat > now + LEEWAY_SECS {
+            return Err(AuthError::Invalid("issued in the future (iat)".into()));
+        }
+        if claims.exp.saturating_sub(claims.iat) > MAX_TTL_SECS {
+            return Err(AuthError::Invalid(format!(
+                "lives longer than {MAX_TTL_SECS} s"
+            )));
+        }
+        if claims.jti.is_empty() {
+            return Err(AuthError::Invalid("no jti".into()));
+        }
+        if let Some(act) = &claims.act {
+            if claims.exp.saturating_sub(claims.iat) > MAX_DELEGATION_SECS {
+                return Err(AuthError::Invalid(format!(
+                    "a delegation token (acting for {}) may live at most {MAX_DELEGATION_SECS} s",
+                    act.sub
+                )));
+            }
+            self.first_use(&claims.jti, claims.exp, now)?;
+        }
+        Ok(Authorised {
+            org: claims.iss,
+            sub: claims.sub,
+            act: claims.act.map(|a| a.sub),
+            scopes: claims.scope.split_whitespace().map(String::from).collect(),
+            purpose: claims.purpose,
+            jti: claims.jti,
+            role: *role,
+        })
+    }
+
+    /// Records a delegation `jti`; refuses one already seen while it could still be valid.
+    fn first_use(&self, jti: &str, exp: u64, now: u64) -> Result<(), AuthError> {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() > 10_000 {
+            seen.retain(|_, &mut until| until + LEEWAY_SECS >= now);
+        }
+        if seen.insert(jti.to_owned(), exp).is_some() {
+            return Err(AuthError::Replayed {
+                jti: jti.to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn describe(error: &jsonwebtoken::errors::Error, tls_org: &str, org: &str) -> String {
+    use jsonwebtoken::errors::ErrorKind;
+    match error.kind() {
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+            "algorithm is not EdDSA".into()
+        }
+        ErrorKind::InvalidSignature => {
+            format!("signature does not verify under {tls_org}'s token key")
+        }
+        ErrorKind::ExpiredSignature => "expired (exp)".into(),
+        ErrorKind::ImmatureSignature => "not yet valid (nbf)".into(),
+        ErrorKind::InvalidAudience => format!("audience (aud) is not {org}"),
+        ErrorKind::InvalidIssuer => {
+            format!("issuer (iss) is not {tls_org}, the organisation of the TLS certificate")
+        }
+        ErrorKind::MissingRequiredClaim(claim) => format!("claim {claim} missing"),
+        _ => format!("malformed: {error}"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

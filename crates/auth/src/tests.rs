@@ -1,0 +1,220 @@
+use super::*;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use lagesbild_identity::certs::TokenKey;
+use lagesbild_identity::Member;
+
+struct Fixture {
+    federation: Federation,
+    keys: HashMap<String, TokenKey>,
+}
+
+fn fixture() -> Fixture {
+    let mut keys = HashMap::new();
+    let mut members = Vec::new();
+    for (id, role) in [
+        ("polisen", Role::Member),
+        ("scandic", Role::Member),
+        ("imy", Role::Auditor),
+    ] {
+        let key = TokenKey::generate().unwrap();
+        members.push(Member {
+            id: id.into(),
+            display_name: id.into(),
+            role,
+            endpoint: None,
+            ca_cert: String::new(),
+            token_public_key: key.public_pem.clone(),
+        });
+        keys.insert(id.to_owned(), key);
+    }
+    Fixture {
+        federation: Federation {
+            version: 1,
+            name: "testfed".into(),
+            members,
+        },
+        keys,
+    }
+}
+
+impl Fixture {
+    fn signer(&self, org: &str) -> Signer {
+        Signer::from_pem(org, self.keys[org].private_pem.as_bytes()).unwrap()
+    }
+
+    fn verifier(&self, org: &str) -> Verifier {
+        Verifier::new(org, &self.federation).unwrap()
+    }
+}
+
+fn scopes(s: &[&str]) -> Vec<String> {
+    s.iter().map(|s| s.to_string()).collect()
+}
+
+fn grant<'a>(audience: &'a str, scopes: &'a [String]) -> Grant<'a> {
+    Grant {
+        audience,
+        subject: "anna",
+        scopes,
+        purpose: "situation-picture",
+        ttl: Duration::from_secs(900),
+        act: None,
+    }
+}
+
+/// A token with hand-made header and claims, signed by `sign`.
+fn forge(header: &str, claims: &serde_json::Value, sign: impl Fn(&[u8]) -> Vec<u8>) -> String {
+    let head = URL_SAFE_NO_PAD.encode(header);
+    let body = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let signature = URL_SAFE_NO_PAD.encode(sign(format!("{head}.{body}").as_bytes()));
+    format!("{head}.{body}.{signature}")
+}
+
+fn claims_json(iss: &str, aud: &str, exp_offset: i64) -> serde_json::Value {
+    let now = now_secs() as i64;
+    serde_json::json!({
+        "iss": iss, "sub": "anna", "aud": aud, "iat": now, "nbf": now,
+        "exp": now + exp_offset, "jti": new_jti(),
+        "scope": "aggregate:read", "purpose": "situation-picture"
+    })
+}
+
+#[test]
+fn a_good_token_is_accepted_with_its_claims() {
+    let f = fixture();
+    let s = scopes(&["aggregate:read"]);
+    let token = f.signer("scandic").issue(&grant("polisen", &s)).unwrap();
+    let ok = f.verifier("polisen").verify(&token, "scandic").unwrap();
+    assert_eq!((ok.org.as_str(), ok.sub.as_str()), ("scandic", "anna"));
+    assert_eq!(ok.purpose, "situation-picture");
+    assert!(ok.require("aggregate:read").is_ok());
+    // Not single use: a person's token serves several calls.
+    assert!(f.verifier("polisen").verify(&token, "scandic").is_ok());
+}
+
+#[test]
+fn attacks_are_refused() {
+    let f = fixture();
+    let polisen = f.verifier("polisen");
+    let s = scopes(&["aggregate:read"]);
+
+    // Expired (beyond the leeway).
+    let expired = forge(
+        r#"{"alg":"EdDSA","typ":"JWT"}"#,
+        &claims_json("scandic", "polisen", -120),
+        |m| {
+            ring::signature::Ed25519KeyPair::from_pkcs8(&pem_der(&f.keys["scandic"].private_pem))
+                .unwrap()
+                .sign(m)
+                .as_ref()
+                .to_vec()
+        },
+    );
+    assert_eq!(
+        polisen.verify(&expired, "scandic").unwrap_err(),
+        AuthError::Invalid("expired (exp)".into())
+    );
+
+    // Wrong audience.
+    let other = f
+        .signer("scandic")
+        .issue(&grant("stockholm-stad", &s))
+        .unwrap();
+    assert!(
+        matches!(polisen.verify(&other, "scandic"), Err(AuthError::Invalid(m)) if m.contains("aud"))
+    );
+
+    // A token of scandic shown on polisen's own connection: wrong key for that org.
+    let stolen = f.signer("scandic").issue(&grant("polisen", &s)).unwrap();
+    assert!(
+        matches!(polisen.verify(&stolen, "imy"), Err(AuthError::Invalid(m)) if m.contains("signature"))
+    );
+
+    // Signed by the TLS peer but naming another issuer.
+    let lying = forge(
+        r#"{"alg":"EdDSA","typ":"JWT"}"#,
+        &claims_json("polisen", "polisen", 600),
+        |m| {
+            ring::signature::Ed25519KeyPair::from_pkcs8(&pem_der(&f.keys["scandic"].private_pem))
+                .unwrap()
+                .sign(m)
+                .as_ref()
+                .to_vec()
+        },
+    );
+    assert!(
+        matches!(polisen.verify(&lying, "scandic"), Err(AuthError::Invalid(m)) if m.contains("iss"))
+    );
+
+    // alg: none, unsigned.
+    let none = forge(
+        r#"{"alg":"none","typ":"JWT"}"#,
+        &claims_json("scandic", "polisen", 600),
+        |_| vec![],
+    );
+    assert!(polisen.verify(&none, "scandic").is_err());
+
+    // HS256 keyed with the public key's bytes (the classic confusion).
+    let public = f.keys["scandic"].public_pem.as_bytes().to_vec();
+    let hs = forge(
+        r#"{"alg":"HS256","typ":"JWT"}"#,
+        &claims_json("scandic", "polisen", 600),
+        |m| {
+            ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &public), m)
+                .as_ref()
+                .to_vec()
+        },
+    );
+    assert!(
+        matches!(polisen.verify(&hs, "scandic"), Err(AuthError::Invalid(m)) if m.contains("EdDSA"))
+    );
+
+    // Missing scope.
+    let reader = polisen.verify(&stolen, "scandic").unwrap();
+    assert!(matches!(
+        reader.require("audit:read"),
+        Err(AuthError::Forbidden(_))
+    ));
+
+    // An auditor's token used for a query.
+    let audit_scopes = scopes(&["aggregate:read", "audit:read"]);
+    let auditor = f
+        .signer("imy")
+        .issue(&grant("polisen", &audit_scopes))
+        .unwrap();
+    let auditor = polisen.verify(&auditor, "imy").unwrap();
+    assert!(auditor.require("audit:read").is_ok());
+    let refused = auditor.require("aggregate:read").unwrap_err();
+    assert!(!refused.is_unauthenticated() && refused.to_string().contains("auditor"));
+}
+
+#[test]
+fn delegation_tokens_are_short_lived_and_single_use() {
+    let f = fixture();
+    let polisen = f.verifier("polisen");
+    let s = scopes(&["aggregate:read"]);
+    let mut g = grant("polisen", &s);
+    g.act = Some("anna");
+    g.ttl = Duration::from_secs(30);
+    let token = f.signer("scandic").issue(&g).unwrap();
+    let first = polisen.verify(&token, "scandic").unwrap();
+    assert_eq!(first.act.as_deref(), Some("anna"));
+    assert!(matches!(
+        polisen.verify(&token, "scandic"),
+        Err(AuthError::Replayed { .. })
+    ));
+
+    g.ttl = Duration::from_secs(600);
+    let long = f.signer("scandic").issue(&g).unwrap();
+    assert!(
+        matches!(polisen.verify(&long, "scandic"), Err(AuthError::Invalid(m)) if m.contains("at most 60"))
+    );
+}
+
+fn pem_der(pem: &str) -> Vec<u8> {
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap()
+}
