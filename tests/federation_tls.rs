@@ -18,7 +18,7 @@ const MEMBERS: &[&str] = &["alpha", "beta", "gamma"];
 async fn peers_connect_and_see_each_other() {
     let fed = TestFederation::start(MEMBERS).await;
     for org in MEMBERS {
-        let mut node = NodeServiceClient::new(fed.channel(org, fed.client_tls(org, org)));
+        let mut node = NodeServiceClient::new(fed.authed(org, org, &[]));
         let status = node
             .federation_status(FederationStatusRequest::default())
             .await
@@ -65,8 +65,7 @@ async fn status_command_shows_each_peer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_recognises_its_callers_org_and_keeps_its_status_for_its_own() {
     let fed = TestFederation::start(&MEMBERS[..2]).await;
-    let mut alpha_as_beta =
-        NodeServiceClient::new(fed.channel("alpha", fed.client_tls("beta", "alpha")));
+    let mut alpha_as_beta = NodeServiceClient::new(fed.authed("alpha", "beta", &[]));
     let info = alpha_as_beta
         .info(InfoRequest {})
         .await
@@ -143,7 +142,10 @@ async fn a_member_ca_cannot_vouch_for_another_org() {
     let own = alpha_ca
         .issue(&LeafSpec::client(FEDERATION, "alpha"))
         .unwrap();
-    let mut beta = NodeServiceClient::new(fed.channel("beta", fed.tls_with("beta", &own)));
+    let mut beta = NodeServiceClient::with_interceptor(
+        fed.channel("beta", fed.tls_with("beta", &own)),
+        fed.bearer("alpha", "beta", &[]),
+    );
     let info = beta.info(InfoRequest {}).await.unwrap().into_inner();
     assert_eq!(info.caller_org, "alpha");
 }

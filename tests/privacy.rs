@@ -6,6 +6,7 @@
 mod common;
 
 use common::{run, TestFederation};
+use lagesbild_auth::AuthChannel;
 use lagesbild_proto::v1::aggregate_service_client::AggregateServiceClient;
 use lagesbild_proto::v1::node_service_client::NodeServiceClient;
 use lagesbild_proto::v1::policy_service_client::PolicyServiceClient;
@@ -18,13 +19,12 @@ use prost::Message;
 use prost_types::Timestamp;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
-use tonic::transport::Channel;
 use tonic::Code;
 
 const HOLDER: &str = "polisen";
 const PEER: &str = "scandic";
 const NOISY_PEER: &str = "svensk-handel";
-const PURPOSE: &str = "situation-picture";
+use common::PURPOSE;
 
 /// Canaries: what must never cross the wire.
 const NAME: &str = "Ingegerd Zetterqvist";
@@ -117,7 +117,7 @@ rate_limit = 1000
 
 async fn load_canaries(fed: &TestFederation) -> Vec<i64> {
     let (reports, times) = canaries();
-    let mut writer = ReportServiceClient::new(fed.channel(HOLDER, fed.client_tls(HOLDER, HOLDER)));
+    let mut writer = ReportServiceClient::new(fed.authed(HOLDER, HOLDER, &["report:write"]));
     let summary = writer
         .submit_batch(SubmitBatchRequest {
             reports,
@@ -130,8 +130,8 @@ async fn load_canaries(fed: &TestFederation) -> Vec<i64> {
     times
 }
 
-fn aggregates(fed: &TestFederation, as_org: &str) -> AggregateServiceClient<Channel> {
-    AggregateServiceClient::new(fed.channel(HOLDER, fed.client_tls(as_org, HOLDER)))
+fn aggregates(fed: &TestFederation, as_org: &str) -> AggregateServiceClient<AuthChannel> {
+    AggregateServiceClient::new(fed.authed(HOLDER, as_org, &["aggregate:read"]))
 }
 
 fn request(from: i64, to: i64, cell: u32, bucket: BucketKind) -> ReleaseRequest {
@@ -276,7 +276,7 @@ async fn no_canary_reaches_a_peer_through_any_call() {
                 ));
             }
         }
-        let mut node = NodeServiceClient::new(fed.channel(HOLDER, fed.client_tls(peer, HOLDER)));
+        let mut node = NodeServiceClient::new(fed.authed(HOLDER, peer, &[]));
         responses.push((
             format!("{peer} info"),
             wire_bytes(node.info(InfoRequest {}).await),
@@ -288,8 +288,7 @@ async fn no_canary_reaches_a_peer_through_any_call() {
                     .await,
             ),
         ));
-        let mut policy =
-            PolicyServiceClient::new(fed.channel(HOLDER, fed.client_tls(peer, HOLDER)));
+        let mut policy = PolicyServiceClient::new(fed.authed(HOLDER, peer, &["policy:admin"]));
         let explain = policy.explain(ExplainRequest { peer: peer.into() }).await;
         assert_eq!(
             explain.as_ref().unwrap_err().code(),
@@ -297,8 +296,7 @@ async fn no_canary_reaches_a_peer_through_any_call() {
             "{peer}"
         );
         responses.push((format!("{peer} explain"), wire_bytes(explain)));
-        let mut writer =
-            ReportServiceClient::new(fed.channel(HOLDER, fed.client_tls(peer, HOLDER)));
+        let mut writer = ReportServiceClient::new(fed.authed(HOLDER, peer, &["report:write"]));
         let write = writer
             .submit_batch(SubmitBatchRequest {
                 reports: vec![canary(500, now() - 60, Category::Violence)],

@@ -4,11 +4,11 @@
 mod common;
 
 use common::{run, TestFederation};
+use lagesbild_auth::AuthChannel;
 use lagesbild_proto::v1::report_service_client::ReportServiceClient;
 use lagesbild_proto::v1::{Category, Position, Report, Source, SubmitBatchRequest, Tlp};
 use lagesbild_store::{CounterFamily, Store, StoreOptions};
 use std::time::{SystemTime, UNIX_EPOCH};
-use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
 fn report(id: &str, minutes_ago: i64) -> Report {
@@ -35,12 +35,12 @@ fn report(id: &str, minutes_ago: i64) -> Report {
     }
 }
 
-fn writer(fed: &TestFederation, as_org: &str, node: &str) -> ReportServiceClient<Channel> {
-    ReportServiceClient::new(fed.channel(node, fed.client_tls(as_org, node)))
+fn writer(fed: &TestFederation, as_org: &str, node: &str) -> ReportServiceClient<AuthChannel> {
+    ReportServiceClient::new(fed.authed(node, as_org, &["report:write"]))
 }
 
 async fn submit(
-    client: &mut ReportServiceClient<Channel>,
+    client: &mut ReportServiceClient<AuthChannel>,
     reports: Vec<Report>,
 ) -> Result<(u64, u64), tonic::Status> {
     let summary = client
@@ -179,7 +179,10 @@ async fn a_peer_cannot_write_into_another_orgs_node() {
     };
     let (chain, key) = node_cert.load().unwrap();
     let tls = lagesbild_identity::tls::client_config(&fed.federation, "alpha", chain, key).unwrap();
-    let mut as_beta_node = ReportServiceClient::new(fed.channel("alpha", tls));
+    let mut as_beta_node = ReportServiceClient::with_interceptor(
+        fed.channel("alpha", tls),
+        fed.bearer("beta", "alpha", &["report:write"]),
+    );
     let refused = submit(&mut as_beta_node, vec![report("from-beta-node", 1)])
         .await
         .unwrap_err();

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test file uses its own part of the harness
 
+use lagesbild_auth::{AuthChannel, Bearer, Grant, Signer};
 use lagesbild_identity::certs::{CertificateAuthority, CertifiedKey};
 use lagesbild_identity::tls::{client_config, provider, server_verifier, ALPN_H2};
 use lagesbild_identity::{Federation, TlsFiles};
@@ -19,6 +20,9 @@ use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
+
+/// The purpose every test token claims unless told otherwise.
+pub const PURPOSE: &str = "situation-picture";
 
 /// The federation name every test uses.
 pub const FEDERATION: &str = "testfed";
@@ -167,6 +171,37 @@ impl TestFederation {
                 _ => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
+    }
+
+    /// A token signed with `as_org`'s key for `node_org`'s node.
+    pub fn token(&self, as_org: &str, node_org: &str, scopes: &[&str], purpose: &str) -> String {
+        let pem = std::fs::read(self.org_dir(as_org).join("token.key")).unwrap();
+        let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        Signer::from_pem(as_org, &pem)
+            .unwrap()
+            .issue(&Grant {
+                audience: node_org,
+                subject: "tester",
+                scopes: &scopes,
+                purpose,
+                ttl: Duration::from_secs(600),
+                act: None,
+            })
+            .unwrap()
+    }
+
+    /// The interceptor that sends such a token.
+    pub fn bearer(&self, as_org: &str, node_org: &str, scopes: &[&str]) -> Bearer {
+        Bearer::new(&self.token(as_org, node_org, scopes, PURPOSE)).unwrap()
+    }
+
+    /// A channel to `node_org`'s node as `as_org` (its client certificate), whose
+    /// calls carry a token of `as_org` with `scopes`.
+    pub fn authed(&self, node_org: &str, as_org: &str, scopes: &[&str]) -> AuthChannel {
+        AuthChannel::new(
+            self.channel(node_org, self.client_tls(as_org, node_org)),
+            self.bearer(as_org, node_org, scopes),
+        )
     }
 
     pub fn org_dir(&self, org: &str) -> PathBuf {

@@ -331,3 +331,46 @@ fn describe(error: &jsonwebtoken::errors::Error, tls_org: &str, org: &str) -> St
 
 #[cfg(test)]
 mod tests;
+
+/// The metadata key tokens travel in.
+pub const AUTHORIZATION: &str = "authorization";
+
+/// A client-side interceptor that sends one token with every call.
+#[derive(Clone)]
+pub struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Bearer(…)")
+    }
+}
+
+impl Bearer {
+    /// Sends `token`.
+    pub fn new(token: &str) -> Result<Self, AuthError> {
+        format!("Bearer {token}")
+            .parse()
+            .map(Self)
+            .map_err(|_| AuthError::Invalid("a token must be printable ASCII".into()))
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request.metadata_mut().insert(AUTHORIZATION, self.0.clone());
+        Ok(request)
+    }
+}
+
+/// A channel whose calls carry a token.
+pub type AuthChannel =
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>;
+
+/// The token of an `authorization: Bearer …` header value.
+pub fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}

@@ -8,6 +8,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use lagesbild_auth::{AuthChannel, Bearer, Grant, Signer};
 use lagesbild_identity::tls::client_config;
 use lagesbild_identity::{Federation, TlsFiles};
 use lagesbild_proto::v1::report_service_client::ReportServiceClient;
@@ -135,6 +136,21 @@ async fn start_node(org: &str) -> Result<OneNode> {
 }
 
 impl OneNode {
+    /// A channel whose calls carry a token of `org` with `scopes`.
+    fn authed(&self, org: &str, scopes: &[&str]) -> Result<AuthChannel> {
+        let pem = std::fs::read(self.dir.path().join(org).join("token.key"))?;
+        let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        let token = Signer::from_pem(org, &pem)?.issue(&Grant {
+            audience: org,
+            subject: "bench",
+            scopes: &scopes,
+            purpose: "bench",
+            ttl: Duration::from_secs(3600),
+            act: None,
+        })?;
+        Ok(AuthChannel::new(self.channel(org)?, Bearer::new(&token)?))
+    }
+
     fn channel(&self, org: &str) -> Result<Channel> {
         let files = TlsFiles {
             cert: self.dir.path().join(org).join("client.pem"),
@@ -201,7 +217,7 @@ async fn ingest(total: usize, streams: usize, batch: usize) -> Result<()> {
     for _ in 0..streams {
         work.push(chunks.by_ref().take(per_stream).collect());
     }
-    let channel = node.channel(org)?;
+    let channel = node.authed(org, &["report:write"])?;
     eprintln!("streaming over {streams} streams, {batch} reports a batch ...");
     let pid = node.node.id();
     let cpu_before = cpu_seconds(pid)?;

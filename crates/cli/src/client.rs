@@ -1,6 +1,7 @@
 //! How the org's own people and tools reach its node: `client.toml`.
 
 use anyhow::{bail, Context, Result};
+use lagesbild_auth::{AuthChannel, Bearer, Grant, Signer};
 use lagesbild_identity::tls::client_config;
 use lagesbild_identity::{Federation, TlsFiles};
 use lagesbild_node::config::TlsSection;
@@ -11,6 +12,17 @@ use tonic::transport::Channel;
 
 /// The only client config format this version reads.
 pub const FORMAT_VERSION: u32 = 1;
+
+/// How long the token a command signs for itself lives.
+const COMMAND_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// The person running the command, as tokens name them.
+pub fn operator() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "operator".into())
+}
 
 /// The content of `client.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +117,32 @@ impl Client {
             );
         };
         self.channel_at(&self.config.org, endpoint)
+    }
+
+    /// The org's token signer, from `token_key`.
+    pub fn signer(&self) -> Result<Signer> {
+        let pem = std::fs::read(&self.config.token_key)
+            .with_context(|| format!("token key {}", self.config.token_key.display()))?;
+        Ok(Signer::from_pem(&self.config.org, &pem)?)
+    }
+
+    /// A token for the person running this command, for `audience`'s node.
+    pub fn token(&self, audience: &str, scopes: &[&str], purpose: &str) -> Result<String> {
+        let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        Ok(self.signer()?.issue(&Grant {
+            audience,
+            subject: &operator(),
+            scopes: &scopes,
+            purpose,
+            ttl: COMMAND_TOKEN_TTL,
+            act: None,
+        })?)
+    }
+
+    /// A channel to the org's own node whose calls carry a token with `scopes`.
+    pub fn own_node_as(&self, scopes: &[&str], purpose: &str) -> Result<AuthChannel> {
+        let token = self.token(&self.config.org, scopes, purpose)?;
+        Ok(AuthChannel::new(self.own_node()?, Bearer::new(&token)?))
     }
 
     fn channel_at(&self, org: &str, endpoint: &str) -> Result<Channel> {

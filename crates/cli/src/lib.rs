@@ -41,6 +41,9 @@ enum Command {
     Serve(commands::serve::Args),
     /// Show how a node sees each peer: reachable, version, round-trip time.
     Status(commands::status::Args),
+    /// Tokens for the org's people and services.
+    #[command(subcommand)]
+    Token(commands::token::Command),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -62,6 +65,7 @@ pub fn main() -> ExitCode {
             Command::Policy(command) => commands::policy::run(command).await,
             Command::Serve(args) => commands::serve::run(args).await,
             Command::Status(args) => commands::status::run(args).await,
+            Command::Token(command) => commands::token::run(command),
         }
     });
     match result {

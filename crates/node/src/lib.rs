@@ -1,5 +1,6 @@
 //! A Lägesbild node: one organisation's gRPC server and its channels to peers.
 //!
+//! - [`auth`]: the layer in front of every service that verifies tokens and scopes.
 //! - [`config`]: the strict, versioned `node.toml`.
 //! - [`peers`]: one long-lived mutual-TLS channel per peer, reused by every call.
 //! - [`policy_watch`]: the policy in force, reloaded when its file changes.
@@ -14,6 +15,7 @@
 
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod config;
 pub mod peers;
 pub mod policy_watch;

@@ -1,5 +1,6 @@
 //! Running a node: bind, wire the services behind mutual TLS, serve until shutdown.
 
+use crate::auth::AuthLayer;
 use crate::config::{LoadedConfig, NodeConfig};
 use crate::peers::PeerChannels;
 use crate::policy_watch::PolicyHandle;
@@ -9,6 +10,7 @@ use crate::services::node_service::NodeApi;
 use crate::services::policy_service::PolicyApi;
 use crate::services::reports::{ReportApi, MAX_MESSAGE_BYTES};
 use crate::NodeError;
+use lagesbild_auth::{Signer, Verifier};
 use lagesbild_identity::tls::server_config;
 use lagesbild_proto::v1::aggregate_service_server::AggregateServiceServer;
 use lagesbild_proto::v1::node_service_server::NodeServiceServer;
@@ -101,8 +103,26 @@ impl Node {
             .build_v1alpha()
             .map_err(|e| NodeError::Startup(format!("reflection: {e}")))?;
 
+        let token_pem = std::fs::read(&loaded.config.token_key).map_err(|e| NodeError::Config {
+            path: loaded.path.clone(),
+            message: format!("token_key {}: {e}", loaded.config.token_key.display()),
+        })?;
+        let signer =
+            Arc::new(
+                Signer::from_pem(&org, &token_pem).map_err(|e| NodeError::Config {
+                    path: loaded.path.clone(),
+                    message: e.to_string(),
+                })?,
+            );
+        let verifier =
+            Arc::new(
+                Verifier::new(&org, &federation).map_err(|e| NodeError::Config {
+                    path: loaded.path.clone(),
+                    message: format!("federation: {e}"),
+                })?,
+            );
         let node_service =
-            NodeServiceServer::new(NodeApi::new(org.clone(), federation.clone(), peers));
+            NodeServiceServer::new(NodeApi::new(org.clone(), federation.clone(), peers, signer));
         let report_service = ReportServiceServer::new(ReportApi::new(
             org.clone(),
             loaded.config.reports.rules(),
@@ -126,6 +146,7 @@ impl Node {
         let incoming = serve_tls(listener, tls, federation);
         tracing::info!(%org, listen = ?local, version = crate::VERSION, "node serving");
         Server::builder()
+            .layer(AuthLayer::new(verifier))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

@@ -277,7 +277,8 @@ async fn load_reports(written: &WrittenFederation) -> Result<()> {
     for org in MEMBERS {
         let client = Client::load(&written.org(org).context("unknown org")?.client_config)?;
         let reports = synthetic::generate(org, SEED, synthetic::demo_count(org), DAYS, end);
-        let mut service = ReportServiceClient::new(client.own_node()?);
+        let mut service =
+            ReportServiceClient::new(client.own_node_as(&["report:write"], "ingest")?);
         let started = Instant::now();
         let summary = upload(&mut service, &reports, false, None)
             .await

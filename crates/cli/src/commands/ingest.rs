@@ -79,8 +79,8 @@ pub(crate) async fn run(args: Args) -> Result<()> {
     }
     let (lines, mut reports): (Vec<usize>, Vec<Report>) = imported.reports.into_iter().unzip();
 
-    let mut service =
-        ReportServiceClient::new(client.own_node()?).max_encoding_message_size(64 * 1024 * 1024);
+    let mut service = ReportServiceClient::new(client.own_node_as(&["report:write"], "ingest")?)
+        .max_encoding_message_size(64 * 1024 * 1024);
     let rejected = match upload(&mut service, &reports, true, None).await {
         Ok(_) => BTreeSet::new(),
         Err(status) if status.code() == tonic::Code::InvalidArgument => {
@@ -133,7 +133,7 @@ pub(crate) async fn run(args: Args) -> Result<()> {
 
 /// Streams `reports` to the node in batches; with `validate_only` nothing is stored.
 pub(crate) async fn upload(
-    service: &mut ReportServiceClient<tonic::transport::Channel>,
+    service: &mut ReportServiceClient<lagesbild_auth::AuthChannel>,
     reports: &[Report],
     validate_only: bool,
     progress: Option<&ProgressBar>,

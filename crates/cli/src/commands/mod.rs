@@ -6,3 +6,4 @@ pub(crate) mod ingest;
 pub(crate) mod policy;
 pub(crate) mod serve;
 pub(crate) mod status;
+pub(crate) mod token;

@@ -1,6 +1,7 @@
 //! `lagesbild policy check|explain`: see what a policy lets each peer receive.
 
 use anyhow::{bail, Context, Result};
+use lagesbild_auth::{Bearer, Grant, Signer};
 use lagesbild_identity::tls::client_config;
 use lagesbild_identity::Federation;
 use lagesbild_node::release::{now_hour, spent_today};
@@ -142,7 +143,20 @@ async fn ask_node(
         connect_timeout: Duration::from_secs(2),
         ..ChannelOptions::default()
     };
-    let mut client = PolicyServiceClient::new(channel(&address, tls, options)?);
+    let pem = std::fs::read(&loaded.config.token_key)
+        .with_context(|| format!("token key {}", loaded.config.token_key.display()))?;
+    let token = Signer::from_pem(org, &pem)?.issue(&Grant {
+        audience: org,
+        subject: &crate::client::operator(),
+        scopes: &["policy:admin".to_string()],
+        purpose: "policy-explain",
+        ttl: Duration::from_secs(60),
+        act: None,
+    })?;
+    let mut client = PolicyServiceClient::with_interceptor(
+        channel(&address, tls, options)?,
+        Bearer::new(&token)?,
+    );
     let response = client
         .explain(ExplainRequest {
             peer: peer.to_owned(),

@@ -137,20 +137,29 @@ impl AggregateService for AggregateApi {
         request: Request<ReleaseRequest>,
     ) -> Result<Response<AggregateRelease>, Status> {
         let peer = caller(&request)?.identity.org.clone();
+        let token = crate::auth::authorised(&request)?;
+        // The purpose is the token's; a request may restate it, not change it.
+        let purpose = token.purpose.clone();
         let request = request.into_inner();
+        if !request.purpose.is_empty() && request.purpose != purpose {
+            return Err(Status::permission_denied(format!(
+                "the request's purpose {:?} is not the token's purpose {purpose:?}",
+                request.purpose
+            )));
+        }
         let query = query_of(&request)?;
-        let outcome = self.gate.aggregate(&peer, &request.purpose, query).await;
+        let outcome = self.gate.aggregate(&peer, &purpose, query).await;
         let released = match outcome {
             Ok(released) => released,
             Err(e) => {
-                tracing::warn!(%peer, purpose = %request.purpose, reason = %e, "release refused");
+                tracing::warn!(%peer, %purpose, reason = %e, "release refused");
                 return Err(status_of(e));
             }
         };
         let plan = &released.release.plan;
         tracing::info!(
             %peer,
-            purpose = %request.purpose,
+            %purpose,
             released = released.release.counts.len(),
             withheld = released.release.withheld,
             epsilon = plan.epsilon.map_or(0.0, |e| e.as_f64()),

@@ -4,6 +4,7 @@ use super::caller;
 use crate::peers::PeerChannels;
 use crate::VERSION;
 use futures::future::join_all;
+use lagesbild_auth::{Grant, Signer};
 use lagesbild_identity::{Federation, Member, Role};
 use lagesbild_proto::v1::node_service_client::NodeServiceClient;
 use lagesbild_proto::v1::node_service_server::NodeService;
@@ -26,15 +27,22 @@ pub struct NodeApi {
     org: String,
     federation: Arc<Federation>,
     peers: PeerChannels,
+    signer: Arc<Signer>,
 }
 
 impl NodeApi {
-    /// The service of `org`'s node.
-    pub fn new(org: String, federation: Arc<Federation>, peers: PeerChannels) -> Self {
+    /// The service of `org`'s node; `signer` signs its calls to peers.
+    pub fn new(
+        org: String,
+        federation: Arc<Federation>,
+        peers: PeerChannels,
+        signer: Arc<Signer>,
+    ) -> Self {
         Self {
             org,
             federation,
             peers,
+            signer,
         }
     }
 
@@ -53,14 +61,28 @@ impl NodeApi {
             status.error = "runs no node".into();
             return status;
         };
+        let token = match self.signer.issue(&Grant {
+            audience: &member.id,
+            subject: "node",
+            scopes: &[],
+            purpose: "status",
+            ttl: Duration::from_secs(60),
+            act: None,
+        }) {
+            Ok(token) => token,
+            Err(e) => {
+                status.error = e.to_string();
+                return status;
+            }
+        };
         let mut client = NodeServiceClient::new(channel.clone());
         let deadline = Instant::now() + timeout;
         // The first call may include connecting; the round trip is measured on the
         // established channel, as every later call uses it.
         let info = async {
-            client.info(InfoRequest {}).await?;
+            client.info(with_token(InfoRequest {}, &token)?).await?;
             let started = Instant::now();
-            let info = client.info(InfoRequest {}).await?;
+            let info = client.info(with_token(InfoRequest {}, &token)?).await?;
             Ok::<_, Status>((info.into_inner(), started.elapsed()))
         };
         match tokio::time::timeout_at(deadline.into(), info).await {
@@ -79,6 +101,18 @@ impl NodeApi {
         }
         status
     }
+}
+
+/// A request carrying `token`.
+pub fn with_token<T>(message: T, token: &str) -> Result<Request<T>, Status> {
+    let mut request = Request::new(message);
+    let value = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| Status::internal("token is not printable ASCII"))?;
+    request
+        .metadata_mut()
+        .insert(lagesbild_auth::AUTHORIZATION, value);
+    Ok(request)
 }
 
 /// A status as one line: transport errors carry their cause in the source chain.
