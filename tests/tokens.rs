@@ -1,0 +1,263 @@
+//! Token attacks against a real node: each refused with UNAUTHENTICATED or
+//! PERMISSION_DENIED, and each refusal logged.
+
+mod common;
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use common::{run, TestFederation, PURPOSE};
+use lagesbild_auth::{new_jti, Bearer, Grant, Signer};
+use lagesbild_proto::v1::aggregate_service_client::AggregateServiceClient;
+use lagesbild_proto::v1::{BucketKind, ReleaseRequest};
+use prost_types::Timestamp;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tonic::Code;
+
+const NODE: &str = "polisen";
+const PEER: &str = "scandic";
+
+const POLICY: &str = r#"version = 1
+[peer.scandic]
+scopes = ["aggregate:read"]
+purposes = ["situation-picture"]
+categories = ["all"]
+finest_cell = 250
+finest_bucket = "hour"
+k = 3
+rate_limit = 1000
+"#;
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn request() -> ReleaseRequest {
+    ReleaseRequest {
+        purpose: String::new(),
+        from: Some(Timestamp {
+            seconds: now() - 86_400,
+            nanos: 0,
+        }),
+        to: Some(Timestamp {
+            seconds: now(),
+            nanos: 0,
+        }),
+        categories: vec![],
+        area: None,
+        cell_size_m: 250,
+        bucket: BucketKind::Day as i32,
+    }
+}
+
+fn private_key(fed: &TestFederation, org: &str) -> Vec<u8> {
+    let pem = std::fs::read_to_string(fed.org_dir(org).join("token.key")).unwrap();
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    STANDARD.decode(body).unwrap()
+}
+
+/// A token with hand-made header and claims.
+fn forge(header: &str, claims: serde_json::Value, sign: impl Fn(&[u8]) -> Vec<u8>) -> String {
+    let head = URL_SAFE_NO_PAD.encode(header);
+    let body = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let signature = URL_SAFE_NO_PAD.encode(sign(format!("{head}.{body}").as_bytes()));
+    format!("{head}.{body}.{signature}")
+}
+
+fn claims(iss: &str, aud: &str, exp: i64, scope: &str, purpose: &str) -> serde_json::Value {
+    serde_json::json!({
+        "iss": iss, "sub": "mallory", "aud": aud, "iat": now() - 10, "nbf": now() - 10,
+        "exp": exp, "jti": new_jti(), "scope": scope, "purpose": purpose
+    })
+}
+
+fn ed25519(fed: &TestFederation, org: &str) -> impl Fn(&[u8]) -> Vec<u8> {
+    let key = ring::signature::Ed25519KeyPair::from_pkcs8(&private_key(fed, org)).unwrap();
+    move |m| key.sign(m).as_ref().to_vec()
+}
+
+async fn call(fed: &TestFederation, tls_org: &str, token: Option<&str>) -> tonic::Status {
+    let channel = fed.channel(NODE, fed.client_tls(tls_org, NODE));
+    let result = match token {
+        Some(token) => {
+            AggregateServiceClient::with_interceptor(channel, Bearer::new(token).unwrap())
+                .release(request())
+                .await
+        }
+        None => {
+            AggregateServiceClient::new(channel)
+                .release(request())
+                .await
+        }
+    };
+    result.expect_err("the attack must be refused")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn token_attacks_are_refused_and_logged() {
+    let fed = TestFederation::start(&[NODE, PEER, "stockholm-stad"]).await;
+    let path = fed.org_dir(NODE).join("policy.toml");
+    std::fs::write(&path, POLICY).unwrap();
+
+    // The honest call works, so every refusal below is the token's doing.
+    let good = fed.token(PEER, NODE, &["aggregate:read"], PURPOSE);
+    let channel = fed.channel(NODE, fed.client_tls(PEER, NODE));
+    AggregateServiceClient::with_interceptor(channel, Bearer::new(&good).unwrap())
+        .release(request())
+        .await
+        .expect("a good token is accepted");
+
+    let hour = now() + 3600;
+    let pem_public = std::fs::read(fed.org_dir(PEER).join("token.pub")).unwrap();
+    let cases: Vec<(&str, Option<String>, &str, Code)> = vec![
+        ("no token", None, PEER, Code::Unauthenticated),
+        (
+            "expired",
+            Some(forge(
+                r#"{"alg":"EdDSA","typ":"JWT"}"#,
+                claims(PEER, NODE, now() - 300, "aggregate:read", PURPOSE),
+                ed25519(&fed, PEER),
+            )),
+            PEER,
+            Code::Unauthenticated,
+        ),
+        (
+            "wrong aud",
+            Some(fed.token(PEER, "stockholm-stad", &["aggregate:read"], PURPOSE)),
+            PEER,
+            Code::Unauthenticated,
+        ),
+        (
+            "iss not the TLS peer's org",
+            Some(fed.token(PEER, NODE, &["aggregate:read"], PURPOSE)),
+            "stockholm-stad",
+            Code::Unauthenticated,
+        ),
+        (
+            "iss claims another org, signed by the TLS peer",
+            Some(forge(
+                r#"{"alg":"EdDSA","typ":"JWT"}"#,
+                claims("stockholm-stad", NODE, hour, "aggregate:read", PURPOSE),
+                ed25519(&fed, PEER),
+            )),
+            PEER,
+            Code::Unauthenticated,
+        ),
+        (
+            "alg none",
+            Some(forge(
+                r#"{"alg":"none","typ":"JWT"}"#,
+                claims(PEER, NODE, hour, "aggregate:read", PURPOSE),
+                |_| vec![],
+            )),
+            PEER,
+            Code::Unauthenticated,
+        ),
+        (
+            "HS256 keyed with the public key",
+            Some(forge(
+                r#"{"alg":"HS256","typ":"JWT"}"#,
+                claims(PEER, NODE, hour, "aggregate:read", PURPOSE),
+                |m| {
+                    ring::hmac::sign(
+                        &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &pem_public),
+                        m,
+                    )
+                    .as_ref()
+                    .to_vec()
+                },
+            )),
+            PEER,
+            Code::Unauthenticated,
+        ),
+        (
+            "missing scope",
+            Some(fed.token(PEER, NODE, &["events:read"], PURPOSE)),
+            PEER,
+            Code::PermissionDenied,
+        ),
+        (
+            "purpose the policy does not list",
+            Some(fed.token(PEER, NODE, &["aggregate:read"], "marketing")),
+            PEER,
+            Code::PermissionDenied,
+        ),
+        (
+            "an auditor's token for a query",
+            Some(fed.token("audit", NODE, &["aggregate:read", "audit:read"], PURPOSE)),
+            "audit",
+            Code::PermissionDenied,
+        ),
+    ];
+    for (attack, token, tls_org, code) in &cases {
+        let status = call(&fed, tls_org, token.as_deref()).await;
+        assert_eq!(status.code(), *code, "{attack}: {}", status.message());
+    }
+
+    // A delegation token is accepted once; replayed, it is refused.
+    let pem = std::fs::read(fed.org_dir(PEER).join("token.key")).unwrap();
+    let delegation = Signer::from_pem(PEER, &pem)
+        .unwrap()
+        .issue(&Grant {
+            audience: NODE,
+            subject: "node",
+            scopes: &["aggregate:read".to_string()],
+            purpose: PURPOSE,
+            ttl: Duration::from_secs(30),
+            act: Some("anna"),
+        })
+        .unwrap();
+    let channel = fed.channel(NODE, fed.client_tls(PEER, NODE));
+    let mut client =
+        AggregateServiceClient::with_interceptor(channel, Bearer::new(&delegation).unwrap());
+    client.release(request()).await.expect("first use");
+    let replayed = client.release(request()).await.unwrap_err();
+    assert_eq!(replayed.code(), Code::Unauthenticated);
+    assert!(
+        replayed.message().contains("already used"),
+        "{}",
+        replayed.message()
+    );
+
+    let log = fed.nodes.iter().find(|n| n.org == NODE).unwrap().log_text();
+    let refusals = log
+        .lines()
+        .filter(|l| l.contains("call refused") || l.contains("release refused"))
+        .count();
+    assert!(
+        refusals >= cases.len() + 1,
+        "{refusals} refusals logged:\n{log}"
+    );
+
+    // `token issue` signs a token that the node accepts.
+    let client_toml = fed.org_dir(PEER).join("client.toml");
+    let out = run(&[
+        "token",
+        "issue",
+        "--config",
+        &client_toml.display().to_string(),
+        "--sub",
+        "anna",
+        "--scope",
+        "aggregate:read",
+        "--purpose",
+        PURPOSE,
+        "--ttl",
+        "5m",
+        "--aud",
+        NODE,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let issued = String::from_utf8(out.stdout).unwrap();
+    let channel = fed.channel(NODE, fed.client_tls(PEER, NODE));
+    AggregateServiceClient::with_interceptor(channel, Bearer::new(issued.trim()).unwrap())
+        .release(request())
+        .await
+        .expect("an issued token is accepted");
+}
