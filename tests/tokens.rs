@@ -227,7 +227,7 @@ async fn token_attacks_are_refused_and_logged() {
         .filter(|l| l.contains("call refused") || l.contains("release refused"))
         .count();
     assert!(
-        refusals >= cases.len() + 1,
+        refusals > cases.len(),
         "{refusals} refusals logged:\n{log}"
     );
 
