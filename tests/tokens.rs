@@ -226,10 +226,7 @@ async fn token_attacks_are_refused_and_logged() {
         .lines()
         .filter(|l| l.contains("call refused") || l.contains("release refused"))
         .count();
-    assert!(
-        refusals > cases.len(),
-        "{refusals} refusals logged:\n{log}"
-    );
+    assert!(refusals > cases.len(), "{refusals} refusals logged:\n{log}");
 
     // `token issue` signs a token that the node accepts.
     let client_toml = fed.org_dir(PEER).join("client.toml");

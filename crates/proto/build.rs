@@ -9,6 +9,7 @@ const PROTOS: &[&str] = &[
     "lagesbild/v1/reports.proto",
     "lagesbild/v1/aggregate.proto",
     "lagesbild/v1/policy.proto",
+    "lagesbild/v1/picture.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

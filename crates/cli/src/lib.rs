@@ -37,6 +37,8 @@ enum Command {
     /// Check a policy file, or explain what a peer may receive from a node.
     #[command(subcommand)]
     Policy(commands::policy::Command),
+    /// The federated situation picture: table, JSON, GeoJSON or HTML.
+    Query(commands::query::Args),
     /// Run one node.
     Serve(commands::serve::Args),
     /// Show how a node sees each peer: reachable, version, round-trip time.
@@ -63,6 +65,7 @@ pub fn main() -> ExitCode {
             Command::Certs(command) => commands::certs::run(command),
             Command::Ingest(args) => commands::ingest::run(args).await,
             Command::Policy(command) => commands::policy::run(command).await,
+            Command::Query(args) => commands::query::run(args).await,
             Command::Serve(args) => commands::serve::run(args).await,
             Command::Status(args) => commands::status::run(args).await,
             Command::Token(command) => commands::token::run(command),

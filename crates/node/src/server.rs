@@ -7,6 +7,7 @@ use crate::policy_watch::PolicyHandle;
 use crate::release::ReleaseGate;
 use crate::services::aggregate::AggregateApi;
 use crate::services::node_service::NodeApi;
+use crate::services::picture::PictureApi;
 use crate::services::policy_service::PolicyApi;
 use crate::services::reports::{ReportApi, MAX_MESSAGE_BYTES};
 use crate::NodeError;
@@ -14,6 +15,7 @@ use lagesbild_auth::{Signer, Verifier};
 use lagesbild_identity::tls::server_config;
 use lagesbild_proto::v1::aggregate_service_server::AggregateServiceServer;
 use lagesbild_proto::v1::node_service_server::NodeServiceServer;
+use lagesbild_proto::v1::picture_service_server::PictureServiceServer;
 use lagesbild_proto::v1::policy_service_server::PolicyServiceServer;
 use lagesbild_proto::v1::report_service_server::ReportServiceServer;
 use lagesbild_store::{Store, StoreOptions};
@@ -121,8 +123,12 @@ impl Node {
                     message: format!("federation: {e}"),
                 })?,
             );
-        let node_service =
-            NodeServiceServer::new(NodeApi::new(org.clone(), federation.clone(), peers, signer));
+        let node_service = NodeServiceServer::new(NodeApi::new(
+            org.clone(),
+            federation.clone(),
+            peers.clone(),
+            signer.clone(),
+        ));
         let report_service = ReportServiceServer::new(ReportApi::new(
             org.clone(),
             loaded.config.reports.rules(),
@@ -137,7 +143,14 @@ impl Node {
         let gate = Arc::new(ReleaseGate::new(org.clone(), policy, store.clone()));
         let aggregate_service =
             AggregateServiceServer::new(AggregateApi::new(org.clone(), gate.clone()));
-        let policy_service = PolicyServiceServer::new(PolicyApi::new(org.clone(), gate));
+        let policy_service = PolicyServiceServer::new(PolicyApi::new(org.clone(), gate.clone()));
+        let picture_service = PictureServiceServer::new(PictureApi::new(
+            org.clone(),
+            federation.clone(),
+            peers,
+            signer,
+            gate,
+        ));
         let retention = tokio::spawn(retention_loop(
             store.clone(),
             loaded.config.reports.retention(),
@@ -154,6 +167,7 @@ impl Node {
             .add_service(report_service)
             .add_service(aggregate_service)
             .add_service(policy_service)
+            .add_service(picture_service)
             .serve_with_incoming_shutdown(incoming, async {
                 shutdown.await;
                 health.set_not_serving::<NodeServiceServer<NodeApi>>().await;

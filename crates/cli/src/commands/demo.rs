@@ -5,6 +5,7 @@
 //! mutual TLS, and prints how each node sees the federation. With `--once` it then
 //! stops the nodes and exits; otherwise it runs until Ctrl-C or SIGTERM.
 
+use super::query;
 use crate::client::Client;
 use crate::commands::ingest::upload;
 use crate::commands::serve::shutdown_signal;
@@ -69,6 +70,7 @@ pub(crate) async fn run(args: Args) -> Result<()> {
         retention_days: 365,
     };
     let written = plan.write(&args.dir, true)?;
+    write_demo_policies(&written)?;
     println!(
         "Lägesbild demo: federation {FEDERATION:?} in {}",
         args.dir.display()
@@ -90,7 +92,8 @@ pub(crate) async fn run(args: Args) -> Result<()> {
             started.elapsed().as_secs_f64()
         );
         load_reports(&written).await?;
-        show_status(&written).await
+        show_status(&written).await?;
+        show_picture(&written, &args.dir).await
     }
     .await;
     if outcome.is_ok() && !args.once {
@@ -104,6 +107,52 @@ pub(crate) async fn run(args: Args) -> Result<()> {
     outcome?;
     stopped?;
     println!("all nodes stopped");
+    Ok(())
+}
+
+/// The demo's agreement: every member (itself included) may read aggregates of
+/// every category at 250 m and hour resolution, thresholded at k = 3.
+fn write_demo_policies(written: &WrittenFederation) -> Result<()> {
+    let mut policy = String::from("version = 1\n");
+    for member in MEMBERS {
+        policy.push_str(&format!(
+            "\n[peer.{member}]\nscopes = [\"aggregate:read\"]\npurposes = [\"situation-picture\"]\ncategories = [\"all\"]\nfinest_cell = 250\nfinest_bucket = \"hour\"\nk = 3\nrate_limit = 600\n"
+        ));
+    }
+    for member in MEMBERS {
+        let dir = &written.org(member).context("unknown org")?.dir;
+        std::fs::write(dir.join("policy.toml"), &policy)?;
+    }
+    Ok(())
+}
+
+/// The federated picture as the first member's analyst sees it: the table, and
+/// `picture.html` and `picture.geojson` in the work folder.
+async fn show_picture(written: &WrittenFederation, dir: &Path) -> Result<()> {
+    let org = MEMBERS[0];
+    let config = written
+        .org(org)
+        .context("unknown org")?
+        .client_config
+        .clone();
+    let client = Client::load(&config)?;
+    let started = Instant::now();
+    let picture = query::picture(&client, &query::Args::defaults(config)).await?;
+    println!(
+        "{}\n  (answered in {:.0} ms)\n",
+        query::table(&picture),
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    std::fs::write(dir.join("picture.html"), query::html(&picture))?;
+    std::fs::write(
+        dir.join("picture.geojson"),
+        serde_json::to_string_pretty(&query::geojson(&picture))?,
+    )?;
+    println!(
+        "wrote {} and {}",
+        dir.join("picture.html").display(),
+        dir.join("picture.geojson").display()
+    );
     Ok(())
 }
 

@@ -4,6 +4,7 @@ pub(crate) mod certs;
 pub(crate) mod demo;
 pub(crate) mod ingest;
 pub(crate) mod policy;
+pub(crate) mod query;
 pub(crate) mod serve;
 pub(crate) mod status;
 pub(crate) mod token;

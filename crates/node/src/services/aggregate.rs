@@ -1,7 +1,7 @@
 //! `lagesbild.v1.AggregateService`: releases to peers, through the [`ReleaseGate`].
 
 use super::caller;
-use crate::release::{GateError, ReleaseGate};
+use crate::release::{GateError, ReleaseGate, Released};
 use lagesbild_geo::CellSize;
 use lagesbild_privacy::{Area, BucketKind, ReleaseQuery};
 use lagesbild_proto::v1::aggregate_service_server::AggregateService;
@@ -156,43 +156,48 @@ impl AggregateService for AggregateApi {
                 return Err(status_of(e));
             }
         };
-        let plan = &released.release.plan;
         tracing::info!(
             %peer,
             %purpose,
             released = released.release.counts.len(),
             withheld = released.release.withheld,
-            epsilon = plan.epsilon.map_or(0.0, |e| e.as_f64()),
+            epsilon = released.release.plan.epsilon.map_or(0.0, |e| e.as_f64()),
             "release made"
         );
-        let profile = plan.bucket.is_profile();
-        Ok(Response::new(AggregateRelease {
-            org: self.org.clone(),
-            from: Some(timestamp_of_hour(plan.from_hour)),
-            to: Some(timestamp_of_hour(plan.to_hour)),
-            cell_size_m: plan.cell_size.metres(),
-            bucket: wire_bucket(plan.bucket) as i32,
-            categories: plan.categories.iter().map(|&c| i32::from(c)).collect(),
-            k: plan.k.get(),
-            epsilon: plan.epsilon.map_or(0.0, |e| e.as_f64()),
-            budget_left_today: released.budget_left.map_or(0.0, |e| e.as_f64()),
-            counts: released
-                .release
-                .counts
-                .iter()
-                .map(|v| ReleasedCount {
-                    cell: Some(GridCell {
-                        size_m: v.cell.size.metres(),
-                        easting: v.cell.easting,
-                        northing: v.cell.northing,
-                    }),
-                    bucket_start: (!profile).then(|| timestamp_of_hour(v.bucket)),
-                    slot: if profile { v.bucket } else { 0 },
-                    category: i32::from(v.category),
-                    count: v.count,
-                    severity_sum: v.severity_sum,
-                })
-                .collect(),
-        }))
+        Ok(Response::new(release_message(&self.org, &released)))
+    }
+}
+
+/// The wire form of a release.
+pub fn release_message(org: &str, released: &Released) -> AggregateRelease {
+    let plan = &released.release.plan;
+    let profile = plan.bucket.is_profile();
+    AggregateRelease {
+        org: org.to_owned(),
+        from: Some(timestamp_of_hour(plan.from_hour)),
+        to: Some(timestamp_of_hour(plan.to_hour)),
+        cell_size_m: plan.cell_size.metres(),
+        bucket: wire_bucket(plan.bucket) as i32,
+        categories: plan.categories.iter().map(|&c| i32::from(c)).collect(),
+        k: plan.k.get(),
+        epsilon: plan.epsilon.map_or(0.0, |e| e.as_f64()),
+        budget_left_today: released.budget_left.map_or(0.0, |e| e.as_f64()),
+        counts: released
+            .release
+            .counts
+            .iter()
+            .map(|v| ReleasedCount {
+                cell: Some(GridCell {
+                    size_m: v.cell.size.metres(),
+                    easting: v.cell.easting,
+                    northing: v.cell.northing,
+                }),
+                bucket_start: (!profile).then(|| timestamp_of_hour(v.bucket)),
+                slot: if profile { v.bucket } else { 0 },
+                category: i32::from(v.category),
+                count: v.count,
+                severity_sum: v.severity_sum,
+            })
+            .collect(),
     }
 }

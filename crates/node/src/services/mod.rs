@@ -2,6 +2,7 @@
 
 pub mod aggregate;
 pub mod node_service;
+pub mod picture;
 pub mod policy_service;
 pub mod reports;
 

@@ -1,0 +1,368 @@
+//! `lagesbild.v1.PictureService`: one question to every member, one merged picture.
+//!
+//! The home node releases its own data to itself through the same gate as any
+//! peer, and asks each peer concurrently with a delegation token; then it merges
+//! only what was released. Nothing here sees a value the gates withheld.
+
+use super::aggregate::{query_of, release_message, status_of};
+use super::node_service::with_token;
+use crate::auth::authorised;
+use crate::peers::PeerChannels;
+use crate::release::ReleaseGate;
+use futures::future::join_all;
+use lagesbild_auth::{Grant, Signer};
+use lagesbild_geo::{Cell, CellSize};
+use lagesbild_identity::{Federation, Role};
+use lagesbild_proto::v1::aggregate_service_client::AggregateServiceClient;
+use lagesbild_proto::v1::picture_service_server::PictureService;
+use lagesbild_proto::v1::{
+    AggregateRelease, AnswerStatus, BucketKind, GridCell, PeerAnswer, PictureCell, PictureRequest,
+    RankedPlace, ReleaseRequest, ReleasedCount, SituationPicture,
+};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tonic::{Code, Request, Response, Status};
+
+/// How long a peer gets unless the request says otherwise.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(2);
+/// Places ranked unless the request says otherwise.
+const DEFAULT_TOP: usize = 10;
+
+/// The picture service of one node.
+#[derive(Debug, Clone)]
+pub struct PictureApi {
+    org: String,
+    federation: Arc<Federation>,
+    peers: PeerChannels,
+    signer: Arc<Signer>,
+    gate: Arc<ReleaseGate>,
+}
+
+impl PictureApi {
+    /// The service of `org`'s node.
+    pub fn new(
+        org: String,
+        federation: Arc<Federation>,
+        peers: PeerChannels,
+        signer: Arc<Signer>,
+        gate: Arc<ReleaseGate>,
+    ) -> Self {
+        Self {
+            org,
+            federation,
+            peers,
+            signer,
+            gate,
+        }
+    }
+
+    /// Every member's answer to `filters`: the home org's own through its gate,
+    /// each peer's over its channel.
+    async fn ask_all(
+        &self,
+        filters: &ReleaseRequest,
+        analyst: &str,
+        purpose: &str,
+        deadline: Duration,
+    ) -> Vec<(
+        String,
+        Result<AggregateRelease, (AnswerStatus, String)>,
+        Duration,
+    )> {
+        let members: Vec<&str> = self
+            .federation
+            .members
+            .iter()
+            .filter(|m| m.role == Role::Member && m.endpoint.is_some())
+            .map(|m| m.id.as_str())
+            .collect();
+        let asks = members.into_iter().map(|org| async move {
+            let started = Instant::now();
+            let answer = if org == self.org {
+                self.ask_self(filters, purpose).await
+            } else {
+                self.ask_peer(org, filters, analyst, purpose, deadline)
+                    .await
+            };
+            (org.to_owned(), answer, started.elapsed())
+        });
+        join_all(asks).await
+    }
+
+    async fn ask_self(
+        &self,
+        filters: &ReleaseRequest,
+        purpose: &str,
+    ) -> Result<AggregateRelease, (AnswerStatus, String)> {
+        let query = query_of(filters).map_err(|s| (AnswerStatus::Error, s.message().to_owned()))?;
+        match self.gate.aggregate(&self.org, purpose, query).await {
+            Ok(released) => Ok(release_message(&self.org, &released)),
+            Err(e) => Err(classify(&status_of(e))),
+        }
+    }
+
+    async fn ask_peer(
+        &self,
+        org: &str,
+        filters: &ReleaseRequest,
+        analyst: &str,
+        purpose: &str,
+        deadline: Duration,
+    ) -> Result<AggregateRelease, (AnswerStatus, String)> {
+        let channel = self
+            .peers
+            .get(org)
+            .ok_or((AnswerStatus::Unavailable, "no channel".to_owned()))?;
+        let token = self
+            .signer
+            .issue(&Grant {
+                audience: org,
+                subject: "node",
+                scopes: &["aggregate:read".to_owned()],
+                purpose,
+                ttl: Duration::from_secs(60),
+                act: Some(analyst),
+            })
+            .map_err(|e| (AnswerStatus::Error, e.to_string()))?;
+        let mut request = with_token(filters.clone(), &token)
+            .map_err(|s| (AnswerStatus::Error, s.message().to_owned()))?;
+        request.set_timeout(deadline);
+        let mut client = AggregateServiceClient::new(channel.clone());
+        match tokio::time::timeout(deadline, client.release(request)).await {
+            Ok(Ok(release)) => Ok(release.into_inner()),
+            Ok(Err(status)) => Err(classify(&status)),
+            Err(_) => Err((
+                AnswerStatus::Timeout,
+                format!("no answer within {} ms", deadline.as_millis()),
+            )),
+        }
+    }
+}
+
+fn classify(status: &Status) -> (AnswerStatus, String) {
+    let kind = match status.code() {
+        Code::PermissionDenied | Code::Unauthenticated => AnswerStatus::Denied,
+        Code::ResourceExhausted => AnswerStatus::BudgetExhausted,
+        Code::Unavailable => AnswerStatus::Unavailable,
+        Code::DeadlineExceeded | Code::Cancelled => AnswerStatus::Timeout,
+        _ => AnswerStatus::Error,
+    };
+    (kind, status.message().to_owned())
+}
+
+type Key = (i64, u32, i32, (u32, u32));
+
+fn key_of(value: &ReleasedCount) -> Key {
+    let cell = value.cell.unwrap_or_default();
+    (
+        value.bucket_start.as_ref().map_or(-1, |t| t.seconds),
+        value.slot,
+        value.category,
+        (cell.easting, cell.northing),
+    )
+}
+
+/// Merges releases: sums per (bucket, category, cell) with contributors, and
+/// which answering orgs covering the category withheld it.
+pub fn merge(releases: &[AggregateRelease]) -> Vec<PictureCell> {
+    let mut merged: BTreeMap<Key, PictureCell> = BTreeMap::new();
+    for release in releases {
+        for value in &release.counts {
+            let cell = merged.entry(key_of(value)).or_insert_with(|| PictureCell {
+                value: Some(ReleasedCount {
+                    count: 0,
+                    severity_sum: 0,
+                    ..value.clone()
+                }),
+                contributors: vec![],
+                withheld_by: vec![],
+            });
+            let sum = cell.value.as_mut().expect("set above");
+            sum.count += value.count;
+            sum.severity_sum += value.severity_sum;
+            cell.contributors.push(release.org.clone());
+        }
+    }
+    for cell in merged.values_mut() {
+        let category = cell.value.as_ref().map_or(0, |v| v.category);
+        cell.withheld_by = releases
+            .iter()
+            .filter(|r| r.categories.contains(&category) && !cell.contributors.contains(&r.org))
+            .map(|r| r.org.clone())
+            .collect();
+    }
+    merged.into_values().collect()
+}
+
+/// Cells ranked by released severity, labelled with the nearest known place.
+fn rank(cells: &[PictureCell], top: usize) -> Vec<RankedPlace> {
+    let mut by_cell: HashMap<(u32, u32, u32), (u64, u64)> = HashMap::new();
+    for c in cells {
+        let v = c.value.as_ref().expect("merged cells have values");
+        let g = v.cell.unwrap_or_default();
+        let entry = by_cell
+            .entry((g.size_m, g.easting, g.northing))
+            .or_default();
+        entry.0 += v.severity_sum;
+        entry.1 += v.count;
+    }
+    let mut ranked: Vec<_> = by_cell.into_iter().collect();
+    ranked.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.0.cmp(&b.0)));
+    ranked
+        .into_iter()
+        .take(top)
+        .map(|((size, easting, northing), (score, count))| {
+            let cell = Cell {
+                size: CellSize::from_metres(size).unwrap_or(CellSize::M250),
+                easting,
+                northing,
+            };
+            let (lat, lon) = cell.centre_wgs84();
+            let (place_name, distance) = lagesbild_reports::places::nearest(lat, lon)
+                .map_or((String::new(), 0), |(p, d)| {
+                    (p.name.to_string(), d.round() as u32)
+                });
+            RankedPlace {
+                cell: Some(GridCell {
+                    size_m: size,
+                    easting,
+                    northing,
+                }),
+                place_name,
+                place_distance_m: distance,
+                score,
+                count,
+                centre_lat: lat,
+                centre_lon: lon,
+            }
+        })
+        .collect()
+}
+
+/// Released counts of a profile release, summed by slot.
+fn profile(releases: &[AggregateRelease], slots: usize) -> Vec<u64> {
+    let mut out = vec![0; slots];
+    for value in releases.iter().flat_map(|r| &r.counts) {
+        if let Some(slot) = out.get_mut(value.slot as usize) {
+            *slot += value.count;
+        }
+    }
+    out
+}
+
+#[tonic::async_trait]
+impl PictureService for PictureApi {
+    async fn picture(
+        &self,
+        request: Request<PictureRequest>,
+    ) -> Result<Response<SituationPicture>, Status> {
+        let token = authorised(&request)?.clone();
+        if token.org != self.org {
+            return Err(Status::permission_denied(format!(
+                "the situation picture of {}'s node is for its own analysts, not {}",
+                self.org, token.org
+            )));
+        }
+        let request = request.into_inner();
+        let mut filters = request
+            .filters
+            .ok_or_else(|| Status::invalid_argument("filters: required"))?;
+        filters.purpose = token.purpose.clone();
+        query_of(&filters)?;
+        let deadline = match request.deadline_ms {
+            0 => DEFAULT_DEADLINE,
+            ms => Duration::from_millis(u64::from(ms)).min(Duration::from_secs(30)),
+        };
+        let top = match request.top {
+            0 => DEFAULT_TOP,
+            n => (n as usize).min(1000),
+        };
+        let profiles_wanted = !matches!(
+            BucketKind::try_from(filters.bucket),
+            Ok(BucketKind::HourOfDay | BucketKind::HourOfWeek)
+        );
+        let by_day = ReleaseRequest {
+            bucket: BucketKind::HourOfDay as i32,
+            ..filters.clone()
+        };
+        let by_week = ReleaseRequest {
+            bucket: BucketKind::HourOfWeek as i32,
+            ..filters.clone()
+        };
+        let (main, day, week) = tokio::join!(
+            self.ask_all(&filters, &token.sub, &token.purpose, deadline),
+            async {
+                if profiles_wanted {
+                    self.ask_all(&by_day, &token.sub, &token.purpose, deadline)
+                        .await
+                } else {
+                    vec![]
+                }
+            },
+            async {
+                if profiles_wanted {
+                    self.ask_all(&by_week, &token.sub, &token.purpose, deadline)
+                        .await
+                } else {
+                    vec![]
+                }
+            }
+        );
+        let ok = |answers: &[(
+            String,
+            Result<AggregateRelease, (AnswerStatus, String)>,
+            Duration,
+        )]| {
+            answers
+                .iter()
+                .filter_map(|(_, r, _)| r.as_ref().ok().cloned())
+                .collect::<Vec<_>>()
+        };
+        let releases = ok(&main);
+        let cells = merge(&releases);
+        let answers = main
+            .iter()
+            .map(|(org, result, took)| match result {
+                Ok(r) => PeerAnswer {
+                    org: org.clone(),
+                    status: AnswerStatus::Ok as i32,
+                    reason: String::new(),
+                    k: r.k,
+                    epsilon: r.epsilon,
+                    categories: r.categories.clone(),
+                    values: r.counts.len() as u32,
+                    latency_micros: took.as_micros() as u64,
+                },
+                Err((status, reason)) => PeerAnswer {
+                    org: org.clone(),
+                    status: *status as i32,
+                    reason: reason.clone(),
+                    latency_micros: took.as_micros() as u64,
+                    ..PeerAnswer::default()
+                },
+            })
+            .collect();
+        let orgs: BTreeSet<&str> = releases.iter().map(|r| r.org.as_str()).collect();
+        tracing::info!(
+            analyst = %token.sub,
+            purpose = %token.purpose,
+            answered = orgs.len(),
+            cells = cells.len(),
+            "situation picture made"
+        );
+        let first = releases.first();
+        Ok(Response::new(SituationPicture {
+            home_org: self.org.clone(),
+            from: first.and_then(|r| r.from),
+            to: first.and_then(|r| r.to),
+            cell_size_m: filters.cell_size_m,
+            bucket: filters.bucket,
+            ranking: rank(&cells, top),
+            cells,
+            answers,
+            hour_of_day: profile(&ok(&day), 24),
+            hour_of_week: profile(&ok(&week), 168),
+        }))
+    }
+}
