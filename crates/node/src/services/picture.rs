@@ -173,7 +173,7 @@ pub fn merge(releases: &[AggregateRelease]) -> Vec<PictureCell> {
                 value: Some(ReleasedCount {
                     count: 0,
                     severity_sum: 0,
-                    ..value.clone()
+                    ..*value
                 }),
                 contributors: vec![],
                 withheld_by: vec![],
