@@ -251,7 +251,7 @@ fn to_json(p: &SituationPicture) -> Value {
             "latency_ms": a.latency_micros as f64 / 1000.0,
         })).collect::<Vec<_>>(),
         "cells": p.cells.iter().map(|c| {
-            let v = c.value.clone().unwrap_or_default();
+            let v = c.value.unwrap_or_default();
             let g = v.cell.unwrap_or_default();
             json!({
                 "cell": {"size_m": g.size_m, "easting": g.easting, "northing": g.northing},
@@ -269,39 +269,42 @@ fn to_json(p: &SituationPicture) -> Value {
     })
 }
 
-/// Per cell, totals over buckets: (count, severity, categories, contributors).
-fn cell_totals(p: &SituationPicture) -> Vec<((u32, u32, u32), u64, u64, Vec<String>, Vec<String>)> {
-    let mut totals: std::collections::BTreeMap<
-        (u32, u32, u32),
-        (u64, u64, Vec<String>, Vec<String>),
-    > = Default::default();
+/// One cell's totals over buckets and categories.
+#[derive(Debug, Default)]
+struct CellTotal {
+    count: u64,
+    severity: u64,
+    categories: Vec<String>,
+    orgs: Vec<String>,
+}
+
+/// Per cell (size, easting, northing), totals over buckets.
+fn cell_totals(p: &SituationPicture) -> Vec<((u32, u32, u32), CellTotal)> {
+    let mut totals: std::collections::BTreeMap<(u32, u32, u32), CellTotal> = Default::default();
     for c in &p.cells {
-        let v = c.value.clone().unwrap_or_default();
+        let v = c.value.unwrap_or_default();
         let g = v.cell.unwrap_or_default();
         let t = totals.entry((g.size_m, g.easting, g.northing)).or_default();
-        t.0 += v.count;
-        t.1 += v.severity_sum;
+        t.count += v.count;
+        t.severity += v.severity_sum;
         let name = category(v.category).to_string();
-        if !t.2.contains(&name) {
-            t.2.push(name);
+        if !t.categories.contains(&name) {
+            t.categories.push(name);
         }
         for org in &c.contributors {
-            if !t.3.contains(org) {
-                t.3.push(org.clone());
+            if !t.orgs.contains(org) {
+                t.orgs.push(org.clone());
             }
         }
     }
-    totals
-        .into_iter()
-        .map(|(k, (n, s, c, o))| (k, n, s, c, o))
-        .collect()
+    totals.into_iter().collect()
 }
 
 /// WGS84 polygons of the cells, with totals as properties (loads in QGIS).
 pub(crate) fn geojson(p: &SituationPicture) -> Value {
     let features: Vec<Value> = cell_totals(p)
         .into_iter()
-        .map(|((size, e, n), count, severity, categories, orgs)| {
+        .map(|((size, e, n), t)| {
             let corners = cell_of(size, e, n).corners_wgs84();
             let mut ring: Vec<[f64; 2]> = corners.iter().map(|&(lon, lat)| [lon, lat]).collect();
             ring.push(ring[0]);
@@ -309,8 +312,8 @@ pub(crate) fn geojson(p: &SituationPicture) -> Value {
                 "type": "Feature",
                 "geometry": {"type": "Polygon", "coordinates": [ring]},
                 "properties": {
-                    "cell": format!("{size}m:{e}:{n}"), "count": count, "severity_sum": severity,
-                    "categories": categories.join(","), "contributors": orgs.join(","),
+                    "cell": format!("{size}m:{e}:{n}"), "count": t.count, "severity_sum": t.severity,
+                    "categories": t.categories.join(","), "contributors": t.orgs.join(","),
                 },
             })
         })
@@ -330,7 +333,7 @@ pub(crate) fn html(p: &SituationPicture) -> String {
     let totals = cell_totals(p);
     let (width, height): (f64, f64) = (720.0, 560.0);
     let (mut min_e, mut min_n, mut max_e, mut max_n) = (u32::MAX, u32::MAX, 0, 0);
-    for ((size, e, n), ..) in &totals {
+    for ((size, e, n), _) in &totals {
         min_e = min_e.min(*e);
         min_n = min_n.min(*n);
         max_e = max_e.max(e + size);
@@ -343,20 +346,26 @@ pub(crate) fn html(p: &SituationPicture) -> String {
             .max(1),
     );
     let scale = (width.min(height) - 40.0) / span;
-    let max_score = totals.iter().map(|t| t.2).max().unwrap_or(1).max(1) as f64;
+    let max_score = totals
+        .iter()
+        .map(|(_, t)| t.severity)
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
     let mut svg = String::new();
-    for ((size, e, n), count, severity, categories, orgs) in &totals {
+    for ((size, e, n), t) in &totals {
+        let (count, severity) = (t.count, t.severity);
         let x = 20.0 + f64::from(e - min_e) * scale;
         let y = 20.0 + f64::from(max_n - n - size) * scale;
         let side = f64::from(*size) * scale;
-        let heat = *severity as f64 / max_score;
+        let heat = severity as f64 / max_score;
         let _ = write!(
             svg,
             r##"<rect x="{x:.1}" y="{y:.1}" width="{side:.1}" height="{side:.1}" fill="rgb(255,{g},0)" fill-opacity="{o:.2}" stroke="#444" stroke-width="0.3"><title>{e}/{n}: {count} reports, severity {severity}; {c}; from {orgs}</title></rect>"##,
             g = (220.0 * (1.0 - heat)) as u8,
             o = 0.25 + 0.7 * heat,
-            c = escape(&categories.join(", ")),
-            orgs = escape(&orgs.join(", ")),
+            c = escape(&t.categories.join(", ")),
+            orgs = escape(&t.orgs.join(", ")),
         );
     }
     for r in &p.ranking {
