@@ -1,0 +1,199 @@
+//! The federated picture across real nodes: merged counts are the sum of what
+//! each member released; a killed peer is reported unavailable within the
+//! deadline; a peer without a policy for the caller is reported denied.
+
+mod common;
+
+use common::{TestFederation, PURPOSE};
+use lagesbild_proto::v1::aggregate_service_client::AggregateServiceClient;
+use lagesbild_proto::v1::picture_service_client::PictureServiceClient;
+use lagesbild_proto::v1::report_service_client::ReportServiceClient;
+use lagesbild_proto::v1::{
+    AnswerStatus, BucketKind, Category, PictureRequest, Position, ReleaseRequest, Report, Source,
+    SubmitBatchRequest, Tlp,
+};
+use prost_types::Timestamp;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const MEMBERS: [&str; 5] = [
+    "polisen",
+    "stockholm-stad",
+    "amf-fastigheter",
+    "svensk-handel",
+    "scandic",
+];
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn policy(except: &[&str]) -> String {
+    let mut text = String::from("version = 1\n");
+    for m in MEMBERS.iter().filter(|m| !except.contains(m)) {
+        text.push_str(&format!(
+            "[peer.{m}]\nscopes = [\"aggregate:read\"]\npurposes = [\"{PURPOSE}\"]\ncategories = [\"all\"]\nfinest_cell = 250\nfinest_bucket = \"hour\"\nk = 3\nrate_limit = 1000\n"
+        ));
+    }
+    text
+}
+
+/// Deterministic reports around Sergels torg: each org a different mix.
+fn reports(org_index: usize) -> Vec<Report> {
+    let base = (now() / 3600 - 30) * 3600;
+    (0..120)
+        .map(|i| Report {
+            id: format!("r-{org_index}-{i}"),
+            observed_at: Some(Timestamp {
+                seconds: base + (i as i64 % 4) * 3600 + 60,
+                nanos: 0,
+            }),
+            position: Some(Position {
+                lat: 59.3320 + ((i * (org_index + 1)) % 5) as f64 * 0.0015,
+                lon: 18.0620 + (i % 3) as f64 * 0.003,
+            }),
+            category: [Category::Violence, Category::Theft, Category::DarkArea][(i + org_index) % 3]
+                as i32,
+            severity: 1 + (i % 5) as u32,
+            source: Source::Staff as i32,
+            tlp: Tlp::Green as i32,
+            text: "Händelse".into(),
+            ..Report::default()
+        })
+        .collect()
+}
+
+fn filters() -> ReleaseRequest {
+    ReleaseRequest {
+        purpose: String::new(),
+        from: Some(Timestamp {
+            seconds: now() - 3 * 86_400,
+            nanos: 0,
+        }),
+        to: Some(Timestamp {
+            seconds: now(),
+            nanos: 0,
+        }),
+        categories: vec![],
+        area: None,
+        cell_size_m: 250,
+        bucket: BucketKind::Day as i32,
+    }
+}
+
+type Atoms = BTreeMap<(i64, i32, u32, u32), u64>;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_picture_is_the_sum_of_the_releases_and_says_who_did_not_answer() {
+    let mut fed = TestFederation::start(&MEMBERS).await;
+    for (i, org) in MEMBERS.iter().enumerate() {
+        // scandic gives stockholm-stad nothing.
+        let except: &[&str] = if *org == "scandic" {
+            &["stockholm-stad"]
+        } else {
+            &[]
+        };
+        std::fs::write(fed.org_dir(org).join("policy.toml"), policy(except)).unwrap();
+        let mut writer = ReportServiceClient::new(fed.authed(org, org, &["report:write"]));
+        writer
+            .submit_batch(SubmitBatchRequest {
+                reports: reports(i),
+                validate_only: false,
+            })
+            .await
+            .unwrap();
+    }
+
+    // What each member releases to stockholm-stad on its own.
+    let home = "stockholm-stad";
+    let mut expected: Atoms = BTreeMap::new();
+    for org in MEMBERS.iter().filter(|o| **o != "scandic") {
+        let mut client = AggregateServiceClient::new(fed.authed(org, home, &["aggregate:read"]));
+        let release = client.release(filters()).await.unwrap().into_inner();
+        for v in release.counts {
+            let c = v.cell.unwrap();
+            *expected
+                .entry((
+                    v.bucket_start.unwrap().seconds,
+                    v.category,
+                    c.easting,
+                    c.northing,
+                ))
+                .or_default() += v.count;
+        }
+    }
+    assert!(!expected.is_empty());
+
+    let mut pictures = PictureServiceClient::new(fed.authed(home, home, &["aggregate:read"]));
+    let request = PictureRequest {
+        filters: Some(filters()),
+        top: 5,
+        deadline_ms: 2000,
+    };
+    let picture = pictures
+        .picture(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let got: Atoms = picture
+        .cells
+        .iter()
+        .map(|c| {
+            let v = c.value.unwrap();
+            let g = v.cell.unwrap();
+            (
+                (
+                    v.bucket_start.unwrap().seconds,
+                    v.category,
+                    g.easting,
+                    g.northing,
+                ),
+                v.count,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got, expected,
+        "merged counts must equal the sum of the releases"
+    );
+    let status = |p: &lagesbild_proto::v1::SituationPicture, org: &str| {
+        let a = p.answers.iter().find(|a| a.org == org).unwrap();
+        (AnswerStatus::try_from(a.status).unwrap(), a.reason.clone())
+    };
+    let (denied, reason) = status(&picture, "scandic");
+    assert_eq!(denied, AnswerStatus::Denied);
+    assert!(reason.contains("gives stockholm-stad nothing"), "{reason}");
+    assert_eq!(status(&picture, "polisen").0, AnswerStatus::Ok);
+    assert_eq!(picture.ranking.len(), 5);
+    assert!(picture.ranking.windows(2).all(|w| w[0].score >= w[1].score));
+    assert!(!picture.ranking[0].place_name.is_empty());
+    assert_eq!(picture.hour_of_day.len(), 24);
+    assert!(picture.hour_of_day.iter().sum::<u64>() > 0);
+
+    // A killed peer: the picture still comes, within the deadline, that peer unavailable.
+    fed.kill("amf-fastigheter");
+    let started = Instant::now();
+    let picture = pictures.picture(request).await.unwrap().into_inner();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let (down, _) = status(&picture, "amf-fastigheter");
+    assert!(
+        matches!(down, AnswerStatus::Unavailable | AnswerStatus::Timeout),
+        "{down:?}"
+    );
+    assert_eq!(status(&picture, "polisen").0, AnswerStatus::Ok);
+
+    // Only the node's own analysts may ask it for a picture.
+    let mut foreign = PictureServiceClient::new(fed.authed(home, "polisen", &["aggregate:read"]));
+    let refused = foreign
+        .picture(PictureRequest {
+            filters: Some(filters()),
+            top: 5,
+            deadline_ms: 500,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+}
