@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{TestFederation, PURPOSE};
+use common::{now, TestFederation, PURPOSE};
 use lagesbild_proto::v1::aggregate_service_client::AggregateServiceClient;
 use lagesbild_proto::v1::picture_service_client::PictureServiceClient;
 use lagesbild_proto::v1::report_service_client::ReportServiceClient;
@@ -14,7 +14,7 @@ use lagesbild_proto::v1::{
 };
 use prost_types::Timestamp;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 const MEMBERS: [&str; 5] = [
     "polisen",
@@ -23,13 +23,6 @@ const MEMBERS: [&str; 5] = [
     "svensk-handel",
     "scandic",
 ];
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 fn policy(except: &[&str]) -> String {
     let mut text = String::from("version = 1\n");

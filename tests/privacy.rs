@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{run, TestFederation};
+use common::{now, run, TestFederation};
 use lagesbild_auth::AuthChannel;
 use lagesbild_proto::v1::aggregate_service_client::AggregateServiceClient;
 use lagesbild_proto::v1::node_service_client::NodeServiceClient;
@@ -18,7 +18,6 @@ use lagesbild_proto::v1::{
 use prost::Message;
 use prost_types::Timestamp;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 use tonic::Code;
 
 const HOLDER: &str = "polisen";
@@ -35,13 +34,6 @@ const EMAIL: &str = "ingegerd.z@example.se";
 const ID_PREFIX: &str = "canary-report-";
 const LAT: f64 = 59.334_171_3;
 const LON: f64 = 18.063_112_7;
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 /// Start of the hour three hours ago: canaries go in it, the lone report two
 /// hours later.

@@ -5,12 +5,12 @@ mod common;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use common::{run, TestFederation, PURPOSE};
+use common::{now, run, TestFederation, PURPOSE};
 use lagesbild_auth::{new_jti, Bearer, Grant, Signer};
 use lagesbild_proto::v1::aggregate_service_client::AggregateServiceClient;
 use lagesbild_proto::v1::{BucketKind, ReleaseRequest};
 use prost_types::Timestamp;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tonic::Code;
 
 const NODE: &str = "polisen";
@@ -26,13 +26,6 @@ finest_bucket = "hour"
 k = 3
 rate_limit = 1000
 "#;
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 fn request() -> ReleaseRequest {
     ReleaseRequest {

@@ -14,6 +14,7 @@ use lagesbild_privacy::calendar::local_day;
 use lagesbild_privacy::{plan, Counter, Epsilon, Refusal, Release, ReleaseQuery, SecureRandom};
 use lagesbild_store::{CounterFamily, Spend, Store};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -82,6 +83,8 @@ pub struct ReleaseGate {
     store: Store,
     rng: Arc<Mutex<SecureRandom>>,
     rate: Mutex<HashMap<String, Bucket>>,
+    /// The local day whose old budget accounts were last pruned.
+    pruned_day: AtomicU32,
 }
 
 /// The ledger account of `peer`'s budget on local day `day`; fixed width, so
@@ -115,6 +118,7 @@ impl ReleaseGate {
             store,
             rng: Arc::new(Mutex::new(SecureRandom::default())),
             rate: Mutex::new(HashMap::new()),
+            pruned_day: AtomicU32::new(0),
         }
     }
 
@@ -167,10 +171,13 @@ impl ReleaseGate {
                     })
                 }
             }
-            // Yesterday's and older accounts are no longer needed.
-            let _ = self
-                .store
-                .forget_accounts_before(&budget_account("", day.saturating_sub(1)));
+            // Accounts older than yesterday are no longer needed; prune once a day,
+            // not on every query.
+            if self.pruned_day.swap(day, Ordering::Relaxed) != day {
+                let _ = self
+                    .store
+                    .forget_accounts_before(&budget_account("", day.saturating_sub(1)));
+            }
         }
 
         let store = self.store.clone();
