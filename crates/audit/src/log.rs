@@ -379,14 +379,13 @@ struct Writer {
     failed: Option<String>,
 }
 
-type Waiter = (u64, Hash, oneshot::Sender<Result<Receipt, AuditError>>);
+type Reply = oneshot::Sender<Result<Receipt, AuditError>>;
+type Pending = (Vec<u8>, Option<Reply>);
+type Waiter = (u64, Hash, Reply);
 
 impl Writer {
     fn run(mut self, mut queue: mpsc::Receiver<Job>) {
-        let mut entries: Vec<(
-            Vec<u8>,
-            Option<oneshot::Sender<Result<Receipt, AuditError>>>,
-        )> = Vec::new();
+        let mut entries: Vec<Pending> = Vec::new();
         let mut closed = None;
         while let Some(first) = queue.blocking_recv() {
             let mut tick = false;
@@ -446,13 +445,7 @@ impl Writer {
         }
     }
 
-    fn commit(
-        &mut self,
-        entries: Vec<(
-            Vec<u8>,
-            Option<oneshot::Sender<Result<Receipt, AuditError>>>,
-        )>,
-    ) {
+    fn commit(&mut self, entries: Vec<Pending>) {
         if let Some(reason) = &self.failed {
             for (_, reply) in entries {
                 if let Some(reply) = reply {

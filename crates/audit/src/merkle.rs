@@ -83,7 +83,7 @@ pub fn subtree_hash(source: &impl NodeSource, start: u64, end: u64) -> Result<Ha
     if width == 0 {
         return Ok(empty_root());
     }
-    if width.is_power_of_two() && start % width == 0 {
+    if width.is_power_of_two() && start.is_multiple_of(width) {
         return source.perfect(width.trailing_zeros() as u8, start / width);
     }
     let k = split_point(width);
