@@ -7,8 +7,15 @@
 //! checkpoint of the new size, and only then answers each caller with its
 //! receipt: group commit. An answered append is on disk.
 //!
-//! Keys: `e`+index → entry, `n`+level+index → hash of a perfect subtree, `c`+size
-//! → signed checkpoint, `size` → entries so far, `w`+org → witness state.
+//! Entries are stored in chunks, one per group commit and never across a block
+//! of 256 leaves, so an append costs a few keys per batch rather than per entry.
+//! Perfect subtrees of a whole block or more are stored as they complete;
+//! smaller ones are recomputed from the block's stored leaf hashes.
+//!
+//! Keys: `e`+first index → entries of a chunk (each: u32 length, bytes); `l`+first
+//! index → their leaf hashes (32 bytes each); `n`+level+index → hash of a perfect
+//! subtree of level ≥ 8; `c`+size → a kept signed checkpoint; `size` → entries so
+//! far; `w`+org → witness state. Integers are big-endian.
 
 use crate::checkpoint::NoteSigner;
 use crate::entry::{Entry, Receipt};
@@ -22,10 +29,20 @@ use tokio::sync::{mpsc, oneshot};
 
 const SIZE_KEY: &[u8] = b"size";
 
-fn entry_key(index: u64) -> [u8; 9] {
-    let mut key = [b'e'; 9];
-    key[1..].copy_from_slice(&index.to_be_bytes());
+/// Level of the smallest stored perfect subtree: a block of 2^8 leaves.
+const BLOCK_LEVEL: u8 = 8;
+const BLOCK: u64 = 1 << BLOCK_LEVEL;
+
+fn chunk_key(kind: u8, first: u64) -> [u8; 9] {
+    let mut key = [kind; 9];
+    key[1..].copy_from_slice(&first.to_be_bytes());
     key
+}
+
+fn first_of(key: &[u8]) -> u64 {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&key[1..9]);
+    u64::from_be_bytes(first)
 }
 
 fn node_key(level: u8, index: u64) -> [u8; 10] {
@@ -33,6 +50,36 @@ fn node_key(level: u8, index: u64) -> [u8; 10] {
     key[1] = level;
     key[2..].copy_from_slice(&index.to_be_bytes());
     key
+}
+
+/// Splits an entries chunk into its entries.
+fn split_chunk(first: u64, chunk: &[u8]) -> Result<Vec<&[u8]>, AuditError> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while at < chunk.len() {
+        let corrupt = || AuditError::Corrupt(format!("entry chunk at {first} is cut short"));
+        let len: [u8; 4] = chunk
+            .get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(corrupt)?;
+        let len = u32::from_be_bytes(len) as usize;
+        let bytes = chunk.get(at + 4..at + 4 + len).ok_or_else(corrupt)?;
+        out.push(bytes);
+        at += 4 + len;
+    }
+    Ok(out)
+}
+
+fn split_leaves(first: u64, chunk: &[u8]) -> Result<Vec<Hash>, AuditError> {
+    if chunk.len() % 32 != 0 {
+        return Err(AuditError::Corrupt(format!(
+            "leaf chunk at {first} is not a whole number of hashes"
+        )));
+    }
+    Ok(chunk
+        .chunks_exact(32)
+        .map(|h| h.try_into().expect("32 bytes"))
+        .collect())
 }
 
 fn checkpoint_key(size: u64) -> [u8; 9] {
@@ -104,20 +151,84 @@ impl std::fmt::Debug for AuditLog {
     }
 }
 
-struct Stored<'a>(&'a sled::Tree);
+/// Perfect subtrees from disk: stored from a block up, recomputed below.
+struct Stored<'a> {
+    tree: &'a sled::Tree,
+    /// The last block's leaf hashes: a proof asks for several subtrees of one block.
+    block: std::cell::RefCell<Option<(u64, Vec<Hash>)>>,
+}
+
+impl<'a> Stored<'a> {
+    fn new(tree: &'a sled::Tree) -> Self {
+        Self {
+            tree,
+            block: std::cell::RefCell::new(None),
+        }
+    }
+
+    /// The stored leaf hashes of block `block`, in order (fewer than 256 for the
+    /// last, partial block).
+    fn block_leaves(&self, block: u64) -> Result<Vec<Hash>, ProofError> {
+        let storage = |e: AuditError| ProofError::Storage(e.to_string());
+        let start = block * BLOCK;
+        let mut leaves = Vec::with_capacity(BLOCK as usize);
+        for item in self
+            .tree
+            .range(chunk_key(b'l', start)..chunk_key(b'l', start + BLOCK))
+        {
+            let (key, value) = item.map_err(|e| ProofError::Storage(e.to_string()))?;
+            let first = first_of(&key);
+            if first != start + leaves.len() as u64 {
+                return Err(ProofError::Storage(format!(
+                    "leaf hashes from {} to {first} are missing",
+                    start + leaves.len() as u64
+                )));
+            }
+            leaves.extend(split_leaves(first, &value).map_err(storage)?);
+        }
+        Ok(leaves)
+    }
+}
 
 impl NodeSource for Stored<'_> {
     fn perfect(&self, level: u8, index: u64) -> Result<Hash, ProofError> {
-        let value = self
-            .0
-            .get(node_key(level, index))
-            .map_err(|e| ProofError::Storage(e.to_string()))?
-            .ok_or(ProofError::MissingNode { level, index })?;
-        value
-            .as_ref()
-            .try_into()
-            .map_err(|_| ProofError::Storage(format!("node {level}/{index} is not 32 bytes")))
+        if level >= BLOCK_LEVEL {
+            let value = self
+                .tree
+                .get(node_key(level, index))
+                .map_err(|e| ProofError::Storage(e.to_string()))?
+                .ok_or(ProofError::MissingNode { level, index })?;
+            return value
+                .as_ref()
+                .try_into()
+                .map_err(|_| ProofError::Storage(format!("node {level}/{index} is not 32 bytes")));
+        }
+        let first = index << level;
+        let block = first / BLOCK;
+        let mut cached = self.block.borrow_mut();
+        if cached.as_ref().map(|(b, _)| *b) != Some(block) {
+            *cached = Some((block, self.block_leaves(block)?));
+        }
+        let leaves = &cached.as_ref().expect("just filled").1;
+        let offset = (first - block * BLOCK) as usize;
+        let width = 1usize << level;
+        let Some(slice) = leaves.get(offset..offset + width) else {
+            return Err(ProofError::MissingNode { level, index });
+        };
+        Ok(perfect_root(slice))
     }
+}
+
+/// The root of a power-of-two run of leaf hashes.
+fn perfect_root(leaves: &[Hash]) -> Hash {
+    if leaves.len() == 1 {
+        return leaves[0];
+    }
+    let half = leaves.len() / 2;
+    merkle::node_hash(
+        &perfect_root(&leaves[..half]),
+        &perfect_root(&leaves[half..]),
+    )
 }
 
 impl AuditLog {
@@ -138,7 +249,7 @@ impl AuditLog {
                     .map_err(|_| AuditError::Corrupt("stored size is not 8 bytes".into()))?,
             ),
         };
-        let frontier = Frontier::load(&Stored(&tree), size)?;
+        let frontier = Frontier::load(&Stored::new(&tree), size)?;
         let root = frontier.root();
         let last_kept = tree
             .scan_prefix(b"c")
@@ -238,12 +349,29 @@ impl AuditLog {
 
     /// The stored bytes of entry `index`.
     pub fn entry(&self, index: u64) -> Result<Option<Vec<u8>>, AuditError> {
-        Ok(self.tree.get(entry_key(index))?.map(|v| v.to_vec()))
+        if index >= self.size() {
+            return Ok(None);
+        }
+        let block_start = index / BLOCK * BLOCK;
+        let Some((key, chunk)) = self
+            .tree
+            .range(chunk_key(b'e', block_start)..=chunk_key(b'e', index))
+            .next_back()
+            .transpose()?
+        else {
+            return Err(AuditError::Corrupt(format!("entry {index} is missing")));
+        };
+        let first = first_of(&key);
+        let entries = split_chunk(first, &chunk)?;
+        entries
+            .get((index - first) as usize)
+            .map(|bytes| Some(bytes.to_vec()))
+            .ok_or_else(|| AuditError::Corrupt(format!("entry {index} is missing")))
     }
 
     /// The leaf hash the tree holds for entry `index`.
     pub fn leaf(&self, index: u64) -> Result<Hash, AuditError> {
-        Ok(Stored(&self.tree).perfect(0, index)?)
+        Ok(Stored::new(&self.tree).perfect(0, index)?)
     }
 
     /// Entries from `start` on, at most `limit` and at most `max_bytes` of them
@@ -257,16 +385,34 @@ impl AuditLog {
         let size = self.size();
         let mut out = Vec::new();
         let mut bytes = 0usize;
-        for item in self.tree.range(entry_key(start)..entry_key(size)) {
-            let (key, value) = item?;
-            let mut index = [0u8; 8];
-            index.copy_from_slice(&key[1..9]);
-            let index = u64::from_be_bytes(index);
-            bytes += value.len();
-            if !out.is_empty() && (out.len() >= limit || bytes > max_bytes) {
-                break;
+        let from = start / BLOCK * BLOCK;
+        'chunks: for item in self
+            .tree
+            .range(chunk_key(b'e', from)..chunk_key(b'e', size))
+        {
+            let (key, chunk) = item?;
+            let first = first_of(&key);
+            let leaves = self.tree.get(chunk_key(b'l', first))?.ok_or_else(|| {
+                AuditError::Corrupt(format!("leaf hashes at {first} are missing"))
+            })?;
+            let leaves = split_leaves(first, &leaves)?;
+            for (offset, entry) in split_chunk(first, &chunk)?.into_iter().enumerate() {
+                let index = first + offset as u64;
+                if index < start {
+                    continue;
+                }
+                if index >= size {
+                    break 'chunks;
+                }
+                bytes += entry.len();
+                if !out.is_empty() && (out.len() >= limit || bytes > max_bytes) {
+                    break 'chunks;
+                }
+                let leaf = *leaves.get(offset).ok_or_else(|| {
+                    AuditError::Corrupt(format!("leaf hash of entry {index} is missing"))
+                })?;
+                out.push((index, leaf, entry.to_vec()));
             }
-            out.push((index, self.leaf(index)?, value.to_vec()));
         }
         Ok(out)
     }
@@ -274,20 +420,24 @@ impl AuditLog {
     /// The root of the first `size` entries (`size` up to the current size).
     pub fn root_at(&self, size: u64) -> Result<Hash, AuditError> {
         self.check_size(size)?;
-        Ok(merkle::root(&Stored(&self.tree), size)?)
+        Ok(merkle::root(&Stored::new(&self.tree), size)?)
     }
 
     /// The audit path of entry `index` in the tree of `size` entries.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, AuditError> {
         self.check_size(size)?;
-        Ok(merkle::inclusion_proof(&Stored(&self.tree), index, size)?)
+        Ok(merkle::inclusion_proof(
+            &Stored::new(&self.tree),
+            index,
+            size,
+        )?)
     }
 
     /// The proof that the log at `old_size` is a prefix of the log at `new_size`.
     pub fn consistency_proof(&self, old_size: u64, new_size: u64) -> Result<Vec<Hash>, AuditError> {
         self.check_size(new_size)?;
         Ok(merkle::consistency_proof(
-            &Stored(&self.tree),
+            &Stored::new(&self.tree),
             old_size,
             new_size,
         )?)
@@ -358,6 +508,48 @@ impl AuditLog {
     pub async fn flush(&self) -> Result<(), AuditError> {
         self.db.flush_async().await?;
         Ok(())
+    }
+}
+
+/// The entries of one group commit within one block, being encoded.
+struct Chunk {
+    first: u64,
+    entries: Vec<u8>,
+    leaves: Vec<u8>,
+}
+
+impl Chunk {
+    fn starting_at(first: u64) -> Self {
+        Self {
+            first,
+            entries: Vec::new(),
+            leaves: Vec::new(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.leaves.is_empty()
+    }
+
+    fn push(&mut self, entry: &[u8], leaf: &Hash) {
+        self.entries
+            .extend_from_slice(&(entry.len() as u32).to_be_bytes());
+        self.entries.extend_from_slice(entry);
+        self.leaves.extend_from_slice(leaf);
+    }
+
+    fn write(&mut self, batch: &mut sled::Batch) {
+        if self.is_empty() {
+            return;
+        }
+        batch.insert(
+            &chunk_key(b'e', self.first),
+            std::mem::take(&mut self.entries),
+        );
+        batch.insert(
+            &chunk_key(b'l', self.first),
+            std::mem::take(&mut self.leaves),
+        );
     }
 }
 
@@ -456,17 +648,25 @@ impl Writer {
         }
         let mut batch = sled::Batch::default();
         let mut waiters: Vec<Waiter> = Vec::new();
+        let mut chunk = Chunk::starting_at(self.frontier.size());
         for (entry, reply) in entries {
             let index = self.frontier.size();
+            if index % BLOCK == 0 && !chunk.is_empty() {
+                chunk.write(&mut batch);
+                chunk = Chunk::starting_at(index);
+            }
             let leaf = merkle::leaf_hash(&entry);
-            batch.insert(&entry_key(index), entry);
+            chunk.push(&entry, &leaf);
             self.frontier.push(leaf, |level, at, hash| {
-                batch.insert(&node_key(level, at), &hash[..]);
+                if level >= BLOCK_LEVEL {
+                    batch.insert(&node_key(level, at), &hash[..]);
+                }
             });
             if let Some(reply) = reply {
                 waiters.push((index, leaf, reply));
             }
         }
+        chunk.write(&mut batch);
         let size = self.frontier.size();
         let root = self.frontier.root();
         let note = self.signer.sign(size, root);

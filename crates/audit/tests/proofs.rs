@@ -237,11 +237,27 @@ fn entry(i: u64) -> Entry {
 
 const KEY: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIOHaWrMWwg6ezaUR/h7TLOIoXIlX+NbUeqLV+Q+SVKPu\n-----END PRIVATE KEY-----\n";
 
+async fn futures_join(log: &AuditLog, entries: &[Entry]) -> Vec<lagesbild_audit::Receipt> {
+    let tasks: Vec<_> = entries
+        .iter()
+        .cloned()
+        .map(|e| {
+            let log = log.clone();
+            tokio::spawn(async move { log.append(&e).await.unwrap() })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for task in tasks {
+        out.push(task.await.unwrap());
+    }
+    out
+}
+
 fn signer() -> NoteSigner {
     NoteSigner::from_pem("testfed/scandic/audit", KEY.as_bytes()).unwrap()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stored_log_proves_against_the_naive_tree_and_survives_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let verifier: NoteVerifier = signer().verifier();
@@ -252,7 +268,7 @@ async fn the_stored_log_proves_against_the_naive_tree_and_survives_reopening() {
     let mut bytes = Vec::new();
     {
         let log = AuditLog::open(dir.path(), signer(), options).unwrap();
-        for i in 0..37u64 {
+        for i in 0..300u64 {
             let e = entry(i);
             bytes.push(e.encode());
             let receipt = log.append(&e).await.unwrap();
@@ -265,18 +281,36 @@ async fn the_stored_log_proves_against_the_naive_tree_and_survives_reopening() {
                 naive_root(&bytes[..checkpoint.size as usize])
             );
         }
+        // Concurrent appends: multi-entry group commits that cross block boundaries.
+        let more: Vec<Entry> = (300..699u64).map(entry).collect();
+        let receipts = futures_join(&log, &more).await;
+        for (e, receipt) in more.iter().zip(&receipts) {
+            assert_eq!(receipt.leaf_hash, leaf_hash(&e.encode()));
+        }
+        let mut by_index: Vec<(u64, Vec<u8>)> = more
+            .iter()
+            .zip(&receipts)
+            .map(|(e, r)| (r.index, e.encode()))
+            .collect();
+        by_index.sort();
+        for (i, (index, encoded)) in by_index.into_iter().enumerate() {
+            assert_eq!(index, 300 + i as u64);
+            bytes.push(encoded);
+        }
         log.close().await;
     }
     // Reopened: same size, same root, appends go on from there.
     let log = AuditLog::open(dir.path(), signer(), options).unwrap();
-    assert_eq!(log.size(), 37);
-    let e = entry(37);
+    assert_eq!(log.size(), 699);
+    let e = entry(699);
     bytes.push(e.encode());
     log.append(&e).await.unwrap();
     let (size, note) = log.latest();
-    assert_eq!(size, 38);
+    assert_eq!(size, 700);
     assert_eq!(verifier.verify(&note).unwrap().root, naive_root(&bytes));
-    for n in [1u64, 2, 3, 7, 8, 9, 31, 32, 33, 38] {
+    for n in [
+        1u64, 2, 3, 7, 8, 9, 31, 32, 33, 255, 256, 257, 511, 512, 513, 699, 700,
+    ] {
         assert_eq!(log.root_at(n).unwrap(), naive_root(&bytes[..n as usize]));
         for m in [0, n / 2, n - 1] {
             assert_eq!(
@@ -285,14 +319,34 @@ async fn the_stored_log_proves_against_the_naive_tree_and_survives_reopening() {
             );
         }
     }
-    assert!(log.inclusion_proof(38, 38).is_err());
-    assert!(log.consistency_proof(3, 39).is_err());
+    for (old, new) in [
+        (1u64, 700u64),
+        (255, 513),
+        (256, 700),
+        (300, 699),
+        (511, 512),
+    ] {
+        let proof = log.consistency_proof(old, new).unwrap();
+        assert_eq!(
+            proof,
+            naive_subproof(old as usize, &bytes[..new as usize], true)
+        );
+    }
+    assert_eq!(log.entry(517).unwrap().unwrap(), bytes[517]);
+    assert_eq!(log.entry(700).unwrap(), None);
+    assert!(log.inclusion_proof(700, 700).is_err());
+    assert!(log.consistency_proof(3, 701).is_err());
     let kept = log.checkpoints().unwrap();
     assert!(kept.len() >= 3, "checkpoints every 10 entries: {kept:?}");
 
     // The whole log verifies; a changed entry is named.
     let entries = log.entries(0, 1000, usize::MAX).unwrap();
-    assert_eq!(entries.len(), 38);
+    assert_eq!(entries.len(), 700);
+    let page = log.entries(250, 10, usize::MAX).unwrap();
+    assert_eq!(
+        page.iter().map(|e| e.0).collect::<Vec<_>>(),
+        (250..260).collect::<Vec<_>>()
+    );
     let mut clean = LogVerifier::new(verifier.clone());
     let mut tampered = LogVerifier::new(verifier.clone());
     for note in &kept {

@@ -6,6 +6,8 @@
 //!
 //! The `lagesbild` binary is taken from the same folder as this one.
 
+mod audit;
+
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use lagesbild_auth::{AuthChannel, Bearer, Grant, Signer};
@@ -43,6 +45,15 @@ enum Bench {
         #[arg(long, default_value_t = 2_000)]
         batch: usize,
     },
+    /// The access log alone, in this process: appends, proofs, verification.
+    Audit {
+        /// Entries to append.
+        #[arg(long, default_value_t = 1_000_000)]
+        entries: u64,
+        /// Concurrent appenders, each waiting for durability.
+        #[arg(long, default_value_t = 256)]
+        writers: usize,
+    },
     /// The store alone, in this process: validation and durable inserts, no network.
     Store {
         /// Reports to insert.
@@ -67,6 +78,7 @@ fn main() -> Result<()> {
                 batch,
             } => ingest(reports, streams, batch).await,
             Bench::Store { reports, batch } => store_only(reports, batch).await,
+            Bench::Audit { entries, writers } => audit::run(entries, writers).await,
         }
     })
 }
