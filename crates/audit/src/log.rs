@@ -71,7 +71,7 @@ fn split_chunk(first: u64, chunk: &[u8]) -> Result<Vec<&[u8]>, AuditError> {
 }
 
 fn split_leaves(first: u64, chunk: &[u8]) -> Result<Vec<Hash>, AuditError> {
-    if chunk.len() % 32 != 0 {
+    if !chunk.len().is_multiple_of(32) {
         return Err(AuditError::Corrupt(format!(
             "leaf chunk at {first} is not a whole number of hashes"
         )));
@@ -651,7 +651,7 @@ impl Writer {
         let mut chunk = Chunk::starting_at(self.frontier.size());
         for (entry, reply) in entries {
             let index = self.frontier.size();
-            if index % BLOCK == 0 && !chunk.is_empty() {
+            if index.is_multiple_of(BLOCK) && !chunk.is_empty() {
                 chunk.write(&mut batch);
                 chunk = Chunk::starting_at(index);
             }
