@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "lagesbild/v1/aggregate.proto",
     "lagesbild/v1/policy.proto",
     "lagesbild/v1/picture.proto",
+    "lagesbild/v1/audit.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -333,6 +333,17 @@ impl AuditLog {
             .map_err(|_| AuditError::Stopped)
     }
 
+    /// Queues `entry` from code that can't wait (a TLS certificate check). If
+    /// the queue is full, the entry is not written and the error says so.
+    pub fn try_append_queued(&self, entry: &Entry) -> Result<(), AuditError> {
+        self.jobs
+            .try_send(Job::Append {
+                entry: entry.encode(),
+                reply: None,
+            })
+            .map_err(|_| AuditError::Stopped)
+    }
+
     /// Keeps a checkpoint on disk if one is due by time.
     pub async fn tick(&self) {
         let _ = self.jobs.send(Job::Tick).await;
@@ -495,6 +506,13 @@ impl AuditLog {
         let bytes = serde_json::to_vec(state)
             .map_err(|e| AuditError::Corrupt(format!("witness state: {e}")))?;
         self.tree.insert(witness_key(org), bytes)?;
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Forgets what this node held of `org`'s log (an operator cleared an alarm).
+    pub async fn forget_witness(&self, org: &str) -> Result<(), AuditError> {
+        self.tree.remove(witness_key(org))?;
         self.db.flush_async().await?;
         Ok(())
     }

@@ -110,7 +110,35 @@ pub fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<Arc<ServerConfig>, IdentityError> {
-    let verifier = Arc::new(MemberClientVerifier::new(federation)?);
+    server_config_observed(federation, chain, key, None)
+}
+
+/// A client certificate refused during a handshake, whose organisation could be
+/// read from it (the certificate claims it; the claim was not proven).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedCertificate {
+    /// The organisation the certificate names.
+    pub claimed_org: String,
+    /// SHA-256 of the certificate, lower-case hex.
+    pub fingerprint: String,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+/// Called for every refused client certificate that names an organisation.
+pub type RefusalObserver = Arc<dyn Fn(RefusedCertificate) + Send + Sync>;
+
+/// [`server_config`], telling `observer` about each refused client certificate
+/// that names an organisation (so the refusal can be logged as evidence).
+pub fn server_config_observed(
+    federation: &Federation,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    observer: Option<RefusalObserver>,
+) -> Result<Arc<ServerConfig>, IdentityError> {
+    let mut verifier = MemberClientVerifier::new(federation)?;
+    verifier.observer = observer;
+    let verifier = Arc::new(verifier);
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(tls_error)?
@@ -178,8 +206,8 @@ fn refuse(message: String) -> rustls::Error {
 }
 
 /// Accepts a client certificate only from the CA of the org it names.
-#[derive(Debug)]
 struct MemberClientVerifier {
+    observer: Option<RefusalObserver>,
     federation: String,
     /// One WebPKI verifier per member, each trusting that member's CA alone.
     by_org: HashMap<String, Arc<dyn ClientCertVerifier>>,
@@ -188,7 +216,41 @@ struct MemberClientVerifier {
     hints: Vec<DistinguishedName>,
 }
 
+impl std::fmt::Debug for MemberClientVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemberClientVerifier")
+            .field("federation", &self.federation)
+            .field("members", &self.by_org.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl MemberClientVerifier {
+    fn check_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let id =
+
+            SpiffeId::from_certificate(end_entity.as_ref()).map_err(|e| refuse(e.to_string()))?;
+        if id.federation != self.federation {
+            return Err(refuse(format!(
+                "client certificate names federation {:?}, not {:?}",
+                id.federation, self.federation
+            )));
+        }
+        let verifier = self.by_org.get(&id.org).ok_or_else(|| {
+            refuse(format!(
+                "client certificate names {}, which is not a member",
+                id.org
+            ))
+        })?;
+        // Chain to the named org's CA and no other: a member CA can't vouch for another org.
+        verifier.verify_client_cert(end_entity, intermediates, now)
+    }
+
     fn new(federation: &Federation) -> Result<Self, IdentityError> {
         let mut by_org = HashMap::new();
         let mut hints = Vec::new();
@@ -206,6 +268,7 @@ impl MemberClientVerifier {
             .cloned()
             .ok_or_else(|| IdentityError::Federation("no members".into()))?;
         Ok(Self {
+            observer: None,
             federation: federation.name.clone(),
             by_org,
             signatures,
@@ -233,22 +296,17 @@ impl ClientCertVerifier for MemberClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let id =
-            SpiffeId::from_certificate(end_entity.as_ref()).map_err(|e| refuse(e.to_string()))?;
-        if id.federation != self.federation {
-            return Err(refuse(format!(
-                "client certificate names federation {:?}, not {:?}",
-                id.federation, self.federation
-            )));
+        let verdict = self.check_client_cert(end_entity, intermediates, now);
+        if let (Err(e), Some(observer)) = (&verdict, &self.observer) {
+            if let Ok(id) = SpiffeId::from_certificate(end_entity.as_ref()) {
+                observer(RefusedCertificate {
+                    claimed_org: id.org,
+                    fingerprint: fingerprint(end_entity.as_ref()),
+                    reason: e.to_string(),
+                });
+            }
         }
-        let verifier = self.by_org.get(&id.org).ok_or_else(|| {
-            refuse(format!(
-                "client certificate names {}, which is not a member",
-                id.org
-            ))
-        })?;
-        // Chain to the named org's CA and no other: a member CA can't vouch for another org.
-        verifier.verify_client_cert(end_entity, intermediates, now)
+        verdict
     }
 
     fn verify_tls12_signature(

@@ -1,6 +1,12 @@
 //! A Lägesbild node: one organisation's gRPC server and its channels to peers.
 //!
-//! - [`auth`]: the layer in front of every service that verifies tokens and scopes.
+//! - [`access`]: the layer every call passes through: it authorises ([`auth`]),
+//!   and records the decision in the access log before the answer leaves.
+//! - [`auth`]: who may call what: tokens, scopes.
+//! - [`outbound`]: the same log for every call this node makes to a peer.
+//! - [`witness`]: keeps each peer's latest checkpoint and checks it grows
+//!   consistently; raises an alarm if not.
+//! - [`wire`]: digests, status and receipts of raw gRPC messages.
 //! - [`config`]: the strict, versioned `node.toml`.
 //! - [`peers`]: one long-lived mutual-TLS channel per peer, reused by every call.
 //! - [`policy_watch`]: the policy in force, reloaded when its file changes.
@@ -15,13 +21,17 @@
 
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod auth;
 pub mod config;
+pub mod outbound;
 pub mod peers;
 pub mod policy_watch;
 pub mod release;
 pub mod server;
 pub mod services;
+pub mod wire;
+pub mod witness;
 
 pub use config::NodeConfig;
 pub use server::{serve, Node};

@@ -1,28 +1,31 @@
-//! One long-lived mutual-TLS channel per peer.
+//! One long-lived mutual-TLS channel per peer, every call on it logged.
 //!
 //! Channels are made once at start-up and connect lazily; every call to a peer
 //! reuses its channel's HTTP/2 connection (and reconnects if it drops).
 
 use lagesbild_identity::tls::client_config;
 use lagesbild_identity::{Federation, TlsFiles};
-use lagesbild_transport::{channel, ChannelOptions};
+use crate::outbound::AuditedChannel;
+use lagesbild_audit::AuditLog;
+use lagesbild_transport::{channel_observed, ChannelOptions};
 use std::collections::BTreeMap;
-use tonic::transport::Channel;
 
 /// The channels of one node to each of its peers that runs a node.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PeerChannels {
-    by_org: BTreeMap<String, Channel>,
+    by_org: BTreeMap<String, AuditedChannel>,
 }
 
 impl PeerChannels {
     /// A channel to every member of `federation` other than `own_org` that has an
-    /// endpoint, each presenting the node certificate in `tls`.
+    /// endpoint, each presenting the node certificate in `tls`, each call logged
+    /// in `log`.
     pub fn connect(
         federation: &Federation,
         own_org: &str,
         tls: &TlsFiles,
         options: ChannelOptions,
+        log: &AuditLog,
     ) -> Result<Self, String> {
         let (chain, key) = tls.load().map_err(|e| e.to_string())?;
         let mut by_org = BTreeMap::new();
@@ -32,15 +35,18 @@ impl PeerChannels {
             };
             let config = client_config(federation, &peer.id, chain.clone(), key.clone_key())
                 .map_err(|e| format!("peer {}: {e}", peer.id))?;
-            let channel =
-                channel(endpoint, config, options).map_err(|e| format!("peer {}: {e}", peer.id))?;
-            by_org.insert(peer.id.clone(), channel);
+            let (channel, fingerprint) = channel_observed(endpoint, config, options)
+                .map_err(|e| format!("peer {}: {e}", peer.id))?;
+            by_org.insert(
+                peer.id.clone(),
+                AuditedChannel::new(channel, &peer.id, fingerprint, log.clone()),
+            );
         }
         Ok(Self { by_org })
     }
 
     /// The channel to `org`'s node, if it runs one.
-    pub fn get(&self, org: &str) -> Option<&Channel> {
+    pub fn get(&self, org: &str) -> Option<&AuditedChannel> {
         self.by_org.get(org)
     }
 }

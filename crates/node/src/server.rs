@@ -1,19 +1,24 @@
 //! Running a node: bind, wire the services behind mutual TLS, serve until shutdown.
 
-use crate::auth::AuthLayer;
+use crate::access::{now_micros, AccessLayer};
 use crate::config::{LoadedConfig, NodeConfig};
 use crate::peers::PeerChannels;
 use crate::policy_watch::PolicyHandle;
 use crate::release::ReleaseGate;
 use crate::services::aggregate::AggregateApi;
+use crate::services::audit_service::AuditApi;
 use crate::services::node_service::NodeApi;
 use crate::services::picture::PictureApi;
 use crate::services::policy_service::PolicyApi;
 use crate::services::reports::{ReportApi, MAX_MESSAGE_BYTES};
+use crate::witness::Witness;
 use crate::NodeError;
+use lagesbild_audit::checkpoint::origin_of;
+use lagesbild_audit::{AuditLog, Decision, Direction, Entry, LogOptions, NoteSigner, Released, TokenFacts};
 use lagesbild_auth::{Signer, Verifier};
-use lagesbild_identity::tls::server_config;
+use lagesbild_identity::tls::{server_config_observed, RefusalObserver, RefusedCertificate};
 use lagesbild_proto::v1::aggregate_service_server::AggregateServiceServer;
+use lagesbild_proto::v1::audit_service_server::AuditServiceServer;
 use lagesbild_proto::v1::node_service_server::NodeServiceServer;
 use lagesbild_proto::v1::picture_service_server::PictureServiceServer;
 use lagesbild_proto::v1::policy_service_server::PolicyServiceServer;
@@ -81,20 +86,39 @@ impl Node {
         } = self;
         let federation = Arc::new(loaded.federation);
         let org = loaded.config.org.clone();
-        let (chain, key) = loaded.tls.load().map_err(|e| NodeError::Config {
+        let config_error = |message: String| NodeError::Config {
             path: loaded.path.clone(),
-            message: format!("tls: {e}"),
+            message,
+        };
+        let token_pem = std::fs::read(&loaded.config.token_key).map_err(|e| {
+            config_error(format!(
+                "token_key {}: {e}",
+                loaded.config.token_key.display()
+            ))
         })?;
-        let tls = server_config(&federation, chain, key).map_err(|e| NodeError::Config {
-            path: loaded.path.clone(),
-            message: e.to_string(),
+        let note_signer = NoteSigner::from_pem(&origin_of(&federation.name, &org), &token_pem)
+            .map_err(|e| config_error(format!("token_key: {e}")))?;
+        let audit_dir = loaded.config.data_dir.join("audit");
+        let log = AuditLog::open(&audit_dir, note_signer, LogOptions::default()).map_err(|e| {
+            NodeError::Store {
+                path: audit_dir.clone(),
+                message: e.to_string(),
+            }
         })?;
-        let peers =
-            PeerChannels::connect(&federation, &org, &loaded.tls, ChannelOptions::default())
-                .map_err(|message| NodeError::Config {
-                    path: loaded.path.clone(),
-                    message,
-                })?;
+        let (chain, key) = loaded
+            .tls
+            .load()
+            .map_err(|e| config_error(format!("tls: {e}")))?;
+        let tls = server_config_observed(&federation, chain, key, Some(refusal_logger(&log)))
+            .map_err(|e| config_error(e.to_string()))?;
+        let peers = PeerChannels::connect(
+            &federation,
+            &org,
+            &loaded.tls,
+            ChannelOptions::default(),
+            &log,
+        )
+        .map_err(config_error)?;
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<NodeServiceServer<NodeApi>>().await;
@@ -105,17 +129,9 @@ impl Node {
             .build_v1alpha()
             .map_err(|e| NodeError::Startup(format!("reflection: {e}")))?;
 
-        let token_pem = std::fs::read(&loaded.config.token_key).map_err(|e| NodeError::Config {
-            path: loaded.path.clone(),
-            message: format!("token_key {}: {e}", loaded.config.token_key.display()),
-        })?;
-        let signer =
-            Arc::new(
-                Signer::from_pem(&org, &token_pem).map_err(|e| NodeError::Config {
-                    path: loaded.path.clone(),
-                    message: e.to_string(),
-                })?,
-            );
+        let signer = Arc::new(
+            Signer::from_pem(&org, &token_pem).map_err(|e| config_error(e.to_string()))?,
+        );
         let verifier =
             Arc::new(
                 Verifier::new(&org, &federation).map_err(|e| NodeError::Config {
@@ -123,11 +139,24 @@ impl Node {
                     message: format!("federation: {e}"),
                 })?,
             );
+        let witness = Arc::new(
+            Witness::new(
+                &federation,
+                &org,
+                log.clone(),
+                peers.clone(),
+                signer.clone(),
+                health.clone(),
+            )
+            .map_err(config_error)?,
+        );
+        witness.publish_health().await;
         let node_service = NodeServiceServer::new(NodeApi::new(
             org.clone(),
             federation.clone(),
             peers.clone(),
             signer.clone(),
+            witness.clone(),
         ));
         let report_service = ReportServiceServer::new(ReportApi::new(
             org.clone(),
@@ -150,7 +179,11 @@ impl Node {
             peers,
             signer,
             gate,
+            witness.clone(),
         ));
+        let audit_service =
+            AuditServiceServer::new(AuditApi::new(org.clone(), log.clone(), witness.clone()));
+        let checkpoint_timer = tokio::spawn(checkpoint_loop(log.clone()));
         let retention = tokio::spawn(retention_loop(
             store.clone(),
             loaded.config.reports.retention(),
@@ -159,7 +192,7 @@ impl Node {
         let incoming = serve_tls(listener, tls, federation);
         tracing::info!(%org, listen = ?local, version = crate::VERSION, "node serving");
         Server::builder()
-            .layer(AuthLayer::new(verifier))
+            .layer(AccessLayer::new(verifier, log.clone()))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -168,6 +201,7 @@ impl Node {
             .add_service(aggregate_service)
             .add_service(policy_service)
             .add_service(picture_service)
+            .add_service(audit_service)
             .serve_with_incoming_shutdown(incoming, async {
                 shutdown.await;
                 health.set_not_serving::<NodeServiceServer<NodeApi>>().await;
@@ -176,10 +210,12 @@ impl Node {
             .await?;
         retention.abort();
         policy_watch.abort();
+        checkpoint_timer.abort();
         store.flush().await.map_err(|e| NodeError::Store {
             path: loaded.config.data_dir.clone(),
             message: e.to_string(),
         })?;
+        log.close().await;
         tracing::info!(%org, "node stopped");
         Ok(())
     }
@@ -188,6 +224,43 @@ impl Node {
 /// How often the policy file is checked for changes between calls (every call
 /// checks it too).
 const POLICY_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+
+/// How often the access log is asked to keep a checkpoint (it keeps one only
+/// if the log grew and its interval has passed).
+const CHECKPOINT_TICK: Duration = Duration::from_secs(1);
+
+async fn checkpoint_loop(log: AuditLog) {
+    let mut tick = tokio::time::interval(CHECKPOINT_TICK);
+    loop {
+        tick.tick().await;
+        log.tick().await;
+    }
+}
+
+/// Logs each refused client certificate that names an organisation.
+fn refusal_logger(log: &AuditLog) -> RefusalObserver {
+    let log = log.clone();
+    Arc::new(move |refused: RefusedCertificate| {
+        let entry = Entry {
+            time_micros: now_micros(),
+            direction: Direction::Inbound,
+            peer_org: refused.claimed_org,
+            peer_fingerprint: refused.fingerprint,
+            token: TokenFacts::default(),
+            call: "tls-handshake".into(),
+            request_digest: None,
+            decision: Decision::Refused,
+            code: tonic::Code::Unauthenticated as u32,
+            reason: refused.reason,
+            released: Released::default(),
+            response_digest: None,
+            receipt: None,
+        };
+        if let Err(e) = log.try_append_queued(&entry) {
+            tracing::error!(error = %e, "access log could not record a refused handshake");
+        }
+    })
+}
 
 /// How often reports past retention are purged.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);

@@ -4,7 +4,7 @@ use crate::TransportError;
 use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -28,6 +28,18 @@ impl Default for ChannelOptions {
     }
 }
 
+/// The SHA-256 fingerprint (lower-case hex) of the certificate the server
+/// presented on a channel's latest connection; empty before the first.
+#[derive(Debug, Clone, Default)]
+pub struct ServerFingerprint(Arc<RwLock<String>>);
+
+impl ServerFingerprint {
+    /// The fingerprint now.
+    pub fn get(&self) -> String {
+        self.0.read().map(|f| f.clone()).unwrap_or_default()
+    }
+}
+
 /// A channel to `endpoint` (`host:port`) over TLS made with `config`.
 ///
 /// The channel connects lazily and reconnects by itself; clone it freely: clones
@@ -37,6 +49,15 @@ pub fn channel(
     config: Arc<ClientConfig>,
     options: ChannelOptions,
 ) -> Result<Channel, TransportError> {
+    channel_observed(endpoint, config, options).map(|(channel, _)| channel)
+}
+
+/// [`channel`], with the fingerprint of the server's certificate as it connects.
+pub fn channel_observed(
+    endpoint: &str,
+    config: Arc<ClientConfig>,
+    options: ChannelOptions,
+) -> Result<(Channel, ServerFingerprint), TransportError> {
     let bad = |reason: &str| TransportError::BadEndpoint {
         endpoint: endpoint.to_owned(),
         reason: reason.to_owned(),
@@ -57,16 +78,24 @@ pub fn channel(
         .tcp_nodelay(true);
     let connector = TlsConnector::from(config);
     let address = endpoint.to_owned();
+    let seen = ServerFingerprint::default();
+    let record = seen.clone();
     let connect = tower::service_fn(move |_: Uri| {
         let connector = connector.clone();
         let server_name = server_name.clone();
         let address = address.clone();
+        let record = record.clone();
         async move {
             let tcp = TcpStream::connect(&address).await?;
             tcp.set_nodelay(true)?;
             let tls = connector.connect(server_name, tcp).await?;
+            if let Some(leaf) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+                if let Ok(mut slot) = record.0.write() {
+                    *slot = lagesbild_identity::fingerprint(leaf.as_ref());
+                }
+            }
             Ok::<_, std::io::Error>(TokioIo::new(tls))
         }
     });
-    Ok(target.connect_with_connector_lazy(connect))
+    Ok((target.connect_with_connector_lazy(connect), seen))
 }

@@ -15,7 +15,7 @@
 pub mod client;
 pub mod server;
 
-pub use client::{channel, ChannelOptions};
+pub use client::{channel, channel_observed, ChannelOptions, ServerFingerprint};
 pub use server::{peer_of, serve_tls, PeerInfo, PeerStream};
 
 /// What can go wrong setting up a transport.

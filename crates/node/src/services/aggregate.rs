@@ -164,7 +164,25 @@ impl AggregateService for AggregateApi {
             epsilon = released.release.plan.epsilon.map_or(0.0, |e| e.as_f64()),
             "release made"
         );
-        Ok(Response::new(release_message(&self.org, &released)))
+        let mut response = Response::new(release_message(&self.org, &released));
+        response.extensions_mut().insert(audit_summary(&released));
+        Ok(response)
+    }
+}
+
+/// What a release gave away, for the access log.
+pub fn audit_summary(released: &Released) -> lagesbild_audit::Released {
+    let release = &released.release;
+    let cells: BTreeSet<_> = release
+        .counts
+        .iter()
+        .map(|v| (v.cell.size.metres(), v.cell.easting, v.cell.northing))
+        .collect();
+    lagesbild_audit::Released {
+        cells: cells.len() as u64,
+        values: release.counts.len() as u64,
+        withheld: release.withheld,
+        epsilon_micros: release.plan.epsilon.map_or(0, |e| e.micros()),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The gRPC services of a node.
 
 pub mod aggregate;
+pub mod audit_service;
 pub mod node_service;
 pub mod picture;
 pub mod policy_service;

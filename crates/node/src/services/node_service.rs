@@ -2,6 +2,7 @@
 
 use super::caller;
 use crate::peers::PeerChannels;
+use crate::witness::Witness;
 use crate::VERSION;
 use futures::future::join_all;
 use lagesbild_auth::{Grant, Signer};
@@ -28,6 +29,7 @@ pub struct NodeApi {
     federation: Arc<Federation>,
     peers: PeerChannels,
     signer: Arc<Signer>,
+    witness: Arc<Witness>,
 }
 
 impl NodeApi {
@@ -37,12 +39,14 @@ impl NodeApi {
         federation: Arc<Federation>,
         peers: PeerChannels,
         signer: Arc<Signer>,
+        witness: Arc<Witness>,
     ) -> Self {
         Self {
             org,
             federation,
             peers,
             signer,
+            witness,
         }
     }
 
@@ -61,6 +65,10 @@ impl NodeApi {
             status.error = "runs no node".into();
             return status;
         };
+        if let Some(state) = self.witness.state(&member.id) {
+            status.witnessed_log_size = state.size;
+            status.witness_alarm = state.alarm.map(|a| a.reason).unwrap_or_default();
+        }
         let token = match self.signer.issue(&Grant {
             audience: &member.id,
             subject: "node",
@@ -92,6 +100,7 @@ impl NodeApi {
                     status.error = format!("answered as {:?}", info.org);
                 } else {
                     status.reachable = true;
+                    self.witness.observe(&member.id);
                 }
                 status.version = info.version;
                 status.seen_as = info.caller_org;

@@ -9,6 +9,7 @@ use super::node_service::with_token;
 use crate::auth::authorised;
 use crate::peers::PeerChannels;
 use crate::release::ReleaseGate;
+use crate::witness::Witness;
 use futures::future::join_all;
 use lagesbild_auth::{Grant, Signer};
 use lagesbild_geo::{Cell, CellSize};
@@ -37,6 +38,7 @@ pub struct PictureApi {
     peers: PeerChannels,
     signer: Arc<Signer>,
     gate: Arc<ReleaseGate>,
+    witness: Arc<Witness>,
 }
 
 impl PictureApi {
@@ -47,6 +49,7 @@ impl PictureApi {
         peers: PeerChannels,
         signer: Arc<Signer>,
         gate: Arc<ReleaseGate>,
+        witness: Arc<Witness>,
     ) -> Self {
         Self {
             org,
@@ -54,6 +57,7 @@ impl PictureApi {
             peers,
             signer,
             gate,
+            witness,
         }
     }
 
@@ -110,6 +114,12 @@ impl PictureApi {
         purpose: &str,
         deadline: Duration,
     ) -> Result<AggregateRelease, (AnswerStatus, String)> {
+        if let Some(reason) = self.witness.alarm(org) {
+            return Err((
+                AnswerStatus::WitnessAlarm,
+                format!("not asked: its access log failed witnessing ({reason})"),
+            ));
+        }
         let channel = self
             .peers
             .get(org)
@@ -129,7 +139,17 @@ impl PictureApi {
             .map_err(|s| (AnswerStatus::Error, s.message().to_owned()))?;
         request.set_timeout(deadline);
         let mut client = AggregateServiceClient::new(channel.clone());
-        match tokio::time::timeout(deadline, client.release(request)).await {
+        let answer = tokio::time::timeout(deadline, client.release(request)).await;
+        let answered = match &answer {
+            Ok(Ok(_)) => true,
+            Ok(Err(status)) => status.code() != Code::Unavailable,
+            Err(_) => false,
+        };
+        if answered {
+            // It answered: check its log grew consistently since last time.
+            self.witness.observe(org);
+        }
+        match answer {
             Ok(Ok(release)) => Ok(release.into_inner()),
             Ok(Err(status)) => Err(classify(&status)),
             Err(_) => Err((
@@ -352,7 +372,26 @@ impl PictureService for PictureApi {
             "situation picture made"
         );
         let first = releases.first();
-        Ok(Response::new(SituationPicture {
+        // For the access log: what the analyst got, and the budget this node's
+        // own releases to itself spent.
+        let own_epsilon: f64 = [&main, &day, &week]
+            .iter()
+            .flat_map(|answers| answers.iter())
+            .filter(|(org, _, _)| org == &self.org)
+            .filter_map(|(_, r, _)| r.as_ref().ok().map(|r| r.epsilon))
+            .sum();
+        let summary = lagesbild_audit::Released {
+            cells: cells
+                .iter()
+                .filter_map(|c| c.value.as_ref().and_then(|v| v.cell))
+                .map(|g| (g.easting, g.northing))
+                .collect::<BTreeSet<_>>()
+                .len() as u64,
+            values: cells.len() as u64,
+            withheld: 0,
+            epsilon_micros: (own_epsilon * 1e6).round() as u64,
+        };
+        let mut response = Response::new(SituationPicture {
             home_org: self.org.clone(),
             from: first.and_then(|r| r.from),
             to: first.and_then(|r| r.to),
@@ -363,6 +402,8 @@ impl PictureService for PictureApi {
             answers,
             hour_of_day: profile(&ok(&day), 24),
             hour_of_week: profile(&ok(&week), 168),
-        }))
+        });
+        response.extensions_mut().insert(summary);
+        Ok(response)
     }
 }

@@ -1,0 +1,222 @@
+//! The access layer: the one place every call to a node passes through.
+//!
+//! For each call it checks the caller ([`crate::auth::check`]), lets the service
+//! answer, and then writes one access-log entry for the decision (who, which
+//! token, which call, digests of the request and response bytes as they crossed
+//! the wire, the status, what was released) and waits until that entry is on
+//! disk. Only then does the answer leave, carrying the receipt (log index, leaf
+//! hash, checkpoint) in its trailers. If the log can't record the call, the
+//! answer is withheld and the caller gets `UNAVAILABLE`: nothing leaves unlogged.
+
+use crate::wire::{grpc_status, receipt_value, Digest, Digesting, Replay, RECEIPT_HEADER};
+use http_body_util::BodyExt;
+use lagesbild_audit::{AuditLog, Decision, Direction, Entry, Released, TokenFacts};
+use lagesbild_auth::{Authorised, Verifier};
+use lagesbild_transport::PeerInfo;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tonic::body::Body;
+use tonic::Status;
+
+/// Microseconds since the Unix epoch, now.
+pub fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// Methods whose answers are streams: logged when the stream starts, without a
+/// response digest (the answer can't be held back until it ends).
+pub fn streams_its_answer(_path: &str) -> bool {
+    false
+}
+
+/// The tower layer that authorises and logs every call.
+#[derive(Debug, Clone)]
+pub struct AccessLayer {
+    verifier: Arc<Verifier>,
+    log: AuditLog,
+}
+
+impl AccessLayer {
+    /// Checks tokens with `verifier` and records every call in `log`.
+    pub fn new(verifier: Arc<Verifier>, log: AuditLog) -> Self {
+        Self { verifier, log }
+    }
+}
+
+impl<S> tower::Layer<S> for AccessLayer {
+    type Service = AccessService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AccessService {
+            inner,
+            verifier: self.verifier.clone(),
+            log: self.log.clone(),
+        }
+    }
+}
+
+/// The service [`AccessLayer`] wraps around the routes.
+#[derive(Debug, Clone)]
+pub struct AccessService<S> {
+    inner: S,
+    verifier: Arc<Verifier>,
+    log: AuditLog,
+}
+
+type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+
+fn token_facts(claims: Option<&Authorised>) -> TokenFacts {
+    claims.map_or_else(TokenFacts::default, |c| TokenFacts {
+        sub: c.sub.clone(),
+        act: c.act.clone().unwrap_or_default(),
+        jti: c.jti.clone(),
+        purpose: c.purpose.clone(),
+    })
+}
+
+/// A status answer carrying a receipt.
+fn status_answer(status: &Status, receipt: Option<&str>) -> http::Response<Body> {
+    let mut response = status.clone().into_http::<Body>();
+    if let Some(value) = receipt.and_then(|r| r.parse().ok()) {
+        response.headers_mut().insert(RECEIPT_HEADER, value);
+    }
+    response
+}
+
+fn unlogged(error: impl std::fmt::Display) -> http::Response<Body> {
+    tracing::error!(error = %error, "access log could not record a call; answer withheld");
+    Status::unavailable("the node could not record this call in its access log; nothing was answered")
+        .into_http()
+}
+
+impl<S> tower::Service<http::Request<Body>> for AccessService<S>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        let arrived = now_micros();
+        let path = request.uri().path().to_owned();
+        let (peer_org, peer_fingerprint) = request
+            .extensions()
+            .get::<PeerInfo>()
+            .map(|p| (p.identity.org.clone(), p.identity.fingerprint.clone()))
+            .unwrap_or_default();
+        let mut entry = Entry {
+            time_micros: arrived,
+            direction: Direction::Inbound,
+            peer_org,
+            peer_fingerprint,
+            token: TokenFacts::default(),
+            call: path.clone(),
+            request_digest: None,
+            decision: Decision::Refused,
+            code: 0,
+            reason: String::new(),
+            released: Released::default(),
+            response_digest: None,
+            receipt: None,
+        };
+        let log = self.log.clone();
+        if let Err(status) = crate::auth::check(&self.verifier, &mut request) {
+            entry.code = status.code() as u32;
+            entry.decision = Decision::of_grpc_code(entry.code);
+            entry.reason = status.message().to_owned();
+            return Box::pin(async move {
+                match log.append(&entry).await {
+                    Ok(receipt) => Ok(status_answer(&status, Some(&receipt_value(&receipt)))),
+                    Err(e) => Ok(unlogged(e)),
+                }
+            });
+        }
+        entry.token = token_facts(request.extensions().get::<Authorised>());
+        let request_digest = Digest::default();
+        let request = request.map(|body| Body::new(Digesting::new(body, request_digest.clone())));
+        // The clone that was made ready is the one that must be called.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let response = inner.call(request).await?;
+            entry.request_digest = Some(request_digest.finish());
+            if let Some(released) = response.extensions().get::<Released>() {
+                entry.released = *released;
+            }
+            if streams_its_answer(&path) {
+                let (code, reason) = grpc_status(response.headers(), None);
+                entry.code = if response.headers().contains_key("grpc-status") { code } else { 0 };
+                entry.decision = Decision::of_grpc_code(entry.code);
+                entry.reason = reason;
+                let (mut parts, body) = response.into_parts();
+                return Ok(match log.append(&entry).await {
+                    Ok(receipt) => {
+                        if let Ok(value) = receipt_value(&receipt).parse() {
+                            parts.headers.insert(RECEIPT_HEADER, value);
+                        }
+                        http::Response::from_parts(parts, body)
+                    }
+                    Err(e) => unlogged(e),
+                });
+            }
+            let (mut parts, body) = response.into_parts();
+            let (data, mut trailers) = match body.collect().await {
+                Ok(collected) => {
+                    let trailers = collected.trailers().cloned();
+                    (collected.to_bytes(), trailers)
+                }
+                Err(status) => {
+                    // The answer broke while being encoded: log that, send the status.
+                    entry.code = status.code() as u32;
+                    entry.decision = Decision::of_grpc_code(entry.code);
+                    entry.reason = status.message().to_owned();
+                    return Ok(match log.append(&entry).await {
+                        Ok(receipt) => status_answer(&status, Some(&receipt_value(&receipt))),
+                        Err(e) => unlogged(e),
+                    });
+                }
+            };
+            let (code, reason) = grpc_status(&parts.headers, trailers.as_ref());
+            entry.code = code;
+            entry.decision = Decision::of_grpc_code(code);
+            entry.reason = reason;
+            if code != 0 {
+                entry.released = Released::default();
+            }
+            entry.response_digest = Some(Digest::of(&data));
+            let receipt = match log.append(&entry).await {
+                Ok(receipt) => receipt,
+                Err(e) => return Ok(unlogged(e)),
+            };
+            let value = receipt_value(&receipt).parse().ok();
+            match (&mut trailers, value) {
+                (Some(trailers), Some(value)) => {
+                    trailers.insert(RECEIPT_HEADER, value);
+                }
+                (None, Some(value)) => {
+                    parts.headers.insert(RECEIPT_HEADER, value);
+                }
+                _ => {}
+            }
+            Ok(http::Response::from_parts(
+                parts,
+                Body::new(Replay::new(data, trailers)),
+            ))
+        })
+    }
+}

@@ -1,0 +1,211 @@
+//! The outbound half of the access log: every call this node makes to a peer
+//! goes through an [`AuditedChannel`], which records it as an outbound entry
+//! with the peer's receipt.
+//!
+//! Outbound entries are queued, not awaited: the log writes in queue order, so
+//! the inbound entry of the call that caused them (awaited before its answer
+//! leaves) makes them durable too.
+
+use crate::access::now_micros;
+use crate::wire::{grpc_status, grpc_messages, receipt_in, Digest, Digesting, Replay};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use http_body_util::BodyExt;
+use lagesbild_audit::{AuditLog, Decision, Direction, Entry, Released, TokenFacts};
+use lagesbild_transport::ServerFingerprint;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tonic::body::Body;
+use tonic::transport::Channel;
+
+/// Errors of an audited call (the channel's, passed through).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A channel to one peer whose every call is logged.
+#[derive(Debug, Clone)]
+pub struct AuditedChannel {
+    inner: Channel,
+    peer_org: Arc<str>,
+    fingerprint: ServerFingerprint,
+    log: AuditLog,
+}
+
+impl AuditedChannel {
+    /// Logs the calls made over `inner` to `peer_org`'s node in `log`.
+    pub fn new(inner: Channel, peer_org: &str, fingerprint: ServerFingerprint, log: AuditLog) -> Self {
+        Self {
+            inner,
+            peer_org: peer_org.into(),
+            fingerprint,
+            log,
+        }
+    }
+}
+
+/// The claims of this node's own token on an outgoing call (it signed them;
+/// they are read for the log, not trusted for anything).
+fn own_token_facts(headers: &http::HeaderMap) -> TokenFacts {
+    #[derive(serde::Deserialize, Default)]
+    struct Act {
+        #[serde(default)]
+        sub: String,
+    }
+    #[derive(serde::Deserialize, Default)]
+    struct Claims {
+        #[serde(default)]
+        sub: String,
+        #[serde(default)]
+        act: Option<Act>,
+        #[serde(default)]
+        jti: String,
+        #[serde(default)]
+        purpose: String,
+    }
+    let claims = headers
+        .get(lagesbild_auth::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(lagesbild_auth::bearer_token)
+        .and_then(|token| token.split('.').nth(1))
+        .and_then(|payload| URL_SAFE_NO_PAD.decode(payload).ok())
+        .and_then(|json| serde_json::from_slice::<Claims>(&json).ok())
+        .unwrap_or_default();
+    TokenFacts {
+        sub: claims.sub,
+        act: claims.act.map(|a| a.sub).unwrap_or_default(),
+        jti: claims.jti,
+        purpose: claims.purpose,
+    }
+}
+
+/// What an aggregate release contained, read from its wire bytes.
+fn released_in(path: &str, body: &[u8]) -> Released {
+    use prost::Message;
+    if path != "/lagesbild.v1.AggregateService/Release" {
+        return Released::default();
+    }
+    let Some(release) = grpc_messages(body)
+        .first()
+        .and_then(|m| lagesbild_proto::v1::AggregateRelease::decode(*m).ok())
+    else {
+        return Released::default();
+    };
+    let cells: std::collections::BTreeSet<_> = release
+        .counts
+        .iter()
+        .filter_map(|c| c.cell.map(|g| (g.size_m, g.easting, g.northing)))
+        .collect();
+    Released {
+        cells: cells.len() as u64,
+        values: release.counts.len() as u64,
+        withheld: 0,
+        epsilon_micros: (release.epsilon * 1e6).round().max(0.0) as u64,
+    }
+}
+
+/// Logs the entry if the call is dropped before it ends (the caller's deadline).
+struct Abandoned {
+    entry: Option<Entry>,
+    log: AuditLog,
+}
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        if let Some(mut entry) = self.entry.take() {
+            entry.decision = Decision::Failed;
+            entry.code = tonic::Code::DeadlineExceeded as u32;
+            entry.reason = "abandoned by this node before an answer came (deadline)".into();
+            let log = self.log.clone();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    if let Err(e) = log.append_queued(&entry).await {
+                        tracing::error!(error = %e, "access log could not record an abandoned call");
+                    }
+                });
+            }
+        }
+    }
+}
+
+type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+
+impl tower::Service<http::Request<Body>> for AuditedChannel {
+    type Response = http::Response<Body>;
+    type Error = BoxError;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        tower::Service::poll_ready(&mut self.inner, cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let path = request.uri().path().to_owned();
+        let entry = Entry {
+            time_micros: now_micros(),
+            direction: Direction::Outbound,
+            peer_org: self.peer_org.to_string(),
+            peer_fingerprint: self.fingerprint.get(),
+            token: own_token_facts(request.headers()),
+            call: path.clone(),
+            request_digest: None,
+            decision: Decision::Failed,
+            code: 0,
+            reason: String::new(),
+            released: Released::default(),
+            response_digest: None,
+            receipt: None,
+        };
+        let request_digest = Digest::default();
+        let request = request.map(|body| Body::new(Digesting::new(body, request_digest.clone())));
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let log = self.log.clone();
+        let fingerprint = self.fingerprint.clone();
+        Box::pin(async move {
+            let mut pending = Abandoned {
+                entry: Some(entry),
+                log: log.clone(),
+            };
+            let outcome = tower::Service::call(&mut inner, request).await;
+            let mut entry = pending.entry.take().expect("set above");
+            entry.request_digest = Some(request_digest.finish());
+            entry.peer_fingerprint = fingerprint.get();
+            let response = match outcome {
+                Ok(response) => response,
+                Err(e) => {
+                    entry.code = tonic::Code::Unavailable as u32;
+                    entry.reason = format!("no answer: {e}");
+                    log.append_queued(&entry).await?;
+                    return Err(e.into());
+                }
+            };
+            let (parts, body) = response.into_parts();
+            let collected = match body.collect().await {
+                Ok(collected) => collected,
+                Err(status) => {
+                    entry.code = status.code() as u32;
+                    entry.reason = format!("answer broke off: {}", status.message());
+                    log.append_queued(&entry).await?;
+                    return Err(status.into());
+                }
+            };
+            let trailers = collected.trailers().cloned();
+            let data = collected.to_bytes();
+            let (code, reason) = grpc_status(&parts.headers, trailers.as_ref());
+            entry.code = code;
+            entry.decision = Decision::of_grpc_code(code);
+            entry.reason = reason;
+            entry.response_digest = Some(Digest::of(&data));
+            entry.receipt = receipt_in(&parts.headers, trailers.as_ref());
+            if code == 0 {
+                entry.released = released_in(&path, &data);
+            }
+            log.append_queued(&entry).await?;
+            Ok(http::Response::from_parts(
+                parts,
+                Body::new(Replay::new(data, trailers)),
+            ))
+        })
+    }
+}

@@ -1,0 +1,255 @@
+//! Witnessing peers' access logs.
+//!
+//! After each contact with a peer, the node asks for the peer's latest
+//! checkpoint with a consistency proof from the one it holds, checks the
+//! signature against the peer's key from the federation file and the proof
+//! against the held root, and keeps the new checkpoint. A failure is an alarm:
+//! logged, kept on disk with the offending signed checkpoint as evidence, shown
+//! in health (`lagesbild.v1.Witness` NOT_SERVING), in `FederationStatus` and by
+//! `lagesbild status`, and the peer is not queried again until an operator
+//! clears it.
+
+use crate::access::now_micros;
+use crate::peers::PeerChannels;
+use crate::services::node_service::with_token;
+use lagesbild_audit::checkpoint::{origin_of, Checkpoint, NoteVerifier};
+use lagesbild_audit::{witness, Alarm, AuditLog, Hash, WitnessState};
+use lagesbild_auth::{Grant, Signer};
+use lagesbild_identity::{Federation, Role};
+use lagesbild_proto::v1::audit_service_client::AuditServiceClient;
+use lagesbild_proto::v1::CheckpointRequest;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
+
+/// The health service name that turns NOT_SERVING while any peer is alarmed.
+pub const HEALTH_SERVICE: &str = "lagesbild.v1.Witness";
+
+/// How long one witness check may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The witness of one node.
+pub struct Witness {
+    log: AuditLog,
+    verifiers: HashMap<String, NoteVerifier>,
+    peers: PeerChannels,
+    signer: Arc<Signer>,
+    health: HealthReporter,
+    busy: Mutex<HashSet<String>>,
+}
+
+impl std::fmt::Debug for Witness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Witness")
+            .field("peers", &self.verifiers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Witness {
+    /// The witness of `own_org`'s node for every peer that runs a node.
+    pub fn new(
+        federation: &Federation,
+        own_org: &str,
+        log: AuditLog,
+        peers: PeerChannels,
+        signer: Arc<Signer>,
+        health: HealthReporter,
+    ) -> Result<Self, String> {
+        let mut verifiers = HashMap::new();
+        for member in federation.peers_of(own_org) {
+            if member.role != Role::Member || member.endpoint.is_none() {
+                continue;
+            }
+            let verifier = NoteVerifier::from_pem(
+                &origin_of(&federation.name, &member.id),
+                member.token_public_key.as_bytes(),
+            )
+            .map_err(|e| format!("member {}: {e}", member.id))?;
+            verifiers.insert(member.id.clone(), verifier);
+        }
+        Ok(Self {
+            log,
+            verifiers,
+            peers,
+            signer,
+            health,
+            busy: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Sets health from the alarms kept on disk (at start-up).
+    pub async fn publish_health(&self) {
+        let alarmed = self
+            .log
+            .witnessed_all()
+            .map(|all| all.iter().any(|(_, s)| s.alarm.is_some()))
+            .unwrap_or(true);
+        let status = if alarmed {
+            ServingStatus::NotServing
+        } else {
+            ServingStatus::Serving
+        };
+        self.health.set_service_status(HEALTH_SERVICE, status).await;
+    }
+
+    /// Why `org` must not be queried, if it must not.
+    pub fn alarm(&self, org: &str) -> Option<String> {
+        match self.log.witnessed(org) {
+            Ok(state) => state.and_then(|s| s.alarm).map(|a| a.reason),
+            Err(e) => Some(format!("witness state unreadable: {e}")),
+        }
+    }
+
+    /// Checks `org`'s log in the background, unless a check is already running.
+    pub fn observe(self: &Arc<Self>, org: &str) {
+        if !self.verifiers.contains_key(org) {
+            return;
+        }
+        if !self.busy.lock().expect("witness lock").insert(org.to_owned()) {
+            return;
+        }
+        let this = self.clone();
+        let org = org.to_owned();
+        tokio::spawn(async move {
+            if let Err(e) = this.check(&org).await {
+                tracing::warn!(peer = %org, error = %e, "witness check could not run");
+            }
+            this.busy.lock().expect("witness lock").remove(&org);
+        });
+    }
+
+    /// One witness round with `org`: fetch, verify, keep or raise the alarm.
+    pub async fn check(&self, org: &str) -> Result<(), String> {
+        let verifier = self
+            .verifiers
+            .get(org)
+            .ok_or_else(|| format!("{org} is not a peer with a node"))?;
+        let held = self.log.witnessed(org).map_err(|e| e.to_string())?;
+        if held.as_ref().is_some_and(|h| h.alarm.is_some()) {
+            return Ok(());
+        }
+        let channel = self
+            .peers
+            .get(org)
+            .ok_or_else(|| format!("no channel to {org}"))?;
+        let token = self
+            .signer
+            .issue(&Grant {
+                audience: org,
+                subject: "node",
+                scopes: &[],
+                purpose: "witness",
+                ttl: Duration::from_secs(60),
+                act: None,
+            })
+            .map_err(|e| e.to_string())?;
+        let held_size = held.as_ref().map_or(0, |h| h.size);
+        let request = with_token(CheckpointRequest { witness_size: held_size }, &token)
+            .map_err(|s| s.message().to_owned())?;
+        let mut client = AuditServiceClient::new(channel.clone());
+        let answer = tokio::time::timeout(CHECK_TIMEOUT, client.checkpoint(request))
+            .await
+            .map_err(|_| "no answer".to_owned())?
+            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
+            .into_inner();
+        let new = match verifier.verify(&answer.checkpoint) {
+            Ok(checkpoint) => checkpoint,
+            Err(e) => {
+                return self
+                    .raise(org, held, format!("checkpoint does not verify: {e}"), &answer.checkpoint)
+                    .await
+            }
+        };
+        if let Some(held_state) = &held {
+            let held_checkpoint = verifier
+                .verify(&held_state.checkpoint)
+                .map_err(|e| format!("held checkpoint of {org} no longer verifies: {e}"))?;
+            let proof = hashes(&answer.consistency);
+            let verdict = match proof {
+                Some(proof) => witness::check(&held_checkpoint, &new, &proof),
+                None => Err("consistency proof holds a hash that is not 32 bytes".into()),
+            };
+            if let Err(reason) = verdict {
+                return self.raise(org, held, reason, &answer.checkpoint).await;
+            }
+        }
+        self.keep(org, &new, &answer.checkpoint).await
+    }
+
+    async fn keep(&self, org: &str, new: &Checkpoint, note: &str) -> Result<(), String> {
+        let state = WitnessState {
+            checkpoint: note.to_owned(),
+            size: new.size,
+            seen_micros: now_micros(),
+            alarm: None,
+        };
+        self.log
+            .record_witness(org, &state)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn raise(
+        &self,
+        org: &str,
+        held: Option<WitnessState>,
+        reason: String,
+        evidence: &str,
+    ) -> Result<(), String> {
+        tracing::error!(peer = %org, %reason, "ALARM: peer's access log forked or was rewritten; the peer is not queried until an operator clears it");
+        let mut state = held.unwrap_or(WitnessState {
+            checkpoint: String::new(),
+            size: 0,
+            seen_micros: now_micros(),
+            alarm: None,
+        });
+        state.alarm = Some(Alarm {
+            reason,
+            at_micros: now_micros(),
+            evidence: evidence.to_owned(),
+        });
+        self.log
+            .record_witness(org, &state)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.health
+            .set_service_status(HEALTH_SERVICE, ServingStatus::NotServing)
+            .await;
+        Ok(())
+    }
+
+    /// Clears `org`'s alarm: its next checkpoint is taken as the new start.
+    pub async fn clear(&self, org: &str) -> Result<bool, String> {
+        let Some(state) = self.log.witnessed(org).map_err(|e| e.to_string())? else {
+            return Ok(false);
+        };
+        let Some(alarm) = state.alarm else {
+            return Ok(false);
+        };
+        tracing::warn!(peer = %org, reason = %alarm.reason, "witness alarm cleared by an operator");
+        // Start over from whatever the peer shows next.
+        self.log
+            .forget_witness(org)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.publish_health().await;
+        Ok(true)
+    }
+
+    /// What this node holds of `org`'s log.
+    pub fn state(&self, org: &str) -> Option<WitnessState> {
+        self.log.witnessed(org).ok().flatten()
+    }
+
+    /// Every peer's witness state.
+    pub fn states(&self) -> Vec<(String, WitnessState)> {
+        self.log.witnessed_all().unwrap_or_default()
+    }
+}
+
+fn hashes(bytes: &[Vec<u8>]) -> Option<Vec<Hash>> {
+    bytes.iter().map(|b| b.as_slice().try_into().ok()).collect()
+}
