@@ -27,6 +27,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The access log: checkpoints, entries, proofs, verification, export.
+    #[command(subcommand)]
+    Audit(commands::audit::Command),
     /// Run a five-organisation federation on loopback and show its status.
     Demo(commands::demo::Args),
     /// Certificates, keys and the federation file.
@@ -61,6 +64,7 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Audit(command) => commands::audit::run(command).await,
             Command::Demo(args) => commands::demo::run(args).await,
             Command::Certs(command) => commands::certs::run(command),
             Command::Ingest(args) => commands::ingest::run(args).await,

@@ -233,7 +233,6 @@ impl MemberClientVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         let id =
-
             SpiffeId::from_certificate(end_entity.as_ref()).map_err(|e| refuse(e.to_string()))?;
         if id.federation != self.federation {
             return Err(refuse(format!(

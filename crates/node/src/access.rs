@@ -90,8 +90,10 @@ fn status_answer(status: &Status, receipt: Option<&str>) -> http::Response<Body>
 
 fn unlogged(error: impl std::fmt::Display) -> http::Response<Body> {
     tracing::error!(error = %error, "access log could not record a call; answer withheld");
-    Status::unavailable("the node could not record this call in its access log; nothing was answered")
-        .into_http()
+    Status::unavailable(
+        "the node could not record this call in its access log; nothing was answered",
+    )
+    .into_http()
 }
 
 impl<S> tower::Service<http::Request<Body>> for AccessService<S>
@@ -160,7 +162,11 @@ where
             }
             if streams_its_answer(&path) {
                 let (code, reason) = grpc_status(response.headers(), None);
-                entry.code = if response.headers().contains_key("grpc-status") { code } else { 0 };
+                entry.code = if response.headers().contains_key("grpc-status") {
+                    code
+                } else {
+                    0
+                };
                 entry.decision = Decision::of_grpc_code(entry.code);
                 entry.reason = reason;
                 let (mut parts, body) = response.into_parts();

@@ -7,7 +7,7 @@
 //! leaves) makes them durable too.
 
 use crate::access::now_micros;
-use crate::wire::{grpc_status, grpc_messages, receipt_in, Digest, Digesting, Replay};
+use crate::wire::{grpc_messages, grpc_status, receipt_in, Digest, Digesting, Replay};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use http_body_util::BodyExt;
@@ -34,7 +34,12 @@ pub struct AuditedChannel {
 
 impl AuditedChannel {
     /// Logs the calls made over `inner` to `peer_org`'s node in `log`.
-    pub fn new(inner: Channel, peer_org: &str, fingerprint: ServerFingerprint, log: AuditLog) -> Self {
+    pub fn new(
+        inner: Channel,
+        peer_org: &str,
+        fingerprint: ServerFingerprint,
+        log: AuditLog,
+    ) -> Self {
         Self {
             inner,
             peer_org: peer_org.into(),

@@ -3,10 +3,10 @@
 //! Channels are made once at start-up and connect lazily; every call to a peer
 //! reuses its channel's HTTP/2 connection (and reconnects if it drops).
 
-use lagesbild_identity::tls::client_config;
-use lagesbild_identity::{Federation, TlsFiles};
 use crate::outbound::AuditedChannel;
 use lagesbild_audit::AuditLog;
+use lagesbild_identity::tls::client_config;
+use lagesbild_identity::{Federation, TlsFiles};
 use lagesbild_transport::{channel_observed, ChannelOptions};
 use std::collections::BTreeMap;
 

@@ -14,7 +14,9 @@ use crate::services::reports::{ReportApi, MAX_MESSAGE_BYTES};
 use crate::witness::Witness;
 use crate::NodeError;
 use lagesbild_audit::checkpoint::origin_of;
-use lagesbild_audit::{AuditLog, Decision, Direction, Entry, LogOptions, NoteSigner, Released, TokenFacts};
+use lagesbild_audit::{
+    AuditLog, Decision, Direction, Entry, LogOptions, NoteSigner, Released, TokenFacts,
+};
 use lagesbild_auth::{Signer, Verifier};
 use lagesbild_identity::tls::{server_config_observed, RefusalObserver, RefusedCertificate};
 use lagesbild_proto::v1::aggregate_service_server::AggregateServiceServer;
@@ -129,9 +131,8 @@ impl Node {
             .build_v1alpha()
             .map_err(|e| NodeError::Startup(format!("reflection: {e}")))?;
 
-        let signer = Arc::new(
-            Signer::from_pem(&org, &token_pem).map_err(|e| config_error(e.to_string()))?,
-        );
+        let signer =
+            Arc::new(Signer::from_pem(&org, &token_pem).map_err(|e| config_error(e.to_string()))?);
         let verifier =
             Arc::new(
                 Verifier::new(&org, &federation).map_err(|e| NodeError::Config {

@@ -108,7 +108,12 @@ impl Witness {
         if !self.verifiers.contains_key(org) {
             return;
         }
-        if !self.busy.lock().expect("witness lock").insert(org.to_owned()) {
+        if !self
+            .busy
+            .lock()
+            .expect("witness lock")
+            .insert(org.to_owned())
+        {
             return;
         }
         let this = self.clone();
@@ -147,8 +152,13 @@ impl Witness {
             })
             .map_err(|e| e.to_string())?;
         let held_size = held.as_ref().map_or(0, |h| h.size);
-        let request = with_token(CheckpointRequest { witness_size: held_size }, &token)
-            .map_err(|s| s.message().to_owned())?;
+        let request = with_token(
+            CheckpointRequest {
+                witness_size: held_size,
+            },
+            &token,
+        )
+        .map_err(|s| s.message().to_owned())?;
         let mut client = AuditServiceClient::new(channel.clone());
         let answer = tokio::time::timeout(CHECK_TIMEOUT, client.checkpoint(request))
             .await
@@ -159,7 +169,12 @@ impl Witness {
             Ok(checkpoint) => checkpoint,
             Err(e) => {
                 return self
-                    .raise(org, held, format!("checkpoint does not verify: {e}"), &answer.checkpoint)
+                    .raise(
+                        org,
+                        held,
+                        format!("checkpoint does not verify: {e}"),
+                        &answer.checkpoint,
+                    )
                     .await
             }
         };

@@ -71,9 +71,25 @@ pub(crate) fn render(status: &FederationStatusResponse) -> String {
         } else {
             &peer.version
         };
+        let note = if !peer.witness_alarm.is_empty() {
+            format!("WITNESS ALARM: {} {}", peer.witness_alarm, peer.error)
+        } else if peer.witnessed_log_size > 0 {
+            format!(
+                "log witnessed at {} entries {}",
+                peer.witnessed_log_size, peer.error
+            )
+        } else {
+            peer.error.clone()
+        };
         out.push_str(&format!(
             "  {:<18} {:<8} {:<22} {:<10} {:<8} {:>9}  {}\n",
-            peer.org, role, endpoint, reachable, version, rtt, peer.error
+            peer.org,
+            role,
+            endpoint,
+            reachable,
+            version,
+            rtt,
+            note.trim_end()
         ));
     }
     out

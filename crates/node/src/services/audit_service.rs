@@ -126,7 +126,11 @@ impl AuditService for AuditApi {
         let reader = reader_of(&request)?;
         let asked = request.into_inner();
         let (latest, note) = self.log.latest();
-        let size = if asked.tree_size == 0 { latest } else { asked.tree_size };
+        let size = if asked.tree_size == 0 {
+            latest
+        } else {
+            asked.tree_size
+        };
         if let Some(org) = reader {
             let entry = self.log.entry(asked.index).map_err(status)?;
             if !entry.is_some_and(|e| about(&e, &org)) {
@@ -145,7 +149,11 @@ impl AuditService for AuditApi {
             tree_size: size,
             leaf_hash: leaf.to_vec(),
             path: path.iter().map(|h| h.to_vec()).collect(),
-            checkpoint: if asked.tree_size == 0 { note } else { String::new() },
+            checkpoint: if asked.tree_size == 0 {
+                note
+            } else {
+                String::new()
+            },
         }))
     }
 
@@ -189,7 +197,11 @@ impl AuditService for AuditApi {
                 size: state.size,
                 seen_unix_micros: state.seen_micros,
                 alarm: state.alarm.is_some(),
-                alarm_reason: state.alarm.as_ref().map(|a| a.reason.clone()).unwrap_or_default(),
+                alarm_reason: state
+                    .alarm
+                    .as_ref()
+                    .map(|a| a.reason.clone())
+                    .unwrap_or_default(),
                 evidence: state.alarm.map(|a| a.evidence).unwrap_or_default(),
             })
             .collect();
