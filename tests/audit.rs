@@ -1,0 +1,517 @@
+//! The access log across real nodes: every decision is an entry (allowed,
+//! refused for a bad token, the wrong org, an overspent budget, a refused
+//! handshake), receipts reconcile between two logs, a changed byte is named by
+//! `audit verify`, and a node that rewrites or truncates its log is caught by
+//! the peers that witness it.
+
+mod common;
+
+use common::{now, run, TestFederation, FEDERATION, PURPOSE};
+use lagesbild_audit::checkpoint::origin_of;
+use lagesbild_audit::{AuditLog, Entry, LogOptions, NoteSigner};
+use lagesbild_identity::certs::LeafSpec;
+use lagesbild_proto::v1::aggregate_service_client::AggregateServiceClient;
+use lagesbild_proto::v1::audit_service_client::AuditServiceClient;
+use lagesbild_proto::v1::picture_service_client::PictureServiceClient;
+use lagesbild_proto::v1::report_service_client::ReportServiceClient;
+use lagesbild_proto::v1::{
+    AnswerStatus, BucketKind, Category, EntriesRequest, PictureRequest, Position, ReleaseRequest,
+    Report, Source, SubmitBatchRequest, Tlp, WitnessesRequest,
+};
+use prost_types::Timestamp;
+use serde_json::Value;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const MEMBERS: [&str; 3] = ["polisen", "scandic", "stockholm-stad"];
+
+/// Every member may read aggregates; scandic's budget is one query a day.
+fn policy() -> String {
+    let mut text = String::from("version = 1\n");
+    for m in MEMBERS {
+        text.push_str(&format!(
+            "[peer.{m}]\nscopes = [\"aggregate:read\"]\npurposes = [\"{PURPOSE}\"]\ncategories = [\"all\"]\nfinest_cell = 250\nfinest_bucket = \"hour\"\nk = 3\nrate_limit = 1000\n"
+        ));
+        if m == "scandic" {
+            text.push_str("epsilon_per_query = 1.0\nepsilon_per_day = 1.0\n");
+        }
+    }
+    text
+}
+
+fn reports() -> Vec<Report> {
+    let base = (now() / 3600 - 5) * 3600;
+    (0..40)
+        .map(|i| Report {
+            id: format!("a-{i}"),
+            observed_at: Some(Timestamp {
+                seconds: base + (i % 3) * 3600 + 60,
+                nanos: 0,
+            }),
+            position: Some(Position {
+                lat: 59.3322,
+                lon: 18.0640,
+            }),
+            category: Category::Violence as i32,
+            severity: 3,
+            source: Source::Patrol as i32,
+            tlp: Tlp::Green as i32,
+            text: "Misshandel".into(),
+            ..Report::default()
+        })
+        .collect()
+}
+
+fn filters() -> ReleaseRequest {
+    ReleaseRequest {
+        purpose: String::new(),
+        from: Some(Timestamp {
+            seconds: now() - 86_400,
+            nanos: 0,
+        }),
+        to: Some(Timestamp {
+            seconds: now(),
+            nanos: 0,
+        }),
+        categories: vec![],
+        area: None,
+        cell_size_m: 250,
+        bucket: BucketKind::Day as i32,
+    }
+}
+
+async fn federation() -> TestFederation {
+    let fed = TestFederation::start(&MEMBERS).await;
+    for org in MEMBERS {
+        std::fs::write(fed.org_dir(org).join("policy.toml"), policy()).unwrap();
+        ReportServiceClient::new(fed.authed(org, org, &["report:write"]))
+            .submit_batch(SubmitBatchRequest {
+                reports: reports(),
+                validate_only: false,
+            })
+            .await
+            .unwrap();
+    }
+    fed
+}
+
+/// `lagesbild audit entries --json` of `node`'s log as `as_org`, decoded.
+fn entries(fed: &TestFederation, as_org: &str, node: &str) -> Vec<Value> {
+    let config = fed.org_dir(as_org).join("client.toml");
+    let out = run(&[
+        "audit",
+        "entries",
+        "--config",
+        config.to_str().unwrap(),
+        "--node",
+        node,
+        "--limit",
+        "10000",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn has(entries: &[Value], what: &str, test: impl Fn(&Value) -> bool) {
+    assert!(
+        entries.iter().any(test),
+        "no entry for {what} in:\n{}",
+        entries
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+fn audit_cli(fed: &TestFederation, as_org: &str, args: &[&str]) -> (bool, String) {
+    let config = fed.org_dir(as_org).join("client.toml");
+    let mut all = vec!["audit", args[0], "--config", config.to_str().unwrap()];
+    all.extend_from_slice(&args[1..]);
+    let out = run(&all);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_decision_is_logged_verified_and_reconciled() {
+    let fed = federation().await;
+
+    // Allowed: scandic's node asks polisen's for a release.
+    let mut as_scandic =
+        AggregateServiceClient::new(fed.authed("polisen", "scandic", &["aggregate:read"]));
+    let release = as_scandic.release(filters()).await.unwrap().into_inner();
+    assert!(!release.counts.is_empty());
+    // Refused: the budget is spent.
+    let spent = as_scandic.release(filters()).await.unwrap_err();
+    assert_eq!(spent.code(), tonic::Code::ResourceExhausted);
+    // Refused: a token for another audience.
+    let wrong_aud = fed.token("scandic", "stockholm-stad", &["aggregate:read"], PURPOSE);
+    let mut client = AggregateServiceClient::new(lagesbild_auth::AuthChannel::new(
+        fed.channel("polisen", fed.client_tls("scandic", "polisen")),
+        lagesbild_auth::Bearer::new(&wrong_aud).unwrap(),
+    ));
+    assert_eq!(
+        client.release(filters()).await.unwrap_err().code(),
+        tonic::Code::Unauthenticated
+    );
+    // Refused: the wrong org — stockholm-stad's token on scandic's connection.
+    let other_org = fed.token("stockholm-stad", "polisen", &["aggregate:read"], PURPOSE);
+    let mut client = AggregateServiceClient::new(lagesbild_auth::AuthChannel::new(
+        fed.channel("polisen", fed.client_tls("scandic", "polisen")),
+        lagesbild_auth::Bearer::new(&other_org).unwrap(),
+    ));
+    assert_eq!(
+        client.release(filters()).await.unwrap_err().code(),
+        tonic::Code::Unauthenticated
+    );
+    // Refused handshake: scandic's CA vouching for a certificate that names polisen.
+    let forged = fed
+        .ca_of("scandic")
+        .issue(&LeafSpec::client(FEDERATION, "polisen"))
+        .unwrap();
+    assert!(fed
+        .health("polisen", fed.tls_with("polisen", &forged))
+        .await
+        .is_err());
+    // A picture by polisen's analyst: outbound calls to both peers.
+    let picture = PictureServiceClient::new(fed.authed("polisen", "polisen", &["aggregate:read"]))
+        .picture(PictureRequest {
+            filters: Some(filters()),
+            top: 5,
+            deadline_ms: 5000,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(picture
+        .answers
+        .iter()
+        .all(|a| a.status == AnswerStatus::Ok as i32 || a.org == "scandic"));
+
+    let log = entries(&fed, "audit", "polisen");
+    has(&log, "the allowed release to scandic", |e| {
+        e["direction"] == "inbound"
+            && e["peer_org"] == "scandic"
+            && e["call"] == "/lagesbild.v1.AggregateService/Release"
+            && e["decision"] == "allowed"
+            && e["released"]["values"].as_u64().unwrap() == release.counts.len() as u64
+            && e["released"]["epsilon_micros"] == 1_000_000
+            && e["request_digest"].is_string()
+            && e["response_digest"].is_string()
+    });
+    has(&log, "the overspent budget", |e| {
+        e["peer_org"] == "scandic" && e["decision"] == "refused" && e["code"] == 8
+    });
+    has(&log, "the wrong audience", |e| {
+        e["decision"] == "refused"
+            && e["code"] == 16
+            && e["reason"].as_str().unwrap().contains("aud")
+    });
+    // The key is chosen by the TLS peer's org, so another org's token can't verify.
+    has(&log, "the wrong org", |e| {
+        e["peer_org"] == "scandic"
+            && e["decision"] == "refused"
+            && e["code"] == 16
+            && e["reason"]
+                .as_str()
+                .unwrap()
+                .contains("does not verify under scandic's token key")
+    });
+    has(&log, "the refused handshake", |e| {
+        e["call"] == "tls-handshake" && e["peer_org"] == "polisen" && e["decision"] == "refused"
+    });
+    has(&log, "the picture asked by polisen's analyst", |e| {
+        e["call"] == "/lagesbild.v1.PictureService/Picture" && e["decision"] == "allowed"
+    });
+    has(
+        &log,
+        "the outbound call to stockholm-stad with its receipt",
+        |e| {
+            e["direction"] == "outbound"
+                && e["peer_org"] == "stockholm-stad"
+                && e["token"]["act"] == "tester"
+                && e["receipt"]["index"].is_u64()
+        },
+    );
+
+    // A member reads only its own trail.
+    let mut trail = AuditServiceClient::new(fed.authed("polisen", "scandic", &["audit:read"]));
+    let own = trail
+        .entries(EntriesRequest { start: 0, limit: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(own.entries.len() >= 3);
+    for e in &own.entries {
+        assert_eq!(Entry::decode(&e.entry).unwrap().peer_org, "scandic");
+    }
+    // An auditor's token can't query aggregates.
+    let refused = AggregateServiceClient::new(fed.authed("polisen", "audit", &["audit:read"]))
+        .release(filters())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+
+    // The auditor verifies polisen's log and reconciles it with stockholm-stad's.
+    let (ok, text) = audit_cli(
+        &fed,
+        "audit",
+        &[
+            "verify",
+            "--node",
+            "polisen",
+            "--reconcile-with",
+            "stockholm-stad",
+        ],
+    );
+    assert!(ok, "{text}");
+    assert!(text.contains("verified: every check passed"), "{text}");
+    let reconciled: u64 = text
+        .split("receipts: ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(reconciled >= 1, "{text}");
+
+    // Inclusion proof of one entry, and offline verification of an export.
+    let (ok, text) = audit_cli(
+        &fed,
+        "audit",
+        &["prove", "--node", "polisen", "--index", "3"],
+    );
+    assert!(ok && text.contains("entry 3 is included"), "{text}");
+    let export = fed.dir.path().join("polisen.export");
+    let (ok, text) = audit_cli(
+        &fed,
+        "audit",
+        &[
+            "export",
+            "--node",
+            "polisen",
+            "--out",
+            export.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{text}");
+    let (ok, text) = audit_cli(
+        &fed,
+        "audit",
+        &["verify", "--export", export.to_str().unwrap()],
+    );
+    assert!(ok && text.contains("verified"), "{text}");
+}
+
+/// Flips one byte inside the stored bytes of entry `index` of the log in `dir`.
+fn flip_byte_of_entry(dir: &Path, index: u64, original: &[u8]) {
+    let db = sled::open(dir).unwrap();
+    let tree = db.open_tree("audit").unwrap();
+    let mut key = [b'e'; 9];
+    key[1..].copy_from_slice(&(index / 256 * 256).to_be_bytes());
+    let mut upper = [b'e'; 9];
+    upper[1..].copy_from_slice(&(index + 1).to_be_bytes());
+    let (chunk_key, chunk) = tree.range(key..upper).next_back().unwrap().unwrap();
+    let at = chunk
+        .windows(original.len())
+        .position(|w| w == original)
+        .expect("entry bytes in its chunk");
+    let mut changed = chunk.to_vec();
+    // A byte in the middle of the entry: inside its call path or reason.
+    changed[at + original.len() / 2] ^= 0x20;
+    tree.insert(chunk_key, changed).unwrap();
+    db.flush().unwrap();
+}
+
+/// Rebuilds the log in `dir` with entry `index` changed, re-signed with the
+/// org's own key: a consistent-looking rewrite that only witnesses can catch.
+async fn rewrite_log(dir: &Path, key: &Path, origin: &str, index: u64) {
+    let pem = std::fs::read(key).unwrap();
+    let old = AuditLog::open(
+        dir,
+        NoteSigner::from_pem(origin, &pem).unwrap(),
+        LogOptions::default(),
+    )
+    .unwrap();
+    let all = old.entries(0, usize::MAX, usize::MAX).unwrap();
+    old.close().await;
+    std::fs::remove_dir_all(dir).unwrap();
+    let new = AuditLog::open(
+        dir,
+        NoteSigner::from_pem(origin, &pem).unwrap(),
+        LogOptions::default(),
+    )
+    .unwrap();
+    for (i, _, bytes) in all {
+        let mut entry = Entry::decode(&bytes).unwrap();
+        if i == index {
+            entry.reason = "nothing to see here".into();
+        }
+        new.append(&entry).await.unwrap();
+    }
+    new.close().await;
+}
+
+/// Polls scandic's witness record of polisen until `test` holds.
+async fn witnessed_by_scandic(
+    fed: &TestFederation,
+    test: impl Fn(&lagesbild_proto::v1::WitnessedPeer) -> bool,
+) -> lagesbild_proto::v1::WitnessedPeer {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        // A contact: scandic's node asks polisen's for its info (and then witnesses it).
+        let out = run(&[
+            "status",
+            "--config",
+            fed.org_dir("scandic").join("client.toml").to_str().unwrap(),
+        ]);
+        assert!(out.status.success());
+        let peers = AuditServiceClient::new(fed.authed("scandic", "scandic", &[]))
+            .witnesses(WitnessesRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .peers;
+        if let Some(p) = peers.into_iter().find(|p| p.org == "polisen" && test(p)) {
+            return p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "scandic's witness record never changed as expected"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampering_is_named_and_rewrites_are_caught_by_witnesses() {
+    let mut fed = federation().await;
+    let audit_dir = fed.org_dir("polisen").join("data/audit");
+    let origin = origin_of(FEDERATION, "polisen");
+
+    // scandic witnesses polisen's log.
+    let held = witnessed_by_scandic(&fed, |p| p.size > 0 && !p.alarm).await;
+    assert!(held.checkpoint.starts_with(&origin));
+
+    // One flipped byte: `audit verify` names the entry.
+    let target = AuditServiceClient::new(fed.authed("polisen", "audit", &["audit:read"]))
+        .entries(EntriesRequest { start: 2, limit: 1 })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries
+        .remove(0);
+    assert_eq!(target.index, 2);
+    fed.kill("polisen");
+    flip_byte_of_entry(&audit_dir, 2, &target.entry);
+    fed.restart("polisen").await;
+    let (ok, text) = audit_cli(&fed, "audit", &["verify", "--node", "polisen"]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("FAILED  entry 2:"), "{text}");
+
+    // A rewrite, re-signed with polisen's own key: scandic's witness catches it.
+    fed.kill("polisen");
+    rewrite_log(
+        &audit_dir,
+        &fed.org_dir("polisen").join("token.key"),
+        &origin,
+        1,
+    )
+    .await;
+    fed.restart("polisen").await;
+    let alarmed = witnessed_by_scandic(&fed, |p| p.alarm).await;
+    assert!(
+        alarmed.alarm_reason.contains("not consistent"),
+        "{}",
+        alarmed.alarm_reason
+    );
+    assert!(alarmed.evidence.starts_with(&origin));
+    // It shows in status and health, and polisen is not asked.
+    let out = run(&[
+        "status",
+        "--config",
+        fed.org_dir("scandic").join("client.toml").to_str().unwrap(),
+    ]);
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(status.contains("WITNESS ALARM"), "{status}");
+    let log = fed
+        .nodes
+        .iter()
+        .find(|n| n.org == "scandic")
+        .unwrap()
+        .log_text();
+    assert!(
+        log.contains("ALARM: peer's access log forked or was rewritten"),
+        "{log}"
+    );
+    let health = tonic_health::pb::health_client::HealthClient::new(
+        fed.channel("scandic", fed.client_tls("scandic", "scandic")),
+    )
+    .check(tonic_health::pb::HealthCheckRequest {
+        service: "lagesbild.v1.Witness".into(),
+    })
+    .await
+    .unwrap()
+    .into_inner();
+    assert_eq!(
+        health.status,
+        tonic_health::pb::health_check_response::ServingStatus::NotServing as i32
+    );
+    let picture = PictureServiceClient::new(fed.authed("scandic", "scandic", &["aggregate:read"]))
+        .picture(PictureRequest {
+            filters: Some(filters()),
+            top: 5,
+            deadline_ms: 5000,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let polisen = picture.answers.iter().find(|a| a.org == "polisen").unwrap();
+    assert_eq!(
+        polisen.status,
+        AnswerStatus::WitnessAlarm as i32,
+        "{polisen:?}"
+    );
+
+    // The operator clears it; the next contact starts over from polisen's log.
+    let (ok, text) = {
+        let out = run(&[
+            "audit",
+            "clear",
+            "--config",
+            fed.org_dir("scandic").join("client.toml").to_str().unwrap(),
+            "--peer",
+            "polisen",
+        ]);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert!(ok, "{text}");
+    witnessed_by_scandic(&fed, |p| p.size > 0 && !p.alarm).await;
+
+    // Truncation: the log is gone and starts again; the witness sees it shrink.
+    fed.kill("polisen");
+    std::fs::remove_dir_all(&audit_dir).unwrap();
+    fed.restart("polisen").await;
+    let alarmed = witnessed_by_scandic(&fed, |p| p.alarm).await;
+    assert!(
+        alarmed.alarm_reason.contains("shrank"),
+        "{}",
+        alarmed.alarm_reason
+    );
+}
