@@ -237,7 +237,7 @@ impl AuditLog {
     pub fn open(dir: &Path, signer: NoteSigner, options: LogOptions) -> Result<Self, AuditError> {
         let db = sled::Config::new()
             .path(dir)
-            .cache_capacity(32 * 1024 * 1024)
+            .cache_capacity(16 * 1024 * 1024)
             .open()?;
         let tree = db.open_tree("audit")?;
         let size = match tree.get(SIZE_KEY)? {
