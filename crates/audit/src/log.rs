@@ -270,7 +270,7 @@ impl AuditLog {
             db: db.clone(),
             tree: tree.clone(),
             head: head.clone(),
-            signer: signer_arc(signer),
+            signer: Arc::new(signer),
             frontier,
             options,
             last_kept,
@@ -569,10 +569,6 @@ impl Chunk {
             std::mem::take(&mut self.leaves),
         );
     }
-}
-
-fn signer_arc(signer: NoteSigner) -> Arc<NoteSigner> {
-    Arc::new(signer)
 }
 
 struct Writer {

@@ -150,11 +150,9 @@ impl LogVerifier {
             return;
         }
         let leaf = leaf_hash(bytes);
-        if Entry::decode(bytes).is_err() {
+        if let Err(e) = Entry::decode(bytes) {
             self.undecodable += 1;
-            if let Err(e) = Entry::decode(bytes) {
-                self.fail(Some(index), e.to_string());
-            }
+            self.fail(Some(index), e.to_string());
         }
         if let Some(stored) = stored_leaf {
             if stored == &leaf {
