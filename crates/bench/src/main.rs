@@ -6,6 +6,7 @@
 //!
 //! The `lagesbild` binary is taken from the same folder as this one.
 
+mod aggregate;
 mod audit;
 
 use anyhow::{bail, Context, Result};
@@ -54,6 +55,31 @@ enum Bench {
         #[arg(long, default_value_t = 256)]
         writers: usize,
     },
+    /// Peer aggregate calls per second against one node, with and without its
+    /// access log, and a bare tonic echo over the same mutual TLS.
+    Aggregate {
+        /// Reports in the node's store.
+        #[arg(long, default_value_t = 100_000)]
+        reports: usize,
+        /// Client connections.
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// Calls in flight on each connection.
+        #[arg(long, default_value_t = 16)]
+        in_flight: usize,
+        /// Seconds measured per server.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Serves a node's aggregate service without its access log (started by
+    /// `aggregate` for the comparison; never a way to run a node).
+    #[command(hide = true)]
+    ServeWithoutLog {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        echo_listen: String,
+    },
     /// The store alone, in this process: validation and durable inserts, no network.
     Store {
         /// Reports to insert.
@@ -79,11 +105,29 @@ fn main() -> Result<()> {
             } => ingest(reports, streams, batch).await,
             Bench::Store { reports, batch } => store_only(reports, batch).await,
             Bench::Audit { entries, writers } => audit::run(entries, writers).await,
+            Bench::Aggregate {
+                reports,
+                connections,
+                in_flight,
+                seconds,
+            } => {
+                aggregate::run(aggregate::Shape {
+                    reports,
+                    connections,
+                    in_flight,
+                    seconds,
+                })
+                .await
+            }
+            Bench::ServeWithoutLog {
+                config,
+                echo_listen,
+            } => aggregate::serve_without_log(&config, &echo_listen).await,
         }
     })
 }
 
-/// A one-node federation in a temporary folder, its node running.
+/// A federation in a temporary folder with one member's node running.
 struct OneNode {
     dir: tempfile::TempDir,
     node: Child,
@@ -98,8 +142,13 @@ impl Drop for OneNode {
 }
 
 fn lagesbild() -> Result<PathBuf> {
+    sibling("lagesbild")
+}
+
+/// An executable in the folder of this one.
+fn sibling(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let path = exe.with_file_name("lagesbild");
+    let path = exe.with_file_name(name);
     if !path.exists() {
         bail!(
             "{} not found: build it with cargo build --release",
@@ -109,20 +158,28 @@ fn lagesbild() -> Result<PathBuf> {
     Ok(path)
 }
 
-async fn start_node(org: &str) -> Result<OneNode> {
-    let dir = tempfile::tempdir()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
-        .port();
-    let out = Command::new(lagesbild()?)
-        .args(["certs", "init", "--federation", "bench", "--org", org])
-        .args(["--endpoint", &format!("{org}=127.0.0.1:{port}")])
-        .arg("--dir")
-        .arg(dir.path())
-        .output()?;
+        .port())
+}
+
+/// Provisions a federation of `orgs` and starts the first one's node.
+async fn start_node(orgs: &[&str]) -> Result<OneNode> {
+    let dir = tempfile::tempdir()?;
+    let mut init = Command::new(lagesbild()?);
+    init.args(["certs", "init", "--federation", "bench"]);
+    for org in orgs {
+        let port = free_port()?;
+        init.args(["--org", org])
+            .args(["--endpoint", &format!("{org}=127.0.0.1:{port}")]);
+    }
+    let out = init.arg("--dir").arg(dir.path()).output()?;
     if !out.status.success() {
         bail!("certs init: {}", String::from_utf8_lossy(&out.stderr));
     }
+    let federation = Federation::load(&dir.path().join("federation.toml"))?;
+    let org = orgs[0];
     let node = Command::new(lagesbild()?)
         .args(["serve", "--config"])
         .arg(dir.path().join(org).join("node.toml"))
@@ -130,52 +187,73 @@ async fn start_node(org: &str) -> Result<OneNode> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    let federation = Federation::load(&dir.path().join("federation.toml"))?;
     let one = OneNode {
         dir,
         node,
         federation,
     };
-    let mut health = HealthClient::new(one.channel(org)?);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while health.check(HealthCheckRequest::default()).await.is_err() {
-        if Instant::now() > deadline {
-            bail!("node did not become healthy");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    one.wait_healthy(org).await?;
     Ok(one)
 }
 
 impl OneNode {
-    /// A channel whose calls carry a token of `org` with `scopes`.
-    fn authed(&self, org: &str, scopes: &[&str]) -> Result<AuthChannel> {
-        let pem = std::fs::read(self.dir.path().join(org).join("token.key"))?;
+    /// Waits until `org`'s node answers health checks.
+    async fn wait_healthy(&self, org: &str) -> Result<()> {
+        let mut health = HealthClient::new(self.channel(org, org)?);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while health.check(HealthCheckRequest::default()).await.is_err() {
+            if Instant::now() > deadline {
+                bail!("{org}'s node did not become healthy");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    /// A channel to `node_org`'s node as `as_org`, whose calls carry a token of
+    /// `as_org` with `scopes`.
+    fn authed(&self, node_org: &str, as_org: &str, scopes: &[&str]) -> Result<AuthChannel> {
+        let token = self.token(node_org, as_org, scopes)?;
+        Ok(AuthChannel::new(
+            self.channel(node_org, as_org)?,
+            Bearer::new(&token)?,
+        ))
+    }
+
+    /// A token of `as_org` for `node_org`'s node with `scopes`, purpose "bench".
+    fn token(&self, node_org: &str, as_org: &str, scopes: &[&str]) -> Result<String> {
+        let pem = std::fs::read(self.dir.path().join(as_org).join("token.key"))?;
         let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
-        let token = Signer::from_pem(org, &pem)?.issue(&Grant {
-            audience: org,
+        Ok(Signer::from_pem(as_org, &pem)?.issue(&Grant {
+            audience: node_org,
             subject: "bench",
             scopes: &scopes,
             purpose: "bench",
             ttl: Duration::from_secs(3600),
             act: None,
-        })?;
-        Ok(AuthChannel::new(self.channel(org)?, Bearer::new(&token)?))
+        })?)
     }
 
-    fn channel(&self, org: &str) -> Result<Channel> {
-        let files = TlsFiles {
-            cert: self.dir.path().join(org).join("client.pem"),
-            key: self.dir.path().join(org).join("client.key"),
-        };
-        let (chain, key) = files.load()?;
-        let tls = client_config(&self.federation, org, chain, key)?;
+    /// A new connection to `node_org`'s node with `as_org`'s client certificate.
+    fn channel(&self, node_org: &str, as_org: &str) -> Result<Channel> {
         let endpoint = self
             .federation
-            .member(org)
+            .member(node_org)
             .and_then(|m| m.endpoint.clone())
             .context("no endpoint")?;
-        Ok(channel(&endpoint, tls, ChannelOptions::default())?)
+        self.channel_to(&endpoint, node_org, as_org)
+    }
+
+    /// A new connection to `endpoint`, where `node_org`'s certificate answers,
+    /// with `as_org`'s client certificate.
+    fn channel_to(&self, endpoint: &str, node_org: &str, as_org: &str) -> Result<Channel> {
+        let files = TlsFiles {
+            cert: self.dir.path().join(as_org).join("client.pem"),
+            key: self.dir.path().join(as_org).join("client.key"),
+        };
+        let (chain, key) = files.load()?;
+        let tls = client_config(&self.federation, node_org, chain, key)?;
+        Ok(channel(endpoint, tls, ChannelOptions::default())?)
     }
 }
 
@@ -215,7 +293,7 @@ fn dir_size(path: &Path) -> u64 {
 
 async fn ingest(total: usize, streams: usize, batch: usize) -> Result<()> {
     let org = "polisen";
-    let node = start_node(org).await?;
+    let node = start_node(&[org]).await?;
     eprintln!("generating {total} synthetic reports ...");
     let mut reports = synthetic::generate(org, 1, total, 30, SystemTime::now());
     for (i, r) in reports.iter_mut().enumerate() {
@@ -229,7 +307,7 @@ async fn ingest(total: usize, streams: usize, batch: usize) -> Result<()> {
     for _ in 0..streams {
         work.push(chunks.by_ref().take(per_stream).collect());
     }
-    let channel = node.authed(org, &["report:write"])?;
+    let channel = node.authed(org, org, &["report:write"])?;
     eprintln!("streaming over {streams} streams, {batch} reports a batch ...");
     let pid = node.node.id();
     let cpu_before = cpu_seconds(pid)?;

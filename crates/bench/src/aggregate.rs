@@ -1,0 +1,388 @@
+//! Peer aggregate calls one node answers per second, what its access log adds to
+//! each, and a bare tonic echo over the same mutual TLS for scale.
+//!
+//! Three servers answer in turn, each in its own process, with the same
+//! certificates, the same store and the same policy:
+//!
+//! 1. the real node (`lagesbild serve`): mutual TLS, token check, release gate
+//!    and privacy engine, every call written to the access log and on disk
+//!    before the answer leaves;
+//! 2. the same aggregate service behind the token check only, no access log
+//!    (`lagesbild-bench serve-without-log`, for this comparison only);
+//! 3. from that process too, a tonic health service with no layers at all on a
+//!    second listener: the bare echo.
+
+use crate::{sibling, start_node, OneNode};
+use anyhow::{bail, Context, Result};
+use futures::future::BoxFuture;
+use lagesbild_auth::Verifier;
+use lagesbild_identity::tls::server_config;
+use lagesbild_node::config::NodeConfig;
+use lagesbild_node::policy_watch::PolicyHandle;
+use lagesbild_node::release::ReleaseGate;
+use lagesbild_node::services::aggregate::AggregateApi;
+use lagesbild_proto::v1::aggregate_service_client::AggregateServiceClient;
+use lagesbild_proto::v1::aggregate_service_server::AggregateServiceServer;
+use lagesbild_proto::v1::report_service_client::ReportServiceClient;
+use lagesbild_proto::v1::{BucketKind, ReleaseRequest, SubmitBatchRequest};
+use lagesbild_reports::synthetic;
+use lagesbild_store::{Store, StoreOptions};
+use lagesbild_transport::serve_tls;
+use prost::Message;
+use std::future::Future;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::net::TcpListener;
+use tonic::body::Body;
+use tonic::transport::{Channel, Server};
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+const NODE: &str = "polisen";
+const PEER: &str = "fastighetsagarna";
+
+/// How the load is shaped.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    /// Reports in the node's store.
+    pub reports: usize,
+    /// Client connections (each its own TLS session).
+    pub connections: usize,
+    /// Calls in flight on each connection.
+    pub in_flight: usize,
+    /// Measured seconds per server (after one second of warm-up).
+    pub seconds: u64,
+}
+
+pub async fn run(shape: Shape) -> Result<()> {
+    let mut node = start_node(&[NODE, PEER]).await?;
+    std::fs::write(node.dir.path().join(NODE).join("policy.toml"), POLICY)?;
+    load_reports(&node, shape.reports).await?;
+    let request = peer_query();
+
+    let mut probe = AggregateServiceClient::new(node.authed(NODE, PEER, &["aggregate:read"])?);
+    let release = probe.release(request.clone()).await?.into_inner();
+    println!(
+        "aggregate bench: {} reports over 30 days in {NODE}'s node; {PEER} asks for the last 24 hours, 250 m x hour, all categories",
+        shape.reports
+    );
+    println!(
+        "  each answer: {} released values, {} bytes; {} connections x {} calls in flight, {} s measured after 1 s warm-up",
+        release.counts.len(),
+        release.encoded_len(),
+        shape.connections,
+        shape.in_flight,
+        shape.seconds
+    );
+
+    let logged = aggregate_load(&node, &format_endpoint(&node)?, &request, shape).await?;
+    logged.print("node (mTLS, token, access log)");
+
+    node.node.kill()?;
+    node.node.wait()?;
+    let config = node.dir.path().join(NODE).join("node.toml");
+    let echo_endpoint = format!("127.0.0.1:{}", crate::free_port()?);
+    node.node = Command::new(sibling("lagesbild-bench")?)
+        .arg("serve-without-log")
+        .arg("--config")
+        .arg(&config)
+        .args(["--echo-listen", &echo_endpoint])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    node.wait_healthy(NODE).await?;
+
+    let unlogged = aggregate_load(&node, &format_endpoint(&node)?, &request, shape).await?;
+    unlogged.print("same, without access log (mTLS, token)");
+    let echo = echo_load(&node, &echo_endpoint, shape).await?;
+    echo.print("bare tonic echo (health, mTLS, no layers)");
+
+    println!(
+        "  the access log adds {:.1}% to a call's time at full load ({:.0} vs {:.0} calls/s)",
+        (unlogged.per_second() / logged.per_second() - 1.0) * 100.0,
+        logged.per_second(),
+        unlogged.per_second()
+    );
+    println!(
+        "  the node answers {:.2} of the bare echo's calls/s",
+        logged.per_second() / echo.per_second()
+    );
+    if logged.failures + unlogged.failures + echo.failures > 0 {
+        bail!("some calls failed (see above)");
+    }
+    Ok(())
+}
+
+fn format_endpoint(node: &OneNode) -> Result<String> {
+    node.federation
+        .member(NODE)
+        .and_then(|m| m.endpoint.clone())
+        .context("no endpoint")
+}
+
+/// The peer's rules: a k-threshold release at 250 m × hour, no noise, a rate
+/// limit far above what the load reaches (so the limit is not what is measured).
+const POLICY: &str = "version = 1
+
+[peer.fastighetsagarna]
+scopes = [\"aggregate:read\"]
+purposes = [\"bench\"]
+categories = [\"all\"]
+finest_cell = 250
+finest_bucket = \"hour\"
+k = 3
+rate_limit = 100000000
+";
+
+/// The query a federated picture sends each peer by default.
+fn peer_query() -> ReleaseRequest {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    ReleaseRequest {
+        purpose: String::new(),
+        from: Some(prost_types::Timestamp {
+            seconds: now - 86_400,
+            nanos: 0,
+        }),
+        to: Some(prost_types::Timestamp {
+            seconds: now,
+            nanos: 0,
+        }),
+        categories: Vec::new(),
+        area: None,
+        cell_size_m: 250,
+        bucket: BucketKind::Hour as i32,
+    }
+}
+
+async fn load_reports(node: &OneNode, total: usize) -> Result<()> {
+    let mut reports = synthetic::generate(NODE, 7, total, 30, SystemTime::now());
+    for (i, r) in reports.iter_mut().enumerate() {
+        r.id = format!("bench-{i}");
+    }
+    let mut writer = ReportServiceClient::new(node.authed(NODE, NODE, &["report:write"])?)
+        .max_encoding_message_size(64 << 20);
+    for batch in reports.chunks(2_000) {
+        writer
+            .submit_batch(SubmitBatchRequest {
+                reports: batch.to_vec(),
+                validate_only: false,
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+/// What one server did under load.
+struct Load {
+    calls: u64,
+    failures: u64,
+    first_failure: Option<String>,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Load {
+    fn per_second(&self) -> f64 {
+        self.calls as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile(&self, p: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        let index = ((self.latencies.len() - 1) as f64 * p).round() as usize;
+        self.latencies[index]
+    }
+
+    fn print(&self, what: &str) {
+        println!(
+            "  {what}: {:.0} calls/s; latency p50 {:.2} ms, p99 {:.2} ms; {} failed{}",
+            self.per_second(),
+            self.percentile(0.50).as_secs_f64() * 1e3,
+            self.percentile(0.99).as_secs_f64() * 1e3,
+            self.failures,
+            self.first_failure
+                .as_deref()
+                .map(|f| format!(" (first: {f})"))
+                .unwrap_or_default()
+        );
+    }
+}
+
+async fn aggregate_load(
+    node: &OneNode,
+    endpoint: &str,
+    request: &ReleaseRequest,
+    shape: Shape,
+) -> Result<Load> {
+    let token = node.token(NODE, PEER, &["aggregate:read"])?;
+    let mut clients = Vec::new();
+    for _ in 0..shape.connections {
+        let channel = lagesbild_auth::AuthChannel::new(
+            node.channel_to(endpoint, NODE, PEER)?,
+            lagesbild_auth::Bearer::new(&token)?,
+        );
+        clients.push(AggregateServiceClient::new(channel));
+    }
+    let request = Arc::new(request.clone());
+    Ok(hammer(clients, shape, move |mut client| {
+        let request = request.clone();
+        Box::pin(async move {
+            client
+                .release(request.as_ref().clone())
+                .await
+                .map(|_| ())
+                .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+        })
+    })
+    .await)
+}
+
+async fn echo_load(node: &OneNode, endpoint: &str, shape: Shape) -> Result<Load> {
+    let clients = (0..shape.connections)
+        .map(|_| node.channel_to(endpoint, NODE, PEER).map(HealthClient::new))
+        .collect::<Result<Vec<HealthClient<Channel>>>>()?;
+    Ok(hammer(clients, shape, |mut client| {
+        Box::pin(async move {
+            client
+                .check(HealthCheckRequest::default())
+                .await
+                .map(|_| ())
+                .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+        })
+    })
+    .await)
+}
+
+/// Runs `call` from `in_flight` tasks per client until the time is up; counts
+/// only calls that started after the warm-up and ended before the end.
+async fn hammer<C, F>(clients: Vec<C>, shape: Shape, call: F) -> Load
+where
+    C: Clone + Send + 'static,
+    F: Fn(C) -> BoxFuture<'static, Result<(), String>> + Clone + Send + Sync + 'static,
+{
+    let started = Instant::now();
+    let measure_from = started + Duration::from_secs(1);
+    let measure_to = measure_from + Duration::from_secs(shape.seconds);
+    let mut tasks = Vec::new();
+    for client in clients {
+        for _ in 0..shape.in_flight {
+            let client = client.clone();
+            let call = call.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut failures = 0u64;
+                let mut first_failure = None;
+                loop {
+                    let begun = Instant::now();
+                    if begun >= measure_to {
+                        break;
+                    }
+                    let result = call(client.clone()).await;
+                    let ended = Instant::now();
+                    let counted = begun >= measure_from && ended <= measure_to;
+                    match result {
+                        Ok(()) if counted => latencies.push(ended - begun),
+                        Ok(()) => {}
+                        Err(e) => {
+                            failures += 1;
+                            first_failure.get_or_insert(e);
+                        }
+                    }
+                }
+                (latencies, failures, first_failure)
+            }));
+        }
+    }
+    let mut load = Load {
+        calls: 0,
+        failures: 0,
+        first_failure: None,
+        elapsed: measure_to - measure_from,
+        latencies: Vec::new(),
+    };
+    for task in tasks {
+        if let Ok((latencies, failures, first_failure)) = task.await {
+            load.latencies.extend(latencies);
+            load.failures += failures;
+            if load.first_failure.is_none() {
+                load.first_failure = first_failure;
+            }
+        }
+    }
+    load.calls = load.latencies.len() as u64;
+    load.latencies.sort_unstable();
+    load
+}
+
+/// Serves `config`'s aggregate service behind the token check alone (no access
+/// log), and a bare health service on `echo_listen`; both over the node's mutual
+/// TLS. For the comparison in [`run`] only: a real node never answers unlogged.
+pub async fn serve_without_log(config: &Path, echo_listen: &str) -> Result<()> {
+    let loaded = NodeConfig::load(config)?;
+    let federation = Arc::new(loaded.federation);
+    let org = loaded.config.org.clone();
+    let store = Store::open(
+        &loaded.config.data_dir.join("store"),
+        StoreOptions::default(),
+    )?;
+    let (chain, key) = loaded.tls.load()?;
+    let tls = server_config(&federation, chain, key)?;
+    let policy = Arc::new(PolicyHandle::new(
+        loaded.config.policy.clone(),
+        loaded.policy.clone(),
+    ));
+    let gate = Arc::new(ReleaseGate::new(org.clone(), policy, store));
+    let verifier = Arc::new(Verifier::new(&org, &federation)?);
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let listener = TcpListener::bind(&loaded.config.listen).await?;
+    let echo_listener = TcpListener::bind(echo_listen).await?;
+    let checked = Server::builder()
+        .layer(tower::layer::layer_fn(move |inner| TokenCheck {
+            inner,
+            verifier: verifier.clone(),
+        }))
+        .add_service(health.clone())
+        .add_service(AggregateServiceServer::new(AggregateApi::new(org, gate)))
+        .serve_with_incoming(serve_tls(listener, tls.clone(), federation.clone()));
+    let bare = Server::builder()
+        .add_service(health)
+        .serve_with_incoming(serve_tls(echo_listener, tls, federation));
+    tokio::try_join!(checked, bare)?;
+    Ok(())
+}
+
+/// The node's token check ([`lagesbild_node::auth::check`]) and nothing else.
+#[derive(Clone)]
+struct TokenCheck<S> {
+    inner: S,
+    verifier: Arc<Verifier>,
+}
+
+impl<S> tower::Service<http::Request<Body>> for TokenCheck<S>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>>,
+    S::Future: Future<Output = Result<http::Response<Body>, S::Error>> + Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<http::Response<Body>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        if let Err(status) = lagesbild_node::auth::check(&self.verifier, &mut request) {
+            return Box::pin(async move { Ok(status.into_http()) });
+        }
+        Box::pin(self.inner.call(request))
+    }
+}
