@@ -188,19 +188,16 @@ impl ReleaseGate {
             } else {
                 CounterFamily::M250
             };
-            let counters = store
-                .counters(family, plan.from_hour, plan.to_hour)
-                .map(|entry| {
-                    entry.map(|(key, value)| Counter {
+            let counters =
+                store
+                    .counters(family, plan.from_hour, plan.to_hour)
+                    .map(|(key, value)| Counter {
                         hour: key.hour,
                         category: key.category,
                         cell: key.cell,
                         count: value.count,
                         severity_sum: value.severity_sum,
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| GateError::Store(e.to_string()))?;
+                    });
             let mut rng = rng.lock().unwrap_or_else(|e| e.into_inner());
             Ok::<_, GateError>(plan.release(counters, &mut *rng))
         })

@@ -3,16 +3,22 @@
 //! ```text
 //! r<id>                                   report record: header ‖ payload
 //! t<hour:u32be><id>                       retention index
-//! c<hour:u32be><cat:u8><n:u32be><e:u32be> 100 m counter: count:u64be ‖ severity_sum:u64be
-//! q<hour:u32be><cat:u8><n:u32be><e:u32be> 250 m counter, same value
+//! hc<hour:u32be>                          the hour's 100 m counters (see `counters`)
+//! hq<hour:u32be>                          the hour's 250 m counters
 //! ```
 //! Hour first, so a time window is one contiguous range.
+//!
+//! Stores written before counter blocks held one key per counter
+//! (`c<hour><cat><n><e>`, `q<…>`); [`LEGACY_COUNTER_PREFIXES`] names them so
+//! opening such a store can rebuild its blocks.
 
 use crate::{NewReport, StoreError};
 use lagesbild_geo::{Cell, CellSize};
 
 pub(crate) const REPORT_PREFIX: &[u8] = b"r";
 pub(crate) const TIME_PREFIX: &[u8] = b"t";
+pub(crate) const BLOCK_PREFIX: &[u8] = b"h";
+pub(crate) const LEGACY_COUNTER_PREFIXES: [&[u8]; 2] = [b"c", b"q"];
 const HEADER_LEN: usize = 4 + 1 + 1 + 4 * 4;
 
 /// The two counter resolutions the store keeps.
@@ -61,15 +67,6 @@ pub struct CounterValue {
     pub severity_sum: u64,
 }
 
-impl CounterValue {
-    pub(crate) fn encode(self) -> [u8; 16] {
-        let mut out = [0; 16];
-        out[..8].copy_from_slice(&self.count.to_be_bytes());
-        out[8..].copy_from_slice(&self.severity_sum.to_be_bytes());
-        out
-    }
-}
-
 pub(crate) fn report_key(id: &str) -> Vec<u8> {
     [REPORT_PREFIX, id.as_bytes()].concat()
 }
@@ -78,35 +75,33 @@ pub(crate) fn time_key(hour: u32, id: &str) -> Vec<u8> {
     [TIME_PREFIX, &hour.to_be_bytes(), id.as_bytes()].concat()
 }
 
-pub(crate) fn time_range_before(hour: u32) -> (Vec<u8>, Vec<u8>) {
-    (
-        TIME_PREFIX.to_vec(),
-        [TIME_PREFIX, &hour.to_be_bytes()].concat(),
-    )
-}
-
-pub(crate) fn counter_key(family: CounterFamily, key: &CounterKey) -> [u8; 14] {
-    let mut out = [0; 14];
-    out[0] = family.prefix();
-    out[1..5].copy_from_slice(&key.hour.to_be_bytes());
-    out[5] = key.category;
-    out[6..10].copy_from_slice(&key.cell.northing.to_be_bytes());
-    out[10..14].copy_from_slice(&key.cell.easting.to_be_bytes());
+/// The first retention-index key of `hour`: hours before it sort before it.
+pub(crate) fn time_bound(hour: u32) -> [u8; 5] {
+    let mut out = [0; 5];
+    out[0] = TIME_PREFIX[0];
+    out[1..].copy_from_slice(&hour.to_be_bytes());
     out
 }
 
-pub(crate) fn counter_range(
-    family: CounterFamily,
-    from_hour: u32,
-    to_hour: u32,
-) -> ([u8; 5], [u8; 5]) {
-    let bound = |hour: u32| {
-        let mut out = [0; 5];
-        out[0] = family.prefix();
-        out[1..].copy_from_slice(&hour.to_be_bytes());
-        out
+pub(crate) fn block_key(family: CounterFamily, hour: u32) -> [u8; 6] {
+    let mut out = [0; 6];
+    out[0] = BLOCK_PREFIX[0];
+    out[1] = family.prefix();
+    out[2..].copy_from_slice(&hour.to_be_bytes());
+    out
+}
+
+/// The family and hour of a block key.
+pub(crate) fn decode_block_key(key: &[u8]) -> Result<(CounterFamily, u32), StoreError> {
+    if key.len() != 6 || key[0] != BLOCK_PREFIX[0] {
+        return Err(corrupt(key, "counter block key of the wrong shape"));
+    }
+    let family = match key[1] {
+        b'c' => CounterFamily::M100,
+        b'q' => CounterFamily::M250,
+        _ => return Err(corrupt(key, "unknown counter family")),
     };
-    (bound(from_hour), bound(to_hour))
+    Ok((family, u32_at(key, 2)))
 }
 
 fn corrupt(key: &[u8], reason: &str) -> StoreError {
@@ -118,35 +113,6 @@ fn corrupt(key: &[u8], reason: &str) -> StoreError {
 
 fn u32_at(bytes: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
-}
-
-pub(crate) fn decode_counter_key(
-    family: CounterFamily,
-    key: &[u8],
-) -> Result<CounterKey, StoreError> {
-    if key.len() != 14 || key[0] != family.prefix() {
-        return Err(corrupt(key, "counter key of the wrong shape"));
-    }
-    Ok(CounterKey {
-        hour: u32_at(key, 1),
-        category: key[5],
-        cell: Cell {
-            size: family.cell_size(),
-            northing: u32_at(key, 6),
-            easting: u32_at(key, 10),
-        },
-    })
-}
-
-pub(crate) fn decode_counter_value(key: &[u8], value: &[u8]) -> Result<CounterValue, StoreError> {
-    let bytes: [u8; 16] = value
-        .try_into()
-        .map_err(|_| corrupt(key, "counter value is not 16 bytes"))?;
-    let (count, sum) = bytes.split_at(8);
-    Ok(CounterValue {
-        count: u64::from_be_bytes(count.try_into().expect("8 bytes")),
-        severity_sum: u64::from_be_bytes(sum.try_into().expect("8 bytes")),
-    })
 }
 
 /// The derived keys stored in front of each report's payload.

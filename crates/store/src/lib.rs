@@ -2,10 +2,11 @@
 //!
 //! Holds the organisation's raw reports by id, and counters per (hour, category,
 //! cell) kept in the same atomic batch as each insert, at two resolutions: 100 m
-//! (which nests in 500 m and 1000 m) and 250 m (which 100 m cells straddle). Every
-//! coarser release (cells of 250/500/1000 m; buckets of hour/day/week, hour-of-day,
-//! hour-of-week) is computed from counters by ordered range scans, never by
-//! scanning reports.
+//! (which nests in 500 m and 1000 m) and 250 m (which 100 m cells straddle). The
+//! counters of each hour form one block ([`counters`]), held on disk and in
+//! memory, so every coarser release (cells of 250/500/1000 m; buckets of
+//! hour/day/week, hour-of-day, hour-of-week) is computed from the in-memory
+//! counters of its hours, never by scanning reports or reading the disk.
 //!
 //! All writes go through one writer task ([`Store::insert`], [`Store::purge_before`]),
 //! which commits whatever has queued up as one atomic batch, then flushes to disk,
@@ -16,6 +17,7 @@
 
 #![warn(missing_docs)]
 
+mod counters;
 mod keys;
 mod writer;
 
@@ -73,6 +75,68 @@ fn decode_total(bytes: &[u8]) -> Result<u64, StoreError> {
         })
 }
 
+fn recount_reports(
+    data: &sled::Tree,
+    family: CounterFamily,
+) -> Result<std::collections::BTreeMap<CounterKey, CounterValue>, StoreError> {
+    let mut counts = std::collections::BTreeMap::new();
+    for entry in data.scan_prefix(keys::REPORT_PREFIX) {
+        let (k, v) = entry?;
+        let (header, _) = keys::split_record(&v).map_err(|e| match e {
+            StoreError::Corrupt { reason, .. } => StoreError::Corrupt {
+                key: String::from_utf8_lossy(&k).into_owned(),
+                reason,
+            },
+            other => other,
+        })?;
+        let value: &mut CounterValue = counts.entry(header.counter_key(family)).or_default();
+        value.count += 1;
+        value.severity_sum += u64::from(header.severity);
+    }
+    Ok(counts)
+}
+
+/// Rebuilds the counter blocks of a store written with one key per counter:
+/// recounts the reports and replaces the old keys, in one batch.
+fn upgrade_legacy_counters(db: &sled::Db, data: &sled::Tree) -> Result<(), StoreError> {
+    let legacy: Vec<sled::IVec> = keys::LEGACY_COUNTER_PREFIXES
+        .iter()
+        .flat_map(|prefix| data.scan_prefix(prefix).keys())
+        .collect::<Result<_, _>>()?;
+    if legacy.is_empty() {
+        return Ok(());
+    }
+    let mut batch = sled::Batch::default();
+    for key in &legacy {
+        batch.remove(key);
+    }
+    for family in [CounterFamily::M100, CounterFamily::M250] {
+        let mut hours: std::collections::BTreeMap<u32, Vec<counters::Slot>> = Default::default();
+        for (key, value) in recount_reports(data, family)? {
+            hours.entry(key.hour).or_default().push(counters::Slot {
+                category: key.category,
+                northing: key.cell.northing,
+                easting: key.cell.easting,
+                count: u32::try_from(value.count).unwrap_or(u32::MAX),
+                severity_sum: u32::try_from(value.severity_sum).unwrap_or(u32::MAX),
+            });
+        }
+        for (hour, slots) in hours {
+            batch.insert(
+                &keys::block_key(family, hour),
+                counters::encode_block(&slots),
+            );
+        }
+    }
+    data.apply_batch(batch)?;
+    db.flush()?;
+    tracing::info!(
+        keys = legacy.len(),
+        "store upgraded: per-counter keys replaced by hourly counter blocks"
+    );
+    Ok(())
+}
+
 /// A validated report ready to store, with the keys derived from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewReport {
@@ -116,6 +180,7 @@ pub struct Store {
     db: sled::Db,
     data: sled::Tree,
     ledger: sled::Tree,
+    index: Arc<counters::CounterIndex>,
     writer: mpsc::Sender<writer::Job>,
     _writer_task: Arc<writer::WriterHandle>,
 }
@@ -136,11 +201,21 @@ impl Store {
             .open()?;
         let data = db.open_tree("data")?;
         let ledger = db.open_tree("ledger")?;
-        let (writer, handle) = writer::spawn(db.clone(), data.clone(), options);
+        let index = Arc::new(counters::CounterIndex::default());
+        upgrade_legacy_counters(&db, &data)?;
+        let mut blocks = Vec::new();
+        for entry in data.scan_prefix(keys::BLOCK_PREFIX) {
+            let (key, value) = entry?;
+            let (family, hour) = keys::decode_block_key(&key)?;
+            blocks.push((family, hour, counters::decode_block(&key, &value)?));
+        }
+        index.install(blocks);
+        let (writer, handle) = writer::spawn(db.clone(), data.clone(), index.clone(), options);
         Ok(Self {
             db,
             data,
             ledger,
+            index,
             writer,
             _writer_task: Arc::new(handle),
         })
@@ -190,21 +265,14 @@ impl Store {
     }
 
     /// The counters of `family` for hours in `from_hour..to_hour`, in key order
-    /// (hour, category, cell).
+    /// (hour, category, cell), from memory.
     pub fn counters(
         &self,
         family: CounterFamily,
         from_hour: u32,
         to_hour: u32,
-    ) -> impl Iterator<Item = Result<(CounterKey, CounterValue), StoreError>> + '_ {
-        let (start, end) = keys::counter_range(family, from_hour, to_hour);
-        self.data.range(start..end).map(move |entry| {
-            let (k, v) = entry?;
-            Ok((
-                keys::decode_counter_key(family, &k)?,
-                keys::decode_counter_value(&k, &v)?,
-            ))
-        })
+    ) -> impl Iterator<Item = (CounterKey, CounterValue)> {
+        counters::entries(family, self.index.range(family, from_hour, to_hour))
     }
 
     /// Counters recomputed from the stored reports, by full scan: for checking
@@ -213,21 +281,7 @@ impl Store {
         &self,
         family: CounterFamily,
     ) -> Result<std::collections::BTreeMap<CounterKey, CounterValue>, StoreError> {
-        let mut counts = std::collections::BTreeMap::new();
-        for entry in self.data.scan_prefix(keys::REPORT_PREFIX) {
-            let (k, v) = entry?;
-            let (header, _) = keys::split_record(&v).map_err(|e| match e {
-                StoreError::Corrupt { reason, .. } => StoreError::Corrupt {
-                    key: String::from_utf8_lossy(&k).into_owned(),
-                    reason,
-                },
-                other => other,
-            })?;
-            let value: &mut CounterValue = counts.entry(header.counter_key(family)).or_default();
-            value.count += 1;
-            value.severity_sum += u64::from(header.severity);
-        }
-        Ok(counts)
+        recount_reports(&self.data, family)
     }
 
     /// Adds `amount` to the running total of `account` if the total stays within
@@ -304,10 +358,7 @@ mod tests {
         store: &Store,
         family: CounterFamily,
     ) -> std::collections::BTreeMap<CounterKey, CounterValue> {
-        store
-            .counters(family, 0, u32::MAX)
-            .collect::<Result<_, _>>()
-            .unwrap()
+        store.counters(family, 0, u32::MAX).collect()
     }
 
     #[tokio::test]
@@ -343,10 +394,7 @@ mod tests {
             assert_eq!(kept, store.recount(family).unwrap());
             assert_eq!(kept.values().map(|v| v.count).sum::<u64>(), 3);
         }
-        let hour_100: Vec<_> = store
-            .counters(CounterFamily::M100, 100, 101)
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let hour_100: Vec<_> = store.counters(CounterFamily::M100, 100, 101).collect();
         assert_eq!(hour_100.len(), 1);
         assert_eq!(
             hour_100[0].1,
@@ -456,5 +504,44 @@ mod tests {
             counters(&store, CounterFamily::M250),
             store.recount(CounterFamily::M250).unwrap()
         );
+    }
+
+    #[tokio::test]
+    async fn a_store_with_per_counter_keys_is_rebuilt_into_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+            store
+                .insert(vec![report("a", 7, 1, 59.33), report("b", 8, 2, 59.34)])
+                .await
+                .unwrap();
+            // The older layout: no blocks, one key per counter.
+            let blocks: Vec<_> = store
+                .data
+                .scan_prefix(keys::BLOCK_PREFIX)
+                .keys()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            for key in blocks {
+                store.data.remove(key).unwrap();
+            }
+            store
+                .data
+                .insert(b"c\0\0\0\x07\x01legacy", &[0u8; 16])
+                .unwrap();
+            store.db.flush().unwrap();
+        }
+        let store = loop {
+            match Store::open(dir.path(), StoreOptions::default()) {
+                Ok(store) => break store,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            }
+        };
+        for family in [CounterFamily::M100, CounterFamily::M250] {
+            let kept = counters(&store, family);
+            assert_eq!(kept.values().map(|v| v.count).sum::<u64>(), 2);
+            assert_eq!(kept, store.recount(family).unwrap());
+        }
+        assert_eq!(store.data.scan_prefix(b"c").count(), 0);
     }
 }

@@ -1,8 +1,10 @@
 //! The single writer: group commit of inserts and purges.
 
-use crate::keys::{self, CounterFamily, CounterValue, RecordHeader};
+use crate::counters::{self, Block, CounterIndex, Deltas};
+use crate::keys::{self, CounterFamily, RecordHeader};
 use crate::{NewReport, StoreError, StoreOptions};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 /// What one insert call did.
@@ -38,6 +40,7 @@ pub(crate) struct WriterHandle(#[allow(dead_code)] std::thread::JoinHandle<()>);
 pub(crate) fn spawn(
     db: sled::Db,
     data: sled::Tree,
+    index: Arc<CounterIndex>,
     options: StoreOptions,
 ) -> (mpsc::Sender<Job>, WriterHandle) {
     let (sender, mut jobs) = mpsc::channel::<Job>(1024);
@@ -52,7 +55,7 @@ pub(crate) fn spawn(
                 };
                 match first {
                     Job::Purge { before_hour, reply } => {
-                        let _ = reply.send(purge(&db, &data, before_hour));
+                        let _ = reply.send(purge(&db, &data, &index, before_hour));
                     }
                     Job::Insert { reports, reply } => {
                         let mut group = vec![(reports, reply)];
@@ -70,7 +73,7 @@ pub(crate) fn spawn(
                                 Err(_) => break,
                             }
                         }
-                        commit_inserts(&db, &data, group);
+                        commit_inserts(&db, &data, &index, group);
                     }
                 }
             }
@@ -84,12 +87,15 @@ type InsertJob = (
     oneshot::Sender<Result<InsertSummary, StoreError>>,
 );
 
-fn commit_inserts(db: &sled::Db, data: &sled::Tree, group: Vec<InsertJob>) {
+/// Counter changes of one group, by (family, hour).
+type GroupDeltas = HashMap<(CounterFamily, u32), Deltas>;
+
+fn commit_inserts(db: &sled::Db, data: &sled::Tree, index: &CounterIndex, group: Vec<InsertJob>) {
     let mut summaries = Vec::with_capacity(group.len());
     let result = (|| {
         let mut batch = sled::Batch::default();
         let mut seen = HashSet::new();
-        let mut deltas: HashMap<[u8; 14], CounterValue> = HashMap::new();
+        let mut deltas = GroupDeltas::new();
         for (reports, _) in &group {
             let mut summary = InsertSummary::default();
             for report in reports {
@@ -106,9 +112,10 @@ fn commit_inserts(db: &sled::Db, data: &sled::Tree, group: Vec<InsertJob>) {
             }
             summaries.push(summary);
         }
-        apply_counter_deltas(data, &mut batch, deltas, 1)?;
+        let blocks = merge_blocks(index, &mut batch, &deltas, 1)?;
         data.apply_batch(batch)?;
         db.flush()?;
+        index.install(blocks);
         Ok::<_, StoreError>(())
     })();
     match result {
@@ -128,78 +135,106 @@ fn commit_inserts(db: &sled::Db, data: &sled::Tree, group: Vec<InsertJob>) {
 }
 
 /// Counts one report in both counter families.
-fn count_into(deltas: &mut HashMap<[u8; 14], CounterValue>, header: &RecordHeader) {
+fn count_into(deltas: &mut GroupDeltas, header: &RecordHeader) {
     for family in [CounterFamily::M100, CounterFamily::M250] {
+        let key = header.counter_key(family);
         let delta = deltas
-            .entry(keys::counter_key(family, &header.counter_key(family)))
+            .entry((family, key.hour))
+            .or_default()
+            .entry((key.category, key.cell.northing, key.cell.easting))
             .or_default();
-        delta.count += 1;
-        delta.severity_sum += u64::from(header.severity);
+        delta.0 += 1;
+        delta.1 += u32::from(header.severity);
     }
 }
 
-/// Adds (`sign` = 1) or takes away (`sign` = -1) deltas from the stored counters.
-fn apply_counter_deltas(
-    data: &sled::Tree,
+/// Puts the new block of every hour `deltas` touch into `batch`, and returns
+/// them for the index (to install once the batch is on disk).
+fn merge_blocks(
+    index: &CounterIndex,
     batch: &mut sled::Batch,
-    deltas: HashMap<[u8; 14], CounterValue>,
+    deltas: &GroupDeltas,
     sign: i8,
-) -> Result<(), StoreError> {
-    for (key, delta) in deltas {
-        let current = match data.get(key)? {
-            Some(v) => keys::decode_counter_value(&key, &v)?,
-            None => CounterValue::default(),
-        };
-        let next = if sign > 0 {
-            CounterValue {
-                count: current.count + delta.count,
-                severity_sum: current.severity_sum + delta.severity_sum,
-            }
-        } else {
-            CounterValue {
-                count: current.count.saturating_sub(delta.count),
-                severity_sum: current.severity_sum.saturating_sub(delta.severity_sum),
-            }
-        };
-        if next.count == 0 {
+) -> Result<Vec<(CounterFamily, u32, Block)>, StoreError> {
+    let mut blocks = Vec::with_capacity(deltas.len());
+    for (&(family, hour), changes) in deltas {
+        let current = index.block(family, hour);
+        let merged = counters::merge(current.as_deref().unwrap_or(&[]), changes, sign)?;
+        let key = keys::block_key(family, hour);
+        if merged.is_empty() {
             batch.remove(&key);
         } else {
-            batch.insert(&key, &next.encode());
+            batch.insert(&key, counters::encode_block(&merged));
         }
+        blocks.push((family, hour, merged.into()));
     }
-    Ok(())
+    Ok(blocks)
 }
 
-/// How many reports one purge batch removes at most.
+/// How many reports one purge batch removes at most (whole hours at a time, so
+/// an hour's reports and its counters always go together).
 const PURGE_CHUNK: usize = 10_000;
 
-fn purge(db: &sled::Db, data: &sled::Tree, before_hour: u32) -> Result<PurgeSummary, StoreError> {
+fn purge(
+    db: &sled::Db,
+    data: &sled::Tree,
+    index: &CounterIndex,
+    before_hour: u32,
+) -> Result<PurgeSummary, StoreError> {
     let mut summary = PurgeSummary::default();
-    let (start, end) = keys::time_range_before(before_hour);
+    let end = keys::time_bound(before_hour);
+    let mut cursor = 0u32;
     loop {
-        let chunk: Vec<_> = data
-            .range(start.clone()..end.clone())
-            .keys()
-            .take(PURGE_CHUNK)
-            .collect::<Result<_, _>>()?;
-        if chunk.is_empty() {
-            return Ok(summary);
-        }
         let mut batch = sled::Batch::default();
-        let mut deltas: HashMap<[u8; 14], CounterValue> = HashMap::new();
-        for time_key in &chunk {
-            let id = &time_key[1 + 4..];
-            let report_key = [keys::REPORT_PREFIX, id].concat();
-            if let Some(record) = data.get(&report_key)? {
-                let (header, _) = keys::split_record(&record)?;
-                count_into(&mut deltas, &header);
-                batch.remove(report_key);
-                summary.purged += 1;
+        let mut emptied = Vec::new();
+        let mut reports = 0;
+        while reports < PURGE_CHUNK {
+            // The next hour that has reports, found through the retention index.
+            let Some(next) = data.range(keys::time_bound(cursor)..end).keys().next() else {
+                break;
+            };
+            let next = next?;
+            let hour = u32::from_be_bytes([next[1], next[2], next[3], next[4]]);
+            let range = keys::time_bound(hour)..keys::time_bound(hour.saturating_add(1));
+            for time_key in data.range(range).keys() {
+                let time_key = time_key?;
+                let id = &time_key[end.len()..];
+                let report_key = [keys::REPORT_PREFIX, id].concat();
+                if data.contains_key(&report_key)? {
+                    batch.remove(report_key);
+                    summary.purged += 1;
+                    reports += 1;
+                }
+                batch.remove(time_key);
             }
-            batch.remove(time_key);
+            for family in [CounterFamily::M100, CounterFamily::M250] {
+                batch.remove(&keys::block_key(family, hour));
+                emptied.push((family, hour, Block::from(Vec::new())));
+            }
+            cursor = hour.saturating_add(1);
         }
-        apply_counter_deltas(data, &mut batch, deltas, -1)?;
+        if emptied.is_empty() {
+            break;
+        }
         data.apply_batch(batch)?;
         db.flush()?;
+        index.install(emptied);
     }
+    // Counters of hours without reports can only be left from an interrupted
+    // older format; they go too.
+    let stray = index.hours_before(before_hour);
+    if !stray.is_empty() {
+        let mut batch = sled::Batch::default();
+        let mut emptied = Vec::new();
+        for hour in stray {
+            for family in [CounterFamily::M100, CounterFamily::M250] {
+                batch.remove(&keys::block_key(family, hour));
+                emptied.push((family, hour, Block::from(Vec::new())));
+            }
+        }
+        data.apply_batch(batch)?;
+        db.flush()?;
+        index.install(emptied);
+    }
+    Ok(summary)
 }
