@@ -13,7 +13,7 @@ use crate::calendar::BucketKind;
 use crate::noise::{discrete_laplace, Epsilon, RandomSource};
 use lagesbild_geo::{project, Cell, CellSize};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fmt;
 
 /// The lowest threshold any policy may set.
@@ -287,6 +287,22 @@ pub struct Release {
     pub withheld: u64,
 }
 
+/// `values` sorted by key, with the values of equal keys added up.
+fn sum_equal_keys<K: Ord + Copy>(mut values: Vec<(K, (u64, u64))>) -> Vec<(K, (u64, u64))> {
+    values.sort_unstable_by_key(|(key, _)| *key);
+    let mut out: Vec<(K, (u64, u64))> = Vec::with_capacity(values.len());
+    for (key, (count, sum)) in values {
+        match out.last_mut() {
+            Some((last, total)) if *last == key => {
+                total.0 += count;
+                total.1 += sum;
+            }
+            _ => out.push((key, (count, sum))),
+        }
+    }
+    out
+}
+
 impl Plan {
     /// The counter resolution to read: 100 m counters for 100 m cells, 250 m
     /// counters otherwise (250 m cells nest in 500 m and 1000 m; 100 m cells
@@ -305,12 +321,20 @@ impl Plan {
         counters: impl IntoIterator<Item = Counter>,
         rng: &mut impl RandomSource,
     ) -> Release {
-        let mut atoms: HashMap<(u32, u32, u8, Cell), (u64, u64)> = HashMap::new();
+        let mut wanted = [false; 256];
+        for category in &self.categories {
+            wanted[usize::from(*category)] = true;
+        }
+        let counter_size = self.counter_cell_size();
+        // Atoms: one value per (period, bucket, category, cell), summed over the
+        // counters that fall into it. Sorting and merging neighbours is cheaper
+        // than hashing, and counters arrive mostly in order already.
+        let mut atoms: Vec<((u32, u32, u8, Cell), (u64, u64))> = Vec::new();
         for counter in counters {
             if counter.hour < self.from_hour
                 || counter.hour >= self.to_hour
-                || !self.categories.contains(&counter.category)
-                || counter.cell.size != self.counter_cell_size()
+                || !wanted[usize::from(counter.category)]
+                || counter.cell.size != counter_size
             {
                 continue;
             }
@@ -321,16 +345,16 @@ impl Plan {
                 continue;
             }
             let (period, bucket) = self.bucket.classify(counter.hour);
-            let atom = atoms
-                .entry((period, bucket, counter.category, cell))
-                .or_default();
-            atom.0 += counter.count;
-            atom.1 += counter.severity_sum;
+            atoms.push((
+                (period, bucket, counter.category, cell),
+                (counter.count, counter.severity_sum),
+            ));
         }
+        let atoms = sum_equal_keys(atoms);
 
         let k = u64::from(self.k.get());
         let mut withheld = 0;
-        let mut released: BTreeMap<(u32, u8, Cell), (u64, u64)> = BTreeMap::new();
+        let mut released: Vec<((u32, u8, Cell), (u64, u64))> = Vec::with_capacity(atoms.len());
         for ((_, bucket, category, cell), (count, severity_sum)) in atoms {
             let Some((count, severity_sum)) = self.threshold(count, severity_sum, k, rng) else {
                 if count > 0 {
@@ -340,10 +364,9 @@ impl Plan {
             };
             // Profiles sum the released values of their periods: only what
             // passed on its own is added.
-            let total = released.entry((bucket, category, cell)).or_default();
-            total.0 += count;
-            total.1 += severity_sum;
+            released.push(((bucket, category, cell), (count, severity_sum)));
         }
+        let released = sum_equal_keys(released);
         Release {
             plan: self.clone(),
             counts: released
