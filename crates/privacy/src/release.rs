@@ -287,10 +287,17 @@ pub struct Release {
     pub withheld: u64,
 }
 
+/// (count, severity sum).
+type Sums = (u64, u64);
+/// (period, bucket, category, cell): one value before thresholding.
+type AtomKey = (u32, u32, u8, Cell);
+/// (bucket, category, cell): one released value.
+type ReleasedKey = (u32, u8, Cell);
+
 /// `values` sorted by key, with the values of equal keys added up.
-fn sum_equal_keys<K: Ord + Copy>(mut values: Vec<(K, (u64, u64))>) -> Vec<(K, (u64, u64))> {
+fn sum_equal_keys<K: Ord + Copy>(mut values: Vec<(K, Sums)>) -> Vec<(K, Sums)> {
     values.sort_unstable_by_key(|(key, _)| *key);
-    let mut out: Vec<(K, (u64, u64))> = Vec::with_capacity(values.len());
+    let mut out: Vec<(K, Sums)> = Vec::with_capacity(values.len());
     for (key, (count, sum)) in values {
         match out.last_mut() {
             Some((last, total)) if *last == key => {
@@ -329,7 +336,7 @@ impl Plan {
         // Atoms: one value per (period, bucket, category, cell), summed over the
         // counters that fall into it. Sorting and merging neighbours is cheaper
         // than hashing, and counters arrive mostly in order already.
-        let mut atoms: Vec<((u32, u32, u8, Cell), (u64, u64))> = Vec::new();
+        let mut atoms: Vec<(AtomKey, Sums)> = Vec::new();
         for counter in counters {
             if counter.hour < self.from_hour
                 || counter.hour >= self.to_hour
@@ -354,7 +361,7 @@ impl Plan {
 
         let k = u64::from(self.k.get());
         let mut withheld = 0;
-        let mut released: Vec<((u32, u8, Cell), (u64, u64))> = Vec::with_capacity(atoms.len());
+        let mut released: Vec<(ReleasedKey, Sums)> = Vec::with_capacity(atoms.len());
         for ((_, bucket, category, cell), (count, severity_sum)) in atoms {
             let Some((count, severity_sum)) = self.threshold(count, severity_sum, k, rng) else {
                 if count > 0 {
