@@ -2,21 +2,22 @@
 //!
 //! ```text
 //! r<id>                                   report record: header ‖ payload
-//! t<hour:u32be><id>                       retention index
 //! hc<hour:u32be>                          the hour's 100 m counters (see `counters`)
 //! hq<hour:u32be>                          the hour's 250 m counters
 //! ```
 //! Hour first, so a time window is one contiguous range.
 //!
 //! Stores written before counter blocks held one key per counter
-//! (`c<hour><cat><n><e>`, `q<…>`); [`LEGACY_COUNTER_PREFIXES`] names them so
-//! opening such a store can rebuild its blocks.
+//! (`c<hour><cat><n><e>`, `q<…>`) and a retention index (`t<hour><id>`);
+//! [`LEGACY_COUNTER_PREFIXES`] and [`LEGACY_TIME_PREFIX`] name them so opening
+//! such a store can rebuild its blocks and drop the index.
 
 use crate::{NewReport, StoreError};
 use lagesbild_geo::{Cell, CellSize};
 
 pub(crate) const REPORT_PREFIX: &[u8] = b"r";
-pub(crate) const TIME_PREFIX: &[u8] = b"t";
+/// Older stores kept a retention index, `t<hour:u32be><id>`; opening one removes it.
+pub(crate) const LEGACY_TIME_PREFIX: &[u8] = b"t";
 pub(crate) const BLOCK_PREFIX: &[u8] = b"h";
 pub(crate) const LEGACY_COUNTER_PREFIXES: [&[u8]; 2] = [b"c", b"q"];
 const HEADER_LEN: usize = 4 + 1 + 1 + 4 * 4;
@@ -69,18 +70,6 @@ pub struct CounterValue {
 
 pub(crate) fn report_key(id: &str) -> Vec<u8> {
     [REPORT_PREFIX, id.as_bytes()].concat()
-}
-
-pub(crate) fn time_key(hour: u32, id: &str) -> Vec<u8> {
-    [TIME_PREFIX, &hour.to_be_bytes(), id.as_bytes()].concat()
-}
-
-/// The first retention-index key of `hour`: hours before it sort before it.
-pub(crate) fn time_bound(hour: u32) -> [u8; 5] {
-    let mut out = [0; 5];
-    out[0] = TIME_PREFIX[0];
-    out[1..].copy_from_slice(&hour.to_be_bytes());
-    out
 }
 
 pub(crate) fn block_key(family: CounterFamily, hour: u32) -> [u8; 6] {

@@ -96,6 +96,32 @@ fn recount_reports(
     Ok(counts)
 }
 
+/// Removes the retention index older stores kept (purges now read report headers).
+fn drop_legacy_time_index(db: &sled::Db, data: &sled::Tree) -> Result<(), StoreError> {
+    let mut removed = 0;
+    loop {
+        let chunk: Vec<sled::IVec> = data
+            .scan_prefix(keys::LEGACY_TIME_PREFIX)
+            .keys()
+            .take(10_000)
+            .collect::<Result<_, _>>()?;
+        if chunk.is_empty() {
+            break;
+        }
+        let mut batch = sled::Batch::default();
+        for key in &chunk {
+            batch.remove(key);
+        }
+        removed += chunk.len();
+        data.apply_batch(batch)?;
+    }
+    if removed > 0 {
+        db.flush()?;
+        tracing::info!(keys = removed, "store upgraded: retention index removed");
+    }
+    Ok(())
+}
+
 /// Rebuilds the counter blocks of a store written with one key per counter:
 /// recounts the reports and replaces the old keys, in one batch.
 fn upgrade_legacy_counters(db: &sled::Db, data: &sled::Tree) -> Result<(), StoreError> {
@@ -203,6 +229,7 @@ impl Store {
         let ledger = db.open_tree("ledger")?;
         let index = Arc::new(counters::CounterIndex::default());
         upgrade_legacy_counters(&db, &data)?;
+        drop_legacy_time_index(&db, &data)?;
         let mut blocks = Vec::new();
         for entry in data.scan_prefix(keys::BLOCK_PREFIX) {
             let (key, value) = entry?;
@@ -451,6 +478,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn purge_of_interleaved_hours_keeps_counters_equal_to_a_recount() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        // Ids sort independently of hours, so old and new reports interleave.
+        let batch = (0..200u32)
+            .map(|i| {
+                report(
+                    &format!("{:03}", (i * 37) % 200),
+                    100 + i % 10,
+                    1 + (i % 3) as u8,
+                    59.33 + f64::from(i % 4) * 0.003,
+                )
+            })
+            .collect();
+        store.insert(batch).await.unwrap();
+        assert_eq!(store.purge_before(105).await.unwrap().purged, 100);
+        assert_eq!(store.report_count(), 100);
+        for family in [CounterFamily::M100, CounterFamily::M250] {
+            let kept = counters(&store, family);
+            assert_eq!(kept, store.recount(family).unwrap());
+            assert!(kept.keys().all(|k| k.hour >= 105));
+            assert_eq!(kept.values().map(|v| v.count).sum::<u64>(), 100);
+        }
+    }
+
+    #[tokio::test]
     async fn spending_stops_at_the_limit_and_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
         {
@@ -543,5 +596,6 @@ mod tests {
             assert_eq!(kept, store.recount(family).unwrap());
         }
         assert_eq!(store.data.scan_prefix(b"c").count(), 0);
+        assert_eq!(store.data.scan_prefix(b"t").count(), 0);
     }
 }

@@ -4,6 +4,7 @@ use crate::counters::{self, Block, CounterIndex, Deltas};
 use crate::keys::{self, CounterFamily, RecordHeader};
 use crate::{NewReport, StoreError, StoreOptions};
 use std::collections::{HashMap, HashSet};
+use std::ops::Bound;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -106,7 +107,6 @@ fn commit_inserts(db: &sled::Db, data: &sled::Tree, index: &CounterIndex, group:
                 }
                 let header = RecordHeader::of(report);
                 batch.insert(key, header.encode_with(&report.payload));
-                batch.insert(keys::time_key(report.hour, &report.id), &[] as &[u8]);
                 count_into(&mut deltas, &header);
                 summary.stored += 1;
             }
@@ -171,10 +171,15 @@ fn merge_blocks(
     Ok(blocks)
 }
 
-/// How many reports one purge batch removes at most (whole hours at a time, so
-/// an hour's reports and its counters always go together).
+/// How many reports one purge batch removes at most.
 const PURGE_CHUNK: usize = 10_000;
+/// How many reports a purge reads before it commits what it found so far.
+const PURGE_SCAN: usize = 100_000;
 
+/// Removes the reports observed before `before_hour`, and takes them out of the
+/// counters in the same batches. Reads every report's header: no retention index
+/// is kept, because one more key per report would cost every insert, and a purge
+/// runs once an hour.
 fn purge(
     db: &sled::Db,
     data: &sled::Tree,
@@ -182,46 +187,48 @@ fn purge(
     before_hour: u32,
 ) -> Result<PurgeSummary, StoreError> {
     let mut summary = PurgeSummary::default();
-    let end = keys::time_bound(before_hour);
-    let mut cursor = 0u32;
+    let mut resume: Option<sled::IVec> = None;
     loop {
         let mut batch = sled::Batch::default();
-        let mut emptied = Vec::new();
-        let mut reports = 0;
-        while reports < PURGE_CHUNK {
-            // The next hour that has reports, found through the retention index.
-            let Some(next) = data.range(keys::time_bound(cursor)..end).keys().next() else {
+        let mut deltas = GroupDeltas::new();
+        let mut removed = 0;
+        let mut scanned = 0;
+        let mut finished = true;
+        let start = match &resume {
+            Some(key) => Bound::Excluded(key.clone()),
+            None => Bound::Included(sled::IVec::from(keys::REPORT_PREFIX)),
+        };
+        for entry in data.range::<sled::IVec, _>((start, Bound::Unbounded)) {
+            let (key, record) = entry?;
+            if !key.starts_with(keys::REPORT_PREFIX) {
                 break;
-            };
-            let next = next?;
-            let hour = u32::from_be_bytes([next[1], next[2], next[3], next[4]]);
-            let range = keys::time_bound(hour)..keys::time_bound(hour.saturating_add(1));
-            for time_key in data.range(range).keys() {
-                let time_key = time_key?;
-                let id = &time_key[end.len()..];
-                let report_key = [keys::REPORT_PREFIX, id].concat();
-                if data.contains_key(&report_key)? {
-                    batch.remove(report_key);
-                    summary.purged += 1;
-                    reports += 1;
-                }
-                batch.remove(time_key);
             }
-            for family in [CounterFamily::M100, CounterFamily::M250] {
-                batch.remove(&keys::block_key(family, hour));
-                emptied.push((family, hour, Block::from(Vec::new())));
+            let (header, _) = keys::split_record(&record)?;
+            if header.hour < before_hour {
+                count_into(&mut deltas, &header);
+                batch.remove(key.clone());
+                removed += 1;
             }
-            cursor = hour.saturating_add(1);
+            scanned += 1;
+            resume = Some(key);
+            if removed >= PURGE_CHUNK || scanned >= PURGE_SCAN {
+                finished = false;
+                break;
+            }
         }
-        if emptied.is_empty() {
+        if removed > 0 {
+            let blocks = merge_blocks(index, &mut batch, &deltas, -1)?;
+            data.apply_batch(batch)?;
+            db.flush()?;
+            index.install(blocks);
+            summary.purged += removed as u64;
+        }
+        if finished {
             break;
         }
-        data.apply_batch(batch)?;
-        db.flush()?;
-        index.install(emptied);
     }
-    // Counters of hours without reports can only be left from an interrupted
-    // older format; they go too.
+    // Counters of hours before the cut that have no reports left can only come
+    // from an interrupted older format; they go too.
     let stray = index.hours_before(before_hour);
     if !stray.is_empty() {
         let mut batch = sled::Batch::default();
