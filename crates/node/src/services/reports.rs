@@ -40,12 +40,10 @@ impl ReportApi {
         Ok(())
     }
 
-    /// Validates one batch and stores it (unless `validate_only`).
-    async fn submit(
-        &self,
-        request: SubmitBatchRequest,
-        first_index: usize,
-    ) -> Result<SubmitSummary, Status> {
+    /// Validates one batch and starts storing it (unless `validate_only`): the
+    /// returned task answers once the batch is on disk. Invalid batches are
+    /// refused here, before anything is stored.
+    fn begin(&self, request: SubmitBatchRequest, first_index: usize) -> Result<Pending, Status> {
         let ready = validate_batch(
             &request.reports,
             &self.rules,
@@ -62,17 +60,30 @@ impl ReportApi {
                     Err(e) => return Err(Status::internal(e.to_string())),
                 }
             }
-            return Ok(summary);
+            return Ok(tokio::spawn(async move { Ok(summary) }));
         }
-        let stored = self.store.insert(ready).await.map_err(|e| {
-            tracing::error!(error = %e, "storing reports failed");
-            Status::unavailable(format!("reports not stored: {e}"))
-        })?;
-        Ok(SubmitSummary {
-            stored: stored.stored,
-            duplicates: stored.duplicates,
-        })
+        let store = self.store.clone();
+        Ok(tokio::spawn(async move {
+            let stored = store.insert(ready).await.map_err(|e| {
+                tracing::error!(error = %e, "storing reports failed");
+                Status::unavailable(format!("reports not stored: {e}"))
+            })?;
+            Ok(SubmitSummary {
+                stored: stored.stored,
+                duplicates: stored.duplicates,
+            })
+        }))
     }
+}
+
+/// A batch being stored.
+type Pending = tokio::task::JoinHandle<Result<SubmitSummary, Status>>;
+
+/// Waits until `pending` is on disk (or failed).
+async fn finish(pending: Pending) -> Result<SubmitSummary, Status> {
+    pending
+        .await
+        .map_err(|e| Status::internal(format!("store task: {e}")))?
 }
 
 /// `INVALID_ARGUMENT` listing each bad report by index, field and reason, in the
@@ -111,7 +122,7 @@ impl ReportService for ReportApi {
         request: Request<SubmitBatchRequest>,
     ) -> Result<Response<SubmitSummary>, Status> {
         self.authorise(&request)?;
-        let summary = self.submit(request.into_inner(), 0).await?;
+        let summary = finish(self.begin(request.into_inner(), 0)?).await?;
         Ok(Response::new(summary))
     }
 
@@ -123,26 +134,44 @@ impl ReportService for ReportApi {
         let mut stream = request.into_inner();
         let mut total = SubmitSummary::default();
         let mut seen = 0usize;
-        while let Some(batch) = stream.message().await? {
-            let count = batch.reports.len();
-            let summary = self.submit(batch, seen).await.map_err(|status| {
-                if status.code() == tonic::Code::InvalidArgument && total.stored > 0 {
-                    Status::with_details(
-                        status.code(),
-                        format!(
-                            "{} (the {} reports of earlier batches in this stream are stored)",
-                            status.message(),
-                            total.stored
-                        ),
-                        status.details().to_vec().into(),
-                    )
-                } else {
-                    status
-                }
-            })?;
-            seen += count;
+        // One batch is stored while the next is read and validated.
+        let mut in_flight: Option<Pending> = None;
+        let add = |total: &mut SubmitSummary, summary: SubmitSummary| {
             total.stored += summary.stored;
             total.duplicates += summary.duplicates;
+        };
+        while let Some(batch) = stream.message().await? {
+            let count = batch.reports.len();
+            let next = match self.begin(batch, seen) {
+                Ok(next) => next,
+                Err(status) => {
+                    if let Some(previous) = in_flight.take() {
+                        add(&mut total, finish(previous).await?);
+                    }
+                    return Err(
+                        if status.code() == tonic::Code::InvalidArgument && total.stored > 0 {
+                            Status::with_details(
+                                status.code(),
+                                format!(
+                                "{} (the {} reports of earlier batches in this stream are stored)",
+                                status.message(),
+                                total.stored
+                            ),
+                                status.details().to_vec().into(),
+                            )
+                        } else {
+                            status
+                        },
+                    );
+                }
+            };
+            seen += count;
+            if let Some(previous) = in_flight.replace(next) {
+                add(&mut total, finish(previous).await?);
+            }
+        }
+        if let Some(previous) = in_flight.take() {
+            add(&mut total, finish(previous).await?);
         }
         Ok(Response::new(total))
     }
