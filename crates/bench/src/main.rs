@@ -8,6 +8,7 @@
 
 mod aggregate;
 mod audit;
+mod picture;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -71,6 +72,18 @@ enum Bench {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// A federation of five nodes with reports in each: federated picture latency.
+    Picture {
+        /// Reports in each node.
+        #[arg(long, default_value_t = 1_000_000)]
+        reports: usize,
+        /// Pictures asked, one after another, per window.
+        #[arg(long, default_value_t = 200)]
+        queries: usize,
+        /// Windows to ask for, hours back from now (repeat).
+        #[arg(long, default_values_t = [24, 720])]
+        hours: Vec<u32>,
+    },
     /// Serves a node's aggregate service without its access log (started by
     /// `aggregate` for the comparison; never a way to run a node).
     #[command(hide = true)]
@@ -119,6 +132,11 @@ fn main() -> Result<()> {
                 })
                 .await
             }
+            Bench::Picture {
+                reports,
+                queries,
+                hours,
+            } => picture::run(reports, queries, &hours).await,
             Bench::ServeWithoutLog {
                 config,
                 echo_listen,
@@ -131,13 +149,17 @@ fn main() -> Result<()> {
 struct OneNode {
     dir: tempfile::TempDir,
     node: Child,
+    /// Nodes of the other members, where started.
+    others: Vec<Child>,
     federation: Federation,
 }
 
 impl Drop for OneNode {
     fn drop(&mut self) {
-        let _ = self.node.kill();
-        let _ = self.node.wait();
+        for node in std::iter::once(&mut self.node).chain(&mut self.others) {
+            let _ = node.kill();
+            let _ = node.wait();
+        }
     }
 }
 
@@ -180,23 +202,34 @@ async fn start_node(orgs: &[&str]) -> Result<OneNode> {
     }
     let federation = Federation::load(&dir.path().join("federation.toml"))?;
     let org = orgs[0];
-    let node = Command::new(lagesbild()?)
-        .args(["serve", "--config"])
-        .arg(dir.path().join(org).join("node.toml"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
+    let node = spawn_node(dir.path(), org)?;
     let one = OneNode {
         dir,
         node,
+        others: Vec::new(),
         federation,
     };
     one.wait_healthy(org).await?;
     Ok(one)
 }
 
+fn spawn_node(dir: &Path, org: &str) -> Result<Child> {
+    Ok(Command::new(lagesbild()?)
+        .args(["serve", "--config"])
+        .arg(dir.join(org).join("node.toml"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?)
+}
+
 impl OneNode {
+    /// Starts the node of another member and waits until it is healthy.
+    async fn start_other(&mut self, org: &str) -> Result<()> {
+        self.others.push(spawn_node(self.dir.path(), org)?);
+        self.wait_healthy(org).await
+    }
+
     /// Waits until `org`'s node answers health checks.
     async fn wait_healthy(&self, org: &str) -> Result<()> {
         let mut health = HealthClient::new(self.channel(org, org)?);

@@ -1,0 +1,148 @@
+//! Federated picture latency: five real nodes, each holding its own reports; an
+//! analyst of the first asks for the picture again and again.
+
+use crate::{start_node, OneNode};
+use anyhow::{bail, Result};
+use lagesbild_proto::v1::picture_service_client::PictureServiceClient;
+use lagesbild_proto::v1::report_service_client::ReportServiceClient;
+use lagesbild_proto::v1::{
+    AnswerStatus, BucketKind, PictureRequest, ReleaseRequest, SubmitBatchRequest,
+};
+use lagesbild_reports::synthetic;
+use prost::Message;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const MEMBERS: [&str; 5] = [
+    "polisen",
+    "stockholm-stad",
+    "amf-fastigheter",
+    "svensk-handel",
+    "scandic",
+];
+
+/// Every member may ask every node (its own included) for 250 m × hour, k = 3,
+/// for the purpose "bench", far more often than the bench asks.
+fn policy() -> String {
+    let mut text = String::from("version = 1\n");
+    for member in MEMBERS {
+        text.push_str(&format!(
+            "\n[peer.{member}]\nscopes = [\"aggregate:read\"]\npurposes = [\"bench\"]\ncategories = [\"all\"]\nfinest_cell = 250\nfinest_bucket = \"hour\"\nk = 3\nrate_limit = 100000000\n"
+        ));
+    }
+    text
+}
+
+pub async fn run(reports: usize, queries: usize, windows: &[u32]) -> Result<()> {
+    let home = MEMBERS[0];
+    let mut federation = start_node(&MEMBERS).await?;
+    let policy = policy();
+    for org in MEMBERS {
+        std::fs::write(federation.dir.path().join(org).join("policy.toml"), &policy)?;
+    }
+    for org in &MEMBERS[1..] {
+        federation.start_other(org).await?;
+    }
+    let loading = Instant::now();
+    for (seed, org) in MEMBERS.iter().enumerate() {
+        eprintln!("loading {reports} reports into {org}'s node ...");
+        load(&federation, org, seed as u64, reports).await?;
+    }
+    println!(
+        "picture bench: 5 nodes x {reports} reports over 30 days (loaded in {:.0} s); {home}'s analyst asks, 250 m x hour, all categories, one picture at a time",
+        loading.elapsed().as_secs_f64()
+    );
+
+    let mut client =
+        PictureServiceClient::new(federation.authed(home, home, &["aggregate:read"])?)
+            .max_decoding_message_size(256 << 20);
+    for &hours in windows {
+        let request = picture_request(hours);
+        // One picture to warm the peer channels and show its size.
+        let first = client.picture(request.clone()).await?.into_inner();
+        let refused: Vec<String> = first
+            .answers
+            .iter()
+            .filter(|a| a.status != AnswerStatus::Ok as i32)
+            .map(|a| format!("{}: {}", a.org, a.reason))
+            .collect();
+        if !refused.is_empty() {
+            bail!("peers did not answer: {}", refused.join("; "));
+        }
+        let released: u32 = first.answers.iter().map(|a| a.values).sum();
+        let mut latencies = Vec::with_capacity(queries);
+        for _ in 0..queries {
+            let started = Instant::now();
+            let picture = client.picture(request.clone()).await?.into_inner();
+            latencies.push(started.elapsed());
+            if picture.answers.len() != MEMBERS.len() {
+                bail!("{} answers, expected {}", picture.answers.len(), MEMBERS.len());
+            }
+        }
+        latencies.sort_unstable();
+        let at = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
+        println!(
+            "  last {hours} h: {} merged cells from {released} released values, {:.1} kB; {queries} pictures: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            first.cells.len(),
+            first.encoded_len() as f64 / 1e3,
+            ms(at(0.50)),
+            ms(at(0.99)),
+            ms(at(1.0)),
+        );
+    }
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn picture_request(hours: u32) -> PictureRequest {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    PictureRequest {
+        filters: Some(ReleaseRequest {
+            purpose: String::new(),
+            from: Some(prost_types::Timestamp {
+                seconds: now - i64::from(hours) * 3600,
+                nanos: 0,
+            }),
+            to: Some(prost_types::Timestamp {
+                seconds: now,
+                nanos: 0,
+            }),
+            categories: Vec::new(),
+            area: None,
+            cell_size_m: 250,
+            bucket: BucketKind::Hour as i32,
+        }),
+        top: 10,
+        deadline_ms: 0,
+    }
+}
+
+/// Streams `count` synthetic reports of `org` into its node.
+async fn load(federation: &OneNode, org: &str, seed: u64, count: usize) -> Result<()> {
+    let mut reports = synthetic::generate(org, seed, count, 30, SystemTime::now());
+    for (i, r) in reports.iter_mut().enumerate() {
+        r.id = format!("bench-{i}");
+    }
+    let batches: Vec<SubmitBatchRequest> = reports
+        .chunks(2_000)
+        .map(|chunk| SubmitBatchRequest {
+            reports: chunk.to_vec(),
+            validate_only: false,
+        })
+        .collect();
+    drop(reports);
+    let mut writer = ReportServiceClient::new(federation.authed(org, org, &["report:write"])?)
+        .max_encoding_message_size(64 << 20);
+    let summary = writer
+        .submit_stream(tokio_stream::iter(batches))
+        .await?
+        .into_inner();
+    if summary.stored != count as u64 {
+        bail!("{org}: stored {} of {count}", summary.stored);
+    }
+    Ok(())
+}
