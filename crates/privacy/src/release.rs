@@ -13,7 +13,8 @@ use crate::calendar::BucketKind;
 use crate::noise::{discrete_laplace, Epsilon, RandomSource};
 use lagesbild_geo::{project, Cell, CellSize};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::fmt;
 
 /// The lowest threshold any policy may set.
@@ -289,6 +290,43 @@ pub struct Release {
 
 /// (count, severity sum).
 type Sums = (u64, u64);
+
+/// A fast hasher for the engine's own small keys (the multiply-rotate hash of
+/// rustc's FxHasher). Keys come from the node's counters, not from callers, so
+/// hash flooding is not a concern here.
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
 /// (period, bucket, category, cell): one value before thresholding.
 type AtomKey = (u32, u32, u8, Cell);
 /// (bucket, category, cell): one released value.
@@ -337,6 +375,8 @@ impl Plan {
         // counters that fall into it. Sorting and merging neighbours is cheaper
         // than hashing, and counters arrive mostly in order already.
         let mut atoms: Vec<(AtomKey, Sums)> = Vec::new();
+        // Counters come hour by hour; the calendar is worked out once per hour.
+        let mut classified: Option<(u32, (u32, u32))> = None;
         for counter in counters {
             if counter.hour < self.from_hour
                 || counter.hour >= self.to_hour
@@ -351,13 +391,34 @@ impl Plan {
             if self.area.is_some_and(|area| !area.holds(cell)) {
                 continue;
             }
-            let (period, bucket) = self.bucket.classify(counter.hour);
+            let (period, bucket) = match classified {
+                Some((hour, at)) if hour == counter.hour => at,
+                _ => {
+                    let at = self.bucket.classify(counter.hour);
+                    classified = Some((counter.hour, at));
+                    at
+                }
+            };
             atoms.push((
                 (period, bucket, counter.category, cell),
                 (counter.count, counter.severity_sum),
             ));
         }
-        let atoms = sum_equal_keys(atoms);
+        let atoms = if self.bucket == BucketKind::Hour && self.cell_size == counter_size {
+            // One counter per atom, already in key order: sorting is a check.
+            sum_equal_keys(atoms)
+        } else {
+            // Many counters per atom (days, weeks, profiles, coarser cells): sum
+            // by hashing first, then sort the far fewer atoms.
+            let mut summed: HashMap<AtomKey, Sums, BuildHasherDefault<FxHasher>> =
+                HashMap::default();
+            for (key, (count, sum)) in atoms {
+                let total = summed.entry(key).or_default();
+                total.0 += count;
+                total.1 += sum;
+            }
+            sum_equal_keys(summed.into_iter().collect())
+        };
 
         let k = u64::from(self.k.get());
         let mut withheld = 0;
