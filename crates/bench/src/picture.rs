@@ -75,7 +75,11 @@ pub async fn run(reports: usize, queries: usize, windows: &[u32]) -> Result<()> 
             let picture = client.picture(request.clone()).await?.into_inner();
             latencies.push(started.elapsed());
             if picture.answers.len() != MEMBERS.len() {
-                bail!("{} answers, expected {}", picture.answers.len(), MEMBERS.len());
+                bail!(
+                    "{} answers, expected {}",
+                    picture.answers.len(),
+                    MEMBERS.len()
+                );
             }
         }
         latencies.sort_unstable();

@@ -14,8 +14,8 @@ use crate::noise::{discrete_laplace, Epsilon, RandomSource};
 use lagesbild_geo::{project, Cell, CellSize};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// The lowest threshold any policy may set.
 pub const MIN_K: u32 = 3;
