@@ -11,7 +11,9 @@
 use crate::policy_watch::PolicyHandle;
 use lagesbild_policy::Denied;
 use lagesbild_privacy::calendar::local_day;
-use lagesbild_privacy::{plan, Counter, Epsilon, Refusal, Release, ReleaseQuery, SecureRandom};
+use lagesbild_privacy::{
+    plan, Atoms, BucketKind, Counter, Epsilon, Plan, Refusal, Release, ReleaseQuery, SecureRandom,
+};
 use lagesbild_store::{CounterFamily, Spend, Store};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -85,6 +87,71 @@ pub struct ReleaseGate {
     rate: Mutex<HashMap<String, Bucket>>,
     /// The local day whose old budget accounts were last pruned.
     pruned_day: AtomicU32,
+    atoms: Arc<AtomCache>,
+}
+
+/// The counters of `plan`'s window, for the privacy engine.
+fn counters<'a>(
+    store: &'a Store,
+    family: CounterFamily,
+    plan: &Plan,
+) -> impl Iterator<Item = Counter> + 'a {
+    store
+        .counters(family, plan.from_hour, plan.to_hour)
+        .map(|(key, value)| Counter {
+            hour: key.hour,
+            category: key.category,
+            cell: key.cell,
+            count: value.count,
+            severity_sum: value.severity_sum,
+        })
+}
+
+/// Most periods whose sums are kept; past it the cache starts over.
+const ATOM_CACHE_ENTRIES: usize = 4096;
+
+/// The exact sums of whole periods (days, weeks, months) by plan shape, each
+/// with the stamp of the counters it was computed from. They stay inside the
+/// node: every release still thresholds (and noises) them afresh.
+#[derive(Debug, Default)]
+struct AtomCache {
+    entries: Mutex<AtomEntries>,
+}
+
+/// Plan shape and period → (stamp of its counters, their sums).
+type AtomEntries = HashMap<String, ((u64, usize), Arc<Atoms>)>;
+
+impl AtomCache {
+    fn atoms(&self, store: &Store, family: CounterFamily, period: &Plan) -> Arc<Atoms> {
+        let key = format!(
+            "{family:?} {} {} {:?} {:?} {}..{}",
+            period.cell_size.metres(),
+            period.bucket,
+            period.categories,
+            period.area,
+            period.from_hour,
+            period.to_hour
+        );
+        // The stamp is read before the counters: a change in between makes the
+        // entry look older than it is, never newer.
+        let stamp = store.counters_stamp(family, period.from_hour, period.to_hour);
+        if let Some((held, atoms)) = self.lock().get(&key) {
+            if *held == stamp {
+                return atoms.clone();
+            }
+        }
+        let atoms = Arc::new(period.atoms(counters(store, family, period)));
+        let mut entries = self.lock();
+        if entries.len() >= ATOM_CACHE_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(key, (stamp, atoms.clone()));
+        atoms
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, AtomEntries> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// The ledger account of `peer`'s budget on local day `day`; fixed width, so
@@ -119,6 +186,7 @@ impl ReleaseGate {
             rng: Arc::new(Mutex::new(SecureRandom::default())),
             rate: Mutex::new(HashMap::new()),
             pruned_day: AtomicU32::new(0),
+            atoms: Arc::new(AtomCache::default()),
         }
     }
 
@@ -182,24 +250,26 @@ impl ReleaseGate {
 
         let store = self.store.clone();
         let rng = self.rng.clone();
+        let atom_cache = self.atoms.clone();
         let release = tokio::task::spawn_blocking(move || {
             let family = if plan.counter_cell_size() == lagesbild_geo::CellSize::M100 {
                 CounterFamily::M100
             } else {
                 CounterFamily::M250
             };
-            let counters =
-                store
-                    .counters(family, plan.from_hour, plan.to_hour)
-                    .map(|(key, value)| Counter {
-                        hour: key.hour,
-                        category: key.category,
-                        cell: key.cell,
-                        count: value.count,
-                        severity_sum: value.severity_sum,
-                    });
+            let atoms = if plan.bucket == BucketKind::Hour {
+                plan.atoms(counters(&store, family, &plan))
+            } else {
+                // Days, weeks and profiles sum many hours into each value: the
+                // sums of each whole period are kept until its counters change.
+                let mut atoms = Atoms::default();
+                for period in plan.periods() {
+                    atoms.extend(&atom_cache.atoms(&store, family, &period));
+                }
+                atoms
+            };
             let mut rng = rng.lock().unwrap_or_else(|e| e.into_inner());
-            Ok::<_, GateError>(plan.release(counters, &mut *rng))
+            Ok::<_, GateError>(plan.release_atoms(&atoms, &mut *rng))
         })
         .await
         .map_err(|e| GateError::Store(format!("release task: {e}")))??;

@@ -22,6 +22,6 @@ pub mod scrub;
 pub use calendar::BucketKind;
 pub use noise::{Epsilon, RandomSource, SecureRandom};
 pub use release::{
-    plan, Area, Counter, Plan, Refusal, Release, ReleaseQuery, ReleaseRules, ReleasedCount, K,
-    MIN_K,
+    plan, Area, Atoms, Counter, Plan, Refusal, Release, ReleaseQuery, ReleaseRules, ReleasedCount,
+    K, MIN_K,
 };

@@ -329,6 +329,28 @@ impl FxHasher {
 }
 /// (period, bucket, category, cell): one value before thresholding.
 type AtomKey = (u32, u32, u8, Cell);
+
+/// Exact, unthresholded sums of a plan's values, in key order. Internal to the
+/// node (a cache may keep them); only a [`Release`] made of them leaves it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Atoms(Vec<(AtomKey, Sums)>);
+
+impl Atoms {
+    /// Appends the atoms of the next period.
+    pub fn extend(&mut self, next: &Atoms) {
+        self.0.extend_from_slice(&next.0);
+    }
+
+    /// How many values.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
 /// (bucket, category, cell): one released value.
 type ReleasedKey = (u32, u8, Cell);
 
@@ -366,6 +388,31 @@ impl Plan {
         counters: impl IntoIterator<Item = Counter>,
         rng: &mut impl RandomSource,
     ) -> Release {
+        self.release_atoms(&self.atoms(counters), rng)
+    }
+
+    /// The plan cut at its periods (whole local months for profiles, days for
+    /// days, …): sub-plans whose atoms, concatenated in order, are this plan's.
+    pub fn periods(&self) -> Vec<Plan> {
+        let mut periods = Vec::new();
+        let mut hour = self.from_hour;
+        while hour < self.to_hour {
+            let (_, end) = self.bucket.snap(hour, hour + 1);
+            let end = end.clamp(hour + 1, self.to_hour);
+            periods.push(Plan {
+                from_hour: hour,
+                to_hour: end,
+                ..self.clone()
+            });
+            hour = end;
+        }
+        periods
+    }
+
+    /// The exact sums of every value of the window before any threshold or
+    /// noise, from the counters of the window (others are ignored). They never
+    /// leave the node: only [`release_atoms`](Self::release_atoms) of them does.
+    pub fn atoms(&self, counters: impl IntoIterator<Item = Counter>) -> Atoms {
         let mut wanted = [false; 256];
         for category in &self.categories {
             wanted[usize::from(*category)] = true;
@@ -419,11 +466,16 @@ impl Plan {
             }
             sum_equal_keys(summed.into_iter().collect())
         };
+        Atoms(atoms)
+    }
 
+    /// The release of `atoms` (made by [`atoms`](Self::atoms) of this plan or of
+    /// its [`periods`](Self::periods), concatenated): thresholds, noise, sums.
+    pub fn release_atoms(&self, atoms: &Atoms, rng: &mut impl RandomSource) -> Release {
         let k = u64::from(self.k.get());
         let mut withheld = 0;
-        let mut released: Vec<(ReleasedKey, Sums)> = Vec::with_capacity(atoms.len());
-        for ((_, bucket, category, cell), (count, severity_sum)) in atoms {
+        let mut released: Vec<(ReleasedKey, Sums)> = Vec::with_capacity(atoms.0.len());
+        for &((_, bucket, category, cell), (count, severity_sum)) in &atoms.0 {
             let Some((count, severity_sum)) = self.threshold(count, severity_sum, k, rng) else {
                 if count > 0 {
                     withheld += 1;

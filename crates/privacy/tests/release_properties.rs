@@ -3,7 +3,7 @@
 use lagesbild_geo::{Cell, CellSize, CELL_SIZES};
 use lagesbild_privacy::calendar::BUCKET_KINDS;
 use lagesbild_privacy::noise::SecureRandom;
-use lagesbild_privacy::{plan, BucketKind, Counter, Epsilon, ReleaseQuery, ReleaseRules, K};
+use lagesbild_privacy::{plan, Atoms, BucketKind, Counter, Epsilon, ReleaseQuery, ReleaseRules, K};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -178,6 +178,40 @@ proptest! {
                 release.counts.iter().map(|v| ((v.bucket, v.category, v.cell), v.count)).collect();
             prop_assert_eq!(got, expected);
         }
+    }
+
+    /// Atoms made period by period (as a node caches them) release exactly what
+    /// the whole window does.
+    #[test]
+    fn releases_from_the_atoms_of_each_period_are_the_same(
+        reports in proptest::collection::vec(report(), 0..400),
+        query in query(),
+    ) {
+        let rules = ReleaseRules {
+            k: K::new(3).unwrap(),
+            finest_cell: CellSize::M100,
+            finest_bucket: BucketKind::Hour,
+            categories: (1..=4).collect(),
+            epsilon_per_query: None,
+        };
+        let counters = all_counters(&reports);
+        let query = ReleaseQuery { categories: BTreeSet::new(), ..query };
+        let whole = plan(&rules, &query).unwrap();
+        let mut atoms = Atoms::default();
+        let periods = whole.periods();
+        for period in &periods {
+            prop_assert!(period.from_hour < period.to_hour);
+            atoms.extend(&period.atoms(counters.iter().copied()));
+        }
+        if let (Some(first), Some(last)) = (periods.first(), periods.last()) {
+            prop_assert_eq!(first.from_hour, whole.from_hour);
+            prop_assert_eq!(last.to_hour, whole.to_hour);
+        }
+        prop_assert_eq!(&atoms, &whole.atoms(counters.iter().copied()));
+        let by_period = whole.release_atoms(&atoms, &mut SecureRandom::default());
+        let direct = whole.release(counters, &mut SecureRandom::default());
+        prop_assert_eq!(by_period.counts, direct.counts);
+        prop_assert_eq!(by_period.withheld, direct.withheld);
     }
 
     /// Two windows that differ by exactly one report give the same release.

@@ -137,10 +137,19 @@ pub(crate) fn merge(block: &[Slot], deltas: &Deltas, sign: i8) -> Result<Vec<Slo
     Ok(out)
 }
 
+/// A block and the version it was installed with (versions only grow).
+type Versioned = (Block, u64);
+
 /// The counters of every hour, both families, in memory.
 #[derive(Debug, Default)]
 pub(crate) struct CounterIndex {
-    families: RwLock<[BTreeMap<u32, Block>; 2]>,
+    families: RwLock<Families>,
+}
+
+#[derive(Debug, Default)]
+struct Families {
+    blocks: [BTreeMap<u32, Versioned>; 2],
+    last_version: u64,
 }
 
 fn slot_of(family: CounterFamily) -> usize {
@@ -152,20 +161,40 @@ fn slot_of(family: CounterFamily) -> usize {
 
 impl CounterIndex {
     pub(crate) fn block(&self, family: CounterFamily, hour: u32) -> Option<Block> {
-        self.read()[slot_of(family)].get(&hour).cloned()
+        self.read().blocks[slot_of(family)]
+            .get(&hour)
+            .map(|(block, _)| block.clone())
     }
 
     /// Installs (or, if empty, removes) blocks after their batch is on disk.
     pub(crate) fn install(&self, blocks: Vec<(CounterFamily, u32, Block)>) {
         let mut families = self.families.write().unwrap_or_else(|e| e.into_inner());
+        families.last_version += 1;
+        let version = families.last_version;
         for (family, hour, block) in blocks {
-            let map = &mut families[slot_of(family)];
+            let map = &mut families.blocks[slot_of(family)];
             if block.is_empty() {
                 map.remove(&hour);
             } else {
-                map.insert(hour, block);
+                map.insert(hour, (block, version));
             }
         }
+    }
+
+    /// What changes whenever a block of `family` in `from_hour..to_hour` is
+    /// installed or removed: the newest version among them and their number.
+    pub(crate) fn stamp(
+        &self,
+        family: CounterFamily,
+        from_hour: u32,
+        to_hour: u32,
+    ) -> (u64, usize) {
+        if from_hour >= to_hour {
+            return (0, 0);
+        }
+        self.read().blocks[slot_of(family)]
+            .range(from_hour..to_hour)
+            .fold((0, 0), |(newest, n), (_, (_, v))| (newest.max(*v), n + 1))
     }
 
     /// The blocks of `family` for hours in `from_hour..to_hour`.
@@ -178,9 +207,9 @@ impl CounterIndex {
         if from_hour >= to_hour {
             return Vec::new();
         }
-        self.read()[slot_of(family)]
+        self.read().blocks[slot_of(family)]
             .range(from_hour..to_hour)
-            .map(|(hour, block)| (*hour, block.clone()))
+            .map(|(hour, (block, _))| (*hour, block.clone()))
             .collect()
     }
 
@@ -188,6 +217,7 @@ impl CounterIndex {
     pub(crate) fn hours_before(&self, hour: u32) -> Vec<u32> {
         let families = self.read();
         let mut hours: Vec<u32> = families
+            .blocks
             .iter()
             .flat_map(|map| map.range(..hour).map(|(h, _)| *h))
             .collect();
@@ -196,7 +226,7 @@ impl CounterIndex {
         hours
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, [BTreeMap<u32, Block>; 2]> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Families> {
         self.families.read().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -302,6 +302,18 @@ impl Store {
         counters::entries(family, self.index.range(family, from_hour, to_hour))
     }
 
+    /// A stamp of the counters of `family` in `from_hour..to_hour`: equal stamps
+    /// mean no counter there changed in between (for caches of what is computed
+    /// from them).
+    pub fn counters_stamp(
+        &self,
+        family: CounterFamily,
+        from_hour: u32,
+        to_hour: u32,
+    ) -> (u64, usize) {
+        self.index.stamp(family, from_hour, to_hour)
+    }
+
     /// Counters recomputed from the stored reports, by full scan: for checking
     /// that the maintained counters are right, never for answering queries.
     pub fn recount(
