@@ -70,10 +70,19 @@ pub async fn run(reports: usize, queries: usize, windows: &[u32]) -> Result<()> 
         }
         let released: u32 = first.answers.iter().map(|a| a.values).sum();
         let mut latencies = Vec::with_capacity(queries);
+        let mut slowest_answers = Vec::with_capacity(queries);
         for _ in 0..queries {
             let started = Instant::now();
             let picture = client.picture(request.clone()).await?.into_inner();
             latencies.push(started.elapsed());
+            slowest_answers.push(Duration::from_micros(
+                picture
+                    .answers
+                    .iter()
+                    .map(|a| a.latency_micros)
+                    .max()
+                    .unwrap_or(0),
+            ));
             if picture.answers.len() != MEMBERS.len() {
                 bail!(
                     "{} answers, expected {}",
@@ -83,14 +92,16 @@ pub async fn run(reports: usize, queries: usize, windows: &[u32]) -> Result<()> 
             }
         }
         latencies.sort_unstable();
+        slowest_answers.sort_unstable();
         let at = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
         println!(
-            "  last {hours} h: {} merged cells from {released} released values, {:.1} kB; {queries} pictures: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            "  last {hours} h: {} merged cells from {released} released values, {:.1} kB; {queries} pictures: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; slowest member's answer (of the main query) p50 {:.2} ms",
             first.cells.len(),
             first.encoded_len() as f64 / 1e3,
             ms(at(0.50)),
             ms(at(0.99)),
             ms(at(1.0)),
+            ms(slowest_answers[slowest_answers.len() / 2]),
         );
     }
     Ok(())

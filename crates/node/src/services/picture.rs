@@ -271,6 +271,9 @@ fn profile(releases: &[AggregateRelease], slots: usize) -> Vec<u64> {
     out
 }
 
+/// The cell size the hour-of-day and hour-of-week profiles are asked at.
+const PROFILE_CELL_M: u32 = 1000;
+
 #[tonic::async_trait]
 impl PictureService for PictureApi {
     async fn picture(
@@ -302,12 +305,17 @@ impl PictureService for PictureApi {
             BucketKind::try_from(filters.bucket),
             Ok(BucketKind::HourOfDay | BucketKind::HourOfWeek)
         );
+        // The profiles are summed over cells and categories, so they are asked
+        // at the coarsest cells: far fewer values to release and send, and
+        // fewer of them withheld below k.
         let by_day = ReleaseRequest {
             bucket: BucketKind::HourOfDay as i32,
+            cell_size_m: PROFILE_CELL_M,
             ..filters.clone()
         };
         let by_week = ReleaseRequest {
             bucket: BucketKind::HourOfWeek as i32,
+            cell_size_m: PROFILE_CELL_M,
             ..filters.clone()
         };
         let (main, day, week) = tokio::join!(
