@@ -15,8 +15,8 @@ use lagesbild_proto::v1::audit_service_client::AuditServiceClient;
 use lagesbild_proto::v1::picture_service_client::PictureServiceClient;
 use lagesbild_proto::v1::report_service_client::ReportServiceClient;
 use lagesbild_proto::v1::{
-    AnswerStatus, BucketKind, Category, EntriesRequest, PictureRequest, Position, ReleaseRequest,
-    Report, Source, SubmitBatchRequest, Tlp, WitnessesRequest,
+    AnswerStatus, BucketKind, Category, EntriesRequest, PictureRequest, Position,
+    ReleaseManyRequest, ReleaseRequest, Report, Source, SubmitBatchRequest, Tlp, WitnessesRequest,
 };
 use prost_types::Timestamp;
 use serde_json::Value;
@@ -158,6 +158,39 @@ async fn every_decision_is_logged_verified_and_reconciled() {
     // Refused: the budget is spent.
     let spent = as_scandic.release(filters()).await.unwrap_err();
     assert_eq!(spent.code(), tonic::Code::ResourceExhausted);
+    // One call, several releases: one made, one refused (cells finer than the
+    // policy allows); and too many requests in one call.
+    let mut as_stad =
+        AggregateServiceClient::new(fed.authed("polisen", "stockholm-stad", &["aggregate:read"]));
+    let too_fine = ReleaseRequest {
+        cell_size_m: 100,
+        ..filters()
+    };
+    let many = as_stad
+        .release_many(ReleaseManyRequest {
+            requests: vec![filters(), too_fine],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(many.outcomes.len(), 2);
+    assert_eq!(many.outcomes[0].code, 0);
+    assert!(!many.outcomes[0].release.as_ref().unwrap().counts.is_empty());
+    assert_eq!(many.outcomes[1].code, tonic::Code::PermissionDenied as u32);
+    assert!(many.outcomes[1].release.is_none());
+    assert!(
+        many.outcomes[1].message.contains("100"),
+        "{:?}",
+        many.outcomes[1]
+    );
+    let too_many = as_stad
+        .release_many(ReleaseManyRequest {
+            requests: vec![filters(); 9],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(too_many.code(), tonic::Code::InvalidArgument);
+    assert!(too_many.message().contains("9 given"), "{too_many:?}");
     // Refused: a token for another audience.
     let wrong_aud = fed.token("scandic", "stockholm-stad", &["aggregate:read"], PURPOSE);
     let mut client = AggregateServiceClient::new(lagesbild_auth::AuthChannel::new(
@@ -203,6 +236,23 @@ async fn every_decision_is_logged_verified_and_reconciled() {
         .all(|a| a.status == AnswerStatus::Ok as i32 || a.org == "scandic"));
 
     let log = entries(&fed, "audit", "polisen");
+    has(
+        &log,
+        "several releases in one call, the refused one named",
+        |e| {
+            e["peer_org"] == "stockholm-stad"
+                && e["call"] == "/lagesbild.v1.AggregateService/ReleaseMany"
+                && e["decision"] == "allowed"
+                && e["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("request 1: PermissionDenied"))
+                && e["released"]["values"].as_u64().unwrap()
+                    == many.outcomes[0].release.as_ref().unwrap().counts.len() as u64
+        },
+    );
+    has(&log, "too many releases in one call", |e| {
+        e["call"] == "/lagesbild.v1.AggregateService/ReleaseMany" && e["code"] == 3
+    });
     has(&log, "the allowed release to scandic", |e| {
         e["direction"] == "inbound"
             && e["peer_org"] == "scandic"

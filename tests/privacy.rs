@@ -13,7 +13,7 @@ use lagesbild_proto::v1::policy_service_client::PolicyServiceClient;
 use lagesbild_proto::v1::report_service_client::ReportServiceClient;
 use lagesbild_proto::v1::{
     Area, BucketKind, Category, ExplainRequest, FederationStatusRequest, InfoRequest, Person,
-    Position, ReleaseRequest, Report, Source, SubmitBatchRequest, Tlp,
+    Position, ReleaseManyRequest, ReleaseRequest, Report, Source, SubmitBatchRequest, Tlp,
 };
 use prost::Message;
 use prost_types::Timestamp;
@@ -241,6 +241,7 @@ async fn no_canary_reaches_a_peer_through_any_call() {
     for peer in [PEER, NOISY_PEER, "audit"] {
         let mut client = aggregates(&fed, peer);
         for cell in [100, 250, 500, 1000] {
+            let mut many = Vec::new();
             for bucket in [
                 BucketKind::Hour,
                 BucketKind::Day,
@@ -258,6 +259,7 @@ async fn no_canary_reaches_a_peer_through_any_call() {
                     });
                     req.categories = vec![Category::Violence as i32];
                 }
+                many.push(req.clone());
                 let result = client.release(req).await;
                 if let Ok(r) = &result {
                     released_values += r.get_ref().counts.len();
@@ -267,6 +269,20 @@ async fn no_canary_reaches_a_peer_through_any_call() {
                     wire_bytes(result),
                 ));
             }
+            // The same requests in one call, as a federated picture asks them.
+            let result = client
+                .release_many(ReleaseManyRequest { requests: many })
+                .await;
+            if let Ok(r) = &result {
+                released_values += r
+                    .get_ref()
+                    .outcomes
+                    .iter()
+                    .filter_map(|o| o.release.as_ref())
+                    .map(|r| r.counts.len())
+                    .sum::<usize>();
+            }
+            responses.push((format!("{peer} release-many {cell} m"), wire_bytes(result)));
         }
         let mut node = NodeServiceClient::new(fed.authed(HOLDER, peer, &[]));
         responses.push((

@@ -34,6 +34,11 @@ pub fn streams_its_answer(_path: &str) -> bool {
     false
 }
 
+/// What a service adds to the reason of a call it answered with OK (a response
+/// extension): refusals of parts of the call, so the log names them too.
+#[derive(Debug, Clone)]
+pub struct CallNote(pub String);
+
 /// The tower layer that authorises and logs every call.
 #[derive(Debug, Clone)]
 pub struct AccessLayer {
@@ -160,6 +165,7 @@ where
             if let Some(released) = response.extensions().get::<Released>() {
                 entry.released = *released;
             }
+            let note = response.extensions().get::<CallNote>().map(|n| n.0.clone());
             if streams_its_answer(&path) {
                 let (code, reason) = grpc_status(response.headers(), None);
                 entry.code = if response.headers().contains_key("grpc-status") {
@@ -200,7 +206,10 @@ where
             let (code, reason) = grpc_status(&parts.headers, trailers.as_ref());
             entry.code = code;
             entry.decision = Decision::of_grpc_code(code);
-            entry.reason = reason;
+            entry.reason = match note {
+                Some(note) if code == 0 => note,
+                _ => reason,
+            };
             if code != 0 {
                 entry.released = Released::default();
             }

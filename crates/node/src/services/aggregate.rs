@@ -1,12 +1,15 @@
 //! `lagesbild.v1.AggregateService`: releases to peers, through the [`ReleaseGate`].
 
 use super::caller;
+use crate::access::CallNote;
 use crate::release::{GateError, ReleaseGate, Released};
+use futures::future::join_all;
 use lagesbild_geo::CellSize;
 use lagesbild_privacy::{Area, BucketKind, ReleaseQuery};
 use lagesbild_proto::v1::aggregate_service_server::AggregateService;
 use lagesbild_proto::v1::{
-    AggregateRelease, BucketKind as WireBucket, Category, GridCell, ReleaseRequest, ReleasedCount,
+    AggregateRelease, BucketKind as WireBucket, Category, GridCell, ReleaseManyRequest,
+    ReleaseManyResponse, ReleaseOutcome, ReleaseRequest, ReleasedCount,
 };
 use prost_types::Timestamp;
 use std::collections::BTreeSet;
@@ -130,32 +133,33 @@ pub fn status_of(error: GateError) -> Status {
     }
 }
 
-#[tonic::async_trait]
-impl AggregateService for AggregateApi {
-    async fn release(
+/// Most requests in one `ReleaseMany` call.
+pub const MAX_RELEASES_PER_CALL: usize = 8;
+
+impl AggregateApi {
+    /// One release for `peer`, exactly as `Release` makes it.
+    async fn release_one(
         &self,
-        request: Request<ReleaseRequest>,
-    ) -> Result<Response<AggregateRelease>, Status> {
-        let peer = caller(&request)?.identity.org.clone();
-        let token = crate::auth::authorised(&request)?;
+        peer: &str,
+        purpose: &str,
+        request: &ReleaseRequest,
+    ) -> Result<Released, Status> {
         // The purpose is the token's; a request may restate it, not change it.
-        let purpose = token.purpose.clone();
-        let request = request.into_inner();
         if !request.purpose.is_empty() && request.purpose != purpose {
             return Err(Status::permission_denied(format!(
                 "the request's purpose {:?} is not the token's purpose {purpose:?}",
                 request.purpose
             )));
         }
-        let query = query_of(&request)?;
-        let outcome = self.gate.aggregate(&peer, &purpose, query).await;
-        let released = match outcome {
-            Ok(released) => released,
-            Err(e) => {
+        let query = query_of(request)?;
+        let released = self
+            .gate
+            .aggregate(peer, purpose, query)
+            .await
+            .map_err(|e| {
                 tracing::warn!(%peer, %purpose, reason = %e, "release refused");
-                return Err(status_of(e));
-            }
-        };
+                status_of(e)
+            })?;
         tracing::info!(
             %peer,
             %purpose,
@@ -164,8 +168,82 @@ impl AggregateService for AggregateApi {
             epsilon = released.release.plan.epsilon.map_or(0.0, |e| e.as_f64()),
             "release made"
         );
+        Ok(released)
+    }
+}
+
+#[tonic::async_trait]
+impl AggregateService for AggregateApi {
+    async fn release(
+        &self,
+        request: Request<ReleaseRequest>,
+    ) -> Result<Response<AggregateRelease>, Status> {
+        let peer = caller(&request)?.identity.org.clone();
+        let purpose = crate::auth::authorised(&request)?.purpose.clone();
+        let released = self.release_one(&peer, &purpose, request.get_ref()).await?;
         let mut response = Response::new(release_message(&self.org, &released));
         response.extensions_mut().insert(audit_summary(&released));
+        Ok(response)
+    }
+
+    async fn release_many(
+        &self,
+        request: Request<ReleaseManyRequest>,
+    ) -> Result<Response<ReleaseManyResponse>, Status> {
+        let peer = caller(&request)?.identity.org.clone();
+        let purpose = crate::auth::authorised(&request)?.purpose.clone();
+        let requests = &request.get_ref().requests;
+        if requests.is_empty() || requests.len() > MAX_RELEASES_PER_CALL {
+            return Err(invalid(format!(
+                "requests: {} given, 1 to {MAX_RELEASES_PER_CALL} allowed",
+                requests.len()
+            )));
+        }
+        let answers = join_all(
+            requests
+                .iter()
+                .map(|r| self.release_one(&peer, &purpose, r)),
+        )
+        .await;
+        let mut summary = lagesbild_audit::Released::default();
+        let mut refusals = Vec::new();
+        let mut outcomes = Vec::with_capacity(answers.len());
+        for (i, answer) in answers.into_iter().enumerate() {
+            outcomes.push(match answer {
+                Ok(released) => {
+                    let part = audit_summary(&released);
+                    summary.cells += part.cells;
+                    summary.values += part.values;
+                    summary.withheld += part.withheld;
+                    summary.epsilon_micros += part.epsilon_micros;
+                    ReleaseOutcome {
+                        release: Some(release_message(&self.org, &released)),
+                        code: 0,
+                        message: String::new(),
+                    }
+                }
+                Err(status) => {
+                    refusals.push(format!(
+                        "request {i}: {:?}: {}",
+                        status.code(),
+                        status.message()
+                    ));
+                    ReleaseOutcome {
+                        release: None,
+                        code: status.code() as u32,
+                        message: status.message().to_owned(),
+                    }
+                }
+            });
+        }
+        let mut response = Response::new(ReleaseManyResponse { outcomes });
+        response.extensions_mut().insert(summary);
+        if !refusals.is_empty() {
+            // The call succeeds; its log entry still names each refusal.
+            response
+                .extensions_mut()
+                .insert(CallNote(refusals.join("; ")));
+        }
         Ok(response)
     }
 }

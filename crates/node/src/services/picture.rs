@@ -18,7 +18,7 @@ use lagesbild_proto::v1::aggregate_service_client::AggregateServiceClient;
 use lagesbild_proto::v1::picture_service_server::PictureService;
 use lagesbild_proto::v1::{
     AggregateRelease, AnswerStatus, BucketKind, GridCell, PeerAnswer, PictureCell, PictureRequest,
-    RankedPlace, ReleaseRequest, ReleasedCount, SituationPicture,
+    RankedPlace, ReleaseManyRequest, ReleaseRequest, ReleasedCount, SituationPicture,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -61,19 +61,15 @@ impl PictureApi {
         }
     }
 
-    /// Every member's answer to `filters`: the home org's own through its gate,
-    /// each peer's over its channel.
+    /// Every member's answers to each of `queries`: the home org's own through
+    /// its gate, each peer's in one call over its channel.
     async fn ask_all(
         &self,
-        filters: &ReleaseRequest,
+        queries: &[ReleaseRequest],
         analyst: &str,
         purpose: &str,
         deadline: Duration,
-    ) -> Vec<(
-        String,
-        Result<AggregateRelease, (AnswerStatus, String)>,
-        Duration,
-    )> {
+    ) -> Vec<(String, Vec<Answer>, Duration)> {
         let members: Vec<&str> = self
             .federation
             .members
@@ -83,22 +79,23 @@ impl PictureApi {
             .collect();
         let asks = members.into_iter().map(|org| async move {
             let started = Instant::now();
-            let answer = if org == self.org {
-                self.ask_self(filters, purpose).await
+            let answers = if org == self.org {
+                join_all(queries.iter().map(|q| self.ask_self(q, purpose))).await
             } else {
-                self.ask_peer(org, filters, analyst, purpose, deadline)
+                match self
+                    .ask_peer(org, queries, analyst, purpose, deadline)
                     .await
+                {
+                    Ok(answers) => answers,
+                    Err(failed) => vec![Err(failed); queries.len()],
+                }
             };
-            (org.to_owned(), answer, started.elapsed())
+            (org.to_owned(), answers, started.elapsed())
         });
         join_all(asks).await
     }
 
-    async fn ask_self(
-        &self,
-        filters: &ReleaseRequest,
-        purpose: &str,
-    ) -> Result<AggregateRelease, (AnswerStatus, String)> {
+    async fn ask_self(&self, filters: &ReleaseRequest, purpose: &str) -> Answer {
         let query = query_of(filters).map_err(|s| (AnswerStatus::Error, s.message().to_owned()))?;
         match self.gate.aggregate(&self.org, purpose, query).await {
             Ok(released) => Ok(release_message(&self.org, &released)),
@@ -106,14 +103,16 @@ impl PictureApi {
         }
     }
 
+    /// One `ReleaseMany` call to `org` with every query; the whole call's
+    /// failure, or an answer per query.
     async fn ask_peer(
         &self,
         org: &str,
-        filters: &ReleaseRequest,
+        queries: &[ReleaseRequest],
         analyst: &str,
         purpose: &str,
         deadline: Duration,
-    ) -> Result<AggregateRelease, (AnswerStatus, String)> {
+    ) -> Result<Vec<Answer>, (AnswerStatus, String)> {
         if let Some(reason) = self.witness.alarm(org) {
             return Err((
                 AnswerStatus::WitnessAlarm,
@@ -135,11 +134,14 @@ impl PictureApi {
                 act: Some(analyst),
             })
             .map_err(|e| (AnswerStatus::Error, e.to_string()))?;
-        let mut request = with_token(filters.clone(), &token)
-            .map_err(|s| (AnswerStatus::Error, s.message().to_owned()))?;
+        let many = ReleaseManyRequest {
+            requests: queries.to_vec(),
+        };
+        let mut request =
+            with_token(many, &token).map_err(|s| (AnswerStatus::Error, s.message().to_owned()))?;
         request.set_timeout(deadline);
         let mut client = AggregateServiceClient::new(channel.clone());
-        let answer = tokio::time::timeout(deadline, client.release(request)).await;
+        let answer = tokio::time::timeout(deadline, client.release_many(request)).await;
         let answered = match &answer {
             Ok(Ok(_)) => true,
             Ok(Err(status)) => status.code() != Code::Unavailable,
@@ -149,16 +151,38 @@ impl PictureApi {
             // It answered: check its log grew consistently since last time.
             self.witness.observe(org);
         }
-        match answer {
-            Ok(Ok(release)) => Ok(release.into_inner()),
-            Ok(Err(status)) => Err(classify(&status)),
-            Err(_) => Err((
-                AnswerStatus::Timeout,
-                format!("no answer within {} ms", deadline.as_millis()),
-            )),
+        let outcomes = match answer {
+            Ok(Ok(response)) => response.into_inner().outcomes,
+            Ok(Err(status)) => return Err(classify(&status)),
+            Err(_) => {
+                return Err((
+                    AnswerStatus::Timeout,
+                    format!("no answer within {} ms", deadline.as_millis()),
+                ))
+            }
+        };
+        if outcomes.len() != queries.len() {
+            return Err((
+                AnswerStatus::Error,
+                format!("{} outcomes for {} requests", outcomes.len(), queries.len()),
+            ));
         }
+        Ok(outcomes
+            .into_iter()
+            .map(|outcome| match (outcome.code, outcome.release) {
+                (0, Some(release)) => Ok(release),
+                (0, None) => Err((AnswerStatus::Error, "released nothing".to_owned())),
+                (code, _) => Err(classify(&Status::new(
+                    Code::from(code as i32),
+                    outcome.message,
+                ))),
+            })
+            .collect())
     }
 }
+
+/// One member's answer to one query.
+type Answer = Result<AggregateRelease, (AnswerStatus, String)>;
 
 fn classify(status: &Status) -> (AnswerStatus, String) {
     let kind = match status.code() {
@@ -318,30 +342,24 @@ impl PictureService for PictureApi {
             cell_size_m: PROFILE_CELL_M,
             ..filters.clone()
         };
-        let (main, day, week) = tokio::join!(
-            self.ask_all(&filters, &token.sub, &token.purpose, deadline),
-            async {
-                if profiles_wanted {
-                    self.ask_all(&by_day, &token.sub, &token.purpose, deadline)
-                        .await
-                } else {
-                    vec![]
-                }
-            },
-            async {
-                if profiles_wanted {
-                    self.ask_all(&by_week, &token.sub, &token.purpose, deadline)
-                        .await
-                } else {
-                    vec![]
-                }
-            }
-        );
-        let ok = |answers: &[(
-            String,
-            Result<AggregateRelease, (AnswerStatus, String)>,
-            Duration,
-        )]| {
+        let mut queries = vec![filters.clone()];
+        if profiles_wanted {
+            queries.extend([by_day, by_week]);
+        }
+        let asked = self
+            .ask_all(&queries, &token.sub, &token.purpose, deadline)
+            .await;
+        // Split into one list per query, as (org, answer, time).
+        let nth = |i: usize| -> Vec<(String, Answer, Duration)> {
+            asked
+                .iter()
+                .filter_map(|(org, answers, took)| {
+                    answers.get(i).map(|a| (org.clone(), a.clone(), *took))
+                })
+                .collect()
+        };
+        let (main, day, week) = (nth(0), nth(1), nth(2));
+        let ok = |answers: &[(String, Answer, Duration)]| {
             answers
                 .iter()
                 .filter_map(|(_, r, _)| r.as_ref().ok().cloned())
