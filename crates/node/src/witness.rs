@@ -20,7 +20,13 @@ use lagesbild_proto::v1::audit_service_client::AuditServiceClient;
 use lagesbild_proto::v1::CheckpointRequest;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Least time between two checks of one peer. A busy node contacts its peers
+/// many times a second; checking at most once a second bounds what witnessing
+/// costs both sides, and a fork or rewrite is still caught within about a
+/// second of the next contact.
+const MIN_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
@@ -37,7 +43,8 @@ pub struct Witness {
     peers: PeerChannels,
     signer: Arc<Signer>,
     health: HealthReporter,
-    busy: Mutex<HashSet<String>>,
+    /// Peers being checked now, and when each check last started.
+    busy: Mutex<(HashSet<String>, HashMap<String, Instant>)>,
 }
 
 impl std::fmt::Debug for Witness {
@@ -76,7 +83,7 @@ impl Witness {
             peers,
             signer,
             health,
-            busy: Mutex::new(HashSet::new()),
+            busy: Mutex::new((HashSet::new(), HashMap::new())),
         })
     }
 
@@ -103,18 +110,22 @@ impl Witness {
         }
     }
 
-    /// Checks `org`'s log in the background, unless a check is already running.
+    /// Checks `org`'s log in the background, unless a check of it is running
+    /// or started less than [`MIN_CHECK_INTERVAL`] ago.
     pub fn observe(self: &Arc<Self>, org: &str) {
         if !self.verifiers.contains_key(org) {
             return;
         }
-        if !self
-            .busy
-            .lock()
-            .expect("witness lock")
-            .insert(org.to_owned())
         {
-            return;
+            let mut busy = self.busy.lock().expect("witness lock");
+            let (running, last) = &mut *busy;
+            let recent = last
+                .get(org)
+                .is_some_and(|at| at.elapsed() < MIN_CHECK_INTERVAL);
+            if recent || !running.insert(org.to_owned()) {
+                return;
+            }
+            last.insert(org.to_owned(), Instant::now());
         }
         let this = self.clone();
         let org = org.to_owned();
@@ -122,7 +133,7 @@ impl Witness {
             if let Err(e) = this.check(&org).await {
                 tracing::warn!(peer = %org, error = %e, "witness check could not run");
             }
-            this.busy.lock().expect("witness lock").remove(&org);
+            this.busy.lock().expect("witness lock").0.remove(&org);
         });
     }
 
