@@ -77,6 +77,7 @@ fn filters() -> ReleaseRequest {
         area: None,
         cell_size_m: 250,
         bucket: BucketKind::Day as i32,
+        totals_only: false,
     }
 }
 

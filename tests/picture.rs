@@ -9,8 +9,8 @@ use lagesbild_proto::v1::aggregate_service_client::AggregateServiceClient;
 use lagesbild_proto::v1::picture_service_client::PictureServiceClient;
 use lagesbild_proto::v1::report_service_client::ReportServiceClient;
 use lagesbild_proto::v1::{
-    AnswerStatus, BucketKind, Category, PictureRequest, Position, ReleaseRequest, Report, Source,
-    SubmitBatchRequest, Tlp,
+    AnswerStatus, BucketKind, Category, PictureRequest, Position, ReleaseManyRequest,
+    ReleaseRequest, Report, Source, SubmitBatchRequest, Tlp,
 };
 use prost_types::Timestamp;
 use std::collections::BTreeMap;
@@ -74,6 +74,7 @@ fn filters() -> ReleaseRequest {
         area: None,
         cell_size_m: 250,
         bucket: BucketKind::Day as i32,
+        totals_only: false,
     }
 }
 
@@ -119,6 +120,56 @@ async fn the_picture_is_the_sum_of_the_releases_and_says_who_did_not_answer() {
         }
     }
     assert!(!expected.is_empty());
+
+    // Totals: per bucket, exactly the sum of what the same release sends in full.
+    let mut client = AggregateServiceClient::new(fed.authed("polisen", home, &["aggregate:read"]));
+    let profile = ReleaseRequest {
+        bucket: BucketKind::HourOfDay as i32,
+        cell_size_m: 1000,
+        ..filters()
+    };
+    let requests = vec![
+        filters(),
+        ReleaseRequest {
+            totals_only: true,
+            ..filters()
+        },
+        profile.clone(),
+        ReleaseRequest {
+            totals_only: true,
+            ..profile
+        },
+    ];
+    let outcomes = client
+        .release_many(ReleaseManyRequest { requests })
+        .await
+        .unwrap()
+        .into_inner()
+        .outcomes;
+    let released: Vec<_> = outcomes
+        .into_iter()
+        .map(|o| {
+            assert_eq!(o.code, 0, "{}", o.message);
+            o.release.unwrap().counts
+        })
+        .collect();
+    for (full, totals) in [(&released[0], &released[1]), (&released[2], &released[3])] {
+        let mut summed: BTreeMap<(Option<i64>, u32), u64> = BTreeMap::new();
+        for v in full.iter() {
+            *summed
+                .entry((v.bucket_start.map(|t| t.seconds), v.slot))
+                .or_default() += v.count;
+        }
+        let sent: BTreeMap<(Option<i64>, u32), u64> = totals
+            .iter()
+            .map(|v| {
+                assert!(v.cell.is_none() && v.category == 0, "{v:?}");
+                ((v.bucket_start.map(|t| t.seconds), v.slot), v.count)
+            })
+            .collect();
+        assert!(!sent.is_empty());
+        assert_eq!(sent, summed);
+    }
 
     let mut pictures = PictureServiceClient::new(fed.authed(home, home, &["aggregate:read"]));
     let request = PictureRequest {

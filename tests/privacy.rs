@@ -141,6 +141,7 @@ fn request(from: i64, to: i64, cell: u32, bucket: BucketKind) -> ReleaseRequest 
         area: None,
         cell_size_m: cell,
         bucket: bucket as i32,
+        totals_only: false,
     }
 }
 
@@ -269,6 +270,11 @@ async fn no_canary_reaches_a_peer_through_any_call() {
                     wire_bytes(result),
                 ));
             }
+            // Totals of a profile too.
+            many.push(ReleaseRequest {
+                totals_only: true,
+                ..request(from, to, cell, BucketKind::HourOfWeek)
+            });
             // The same requests in one call, as a federated picture asks them.
             let result = client
                 .release_many(ReleaseManyRequest { requests: many })

@@ -42,6 +42,7 @@ fn request() -> ReleaseRequest {
         area: None,
         cell_size_m: 250,
         bucket: BucketKind::Day as i32,
+        totals_only: false,
     }
 }
 

@@ -157,6 +157,7 @@ fn peer_query() -> ReleaseRequest {
         area: None,
         cell_size_m: 250,
         bucket: BucketKind::Hour as i32,
+        totals_only: false,
     }
 }
 

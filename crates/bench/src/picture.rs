@@ -130,6 +130,7 @@ fn picture_request(hours: u32) -> PictureRequest {
             area: None,
             cell_size_m: 250,
             bucket: BucketKind::Hour as i32,
+            totals_only: false,
         }),
         top: 10,
         deadline_ms: 0,

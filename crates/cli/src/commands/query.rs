@@ -126,6 +126,7 @@ pub(crate) async fn picture(client: &Client, args: &Args) -> Result<SituationPic
         area: None,
         cell_size_m: args.cell,
         bucket: bucket_kind(&args.bucket)? as i32,
+        totals_only: false,
     };
     let mut service =
         PictureServiceClient::new(client.own_node_as(&["aggregate:read"], &args.purpose)?)

@@ -12,7 +12,7 @@ use lagesbild_proto::v1::{
     ReleaseManyResponse, ReleaseOutcome, ReleaseRequest, ReleasedCount,
 };
 use prost_types::Timestamp;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -181,7 +181,11 @@ impl AggregateService for AggregateApi {
         let peer = caller(&request)?.identity.org.clone();
         let purpose = crate::auth::authorised(&request)?.purpose.clone();
         let released = self.release_one(&peer, &purpose, request.get_ref()).await?;
-        let mut response = Response::new(release_message(&self.org, &released));
+        let mut response = Response::new(release_message(
+            &self.org,
+            &released,
+            request.get_ref().totals_only,
+        ));
         response.extensions_mut().insert(audit_summary(&released));
         Ok(response)
     }
@@ -199,6 +203,7 @@ impl AggregateService for AggregateApi {
                 requests.len()
             )));
         }
+        let totals_only: Vec<bool> = requests.iter().map(|r| r.totals_only).collect();
         let answers = join_all(
             requests
                 .iter()
@@ -217,7 +222,7 @@ impl AggregateService for AggregateApi {
                     summary.withheld += part.withheld;
                     summary.epsilon_micros += part.epsilon_micros;
                     ReleaseOutcome {
-                        release: Some(release_message(&self.org, &released)),
+                        release: Some(release_message(&self.org, &released, totals_only[i])),
                         code: 0,
                         message: String::new(),
                     }
@@ -264,11 +269,12 @@ pub fn audit_summary(released: &Released) -> lagesbild_audit::Released {
     }
 }
 
-/// The wire form of a release.
-pub fn release_message(org: &str, released: &Released) -> AggregateRelease {
+/// The wire form of a release; with `totals_only`, one value per bucket: the
+/// sum of the released values over cells and categories.
+pub fn release_message(org: &str, released: &Released, totals_only: bool) -> AggregateRelease {
     let plan = &released.release.plan;
     let profile = plan.bucket.is_profile();
-    AggregateRelease {
+    let mut message = AggregateRelease {
         org: org.to_owned(),
         from: Some(timestamp_of_hour(plan.from_hour)),
         to: Some(timestamp_of_hour(plan.to_hour)),
@@ -295,5 +301,27 @@ pub fn release_message(org: &str, released: &Released) -> AggregateRelease {
                 severity_sum: v.severity_sum,
             })
             .collect(),
+    };
+    if totals_only {
+        let mut sums: BTreeMap<(Option<i64>, u32), (u64, u64)> = BTreeMap::new();
+        for value in &message.counts {
+            let total = sums
+                .entry((value.bucket_start.map(|t| t.seconds), value.slot))
+                .or_default();
+            total.0 += value.count;
+            total.1 += value.severity_sum;
+        }
+        message.counts = sums
+            .into_iter()
+            .map(|((start, slot), (count, severity_sum))| ReleasedCount {
+                cell: None,
+                bucket_start: start.map(|seconds| Timestamp { seconds, nanos: 0 }),
+                slot,
+                category: Category::Unspecified as i32,
+                count,
+                severity_sum,
+            })
+            .collect();
     }
+    message
 }

@@ -98,7 +98,7 @@ impl PictureApi {
     async fn ask_self(&self, filters: &ReleaseRequest, purpose: &str) -> Answer {
         let query = query_of(filters).map_err(|s| (AnswerStatus::Error, s.message().to_owned()))?;
         match self.gate.aggregate(&self.org, purpose, query).await {
-            Ok(released) => Ok(release_message(&self.org, &released)),
+            Ok(released) => Ok(release_message(&self.org, &released, filters.totals_only)),
             Err(e) => Err(classify(&status_of(e))),
         }
     }
@@ -330,16 +330,18 @@ impl PictureService for PictureApi {
             Ok(BucketKind::HourOfDay | BucketKind::HourOfWeek)
         );
         // The profiles are summed over cells and categories, so they are asked
-        // at the coarsest cells: far fewer values to release and send, and
-        // fewer of them withheld below k.
+        // at the coarsest cells (fewer values withheld below k), and as totals
+        // (one value per slot on the wire).
         let by_day = ReleaseRequest {
             bucket: BucketKind::HourOfDay as i32,
             cell_size_m: PROFILE_CELL_M,
+            totals_only: true,
             ..filters.clone()
         };
         let by_week = ReleaseRequest {
             bucket: BucketKind::HourOfWeek as i32,
             cell_size_m: PROFILE_CELL_M,
+            totals_only: true,
             ..filters.clone()
         };
         let mut queries = vec![filters.clone()];
