@@ -55,6 +55,8 @@ pub struct Shape {
     pub in_flight: usize,
     /// Measured seconds per server (after one second of warm-up).
     pub seconds: u64,
+    /// Turns of each server.
+    pub rounds: usize,
 }
 
 pub async fn run(shape: Shape) -> Result<()> {
@@ -78,43 +80,73 @@ pub async fn run(shape: Shape) -> Result<()> {
         shape.seconds
     );
 
-    let logged = aggregate_load(&node, &format_endpoint(&node)?, &request, shape).await?;
-    logged.print("node (mTLS, token, access log)");
-
-    node.node.kill()?;
-    node.node.wait()?;
+    // The two servers take turns, so drift in the machine's speed touches both.
     let config = node.dir.path().join(NODE).join("node.toml");
     let echo_endpoint = format!("127.0.0.1:{}", crate::free_port()?);
-    node.node = Command::new(sibling("lagesbild-bench")?)
-        .arg("serve-without-log")
-        .arg("--config")
-        .arg(&config)
-        .args(["--echo-listen", &echo_endpoint])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    node.wait_healthy(NODE).await?;
-
-    let unlogged = aggregate_load(&node, &format_endpoint(&node)?, &request, shape).await?;
-    unlogged.print("same, without access log (mTLS, token)");
-    let echo = echo_load(&node, &echo_endpoint, shape).await?;
-    echo.print("bare tonic echo (health, mTLS, no layers)");
-
+    let endpoint = format_endpoint(&node)?;
+    let (mut logged, mut unlogged) = (Vec::new(), Vec::new());
+    let mut failures = 0;
+    let mut echo = None;
+    for round in 1..=shape.rounds {
+        if round > 1 {
+            node.replace(NODE, || spawn_node_process(&config)).await?;
+        }
+        let with_log = aggregate_load(&node, &endpoint, &request, shape).await?;
+        with_log.print(&format!("round {round}: node (mTLS, token, access log)"));
+        node.replace(NODE, || {
+            Ok(Command::new(sibling("lagesbild-bench")?)
+                .arg("serve-without-log")
+                .arg("--config")
+                .arg(&config)
+                .args(["--echo-listen", &echo_endpoint])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?)
+        })
+        .await?;
+        let without_log = aggregate_load(&node, &endpoint, &request, shape).await?;
+        without_log.print(&format!(
+            "round {round}: same, without access log (mTLS, token)"
+        ));
+        if round == shape.rounds {
+            let bare = echo_load(&node, &echo_endpoint, shape).await?;
+            bare.print("bare tonic echo (health, mTLS, no layers)");
+            failures += bare.failures;
+            echo = Some(bare);
+        }
+        failures += with_log.failures + without_log.failures;
+        logged.push(with_log.per_second());
+        unlogged.push(without_log.per_second());
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (logged, unlogged) = (mean(&logged), mean(&unlogged));
     println!(
-        "  the access log adds {:.1}% to a call's time at full load ({:.0} vs {:.0} calls/s)",
-        (unlogged.per_second() / logged.per_second() - 1.0) * 100.0,
-        logged.per_second(),
-        unlogged.per_second()
+        "  mean of {} rounds: {logged:.0} calls/s with the access log, {unlogged:.0} without: the log adds {:.1}% to a call's time",
+        shape.rounds,
+        (unlogged / logged - 1.0) * 100.0,
     );
-    println!(
-        "  the node answers {:.2} of the bare echo's calls/s",
-        logged.per_second() / echo.per_second()
-    );
-    if logged.failures + unlogged.failures + echo.failures > 0 {
+    if let Some(echo) = echo {
+        println!(
+            "  the node answers {:.2} of the bare echo's calls/s",
+            logged / echo.per_second()
+        );
+    }
+    if failures > 0 {
         bail!("some calls failed (see above)");
     }
     Ok(())
+}
+
+/// A `lagesbild serve` of `config`.
+fn spawn_node_process(config: &Path) -> Result<std::process::Child> {
+    Ok(Command::new(crate::lagesbild()?)
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?)
 }
 
 fn format_endpoint(node: &OneNode) -> Result<String> {

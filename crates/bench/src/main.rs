@@ -71,6 +71,9 @@ enum Bench {
         /// Seconds measured per server.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// Turns of the servers with and without the log.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// A federation of five nodes with reports in each: federated picture latency.
     Picture {
@@ -123,12 +126,14 @@ fn main() -> Result<()> {
                 connections,
                 in_flight,
                 seconds,
+                rounds,
             } => {
                 aggregate::run(aggregate::Shape {
                     reports,
                     connections,
                     in_flight,
                     seconds,
+                    rounds: rounds.max(1),
                 })
                 .await
             }
@@ -224,6 +229,30 @@ fn spawn_node(dir: &Path, org: &str) -> Result<Child> {
 }
 
 impl OneNode {
+    /// Stops the first member's server, starts another with `start` in its
+    /// place and waits until it answers health checks. A server that exits at
+    /// once (the store's lock not yet released by the last one) is started again.
+    async fn replace(&mut self, org: &str, start: impl Fn() -> Result<Child>) -> Result<()> {
+        let _ = self.node.kill();
+        let _ = self.node.wait();
+        for _ in 0..50 {
+            self.node = start()?;
+            let mut health = HealthClient::new(self.channel(org, org)?);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if health.check(HealthCheckRequest::default()).await.is_ok() {
+                    return Ok(());
+                }
+                if self.node.try_wait()?.is_some() || Instant::now() > deadline {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        bail!("{org}'s server did not start")
+    }
+
     /// Starts the node of another member and waits until it is healthy.
     async fn start_other(&mut self, org: &str) -> Result<()> {
         self.others.push(spawn_node(self.dir.path(), org)?);
