@@ -33,6 +33,11 @@ const SIZE_KEY: &[u8] = b"size";
 const BLOCK_LEVEL: u8 = 8;
 const BLOCK: u64 = 1 << BLOCK_LEVEL;
 
+/// How long the writer waits for more entries before a commit, under load.
+const LINGER: std::time::Duration = std::time::Duration::from_micros(1000);
+/// A commit of at least this many entries means load: the next one lingers.
+const LINGER_AFTER_BATCH: usize = 2;
+
 fn chunk_key(kind: u8, first: u64) -> [u8; 9] {
     let mut key = [kind; 9];
     key[1..].copy_from_slice(&first.to_be_bytes());
@@ -593,19 +598,37 @@ impl Writer {
     fn run(mut self, mut queue: mpsc::Receiver<Job>) {
         let mut entries: Vec<Pending> = Vec::new();
         let mut closed = None;
+        let mut last_batch = 0;
         while let Some(first) = queue.blocking_recv() {
             let mut tick = false;
             let mut next = Some(first);
-            while let Some(job) = next.take() {
-                match job {
-                    Job::Append { entry, reply } => entries.push((entry, reply)),
-                    Job::Tick => tick = true,
-                    Job::Close(reply) => closed = Some(reply),
+            let mut lingered = false;
+            loop {
+                while let Some(job) = next.take() {
+                    match job {
+                        Job::Append { entry, reply } => entries.push((entry, reply)),
+                        Job::Tick => tick = true,
+                        Job::Close(reply) => closed = Some(reply),
+                    }
+                    if entries.len() < self.options.max_batch && closed.is_none() {
+                        next = queue.try_recv().ok();
+                    }
                 }
-                if entries.len() < self.options.max_batch && closed.is_none() {
-                    next = queue.try_recv().ok();
+                // Under load (the last commit was a group), wait a moment for
+                // more: every commit costs the same thread wake-ups and flush
+                // whatever it carries. Alone, an entry is committed at once.
+                if lingered
+                    || last_batch < LINGER_AFTER_BATCH
+                    || entries.len() >= self.options.max_batch
+                    || closed.is_some()
+                {
+                    break;
                 }
+                lingered = true;
+                std::thread::sleep(LINGER);
+                next = queue.try_recv().ok();
             }
+            last_batch = entries.len();
             if !entries.is_empty() {
                 self.commit(std::mem::take(&mut entries));
             } else if tick {
