@@ -35,7 +35,8 @@ const BLOCK: u64 = 1 << BLOCK_LEVEL;
 
 /// How long the writer waits for more entries before a commit, under load.
 const LINGER: std::time::Duration = std::time::Duration::from_micros(1000);
-/// A commit of at least this many entries means load: the next one lingers.
+/// A commit with at least this many callers waiting on it means load: the next
+/// one lingers.
 const LINGER_AFTER_BATCH: usize = 2;
 
 fn chunk_key(kind: u8, first: u64) -> [u8; 9] {
@@ -628,7 +629,8 @@ impl Writer {
                 std::thread::sleep(LINGER);
                 next = queue.try_recv().ok();
             }
-            last_batch = entries.len();
+            // Only callers waiting for their receipt make a group worth waiting for.
+            last_batch = entries.iter().filter(|(_, reply)| reply.is_some()).count();
             if !entries.is_empty() {
                 self.commit(std::mem::take(&mut entries));
             } else if tick {
