@@ -107,8 +107,10 @@ fn counters<'a>(
         })
 }
 
-/// Most periods whose sums are kept; past it the cache starts over.
-const ATOM_CACHE_ENTRIES: usize = 4096;
+/// Most sums (atoms, about 40 bytes each) the cache holds in all: about 10 MB.
+/// Past it the cache starts over, so callers asking many different shapes can
+/// cost the node time, never unbounded memory.
+const ATOM_CACHE_ATOMS: usize = 250_000;
 
 /// The exact sums of whole periods (days, weeks, months) by plan shape, each
 /// with the stamp of the counters it was computed from. They stay inside the
@@ -118,8 +120,12 @@ struct AtomCache {
     entries: Mutex<AtomEntries>,
 }
 
-/// Plan shape and period → (stamp of its counters, their sums).
-type AtomEntries = HashMap<String, ((u64, usize), Arc<Atoms>)>;
+/// The entries and how many atoms they hold together.
+#[derive(Debug, Default)]
+struct AtomEntries {
+    by_key: HashMap<String, ((u64, usize), Arc<Atoms>)>,
+    atoms: usize,
+}
 
 impl AtomCache {
     fn atoms(&self, store: &Store, family: CounterFamily, period: &Plan) -> Arc<Atoms> {
@@ -135,17 +141,24 @@ impl AtomCache {
         // The stamp is read before the counters: a change in between makes the
         // entry look older than it is, never newer.
         let stamp = store.counters_stamp(family, period.from_hour, period.to_hour);
-        if let Some((held, atoms)) = self.lock().get(&key) {
+        if let Some((held, atoms)) = self.lock().by_key.get(&key) {
             if *held == stamp {
                 return atoms.clone();
             }
         }
         let atoms = Arc::new(period.atoms(counters(store, family, period)));
-        let mut entries = self.lock();
-        if entries.len() >= ATOM_CACHE_ENTRIES {
-            entries.clear();
+        if atoms.len() > ATOM_CACHE_ATOMS {
+            return atoms;
         }
-        entries.insert(key, (stamp, atoms.clone()));
+        let mut entries = self.lock();
+        if entries.atoms + atoms.len() > ATOM_CACHE_ATOMS {
+            entries.by_key.clear();
+            entries.atoms = 0;
+        }
+        entries.atoms += atoms.len();
+        if let Some((_, replaced)) = entries.by_key.insert(key, (stamp, atoms.clone())) {
+            entries.atoms -= replaced.len();
+        }
         atoms
     }
 
@@ -298,5 +311,81 @@ impl ReleaseGate {
         }
         bucket.tokens -= 1.0;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lagesbild_geo::{Cell, CellSize};
+    use lagesbild_privacy::{ReleaseRules, K};
+    use lagesbild_store::{NewReport, StoreOptions};
+
+    fn report(id: &str, hour: u32) -> NewReport {
+        NewReport {
+            id: id.into(),
+            hour,
+            category: 1,
+            severity: 2,
+            cell100: Cell::containing(59.332, 18.064, CellSize::M100).unwrap(),
+            cell250: Cell::containing(59.332, 18.064, CellSize::M250).unwrap(),
+            payload: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn kept_sums_follow_new_reports_and_stay_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let day = 480_000 / 24 * 24;
+        store
+            .insert((0..5).map(|i| report(&format!("a{i}"), day + 3)).collect())
+            .await
+            .unwrap();
+        let rules = ReleaseRules {
+            k: K::new(3).unwrap(),
+            finest_cell: CellSize::M250,
+            finest_bucket: BucketKind::Hour,
+            categories: [1].into(),
+            epsilon_per_query: None,
+        };
+        let query = ReleaseQuery {
+            from_hour: day,
+            to_hour: day + 24,
+            categories: Default::default(),
+            area: None,
+            cell_size: CellSize::M250,
+            bucket: BucketKind::Day,
+        };
+        let plan = plan(&rules, &query).unwrap();
+        let cache = AtomCache::default();
+        let total = |cache: &AtomCache| -> u64 {
+            plan.periods()
+                .iter()
+                .map(|p| {
+                    let atoms = cache.atoms(&store, CounterFamily::M250, p);
+                    plan.release_atoms(&atoms, &mut SecureRandom::default())
+                        .counts
+                        .iter()
+                        .map(|v| v.count)
+                        .sum::<u64>()
+                })
+                .sum()
+        };
+        assert_eq!(total(&cache), 5);
+        assert_eq!(total(&cache), 5, "served from the cache");
+        store.insert(vec![report("b", day + 5)]).await.unwrap();
+        assert_eq!(total(&cache), 6, "a new report in the period is counted");
+        let held = cache.lock().atoms;
+        assert!(held > 0 && held <= ATOM_CACHE_ATOMS);
+        assert_eq!(
+            held,
+            cache
+                .lock()
+                .by_key
+                .values()
+                .map(|(_, a)| a.len())
+                .sum::<usize>()
+        );
     }
 }
