@@ -24,7 +24,7 @@ use lagesbild_node::services::aggregate::AggregateApi;
 use lagesbild_proto::v1::aggregate_service_client::AggregateServiceClient;
 use lagesbild_proto::v1::aggregate_service_server::AggregateServiceServer;
 use lagesbild_proto::v1::report_service_client::ReportServiceClient;
-use lagesbild_proto::v1::{BucketKind, ReleaseRequest, SubmitBatchRequest};
+use lagesbild_proto::v1::{ReleaseRequest, SubmitBatchRequest};
 use lagesbild_reports::synthetic;
 use lagesbild_store::{Store, StoreOptions};
 use lagesbild_transport::serve_tls;
@@ -34,7 +34,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::net::TcpListener;
 use tonic::body::Body;
 use tonic::transport::{Channel, Server};
@@ -172,25 +172,7 @@ rate_limit = 100000000
 
 /// The query a federated picture sends each peer by default.
 fn peer_query() -> ReleaseRequest {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    ReleaseRequest {
-        purpose: String::new(),
-        from: Some(prost_types::Timestamp {
-            seconds: now - 86_400,
-            nanos: 0,
-        }),
-        to: Some(prost_types::Timestamp {
-            seconds: now,
-            nanos: 0,
-        }),
-        categories: Vec::new(),
-        area: None,
-        cell_size_m: 250,
-        bucket: BucketKind::Hour as i32,
-        totals_only: false,
-    }
+    crate::last_hours_at_250m(24)
 }
 
 async fn load_reports(node: &OneNode, total: usize) -> Result<()> {

@@ -319,6 +319,24 @@ impl OneNode {
     }
 }
 
+/// A release of the last `hours` hours at 250 m × hour, all categories.
+fn last_hours_at_250m(hours: u32) -> lagesbild_proto::v1::ReleaseRequest {
+    let now = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let at = |seconds| Some(prost_types::Timestamp { seconds, nanos: 0 });
+    lagesbild_proto::v1::ReleaseRequest {
+        purpose: String::new(),
+        from: at(now - i64::from(hours) * 3600),
+        to: at(now),
+        categories: Vec::new(),
+        area: None,
+        cell_size_m: 250,
+        bucket: lagesbild_proto::v1::BucketKind::Hour as i32,
+        totals_only: false,
+    }
+}
+
 fn proc_status_kib(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status

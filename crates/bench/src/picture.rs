@@ -5,12 +5,10 @@ use crate::{start_node, OneNode};
 use anyhow::{bail, Result};
 use lagesbild_proto::v1::picture_service_client::PictureServiceClient;
 use lagesbild_proto::v1::report_service_client::ReportServiceClient;
-use lagesbild_proto::v1::{
-    AnswerStatus, BucketKind, PictureRequest, ReleaseRequest, SubmitBatchRequest,
-};
+use lagesbild_proto::v1::{AnswerStatus, PictureRequest, SubmitBatchRequest};
 use lagesbild_reports::synthetic;
 use prost::Message;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 const MEMBERS: [&str; 5] = [
     "polisen",
@@ -112,26 +110,8 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn picture_request(hours: u32) -> PictureRequest {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
     PictureRequest {
-        filters: Some(ReleaseRequest {
-            purpose: String::new(),
-            from: Some(prost_types::Timestamp {
-                seconds: now - i64::from(hours) * 3600,
-                nanos: 0,
-            }),
-            to: Some(prost_types::Timestamp {
-                seconds: now,
-                nanos: 0,
-            }),
-            categories: Vec::new(),
-            area: None,
-            cell_size_m: 250,
-            bucket: BucketKind::Hour as i32,
-            totals_only: false,
-        }),
+        filters: Some(crate::last_hours_at_250m(hours)),
         top: 10,
         deadline_ms: 0,
     }
