@@ -419,9 +419,12 @@ impl Plan {
         }
         let counter_size = self.counter_cell_size();
         // Atoms: one value per (period, bucket, category, cell), summed over the
-        // counters that fall into it. Sorting and merging neighbours is cheaper
-        // than hashing, and counters arrive mostly in order already.
+        // counters that fall into it. Hourly values on the counters' own grid
+        // are one counter each, already in key order: they are only collected.
+        // Otherwise many counters make each atom, and they are summed by hashing.
+        let one_counter_each = self.bucket == BucketKind::Hour && self.cell_size == counter_size;
         let mut atoms: Vec<(AtomKey, Sums)> = Vec::new();
+        let mut summed: HashMap<AtomKey, Sums, BuildHasherDefault<FxHasher>> = HashMap::default();
         // Counters come hour by hour; the calendar is worked out once per hour.
         let mut classified: Option<(u32, (u32, u32))> = None;
         for counter in counters {
@@ -446,27 +449,18 @@ impl Plan {
                     at
                 }
             };
-            atoms.push((
-                (period, bucket, counter.category, cell),
-                (counter.count, counter.severity_sum),
-            ));
-        }
-        let atoms = if self.bucket == BucketKind::Hour && self.cell_size == counter_size {
-            // One counter per atom, already in key order: sorting is a check.
-            sum_equal_keys(atoms)
-        } else {
-            // Many counters per atom (days, weeks, profiles, coarser cells): sum
-            // by hashing first, then sort the far fewer atoms.
-            let mut summed: HashMap<AtomKey, Sums, BuildHasherDefault<FxHasher>> =
-                HashMap::default();
-            for (key, (count, sum)) in atoms {
+            let key = (period, bucket, counter.category, cell);
+            if one_counter_each {
+                atoms.push((key, (counter.count, counter.severity_sum)));
+            } else {
                 let total = summed.entry(key).or_default();
-                total.0 += count;
-                total.1 += sum;
+                total.0 += counter.count;
+                total.1 += counter.severity_sum;
             }
-            sum_equal_keys(summed.into_iter().collect())
-        };
-        Atoms(atoms)
+        }
+        atoms.extend(summed);
+        // Sorted (a check when already in order), equal keys added up.
+        Atoms(sum_equal_keys(atoms))
     }
 
     /// The release of `atoms` (made by [`atoms`](Self::atoms) of this plan or of
