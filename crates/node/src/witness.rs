@@ -22,13 +22,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Least time between two checks of one peer. A busy node contacts its peers
-/// many times a second; checking at most once a second bounds what witnessing
-/// costs both sides, and a fork or rewrite is still caught within about a
-/// second of the next contact.
-const MIN_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
+
+/// Least time between two checks of one peer. A busy node contacts its peers
+/// many times a second; checking at most once a second bounds what witnessing
+/// costs both sides. A fork or rewrite is caught at the first contact a second
+/// or more after the last check.
+const MIN_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The health service name that turns NOT_SERVING while any peer is alarmed.
 pub const HEALTH_SERVICE: &str = "lagesbild.v1.Witness";
