@@ -21,7 +21,6 @@ use lagesbild_proto::v1::CheckpointRequest;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
