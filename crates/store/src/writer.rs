@@ -50,13 +50,35 @@ pub(crate) fn spawn(
         .name("store-writer".into())
         .spawn(move || {
             let mut pending: Option<Job> = None;
+            // After a failed commit, sled may hold writes that the counters in
+            // memory do not: refuse every later write until a restart reloads
+            // both from disk.
+            let mut failed: Option<String> = None;
             loop {
                 let Some(first) = pending.take().or_else(|| jobs.blocking_recv()) else {
                     return;
                 };
+                if let Some(reason) = &failed {
+                    let refusal = StoreError::Commit(format!(
+                        "an earlier commit failed ({reason}); restart the node"
+                    ));
+                    match first {
+                        Job::Purge { reply, .. } => {
+                            let _ = reply.send(Err(refusal));
+                        }
+                        Job::Insert { reply, .. } => {
+                            let _ = reply.send(Err(refusal));
+                        }
+                    }
+                    continue;
+                }
                 match first {
                     Job::Purge { before_hour, reply } => {
-                        let _ = reply.send(purge(&db, &data, &index, before_hour));
+                        let outcome = purge(&db, &data, &index, before_hour);
+                        if let Err(e) = &outcome {
+                            failed = Some(e.to_string());
+                        }
+                        let _ = reply.send(outcome);
                     }
                     Job::Insert { reports, reply } => {
                         let mut group = vec![(reports, reply)];
@@ -74,7 +96,9 @@ pub(crate) fn spawn(
                                 Err(_) => break,
                             }
                         }
-                        commit_inserts(&db, &data, &index, group);
+                        if let Err(reason) = commit_inserts(&db, &data, &index, group) {
+                            failed = Some(reason);
+                        }
                     }
                 }
             }
@@ -91,7 +115,13 @@ type InsertJob = (
 /// Counter changes of one group, by (family, hour).
 type GroupDeltas = HashMap<(CounterFamily, u32), Deltas>;
 
-fn commit_inserts(db: &sled::Db, data: &sled::Tree, index: &CounterIndex, group: Vec<InsertJob>) {
+/// Commits `group` and answers each caller; on failure, returns why.
+fn commit_inserts(
+    db: &sled::Db,
+    data: &sled::Tree,
+    index: &CounterIndex,
+    group: Vec<InsertJob>,
+) -> Result<(), String> {
     let mut summaries = Vec::with_capacity(group.len());
     let result = (|| {
         let mut batch = sled::Batch::default();
@@ -123,13 +153,15 @@ fn commit_inserts(db: &sled::Db, data: &sled::Tree, index: &CounterIndex, group:
             for ((_, reply), summary) in group.into_iter().zip(summaries) {
                 let _ = reply.send(Ok(summary));
             }
+            Ok(())
         }
         Err(e) => {
-            tracing::error!(error = %e, "store commit failed; nothing acknowledged");
+            tracing::error!(error = %e, "store commit failed; nothing acknowledged, no further writes until a restart");
             let message = e.to_string();
             for (_, reply) in group {
                 let _ = reply.send(Err(StoreError::Commit(message.clone())));
             }
+            Err(message)
         }
     }
 }
