@@ -209,7 +209,7 @@ fn key_of(value: &ReleasedCount) -> Key {
 
 /// Merges releases: sums per (bucket, category, cell) with contributors, and
 /// which answering orgs covering the category withheld it.
-pub fn merge(releases: &[AggregateRelease]) -> Vec<PictureCell> {
+pub fn merge(releases: &[&AggregateRelease]) -> Vec<PictureCell> {
     let mut merged: BTreeMap<Key, PictureCell> = BTreeMap::new();
     for release in releases {
         for value in &release.counts {
@@ -285,7 +285,7 @@ fn rank(cells: &[PictureCell], top: usize) -> Vec<RankedPlace> {
 }
 
 /// Released counts of a profile release, summed by slot.
-fn profile(releases: &[AggregateRelease], slots: usize) -> Vec<u64> {
+fn profile(releases: &[&AggregateRelease], slots: usize) -> Vec<u64> {
     let mut out = vec![0; slots];
     for value in releases.iter().flat_map(|r| &r.counts) {
         if let Some(slot) = out.get_mut(value.slot as usize) {
@@ -352,21 +352,19 @@ impl PictureService for PictureApi {
             .ask_all(&queries, &token.sub, &token.purpose, deadline)
             .await;
         // Split into one list per query, as (org, answer, time).
-        let nth = |i: usize| -> Vec<(String, Answer, Duration)> {
-            asked
-                .iter()
-                .filter_map(|(org, answers, took)| {
-                    answers.get(i).map(|a| (org.clone(), a.clone(), *took))
-                })
-                .collect()
-        };
-        let (main, day, week) = (nth(0), nth(1), nth(2));
-        let ok = |answers: &[(String, Answer, Duration)]| {
+        // One list per query, as (org, answer, time); answers are moved, not copied.
+        let (mut main, mut day, mut week) = (Vec::new(), Vec::new(), Vec::new());
+        for (org, answers, took) in asked {
+            for (list, answer) in [&mut main, &mut day, &mut week].into_iter().zip(answers) {
+                list.push((org.clone(), answer, took));
+            }
+        }
+        fn ok(answers: &[(String, Answer, Duration)]) -> Vec<&AggregateRelease> {
             answers
                 .iter()
-                .filter_map(|(_, r, _)| r.as_ref().ok().cloned())
-                .collect::<Vec<_>>()
-        };
+                .filter_map(|(_, r, _)| r.as_ref().ok())
+                .collect()
+        }
         let releases = ok(&main);
         let cells = merge(&releases);
         let answers = main
