@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "lagesbild/v1/policy.proto",
     "lagesbild/v1/picture.proto",
     "lagesbild/v1/audit.proto",
+    "lagesbild/v1/events.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -106,6 +106,9 @@ pub struct Authorised {
     pub purpose: String,
     /// Token id.
     pub jti: String,
+    /// When the token expires, seconds since the Unix epoch: a long call (a
+    /// stream) ends there.
+    pub expires_at: u64,
     /// The org's role in the federation.
     pub role: Role,
 }
@@ -290,6 +293,7 @@ impl Verifier {
             scopes: claims.scope.split_whitespace().map(String::from).collect(),
             purpose: claims.purpose,
             jti: claims.jti,
+            expires_at: claims.exp,
             role: *role,
         })
     }

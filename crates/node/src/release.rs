@@ -330,6 +330,7 @@ mod tests {
             cell100: Cell::containing(59.332, 18.064, CellSize::M100).unwrap(),
             cell250: Cell::containing(59.332, 18.064, CellSize::M250).unwrap(),
             payload: Vec::new(),
+            events: Vec::new(),
         }
     }
 

@@ -10,10 +10,13 @@
 //! - [`scrub`]: free text with Swedish identity numbers, phone numbers, e-mail,
 //!   plates, street numbers, card and account numbers and known names replaced.
 //! - [`pseudonym`]: per-peer keyed ids, so peers can't join their views.
+//! - [`event`]: live events, one per report and recipient: a cell, a 15-minute
+//!   slot, scrubbed text where allowed, a pseudonymous id.
 
 #![warn(missing_docs)]
 
 pub mod calendar;
+pub mod event;
 pub mod noise;
 pub mod pseudonym;
 pub mod release;

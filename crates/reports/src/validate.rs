@@ -292,6 +292,7 @@ pub fn validate(
             cell100,
             cell250,
             payload: report.encode_to_vec(),
+            events: Vec::new(),
         }),
         _ => Err(problems),
     }

@@ -18,16 +18,18 @@
 #![warn(missing_docs)]
 
 mod counters;
+mod feeds;
 mod keys;
 mod writer;
 
+pub use feeds::{FeedRecord, Incoming, Outgoing, RecallOutcome};
 pub use keys::{CounterFamily, CounterKey, CounterValue};
 pub use writer::{InsertSummary, PurgeSummary};
 
 use lagesbild_geo::Cell;
 use std::path::Path;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +182,8 @@ pub struct NewReport {
     pub cell250: Cell,
     /// The encoded report, stored as is.
     pub payload: Vec<u8>,
+    /// Its events, one per recipient, kept in their feeds if the report is new.
+    pub events: Vec<Outgoing>,
 }
 
 /// Tuning of the store.
@@ -207,6 +211,7 @@ pub struct Store {
     data: sled::Tree,
     ledger: sled::Tree,
     index: Arc<counters::CounterIndex>,
+    heads: Arc<feeds::Heads>,
     writer: mpsc::Sender<writer::Job>,
     _writer_task: Arc<writer::WriterHandle>,
 }
@@ -237,12 +242,23 @@ impl Store {
             blocks.push((family, hour, counters::decode_block(&key, &value)?));
         }
         index.install(blocks);
-        let (writer, handle) = writer::spawn(db.clone(), data.clone(), index.clone(), options);
+        let inbox_head = feeds::decode_u64(data.get(feeds::INBOX_HEAD)?.as_deref())?;
+        let heads = Arc::new(feeds::Heads::new(inbox_head));
+        let (writer, handle) = writer::spawn(
+            writer::Shared {
+                db: db.clone(),
+                data: data.clone(),
+                index: index.clone(),
+                heads: heads.clone(),
+            },
+            options,
+        );
         Ok(Self {
             db,
             data,
             ledger,
             index,
+            heads,
             writer,
             _writer_task: Arc::new(handle),
         })
@@ -251,26 +267,120 @@ impl Store {
     /// Stores the reports whose ids are new, atomically with their counters, and
     /// returns once they are on disk.
     pub async fn insert(&self, reports: Vec<NewReport>) -> Result<InsertSummary, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.writer
-            .send(writer::Job::Insert { reports, reply })
+        self.submit(|reply| writer::Job::Insert { reports, reply })
             .await
-            .map_err(|_| StoreError::WriterStopped)?;
-        answer.await.map_err(|_| StoreError::WriterStopped)?
     }
 
     /// Removes every report observed before `hour` (hours since the epoch) and
     /// takes it out of the counters; returns once that is on disk.
     pub async fn purge_before(&self, hour: u32) -> Result<PurgeSummary, StoreError> {
+        self.submit(|reply| writer::Job::Purge {
+            before_hour: hour,
+            reply,
+        })
+        .await
+    }
+
+    async fn submit<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> writer::Job,
+    ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.writer
-            .send(writer::Job::Purge {
-                before_hour: hour,
-                reply,
-            })
+            .send(job(reply))
             .await
             .map_err(|_| StoreError::WriterStopped)?;
         answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// Items of `recipient`'s feed after `after`, in order, at most `limit`.
+    pub fn feed(
+        &self,
+        recipient: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<FeedRecord>, StoreError> {
+        let prefix = feeds::feed_prefix(recipient);
+        let start = feeds::feed_key(recipient, after.saturating_add(1));
+        let mut out = Vec::new();
+        for entry in self.data.range(start..) {
+            let (key, value) = entry?;
+            if !key.starts_with(&prefix) || out.len() == limit {
+                break;
+            }
+            out.push(feeds::decode_item(feeds::seq_of_key(&key)?, &value)?);
+        }
+        Ok(out)
+    }
+
+    /// The last seq of `recipient`'s feed, as it moves (only once items are on disk).
+    pub fn feed_head(&self, recipient: &str) -> Result<watch::Receiver<u64>, StoreError> {
+        self.heads.feed(recipient, || {
+            feeds::decode_u64(self.data.get(feeds::feed_head_key(recipient))?.as_deref())
+        })
+    }
+
+    /// Puts a recall into the feed of every recipient of report `id`'s events
+    /// (`make` makes each one), once; returns when that is on disk.
+    pub async fn recall(
+        &self,
+        id: &str,
+        make: impl Fn(&str) -> Outgoing + Send + 'static,
+    ) -> Result<RecallOutcome, StoreError> {
+        let report_id = id.to_owned();
+        self.submit(|reply| writer::Job::Recall {
+            report_id,
+            make: Box::new(make),
+            reply,
+        })
+        .await
+    }
+
+    /// Takes the items of `origin`'s feed that come after what was taken
+    /// before into the inbox, with the new cursor, atomically; returns their
+    /// inbox seqs once on disk.
+    pub async fn receive(
+        &self,
+        origin: &str,
+        items: Vec<Incoming>,
+    ) -> Result<Vec<u64>, StoreError> {
+        let origin = origin.to_owned();
+        self.submit(|reply| writer::Job::Receive {
+            origin,
+            items,
+            reply,
+        })
+        .await
+    }
+
+    /// The last seq of `origin`'s feed taken into the inbox (0 if none).
+    pub fn received_cursor(&self, origin: &str) -> Result<u64, StoreError> {
+        feeds::decode_u64(self.data.get(feeds::cursor_key(origin))?.as_deref())
+    }
+
+    /// Inbox items after `after`, in order, at most `limit`.
+    pub fn inbox(&self, after: u64, limit: usize) -> Result<Vec<FeedRecord>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.data.range(feeds::inbox_key(after.saturating_add(1))..) {
+            let (key, value) = entry?;
+            if key.first() != Some(&feeds::INBOX_PREFIX) || out.len() == limit {
+                break;
+            }
+            out.push(feeds::decode_item(feeds::seq_of_key(&key)?, &value)?);
+        }
+        Ok(out)
+    }
+
+    /// The inbox's last seq, as it moves (only once items are on disk).
+    pub fn inbox_head(&self) -> watch::Receiver<u64> {
+        self.heads.inbox()
+    }
+
+    /// Removes feed and inbox items that expired before `before` (seconds
+    /// since the epoch); returns how many.
+    pub async fn purge_expired_events(&self, before: i64) -> Result<u64, StoreError> {
+        self.submit(|reply| writer::Job::PurgeExpired { before, reply })
+            .await
     }
 
     /// The stored payload of report `id`.
@@ -390,6 +500,7 @@ mod tests {
             cell100: Cell::containing(lat, 18.06, CellSize::M100).unwrap(),
             cell250: Cell::containing(lat, 18.06, CellSize::M250).unwrap(),
             payload: format!("payload of {id}").into_bytes(),
+            events: Vec::new(),
         }
     }
 
@@ -609,5 +720,130 @@ mod tests {
         }
         assert_eq!(store.data.scan_prefix(b"c").count(), 0);
         assert_eq!(store.data.scan_prefix(b"t").count(), 0);
+    }
+
+    fn with_events(id: &str, recipients: &[&str]) -> NewReport {
+        let mut r = report(id, 300, 1, 59.33);
+        r.events = recipients
+            .iter()
+            .map(|to| Outgoing {
+                recipient: (*to).into(),
+                expires_at: 1_000,
+                record: format!("{id} for {to}").into_bytes(),
+            })
+            .collect();
+        r
+    }
+
+    async fn reopen(dir: &Path) -> Store {
+        loop {
+            match Store::open(dir, StoreOptions::default()) {
+                Ok(store) => break store,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn events_of_new_reports_go_to_their_feeds_in_order_and_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let mut head = store.feed_head("b").unwrap();
+        assert_eq!(*head.borrow(), 0);
+        store
+            .insert(vec![
+                with_events("r1", &["b", "c"]),
+                with_events("r2", &["b"]),
+            ])
+            .await
+            .unwrap();
+        // A duplicate makes no second event.
+        store
+            .insert(vec![with_events("r1", &["b", "c"])])
+            .await
+            .unwrap();
+        assert!(head.has_changed().unwrap());
+        assert_eq!(*head.borrow_and_update(), 2);
+        let b = store.feed("b", 0, 10).unwrap();
+        assert_eq!(
+            b.iter()
+                .map(|r| (r.seq, r.record.clone()))
+                .collect::<Vec<_>>(),
+            vec![(1, b"r1 for b".to_vec()), (2, b"r2 for b".to_vec())]
+        );
+        assert_eq!(store.feed("b", 1, 10).unwrap().len(), 1);
+        assert_eq!(store.feed("c", 0, 10).unwrap().len(), 1);
+        assert!(store.feed("bb", 0, 10).unwrap().is_empty());
+
+        let make = |to: &str| Outgoing {
+            recipient: to.into(),
+            expires_at: 1_000,
+            record: format!("recall for {to}").into_bytes(),
+        };
+        assert_eq!(
+            store.recall("r1", make).await.unwrap(),
+            RecallOutcome::Recalled { recipients: 2 }
+        );
+        assert_eq!(
+            store.recall("r1", make).await.unwrap(),
+            RecallOutcome::AlreadyRecalled
+        );
+        assert_eq!(
+            store.recall("r9", make).await.unwrap(),
+            RecallOutcome::NoEvents
+        );
+        let b = store.feed("b", 2, 10).unwrap();
+        assert_eq!(b.len(), 1);
+        assert_eq!((b[0].seq, &b[0].record[..]), (3, &b"recall for b"[..]));
+        assert_eq!(*head.borrow(), 3);
+
+        // Numbering goes on after expired items are purged and after a restart.
+        assert_eq!(store.purge_expired_events(2_000).await.unwrap(), 5);
+        assert!(store.feed("b", 0, 10).unwrap().is_empty());
+        drop(store);
+        let store = reopen(dir.path()).await;
+        store.insert(vec![with_events("r3", &["b"])]).await.unwrap();
+        assert_eq!(store.feed("b", 0, 10).unwrap()[0].seq, 4);
+    }
+
+    #[tokio::test]
+    async fn received_items_are_taken_once_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let item = |seq: u64| Incoming {
+            origin_seq: seq,
+            expires_at: 5_000,
+            record: format!("item {seq}").into_bytes(),
+        };
+        {
+            let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+            let mut head = store.inbox_head();
+            assert_eq!(
+                store.receive("a", vec![item(1), item(2)]).await.unwrap(),
+                vec![1, 2]
+            );
+            assert_eq!(store.receive("c", vec![item(1)]).await.unwrap(), vec![3]);
+            // Sent again after a reconnect: nothing new.
+            assert_eq!(
+                store.receive("a", vec![item(2)]).await.unwrap(),
+                Vec::<u64>::new()
+            );
+            assert_eq!(*head.borrow_and_update(), 3);
+            assert_eq!(store.received_cursor("a").unwrap(), 2);
+        }
+        let store = reopen(dir.path()).await;
+        assert_eq!(store.received_cursor("a").unwrap(), 2);
+        assert_eq!(*store.inbox_head().borrow(), 3);
+        assert_eq!(
+            store.receive("a", vec![item(2), item(3)]).await.unwrap(),
+            vec![4]
+        );
+        let inbox = store.inbox(0, 10).unwrap();
+        assert_eq!(
+            inbox.iter().map(|r| r.record.clone()).collect::<Vec<_>>(),
+            [&b"item 1"[..], b"item 2", b"item 1", b"item 3"]
+                .map(<[u8]>::to_vec)
+                .to_vec()
+        );
+        assert_eq!(store.inbox(3, 1).unwrap()[0].seq, 4);
     }
 }

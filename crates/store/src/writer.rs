@@ -1,6 +1,7 @@
 //! The single writer: group commit of inserts and purges.
 
 use crate::counters::{self, Block, CounterIndex, Deltas};
+use crate::feeds::{self, decode_u64, Heads, Incoming, Outgoing, RecallOutcome, Recipients};
 use crate::keys::{self, CounterFamily, RecordHeader};
 use crate::{NewReport, StoreError, StoreOptions};
 use std::collections::{HashMap, HashSet};
@@ -29,21 +30,57 @@ pub(crate) enum Job {
         reports: Vec<NewReport>,
         reply: oneshot::Sender<Result<InsertSummary, StoreError>>,
     },
+    Receive {
+        origin: String,
+        items: Vec<Incoming>,
+        reply: oneshot::Sender<Result<Vec<u64>, StoreError>>,
+    },
+    Recall {
+        report_id: String,
+        make: MakeRecall,
+        reply: oneshot::Sender<Result<RecallOutcome, StoreError>>,
+    },
     Purge {
         before_hour: u32,
         reply: oneshot::Sender<Result<PurgeSummary, StoreError>>,
     },
+    PurgeExpired {
+        before: i64,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
+}
+
+/// Makes the recall item for one recipient of a report's events.
+pub(crate) type MakeRecall = Box<dyn Fn(&str) -> Outgoing + Send>;
+
+impl Job {
+    fn refuse(self, error: StoreError) {
+        match self {
+            Job::Insert { reply, .. } => drop(reply.send(Err(error))),
+            Job::Receive { reply, .. } => drop(reply.send(Err(error))),
+            Job::Recall { reply, .. } => drop(reply.send(Err(error))),
+            Job::Purge { reply, .. } => drop(reply.send(Err(error))),
+            Job::PurgeExpired { reply, .. } => drop(reply.send(Err(error))),
+        }
+    }
+
+    fn groups(&self) -> bool {
+        matches!(self, Job::Insert { .. } | Job::Receive { .. })
+    }
 }
 
 pub(crate) struct WriterHandle(#[allow(dead_code)] std::thread::JoinHandle<()>);
 
+/// What the writer works on.
+pub(crate) struct Shared {
+    pub(crate) db: sled::Db,
+    pub(crate) data: sled::Tree,
+    pub(crate) index: Arc<CounterIndex>,
+    pub(crate) heads: Arc<Heads>,
+}
+
 /// Starts the writer thread; it ends when every sender is dropped.
-pub(crate) fn spawn(
-    db: sled::Db,
-    data: sled::Tree,
-    index: Arc<CounterIndex>,
-    options: StoreOptions,
-) -> (mpsc::Sender<Job>, WriterHandle) {
+pub(crate) fn spawn(shared: Shared, options: StoreOptions) -> (mpsc::Sender<Job>, WriterHandle) {
     let (sender, mut jobs) = mpsc::channel::<Job>(1024);
     // A thread of its own: sled's writes and fsync block, and must not stall the runtime.
     let thread = std::thread::Builder::new()
@@ -59,47 +96,37 @@ pub(crate) fn spawn(
                     return;
                 };
                 if let Some(reason) = &failed {
-                    let refusal = StoreError::Commit(format!(
+                    first.refuse(StoreError::Commit(format!(
                         "an earlier commit failed ({reason}); restart the node"
-                    ));
-                    match first {
-                        Job::Purge { reply, .. } => {
-                            let _ = reply.send(Err(refusal));
-                        }
-                        Job::Insert { reply, .. } => {
-                            let _ = reply.send(Err(refusal));
-                        }
-                    }
+                    )));
                     continue;
                 }
-                match first {
-                    Job::Purge { before_hour, reply } => {
-                        let outcome = purge(&db, &data, &index, before_hour);
-                        if let Err(e) = &outcome {
-                            failed = Some(e.to_string());
-                        }
-                        let _ = reply.send(outcome);
-                    }
-                    Job::Insert { reports, reply } => {
-                        let mut group = vec![(reports, reply)];
-                        let mut size = group[0].0.len();
-                        while size < options.max_group_reports {
-                            match jobs.try_recv() {
-                                Ok(Job::Insert { reports, reply }) => {
-                                    size += reports.len();
-                                    group.push((reports, reply));
-                                }
-                                Ok(purge_job) => {
-                                    pending = Some(purge_job);
-                                    break;
-                                }
-                                Err(_) => break,
+                let outcome = if first.groups() {
+                    let mut group = vec![first];
+                    let mut size = 0;
+                    while size < options.max_group_reports {
+                        match jobs.try_recv() {
+                            Ok(job) if job.groups() => {
+                                size += match &job {
+                                    Job::Insert { reports, .. } => reports.len(),
+                                    Job::Receive { items, .. } => items.len(),
+                                    _ => 0,
+                                };
+                                group.push(job);
                             }
-                        }
-                        if let Err(reason) = commit_inserts(&db, &data, &index, group) {
-                            failed = Some(reason);
+                            Ok(other) => {
+                                pending = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
                         }
                     }
+                    commit_group(&shared, group)
+                } else {
+                    run_alone(&shared, first)
+                };
+                if let Err(reason) = outcome {
+                    failed = Some(reason);
                 }
             }
         })
@@ -107,63 +134,256 @@ pub(crate) fn spawn(
     (sender, WriterHandle(thread))
 }
 
-type InsertJob = (
-    Vec<NewReport>,
-    oneshot::Sender<Result<InsertSummary, StoreError>>,
-);
+/// Runs a job that is committed on its own; on failure, returns why.
+fn run_alone(shared: &Shared, job: Job) -> Result<(), String> {
+    fn answer<T>(
+        reply: oneshot::Sender<Result<T, StoreError>>,
+        outcome: Result<T, StoreError>,
+    ) -> Result<(), String> {
+        let failure = outcome.as_ref().err().map(ToString::to_string);
+        let _ = reply.send(outcome);
+        failure.map_or(Ok(()), Err)
+    }
+    match job {
+        Job::Purge { before_hour, reply } => answer(reply, purge(shared, before_hour)),
+        Job::PurgeExpired { before, reply } => answer(reply, purge_expired(shared, before)),
+        Job::Recall {
+            report_id,
+            make,
+            reply,
+        } => answer(reply, recall(shared, &report_id, &make)),
+        grouped => {
+            grouped.refuse(StoreError::Commit("not a job that runs alone".into()));
+            Ok(())
+        }
+    }
+}
 
 /// Counter changes of one group, by (family, hour).
 type GroupDeltas = HashMap<(CounterFamily, u32), Deltas>;
 
-/// Commits `group` and answers each caller; on failure, returns why.
-fn commit_inserts(
-    db: &sled::Db,
-    data: &sled::Tree,
-    index: &CounterIndex,
-    group: Vec<InsertJob>,
-) -> Result<(), String> {
-    let mut summaries = Vec::with_capacity(group.len());
+/// Feed heads a group moves.
+#[derive(Default)]
+struct FeedHeads {
+    feeds: HashMap<String, u64>,
+    inbox: Option<u64>,
+}
+
+impl FeedHeads {
+    /// The next seq of `recipient`'s feed.
+    fn next_feed(&mut self, data: &sled::Tree, recipient: &str) -> Result<u64, StoreError> {
+        let head = match self.feeds.get(recipient) {
+            Some(&head) => head,
+            None => decode_u64(data.get(feeds::feed_head_key(recipient))?.as_deref())?,
+        };
+        self.feeds.insert(recipient.to_owned(), head + 1);
+        Ok(head + 1)
+    }
+
+    fn next_inbox(&mut self, data: &sled::Tree) -> Result<u64, StoreError> {
+        let head = match self.inbox {
+            Some(head) => head,
+            None => decode_u64(data.get(feeds::INBOX_HEAD)?.as_deref())?,
+        };
+        self.inbox = Some(head + 1);
+        Ok(head + 1)
+    }
+
+    fn write(&self, batch: &mut sled::Batch) {
+        for (recipient, head) in &self.feeds {
+            batch.insert(feeds::feed_head_key(recipient), &head.to_be_bytes()[..]);
+        }
+        if let Some(head) = self.inbox {
+            batch.insert(feeds::INBOX_HEAD, &head.to_be_bytes()[..]);
+        }
+    }
+
+    fn publish(&self, heads: &Heads) {
+        for (recipient, &head) in &self.feeds {
+            heads.advance_feed(recipient, head);
+        }
+        if let Some(head) = self.inbox {
+            heads.advance_inbox(head);
+        }
+    }
+}
+
+/// What one job of a group gets back.
+enum Answer {
+    Inserted(InsertSummary),
+    Received(Vec<u64>),
+}
+
+/// Commits a group of inserts and receipts as one batch and answers each
+/// caller; on failure, returns why.
+fn commit_group(shared: &Shared, group: Vec<Job>) -> Result<(), String> {
+    let Shared {
+        db,
+        data,
+        index,
+        heads,
+    } = shared;
+    let mut answers = Vec::with_capacity(group.len());
     let result = (|| {
         let mut batch = sled::Batch::default();
         let mut seen = HashSet::new();
         let mut deltas = GroupDeltas::new();
-        for (reports, _) in &group {
-            let mut summary = InsertSummary::default();
-            for report in reports {
-                let key = keys::report_key(&report.id);
-                if !seen.insert(report.id.as_str()) || data.contains_key(&key)? {
-                    summary.duplicates += 1;
-                    continue;
+        let mut moved = FeedHeads::default();
+        let mut cursors: HashMap<&str, u64> = HashMap::new();
+        for job in &group {
+            match job {
+                Job::Insert { reports, .. } => {
+                    let mut summary = InsertSummary::default();
+                    for report in reports {
+                        let key = keys::report_key(&report.id);
+                        if !seen.insert(report.id.as_str()) || data.contains_key(&key)? {
+                            summary.duplicates += 1;
+                            continue;
+                        }
+                        let header = RecordHeader::of(report);
+                        batch.insert(key, header.encode_with(&report.payload));
+                        count_into(&mut deltas, &header);
+                        if !report.events.is_empty() {
+                            let mut recipients = Recipients::default();
+                            for event in &report.events {
+                                let seq = moved.next_feed(data, &event.recipient)?;
+                                batch.insert(
+                                    feeds::feed_key(&event.recipient, seq),
+                                    feeds::encode_item(event.expires_at, &event.record),
+                                );
+                                recipients.feeds.push((event.recipient.clone(), seq));
+                            }
+                            batch.insert(feeds::recipients_key(&report.id), recipients.encode());
+                        }
+                        summary.stored += 1;
+                    }
+                    answers.push(Answer::Inserted(summary));
                 }
-                let header = RecordHeader::of(report);
-                batch.insert(key, header.encode_with(&report.payload));
-                count_into(&mut deltas, &header);
-                summary.stored += 1;
+                Job::Receive { origin, items, .. } => {
+                    let cursor = match cursors.get(origin.as_str()) {
+                        Some(&cursor) => cursor,
+                        None => decode_u64(data.get(feeds::cursor_key(origin))?.as_deref())?,
+                    };
+                    let mut taken = Vec::new();
+                    let mut last = cursor;
+                    for item in items {
+                        // Items at or before the cursor were taken already.
+                        if item.origin_seq <= last {
+                            continue;
+                        }
+                        let seq = moved.next_inbox(data)?;
+                        batch.insert(
+                            &feeds::inbox_key(seq),
+                            feeds::encode_item(item.expires_at, &item.record),
+                        );
+                        last = item.origin_seq;
+                        taken.push(seq);
+                    }
+                    if last != cursor {
+                        batch.insert(feeds::cursor_key(origin), &last.to_be_bytes()[..]);
+                    }
+                    cursors.insert(origin, last);
+                    answers.push(Answer::Received(taken));
+                }
+                _ => unreachable!("only inserts and receipts are grouped"),
             }
-            summaries.push(summary);
         }
+        moved.write(&mut batch);
         let blocks = merge_blocks(index, &mut batch, &deltas, 1)?;
         data.apply_batch(batch)?;
         db.flush()?;
         index.install(blocks);
+        moved.publish(heads);
         Ok::<_, StoreError>(())
     })();
     match result {
         Ok(()) => {
-            for ((_, reply), summary) in group.into_iter().zip(summaries) {
-                let _ = reply.send(Ok(summary));
+            for (job, answer) in group.into_iter().zip(answers) {
+                match (job, answer) {
+                    (Job::Insert { reply, .. }, Answer::Inserted(summary)) => {
+                        let _ = reply.send(Ok(summary));
+                    }
+                    (Job::Receive { reply, .. }, Answer::Received(taken)) => {
+                        let _ = reply.send(Ok(taken));
+                    }
+                    _ => unreachable!("answers follow the jobs"),
+                }
             }
             Ok(())
         }
         Err(e) => {
             tracing::error!(error = %e, "store commit failed; nothing acknowledged, no further writes until a restart");
             let message = e.to_string();
-            for (_, reply) in group {
-                let _ = reply.send(Err(StoreError::Commit(message.clone())));
+            for job in group {
+                job.refuse(StoreError::Commit(message.clone()));
             }
             Err(message)
         }
     }
+}
+
+/// Puts a recall into the feed of every recipient of `report_id`'s events.
+fn recall(
+    shared: &Shared,
+    report_id: &str,
+    make: &MakeRecall,
+) -> Result<RecallOutcome, StoreError> {
+    let key = feeds::recipients_key(report_id);
+    let Some(value) = shared.data.get(&key)? else {
+        return Ok(RecallOutcome::NoEvents);
+    };
+    let mut recipients = Recipients::decode(&value)?;
+    if recipients.recalled {
+        return Ok(RecallOutcome::AlreadyRecalled);
+    }
+    let mut batch = sled::Batch::default();
+    let mut moved = FeedHeads::default();
+    for (recipient, _) in &recipients.feeds {
+        let item = make(recipient);
+        let seq = moved.next_feed(&shared.data, recipient)?;
+        batch.insert(
+            feeds::feed_key(recipient, seq),
+            feeds::encode_item(item.expires_at, &item.record),
+        );
+    }
+    recipients.recalled = true;
+    batch.insert(key, recipients.encode());
+    moved.write(&mut batch);
+    shared.data.apply_batch(batch)?;
+    shared.db.flush()?;
+    moved.publish(&shared.heads);
+    Ok(RecallOutcome::Recalled {
+        recipients: recipients.feeds.len() as u32,
+    })
+}
+
+/// Removes feed and inbox items that expired before `before`; their heads and
+/// cursors stay, so numbering goes on.
+fn purge_expired(shared: &Shared, before: i64) -> Result<u64, StoreError> {
+    let mut removed = 0u64;
+    for prefix in [feeds::FEED_PREFIX, feeds::INBOX_PREFIX] {
+        let mut batch = sled::Batch::default();
+        let mut in_batch = 0;
+        for entry in shared.data.scan_prefix([prefix]) {
+            let (key, value) = entry?;
+            let item = feeds::decode_item(0, &value)?;
+            if item.expires_at < before {
+                batch.remove(key);
+                in_batch += 1;
+            }
+            if in_batch == PURGE_CHUNK {
+                shared.data.apply_batch(std::mem::take(&mut batch))?;
+                removed += in_batch as u64;
+                in_batch = 0;
+            }
+        }
+        shared.data.apply_batch(batch)?;
+        removed += in_batch as u64;
+    }
+    if removed > 0 {
+        shared.db.flush()?;
+    }
+    Ok(removed)
 }
 
 /// Counts one report in both counter families.
@@ -212,12 +432,10 @@ const PURGE_SCAN: usize = 100_000;
 /// counters in the same batches. Reads every report's header: no retention index
 /// is kept, because one more key per report would cost every insert, and a purge
 /// runs once an hour.
-fn purge(
-    db: &sled::Db,
-    data: &sled::Tree,
-    index: &CounterIndex,
-    before_hour: u32,
-) -> Result<PurgeSummary, StoreError> {
+fn purge(shared: &Shared, before_hour: u32) -> Result<PurgeSummary, StoreError> {
+    let Shared {
+        db, data, index, ..
+    } = shared;
     let mut summary = PurgeSummary::default();
     let mut resume: Option<sled::IVec> = None;
     loop {
@@ -239,6 +457,14 @@ fn purge(
             if header.hour < before_hour {
                 count_into(&mut deltas, &header);
                 batch.remove(key.clone());
+                // Its events can no longer be recalled.
+                batch.remove(
+                    [
+                        &[feeds::RECIPIENTS_PREFIX][..],
+                        &key[keys::REPORT_PREFIX.len()..],
+                    ]
+                    .concat(),
+                );
                 removed += 1;
             }
             scanned += 1;
