@@ -42,6 +42,8 @@ enum Command {
     Policy(commands::policy::Command),
     /// The federated situation picture: table, JSON, GeoJSON or HTML.
     Query(commands::query::Args),
+    /// Recall the events of a report entered in error.
+    Recall(commands::watch::RecallArgs),
     /// Run one node.
     Serve(commands::serve::Args),
     /// Show how a node sees each peer: reachable, version, round-trip time.
@@ -49,6 +51,8 @@ enum Command {
     /// Tokens for the org's people and services.
     #[command(subcommand)]
     Token(commands::token::Command),
+    /// Follow live events and alerts from the whole federation.
+    Watch(commands::watch::Args),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -73,6 +77,8 @@ pub fn main() -> ExitCode {
             Command::Serve(args) => commands::serve::run(args).await,
             Command::Status(args) => commands::status::run(args).await,
             Command::Token(command) => commands::token::run(command),
+            Command::Watch(args) => commands::watch::run(args).await,
+            Command::Recall(args) => commands::watch::recall(args).await,
         }
     });
     match result {

@@ -164,6 +164,9 @@ impl FederationPlan {
                             coverage: self.coverage,
                             retention_days: self.retention_days,
                         },
+                        events: Default::default(),
+                        playbooks: coordinated_plan::playbooks(),
+                        alerts: coordinated_plan::alerts(),
                     };
                     let path = org_dir.join("node.toml");
                     write_file(&path, &toml::to_string_pretty(&config)?)?;
@@ -243,4 +246,69 @@ fn write_secret(path: &Path, content: &str) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     file.write_all(content.as_bytes())
         .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The coordinated plan every member starts from: the same playbooks and alert
+/// rules in every node, for the members to change together.
+mod coordinated_plan {
+    use lagesbild_node::events::alerts::{AlertRule, Playbook};
+    use std::collections::BTreeMap;
+
+    pub fn playbooks() -> BTreeMap<String, Playbook> {
+        let playbook = |actions: &[&str]| Playbook {
+            actions: actions.iter().map(|a| a.to_string()).collect(),
+        };
+        [
+            (
+                "serious-violence".to_owned(),
+                playbook(&[
+                    "Police: send a patrol to the cell and take command",
+                    "Property owners and hotels: guards to entrances, doors watched",
+                    "Retail: staff told, stay inside",
+                    "Municipality: CCTV operators told, lighting at full",
+                ]),
+            ),
+            (
+                "dark-place".to_owned(),
+                playbook(&[
+                    "Municipality: lighting repair ordered within 24 h",
+                    "Property owners: check own lighting nearby",
+                    "Guards: include the place in the next round",
+                ]),
+            ),
+        ]
+        .into()
+    }
+
+    pub fn alerts() -> Vec<AlertRule> {
+        let rule =
+            |name: &str, playbook: &str, categories: &[&str], min_severity, hours: Option<&str>| {
+                AlertRule {
+                    name: name.into(),
+                    playbook: playbook.into(),
+                    categories: categories.iter().map(|c| c.to_string()).collect(),
+                    min_severity,
+                    areas: Vec::new(),
+                    radius_m: 250,
+                    cells: Vec::new(),
+                    hours: hours.map(Into::into),
+                }
+            };
+        vec![
+            rule(
+                "serious violence",
+                "serious-violence",
+                &["violence", "robbery", "weapons", "sexual_offence"],
+                Some(4),
+                None,
+            ),
+            rule(
+                "dark place at night",
+                "dark-place",
+                &["lighting_fault", "dark_area"],
+                None,
+                Some("18-07"),
+            ),
+        ]
+    }
 }

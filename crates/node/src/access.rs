@@ -30,8 +30,11 @@ pub fn now_micros() -> i64 {
 
 /// Methods whose answers are streams: logged when the stream starts, without a
 /// response digest (the answer can't be held back until it ends).
-pub fn streams_its_answer(_path: &str) -> bool {
-    false
+pub fn streams_its_answer(path: &str) -> bool {
+    matches!(
+        path,
+        "/lagesbild.v1.EventService/Subscribe" | "/lagesbild.v1.EventService/Watch"
+    )
 }
 
 /// What a service adds to the reason of a call it answered with OK (a response

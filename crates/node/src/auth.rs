@@ -34,6 +34,10 @@ pub fn requirement(path: &str) -> Requirement {
             Requirement::Scope("aggregate:read")
         }
         "lagesbild.v1.PolicyService" => Requirement::Scope("policy:admin"),
+        "lagesbild.v1.EventService" => match path.rsplit('/').next().unwrap_or("") {
+            "Recall" => Requirement::Scope("report:write"),
+            _ => Requirement::Scope("events:read"),
+        },
         "lagesbild.v1.AuditService" => match path.rsplit('/').next().unwrap_or("") {
             "Checkpoint" | "Witnesses" => Requirement::Token,
             "ClearAlarm" => Requirement::Scope("policy:admin"),

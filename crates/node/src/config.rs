@@ -4,12 +4,14 @@
 //! against the directory of the config file, and [`NodeConfig::load`] checks every
 //! file it names, so a bad config stops the node with one line naming the problem.
 
+use crate::events::alerts::{AlertRule, Alerts, Playbook};
 use crate::NodeError;
 use lagesbild_identity::spiffe::SpiffeId;
 use lagesbild_identity::{Federation, Role, TlsFiles};
 use lagesbild_policy::Policy;
 use lagesbild_reports::validate::{Coverage, Rules};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -73,6 +75,44 @@ pub struct NodeConfig {
     pub tls: TlsSection,
     /// Report validation and retention.
     pub reports: ReportsSection,
+    /// Live events.
+    #[serde(default)]
+    pub events: EventsSection,
+    /// The coordinated plan: playbooks by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub playbooks: BTreeMap<String, Playbook>,
+    /// Alert rules: which events call for which playbook.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<AlertRule>,
+}
+
+/// How the node makes and follows live events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsSection {
+    /// How long an event stays current after its 15-minute slot, minutes.
+    #[serde(default = "default_lifetime_minutes")]
+    pub lifetime_minutes: u32,
+    /// The purpose this node claims when it subscribes to its peers' events.
+    #[serde(default = "default_events_purpose")]
+    pub purpose: String,
+}
+
+impl Default for EventsSection {
+    fn default() -> Self {
+        Self {
+            lifetime_minutes: default_lifetime_minutes(),
+            purpose: default_events_purpose(),
+        }
+    }
+}
+
+fn default_lifetime_minutes() -> u32 {
+    240
+}
+
+fn default_events_purpose() -> String {
+    "situation-picture".into()
 }
 
 /// A checked configuration with everything it names loaded.
@@ -88,6 +128,8 @@ pub struct LoadedConfig {
     pub policy: Policy,
     /// The node's certificate and key files.
     pub tls: TlsFiles,
+    /// The alert rules, checked.
+    pub alerts: Alerts,
 }
 
 impl NodeConfig {
@@ -114,6 +156,10 @@ impl NodeConfig {
         if config.reports.retention_days == 0 {
             return Err(fail("reports.retention_days: must be at least 1".into()));
         }
+        if config.events.lifetime_minutes == 0 {
+            return Err(fail("events.lifetime_minutes: must be at least 1".into()));
+        }
+        let alerts = Alerts::new(&config.alerts, &config.playbooks).map_err(fail)?;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [
             &mut config.data_dir,
@@ -168,6 +214,7 @@ impl NodeConfig {
             federation,
             policy,
             tls,
+            alerts,
         })
     }
 }

@@ -24,6 +24,7 @@
 pub mod access;
 pub mod auth;
 pub mod config;
+pub mod events;
 pub mod outbound;
 pub mod peers;
 pub mod policy_watch;

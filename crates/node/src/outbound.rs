@@ -186,6 +186,21 @@ impl tower::Service<http::Request<Body>> for AuditedChannel {
                 }
             };
             let (parts, body) = response.into_parts();
+            if crate::access::streams_its_answer(&path) {
+                // Logged as it opens, with the receipt the peer sent in its headers.
+                let opened = !parts.headers.contains_key("grpc-status");
+                let (code, reason) = if opened {
+                    (0, "stream opened".to_owned())
+                } else {
+                    grpc_status(&parts.headers, None)
+                };
+                entry.code = code;
+                entry.decision = Decision::of_grpc_code(code);
+                entry.reason = reason;
+                entry.receipt = receipt_in(&parts.headers, None);
+                log.append_queued(&entry).await?;
+                return Ok(http::Response::from_parts(parts, body));
+            }
             let collected = match body.collect().await {
                 Ok(collected) => collected,
                 Err(status) => {

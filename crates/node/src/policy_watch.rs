@@ -65,6 +65,16 @@ impl PolicyHandle {
             .clone()
     }
 
+    /// The policy in force as last read, without looking at the file (for
+    /// checks inside a long call; the file is watched every few seconds).
+    pub fn snapshot(&self) -> Arc<Policy> {
+        self.state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .policy
+            .clone()
+    }
+
     /// Reads the file again if it changed; a broken file leaves the policy as is.
     pub fn reload_if_changed(&self) {
         let now = stamp(&self.path);

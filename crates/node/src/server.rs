@@ -2,11 +2,13 @@
 
 use crate::access::{now_micros, AccessLayer};
 use crate::config::{LoadedConfig, NodeConfig};
+use crate::events::{pseudonym_secret, EventMaker, Follower};
 use crate::peers::PeerChannels;
 use crate::policy_watch::PolicyHandle;
 use crate::release::ReleaseGate;
 use crate::services::aggregate::AggregateApi;
 use crate::services::audit_service::AuditApi;
+use crate::services::events::EventApi;
 use crate::services::node_service::NodeApi;
 use crate::services::picture::PictureApi;
 use crate::services::policy_service::PolicyApi;
@@ -19,8 +21,10 @@ use lagesbild_audit::{
 };
 use lagesbild_auth::{Signer, Verifier};
 use lagesbild_identity::tls::{server_config_observed, RefusalObserver, RefusedCertificate};
+use lagesbild_identity::Role;
 use lagesbild_proto::v1::aggregate_service_server::AggregateServiceServer;
 use lagesbild_proto::v1::audit_service_server::AuditServiceServer;
+use lagesbild_proto::v1::event_service_server::EventServiceServer;
 use lagesbild_proto::v1::node_service_server::NodeServiceServer;
 use lagesbild_proto::v1::picture_service_server::PictureServiceServer;
 use lagesbild_proto::v1::policy_service_server::PolicyServiceServer;
@@ -159,16 +163,53 @@ impl Node {
             signer.clone(),
             witness.clone(),
         ));
-        let report_service = ReportServiceServer::new(ReportApi::new(
-            org.clone(),
-            loaded.config.reports.rules(),
-            store.clone(),
-        ))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES);
         let policy = Arc::new(PolicyHandle::new(
             loaded.config.policy.clone(),
             loaded.policy.clone(),
         ));
+        let secret = pseudonym_secret(&loaded.config.data_dir).map_err(|e| NodeError::Store {
+            path: loaded.config.data_dir.clone(),
+            message: format!("pseudonym secret: {e}"),
+        })?;
+        let members: Vec<String> = federation
+            .members
+            .iter()
+            .filter(|m| m.role == Role::Member && m.endpoint.is_some())
+            .map(|m| m.id.clone())
+            .collect();
+        let lifetime_secs = i64::from(loaded.config.events.lifetime_minutes) * 60;
+        let event_maker = Arc::new(EventMaker::new(
+            org.clone(),
+            members.clone(),
+            policy.clone(),
+            &secret,
+            lifetime_secs,
+        ));
+        let report_service = ReportServiceServer::new(ReportApi::new(
+            org.clone(),
+            loaded.config.reports.rules(),
+            store.clone(),
+            event_maker.clone(),
+        ))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let (closing, closing_seen) = tokio::sync::watch::channel(false);
+        let event_service = EventServiceServer::new(EventApi::new(
+            org.clone(),
+            store.clone(),
+            policy.clone(),
+            event_maker,
+            closing_seen,
+        ));
+        let follower = Arc::new(Follower::new(
+            org.clone(),
+            store.clone(),
+            loaded.alerts.clone(),
+            peers.clone(),
+            signer.clone(),
+            witness.clone(),
+            loaded.config.events.purpose.clone(),
+        ));
+        let following = follower.start(&members);
         let policy_watch = tokio::spawn(policy.clone().watch(POLICY_CHECK_INTERVAL));
         let gate = Arc::new(ReleaseGate::new(org.clone(), policy, store.clone()));
         let aggregate_service =
@@ -203,9 +244,15 @@ impl Node {
             .add_service(policy_service)
             .add_service(picture_service)
             .add_service(audit_service)
+            .add_service(event_service)
             .serve_with_incoming_shutdown(incoming, async {
                 shutdown.await;
                 health.set_not_serving::<NodeServiceServer<NodeApi>>().await;
+                // Event streams never end on their own; in-flight unary calls do.
+                closing.send_replace(true);
+                for task in &following {
+                    task.abort();
+                }
                 tracing::info!("shutting down: finishing in-flight calls");
             })
             .await?;
@@ -266,7 +313,8 @@ fn refusal_logger(log: &AuditLog) -> RefusalObserver {
 /// How often reports past retention are purged.
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
-/// Purges reports past `retention` at start-up and then every [`PURGE_INTERVAL`].
+/// Purges reports past `retention`, and expired events, at start-up and then
+/// every [`PURGE_INTERVAL`].
 async fn retention_loop(store: Store, retention: Duration) {
     let mut tick = tokio::time::interval(PURGE_INTERVAL);
     loop {
@@ -284,6 +332,16 @@ async fn retention_loop(store: Store, retention: Duration) {
             ),
             Ok(_) => tracing::debug!(before_hour = cutoff, "retention purge: nothing to remove"),
             Err(e) => tracing::error!(error = %e, "retention purge failed"),
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        match store.purge_expired_events(now).await {
+            Ok(removed) if removed > 0 => {
+                tracing::info!(removed, "expired events removed from feeds and inbox")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "purging expired events failed"),
         }
     }
 }

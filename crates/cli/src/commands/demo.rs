@@ -5,7 +5,7 @@
 //! mutual TLS, and prints how each node sees the federation. With `--once` it then
 //! stops the nodes and exits; otherwise it runs until Ctrl-C or SIGTERM.
 
-use super::query;
+use super::{query, watch};
 use crate::client::Client;
 use crate::commands::ingest::upload;
 use crate::commands::serve::shutdown_signal;
@@ -13,8 +13,12 @@ use crate::commands::status::{federation_status, render};
 use crate::provision::{FederationPlan, OrgPlan, WrittenFederation};
 use anyhow::{bail, Context, Result};
 use lagesbild_identity::Role;
+use lagesbild_proto::v1::event_service_client::EventServiceClient;
 use lagesbild_proto::v1::report_service_client::ReportServiceClient;
-use lagesbild_reports::synthetic;
+use lagesbild_proto::v1::{
+    Category, Person, Position, Report, Source, SubmitBatchRequest, Tlp, WatchRequest,
+};
+use lagesbild_reports::{places, synthetic};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::path::{Path, PathBuf};
@@ -93,7 +97,8 @@ pub(crate) async fn run(args: Args) -> Result<()> {
         );
         load_reports(&written).await?;
         show_status(&written).await?;
-        show_picture(&written, &args.dir).await
+        show_picture(&written, &args.dir).await?;
+        show_events(&written).await
     }
     .await;
     if outcome.is_ok() && !args.once {
@@ -111,16 +116,19 @@ pub(crate) async fn run(args: Args) -> Result<()> {
 }
 
 /// The demo's agreement: every member (itself included) may read aggregates of
-/// every category at 250 m and hour resolution, thresholded at k = 3.
+/// every category at 250 m and hour resolution, thresholded at k = 3, and
+/// receive events with scrubbed text of reports marked up to AMBER (its own
+/// node: up to RED).
 fn write_demo_policies(written: &WrittenFederation) -> Result<()> {
-    let mut policy = String::from("version = 1\n");
-    for member in MEMBERS {
-        policy.push_str(&format!(
-            "\n[peer.{member}]\nscopes = [\"aggregate:read\"]\npurposes = [\"situation-picture\"]\ncategories = [\"all\"]\nfinest_cell = 250\nfinest_bucket = \"hour\"\nk = 3\nrate_limit = 600\n"
-        ));
-    }
-    for member in MEMBERS {
-        let dir = &written.org(member).context("unknown org")?.dir;
+    for owner in MEMBERS {
+        let mut policy = String::from("version = 1\n");
+        for member in MEMBERS {
+            let max_tlp = if member == owner { "red" } else { "amber" };
+            policy.push_str(&format!(
+                "\n[peer.{member}]\nscopes = [\"aggregate:read\", \"events:read\"]\npurposes = [\"situation-picture\"]\ncategories = [\"all\"]\nfinest_cell = 250\nfinest_bucket = \"hour\"\nk = 3\nmax_tlp = \"{max_tlp}\"\ntext = true\nrate_limit = 600\n"
+            ));
+        }
+        let dir = &written.org(owner).context("unknown org")?.dir;
         std::fs::write(dir.join("policy.toml"), &policy)?;
     }
     Ok(())
@@ -339,6 +347,121 @@ async fn load_reports(written: &WrittenFederation) -> Result<()> {
         );
     }
     println!();
+    Ok(())
+}
+
+/// Live reports the demo makes once the federation is up: (org, place,
+/// category, severity, text, persons named).
+type LiveReport = (
+    &'static str,
+    &'static str,
+    Category,
+    u32,
+    &'static str,
+    &'static [&'static str],
+);
+const LIVE_REPORTS: &[LiveReport] = &[
+    (
+        "polisen",
+        "Sergels torg",
+        Category::Violence,
+        4,
+        "Misshandel, gärningsman Erik Svensson 850312-1235 ringde från 070-123 45 67",
+        &["Erik Svensson"],
+    ),
+    (
+        "stockholm-stad",
+        "Brunkebergstorg",
+        Category::LightingFault,
+        2,
+        "Tre lampor släckta vid trappan",
+        &[],
+    ),
+    (
+        "scandic",
+        "Stockholms centralstation",
+        Category::Theft,
+        3,
+        "Väska stulen i lobbyn, gäst på rum 412",
+        &[],
+    ),
+];
+
+/// The events as the first member's watch shows them: what the month's last
+/// hours already brought, then a few new reports at three members arriving.
+async fn show_events(written: &WrittenFederation) -> Result<()> {
+    let org = MEMBERS[0];
+    let client = Client::load(&written.org(org).context("unknown org")?.client_config)?;
+    let watch = client.own_node_as(&["events:read"], "situation-picture")?;
+    let mut stream = EventServiceClient::new(watch)
+        .watch(WatchRequest { after: 0 })
+        .await
+        .context("watching events")?
+        .into_inner();
+    // The synthetic month's last hours made events; let them arrive.
+    let (mut earlier, mut alerts) = (0, 0);
+    let mut quiet = Duration::from_secs(3);
+    while let Ok(next) = tokio::time::timeout(quiet, stream.message()).await {
+        let Some(item) = next.context("watching events")? else {
+            break;
+        };
+        earlier += 1;
+        alerts += item.alerts.len();
+        quiet = Duration::from_millis(700);
+    }
+    println!(
+        "live events at {org}: {earlier} from the month's last hours, raising {alerts} alerts of the coordinated plan"
+    );
+    println!("three new reports, at three members; as {org}'s watch shows them:");
+    let sent = Instant::now();
+    for (member, place, category, severity, text, persons) in LIVE_REPORTS {
+        let at = places::place(place).with_context(|| format!("place {place}"))?;
+        let writer = Client::load(&written.org(member).context("unknown org")?.client_config)?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+        ReportServiceClient::new(writer.own_node_as(&["report:write"], "ingest")?)
+            .submit_batch(SubmitBatchRequest {
+                reports: vec![Report {
+                    id: format!("live-{member}-{}", now.as_millis()),
+                    observed_at: Some(prost_types::Timestamp {
+                        seconds: now.as_secs() as i64,
+                        nanos: 0,
+                    }),
+                    position: Some(Position {
+                        lat: at.lat,
+                        lon: at.lon,
+                    }),
+                    place_name: (*place).into(),
+                    category: *category as i32,
+                    severity: *severity,
+                    text: (*text).into(),
+                    persons: persons
+                        .iter()
+                        .map(|name| Person {
+                            name: (*name).into(),
+                            personal_identity_number: String::new(),
+                        })
+                        .collect(),
+                    vehicle_plates: vec![],
+                    source: Source::Staff as i32,
+                    tlp: Tlp::Green as i32,
+                }],
+                validate_only: false,
+            })
+            .await
+            .with_context(|| format!("a live report at {member}"))?;
+    }
+    for _ in LIVE_REPORTS {
+        match tokio::time::timeout(Duration::from_secs(10), stream.message()).await {
+            Ok(Ok(Some(item))) => print!("{}", watch::render(&item)),
+            Ok(Err(status)) => bail!("watching events: {}", status.message()),
+            _ => bail!("a live event did not arrive at {org} within 10 s"),
+        }
+    }
+    println!(
+        "all three arrived {:.0} ms after the first was sent; follow them with `lagesbild watch --config {}`\n",
+        sent.elapsed().as_secs_f64() * 1000.0,
+        written.org(org).context("unknown org")?.client_config.display()
+    );
     Ok(())
 }
 

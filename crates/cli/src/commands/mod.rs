@@ -9,3 +9,4 @@ pub(crate) mod query;
 pub(crate) mod serve;
 pub(crate) mod status;
 pub(crate) mod token;
+pub(crate) mod watch;

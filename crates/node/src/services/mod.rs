@@ -2,6 +2,7 @@
 
 pub mod aggregate;
 pub mod audit_service;
+pub mod events;
 pub mod node_service;
 pub mod picture;
 pub mod policy_service;

@@ -1,11 +1,13 @@
 //! `lagesbild.v1.ReportService`: the org's own people and tools write reports.
 
 use super::caller;
+use crate::events::EventMaker;
 use lagesbild_proto::v1::report_service_server::ReportService;
 use lagesbild_proto::v1::{SubmitBatchRequest, SubmitSummary};
 use lagesbild_reports::validate::{validate_batch, Rules, Violation};
 use lagesbild_store::Store;
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 use tonic::{Request, Response, Status, Streaming};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -20,12 +22,18 @@ pub struct ReportApi {
     org: String,
     rules: Rules,
     store: Store,
+    events: Arc<EventMaker>,
 }
 
 impl ReportApi {
-    /// The service of `org`'s node.
-    pub fn new(org: String, rules: Rules, store: Store) -> Self {
-        Self { org, rules, store }
+    /// The service of `org`'s node; `events` makes the events of new reports.
+    pub fn new(org: String, rules: Rules, store: Store, events: Arc<EventMaker>) -> Self {
+        Self {
+            org,
+            rules,
+            store,
+            events,
+        }
     }
 
     fn authorise<T>(&self, request: &Request<T>) -> Result<(), Status> {
@@ -44,13 +52,9 @@ impl ReportApi {
     /// returned task answers once the batch is on disk. Invalid batches are
     /// refused here, before anything is stored.
     fn begin(&self, request: SubmitBatchRequest, first_index: usize) -> Result<Pending, Status> {
-        let ready = validate_batch(
-            &request.reports,
-            &self.rules,
-            SystemTime::now(),
-            first_index,
-        )
-        .map_err(invalid)?;
+        let now = SystemTime::now();
+        let mut ready =
+            validate_batch(&request.reports, &self.rules, now, first_index).map_err(invalid)?;
         if request.validate_only {
             let mut summary = SubmitSummary::default();
             for report in &ready {
@@ -62,6 +66,10 @@ impl ReportApi {
             }
             return Ok(tokio::spawn(async move { Ok(summary) }));
         }
+        let now = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        self.events.attach(&request.reports, &mut ready, now);
         let store = self.store.clone();
         Ok(tokio::spawn(async move {
             let stored = store.insert(ready).await.map_err(|e| {

@@ -1,0 +1,270 @@
+//! `lagesbild.v1.EventService`: peers subscribe to their feeds, the org's own
+//! people watch what arrived, and recall what was entered in error.
+
+use super::caller;
+use crate::auth::authorised;
+use crate::events::publish::{still_allowed, EVENTS_SCOPE};
+use crate::events::{unavailable, EventMaker};
+use crate::policy_watch::PolicyHandle;
+use futures::Stream;
+use lagesbild_proto::v1::event_service_server::EventService;
+use lagesbild_proto::v1::{
+    FeedItem, RecallReason, RecallRequest, RecallResponse, SubscribeRequest, WatchItem,
+    WatchRequest,
+};
+use lagesbild_store::{FeedRecord, RecallOutcome, Store, StoreError};
+use prost::Message;
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+use tonic::{Request, Response, Status};
+
+/// Items read from the store at a time for one stream: what one stream holds
+/// in memory at most, however slowly its reader reads.
+const PAGE: usize = 256;
+
+/// The event service of one node.
+#[derive(Debug, Clone)]
+pub struct EventApi {
+    org: String,
+    store: Store,
+    policy: Arc<PolicyHandle>,
+    maker: Arc<EventMaker>,
+    closing: watch::Receiver<bool>,
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl EventApi {
+    /// The service of `org`'s node; its streams end when `closing` turns true
+    /// (the node is shutting down and waits for calls in flight).
+    pub fn new(
+        org: String,
+        store: Store,
+        policy: Arc<PolicyHandle>,
+        maker: Arc<EventMaker>,
+        closing: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            org,
+            store,
+            policy,
+            maker,
+            closing,
+        }
+    }
+
+    fn own_org_only<T>(&self, request: &Request<T>, what: &str) -> Result<(), Status> {
+        let caller = &caller(request)?.identity.org;
+        if *caller != self.org {
+            return Err(Status::permission_denied(format!(
+                "{what} is for {}'s own people; {caller} is another organisation",
+                self.org
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A stream of the items of a feed or the inbox after a cursor, then live,
+/// until `until` or until `closing` turns true: read a page at a time as the reader takes them, so a slow
+/// reader holds back the stream, never fills memory.
+fn tail<T, R, M>(
+    read: R,
+    head: watch::Receiver<u64>,
+    after: u64,
+    until: tokio::time::Instant,
+    closing: watch::Receiver<bool>,
+    map: M,
+) -> impl Stream<Item = Result<T, Status>> + Send
+where
+    T: Send + 'static,
+    R: Fn(u64) -> Result<Vec<FeedRecord>, StoreError> + Send + 'static,
+    M: FnMut(FeedRecord) -> Option<T> + Send + 'static,
+{
+    struct State<R, M> {
+        read: R,
+        map: M,
+        head: watch::Receiver<u64>,
+        closing: watch::Receiver<bool>,
+        after: u64,
+        page: VecDeque<FeedRecord>,
+        done: bool,
+    }
+    let state = State {
+        read,
+        map,
+        head,
+        closing,
+        after,
+        page: VecDeque::new(),
+        done: false,
+    };
+    futures::stream::unfold(state, move |mut state| async move {
+        if state.done || *state.closing.borrow() {
+            return None;
+        }
+        loop {
+            if let Some(record) = state.page.pop_front() {
+                state.after = record.seq;
+                if let Some(item) = (state.map)(record) {
+                    return Some((Ok(item), state));
+                }
+                continue;
+            }
+            // Seen before reading, so an item stored after the read wakes us.
+            state.head.borrow_and_update();
+            match (state.read)(state.after) {
+                Ok(records) if !records.is_empty() => {
+                    state.page.extend(records);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    state.done = true;
+                    return Some((Err(unavailable(e)), state));
+                }
+            }
+            tokio::select! {
+                changed = state.head.changed() => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                }
+                () = tokio::time::sleep_until(until) => return None,
+                _ = state.closing.changed() => return None,
+            }
+        }
+    })
+}
+
+/// When a stream under a token that expires at `expires_at` must end.
+fn stream_deadline(expires_at: u64) -> tokio::time::Instant {
+    let left = expires_at.saturating_sub(now().max(0) as u64);
+    tokio::time::Instant::now() + Duration::from_secs(left)
+}
+
+type ItemStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl EventService for EventApi {
+    type SubscribeStream = ItemStream<FeedItem>;
+    type WatchStream = ItemStream<WatchItem>;
+
+    async fn subscribe(
+        &self,
+        request: Request<SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let peer = caller(&request)?.identity.org.clone();
+        let claims = authorised(&request)?;
+        let policy = self.policy.current();
+        policy
+            .authorise(&self.org, &peer, EVENTS_SCOPE, &claims.purpose)
+            .map_err(|denied| Status::permission_denied(denied.to_string()))?;
+        let after = request.get_ref().after;
+        let head = self.store.feed_head(&peer).map_err(unavailable)?;
+        let last = *head.borrow();
+        if after > last {
+            return Err(Status::invalid_argument(format!(
+                "after: {after} is past the last item of {peer}'s feed on {} ({last}); resume from a seq you received",
+                self.org
+            )));
+        }
+        let until = stream_deadline(claims.expires_at);
+        let store = self.store.clone();
+        let recipient = peer.clone();
+        let handle = self.policy.clone();
+        let stream = tail(
+            move |after| store.feed(&recipient, after, PAGE),
+            head,
+            after,
+            until,
+            self.closing.clone(),
+            move |record| {
+                let mut item = FeedItem::decode(&record.record[..]).ok()?;
+                // The policy may have changed since the item was made.
+                let policy = handle.snapshot();
+                let rules = policy.peer(&peer)?;
+                if !rules.scopes.iter().any(|s| s == EVENTS_SCOPE)
+                    || !still_allowed(&mut item, rules, now())
+                {
+                    return None;
+                }
+                item.seq = record.seq;
+                Some(item)
+            },
+        );
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn watch(
+        &self,
+        request: Request<WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        self.own_org_only(&request, "watching events")?;
+        let claims = authorised(&request)?;
+        let after = request.get_ref().after;
+        let until = stream_deadline(claims.expires_at);
+        let store = self.store.clone();
+        let stream = tail(
+            move |after| store.inbox(after, PAGE),
+            self.store.inbox_head(),
+            after,
+            until,
+            self.closing.clone(),
+            |record| {
+                let mut item = WatchItem::decode(&record.record[..]).ok()?;
+                item.seq = record.seq;
+                Some(item)
+            },
+        );
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn recall(
+        &self,
+        request: Request<RecallRequest>,
+    ) -> Result<Response<RecallResponse>, Status> {
+        self.own_org_only(&request, "recalling events")?;
+        let request = request.into_inner();
+        let reason = RecallReason::try_from(request.reason)
+            .ok()
+            .filter(|r| *r != RecallReason::Unspecified)
+            .ok_or_else(|| {
+                Status::invalid_argument("reason: entered-in-error or duplicate is needed")
+            })?;
+        if request.report_id.is_empty() {
+            return Err(Status::invalid_argument("report_id: empty"));
+        }
+        let maker = self.maker.clone();
+        let report_id = request.report_id.clone();
+        let at = now();
+        let outcome = self
+            .store
+            .recall(&request.report_id, move |recipient| {
+                maker.recall_item(recipient, &report_id, reason, at)
+            })
+            .await
+            .map_err(unavailable)?;
+        match outcome {
+            RecallOutcome::NoEvents => Err(Status::not_found(format!(
+                "report {:?} made no events on {} (unknown, or no recipient was allowed one)",
+                request.report_id, self.org
+            ))),
+            RecallOutcome::AlreadyRecalled => Ok(Response::new(RecallResponse {
+                recipients: 0,
+                already_recalled: true,
+            })),
+            RecallOutcome::Recalled { recipients } => Ok(Response::new(RecallResponse {
+                recipients,
+                already_recalled: false,
+            })),
+        }
+    }
+}
