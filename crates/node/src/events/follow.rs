@@ -33,8 +33,10 @@ const TOKEN_TTL: Duration = Duration::from_secs(600);
 /// Waits between attempts while a peer can't be reached.
 const RETRY_FIRST: Duration = Duration::from_millis(200);
 const RETRY_MOST: Duration = Duration::from_secs(2);
-/// Wait after a refusal (policy, token): it lasts until someone changes a file.
-const RETRY_REFUSED: Duration = Duration::from_secs(30);
+/// Waits after a refusal (policy, token), doubling: a refusal lasts until an
+/// operator changes a file, which may be soon (a new agreement) or never.
+const REFUSED_FIRST: Duration = Duration::from_secs(1);
+const REFUSED_MOST: Duration = Duration::from_secs(60);
 
 /// Takes items of members' feeds into the inbox.
 #[derive(Debug)]
@@ -133,10 +135,14 @@ impl Follower {
     /// every end.
     async fn follow_peer(&self, origin: &str) {
         let mut retry = RETRY_FIRST;
+        let mut refused_wait = REFUSED_FIRST;
         let mut last_refusal = String::new();
         loop {
             match self.subscribe_once(origin).await {
-                Ok(()) => retry = RETRY_FIRST,
+                Ok(()) => {
+                    retry = RETRY_FIRST;
+                    refused_wait = REFUSED_FIRST;
+                }
                 Err(status) => {
                     let refused = matches!(
                         status.code(),
@@ -150,7 +156,9 @@ impl Follower {
                             tracing::info!(peer = %origin, reason = %status.message(), "peer's events refused to this node");
                             last_refusal = status.message().to_owned();
                         }
-                        RETRY_REFUSED
+                        let wait = refused_wait;
+                        refused_wait = (refused_wait * 2).min(REFUSED_MOST);
+                        wait
                     } else {
                         tracing::debug!(peer = %origin, error = %status.message(), "peer's events unavailable; retrying");
                         retry = (retry * 2).min(RETRY_MOST);
