@@ -1,5 +1,5 @@
 //! Privacy end to end: real nodes, real mTLS, real stores. Nothing a peer can
-//! obtain carries a canary; windows that differ by one report release the same;
+//! obtain (releases, events, recalls, what its own node took in) carries a canary; windows that differ by one report release the same;
 //! the privacy budget holds across a restart; a new policy takes effect on the
 //! next call and a broken one never does.
 
@@ -8,9 +8,13 @@ mod common;
 use common::{now, run, TestFederation};
 use lagesbild_auth::AuthChannel;
 use lagesbild_proto::v1::aggregate_service_client::AggregateServiceClient;
+use lagesbild_proto::v1::event_service_client::EventServiceClient;
 use lagesbild_proto::v1::node_service_client::NodeServiceClient;
 use lagesbild_proto::v1::policy_service_client::PolicyServiceClient;
 use lagesbild_proto::v1::report_service_client::ReportServiceClient;
+use lagesbild_proto::v1::{
+    feed_item, FeedItem, RecallReason, RecallRequest, SubscribeRequest, WatchRequest,
+};
 use lagesbild_proto::v1::{
     Area, BucketKind, Category, ExplainRequest, FederationStatusRequest, InfoRequest, Person,
     Position, ReleaseManyRequest, ReleaseRequest, Report, Source, SubmitBatchRequest, Tlp,
@@ -18,6 +22,7 @@ use lagesbild_proto::v1::{
 use prost::Message;
 use prost_types::Timestamp;
 use std::path::Path;
+use std::time::Duration;
 use tonic::Code;
 
 const HOLDER: &str = "polisen";
@@ -87,16 +92,18 @@ fn write_policy(fed: &TestFederation, org: &str, text: &str) {
 const POLICY: &str = r#"version = 1
 
 [peer.scandic]
-scopes = ["aggregate:read"]
+scopes = ["aggregate:read", "events:read"]
 purposes = ["situation-picture"]
 categories = ["all"]
 finest_cell = 100
 finest_bucket = "hour"
 k = 3
 rate_limit = 1000
+max_tlp = "red"
+text = true
 
 [peer.svensk-handel]
-scopes = ["aggregate:read"]
+scopes = ["aggregate:read", "events:read"]
 purposes = ["situation-picture"]
 categories = ["violence", "theft"]
 finest_cell = 100
@@ -324,6 +331,91 @@ async fn no_canary_reaches_a_peer_through_any_call() {
         );
         responses.push((format!("{peer} submit"), wire_bytes(write)));
     }
+    // Events: the peer's feed on the holder (the finest cells, text and every
+    // marking its policy allows), what the peer's own node took into its
+    // inbox, a recall, and the refusals of peers that may not subscribe.
+    let mut feed = EventServiceClient::new(fed.authed(HOLDER, PEER, &["events:read"]))
+        .subscribe(SubscribeRequest { after: 0 })
+        .await
+        .expect("the peer subscribes")
+        .into_inner();
+    let mut events = 0;
+    let mut texts = 0;
+    for _ in 0..6 {
+        let item = tokio::time::timeout(Duration::from_secs(30), feed.message())
+            .await
+            .expect("six events within 30 s")
+            .unwrap()
+            .unwrap();
+        if let Some(feed_item::Item::Event(e)) = &item.item {
+            events += 1;
+            texts += usize::from(!e.text.is_empty());
+        }
+        responses.push((
+            format!("{PEER} event feed item {}", item.seq),
+            item.encode_to_vec(),
+        ));
+    }
+    assert_eq!(
+        (events, texts),
+        (6, 6),
+        "every canary makes an event with text"
+    );
+    let recalled = EventServiceClient::new(fed.authed(HOLDER, HOLDER, &["report:write"]))
+        .recall(RecallRequest {
+            report_id: format!("{ID_PREFIX}0000"),
+            reason: RecallReason::EnteredInError as i32,
+        })
+        .await
+        .expect("the holder recalls");
+    assert_eq!(recalled.get_ref().recipients, 1);
+    let item = tokio::time::timeout(Duration::from_secs(30), feed.message())
+        .await
+        .expect("the recall within 30 s")
+        .unwrap()
+        .unwrap();
+    assert!(matches!(item.item, Some(feed_item::Item::Recall(_))));
+    responses.push((format!("{PEER} event feed recall"), item.encode_to_vec()));
+    let mut inbox = EventServiceClient::new(fed.authed(PEER, PEER, &["events:read"]))
+        .watch(WatchRequest { after: 0 })
+        .await
+        .expect("the peer watches its own node")
+        .into_inner();
+    for _ in 0..7 {
+        let item = tokio::time::timeout(Duration::from_secs(30), inbox.message())
+            .await
+            .expect("the peer's node took the events and the recall within 30 s")
+            .unwrap()
+            .unwrap();
+        responses.push((
+            format!("{PEER} watch item {}", item.seq),
+            item.encode_to_vec(),
+        ));
+    }
+    for (peer, scopes) in [
+        (NOISY_PEER, &["events:read"][..]),
+        ("audit", &["events:read"][..]),
+        (PEER, &["aggregate:read"][..]),
+    ] {
+        let subscribed = EventServiceClient::new(fed.authed(HOLDER, peer, scopes))
+            .subscribe(SubscribeRequest { after: 0 })
+            .await;
+        let bytes = match subscribed {
+            // Red canaries make no events for a peer whose ceiling is green.
+            Ok(stream) => {
+                let mut stream = stream.into_inner();
+                let next = tokio::time::timeout(Duration::from_secs(1), stream.message()).await;
+                assert!(
+                    !matches!(next, Ok(Ok(Some(_)))),
+                    "{peer} received an event above its TLP"
+                );
+                Vec::new()
+            }
+            Err(status) => wire_bytes::<FeedItem>(Err(status)),
+        };
+        responses.push((format!("{peer} subscribe"), bytes));
+    }
+
     // The check is only worth something if values were actually released.
     assert!(
         released_values > 20,
@@ -400,8 +492,8 @@ async fn releases_follow_the_policy_and_windows_differing_by_one_report_match() 
         &fed,
         HOLDER,
         &POLICY.replace(
-            "finest_cell = 100\nfinest_bucket = \"hour\"\nk = 3\nrate_limit = 1000\n\n[peer.svensk",
-            "finest_cell = 500\nfinest_bucket = \"day\"\nk = 3\nrate_limit = 1000\n\n[peer.svensk",
+            "finest_cell = 100\nfinest_bucket = \"hour\"\nk = 3\nrate_limit = 1000\nmax_tlp = \"red\"\ntext = true\n\n[peer.svensk",
+            "finest_cell = 500\nfinest_bucket = \"day\"\nk = 3\nrate_limit = 1000\nmax_tlp = \"red\"\ntext = true\n\n[peer.svensk",
         ),
     );
     let refused = client
@@ -543,8 +635,8 @@ async fn a_new_policy_takes_effect_on_the_next_call_and_a_broken_one_never() {
         .expect("allowed by the new policy on the next call");
 
     let broken = POLICY.replace(
-        "k = 3\nrate_limit = 1000\n\n[peer.svensk",
-        "k = 2\nrate_limit = 1000\n\n[peer.svensk",
+        "k = 3\nrate_limit = 1000\nmax_tlp = \"red\"\ntext = true\n\n[peer.svensk",
+        "k = 2\nrate_limit = 1000\nmax_tlp = \"red\"\ntext = true\n\n[peer.svensk",
     );
     let broken_path = fed.dir.path().join("broken.toml");
     std::fs::write(&broken_path, &broken).unwrap();
