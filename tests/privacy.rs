@@ -1,6 +1,7 @@
 //! Privacy end to end: real nodes, real mTLS, real stores. Nothing a peer can
-//! obtain (releases, events, recalls, what its own node took in) carries a canary; windows that differ by one report release the same;
-//! the privacy budget holds across a restart; a new policy takes effect on the
+//! obtain (releases, events, recalls, what its own node took in) carries a
+//! canary; windows that differ by one report release the same; the privacy
+//! budget holds across a restart; a new policy takes effect on the
 //! next call and a broken one never does.
 
 mod common;
