@@ -8,7 +8,9 @@
 //! hash, checkpoint) in its trailers. If the log can't record the call, the
 //! answer is withheld and the caller gets `UNAVAILABLE`: nothing leaves unlogged.
 
-use crate::wire::{grpc_status, receipt_value, Digest, Digesting, Replay, RECEIPT_HEADER};
+use crate::wire::{
+    grpc_status, receipt_value, Digest, Digesting, MessageCounter, Replay, RECEIPT_HEADER,
+};
 use http_body_util::BodyExt;
 use lagesbild_audit::{AuditLog, Decision, Direction, Entry, Released, TokenFacts};
 use lagesbild_auth::{Authorised, Verifier};
@@ -35,6 +37,78 @@ pub fn streams_its_answer(path: &str) -> bool {
         path,
         "/lagesbild.v1.EventService/Subscribe" | "/lagesbild.v1.EventService/Watch"
     )
+}
+
+/// The entry of a stream's end: how many messages it sent and their digest,
+/// appended when the stream is done (or dropped, when the caller went away).
+struct StreamEnd {
+    entry: Entry,
+    digest: Digest,
+    counter: MessageCounter,
+    log: AuditLog,
+}
+
+impl Drop for StreamEnd {
+    fn drop(&mut self) {
+        let mut entry = self.entry.clone();
+        entry.time_micros = now_micros();
+        entry.request_digest = None;
+        entry.response_digest = Some(self.digest.finish());
+        entry.released = Released {
+            values: self.counter.messages(),
+            ..Released::default()
+        };
+        entry.reason = format!("stream ended after {} messages", self.counter.messages());
+        let log = self.log.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = log.append_queued(&entry).await {
+                    tracing::error!(error = %e, "access log could not record the end of a stream");
+                }
+            });
+        }
+    }
+}
+
+/// A streamed answer whose end is logged.
+struct EndLogged<B> {
+    inner: B,
+    end: Option<StreamEnd>,
+}
+
+impl<B> http_body::Body for EndLogged<B>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Unpin,
+{
+    type Data = bytes::Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(end)) = (frame.data_ref(), self.end.as_mut()) {
+                    end.digest.update(data);
+                    end.counter.feed(data);
+                }
+            }
+            // Ended: log it now rather than when the body is dropped.
+            Poll::Ready(None) => drop(self.end.take()),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// What a service adds to the reason of a call it answered with OK (a response
@@ -184,7 +258,14 @@ where
                         if let Ok(value) = receipt_value(&receipt).parse() {
                             parts.headers.insert(RECEIPT_HEADER, value);
                         }
-                        http::Response::from_parts(parts, body)
+                        // What the stream sent is logged when it ends.
+                        let end = (entry.code == 0).then(|| StreamEnd {
+                            entry,
+                            digest: Digest::default(),
+                            counter: MessageCounter::default(),
+                            log: log.clone(),
+                        });
+                        http::Response::from_parts(parts, Body::new(EndLogged { inner: body, end }))
                     }
                     Err(e) => unlogged(e),
                 });

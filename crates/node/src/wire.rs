@@ -115,6 +115,11 @@ impl Digest {
         out
     }
 
+    /// Adds `bytes`.
+    pub fn update(&self, bytes: &[u8]) {
+        self.0.lock().expect("digest lock").update(bytes);
+    }
+
     /// SHA-256 of `bytes` alone.
     pub fn of(bytes: &[u8]) -> Hash {
         lagesbild_audit::merkle::sha256(bytes)
@@ -160,6 +165,49 @@ where
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// Counts the gRPC messages of a body as its data frames pass (a message may
+/// span frames, and a frame hold several).
+#[derive(Debug, Default)]
+pub struct MessageCounter {
+    messages: u64,
+    /// Bytes of the current message's body still to come.
+    remaining: usize,
+    /// The 5-byte prefix of the next message, as far as it has come.
+    prefix: Vec<u8>,
+}
+
+impl MessageCounter {
+    /// Takes in the next data frame.
+    pub fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            if self.remaining > 0 {
+                let take = self.remaining.min(data.len());
+                self.remaining -= take;
+                data = &data[take..];
+                continue;
+            }
+            let take = (5 - self.prefix.len()).min(data.len());
+            self.prefix.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.prefix.len() == 5 {
+                self.messages += 1;
+                self.remaining = u32::from_be_bytes([
+                    self.prefix[1],
+                    self.prefix[2],
+                    self.prefix[3],
+                    self.prefix[4],
+                ]) as usize;
+                self.prefix.clear();
+            }
+        }
+    }
+
+    /// Messages begun so far.
+    pub fn messages(&self) -> u64 {
+        self.messages
     }
 }
 
@@ -242,6 +290,17 @@ mod tests {
         trailers.insert("grpc-status", "0".parse().unwrap());
         assert_eq!(grpc_status(&HeaderMap::new(), Some(&trailers)).0, 0);
         assert_eq!(grpc_status(&HeaderMap::new(), None).0, 2);
+    }
+
+    #[test]
+    fn messages_are_counted_across_frames() {
+        let body = [0, 0, 0, 0, 2, 9, 9, 0, 0, 0, 0, 1, 5, 0, 0, 0, 0, 0];
+        for cut in 0..body.len() {
+            let mut counter = MessageCounter::default();
+            counter.feed(&body[..cut]);
+            counter.feed(&body[cut..]);
+            assert_eq!(counter.messages(), 3, "cut at {cut}");
+        }
     }
 
     #[test]

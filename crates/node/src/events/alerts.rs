@@ -254,11 +254,13 @@ pub fn parse_cell(text: &str) -> Option<Cell> {
     let easting: u32 = parts.next()?.parse().ok()?;
     let northing: u32 = parts.next()?.parse().ok()?;
     let m = size.metres();
-    (parts.next().is_none() && easting % m == 0 && northing % m == 0).then_some(Cell {
-        size,
-        easting,
-        northing,
-    })
+    (parts.next().is_none() && easting.is_multiple_of(m) && northing.is_multiple_of(m)).then_some(
+        Cell {
+            size,
+            easting,
+            northing,
+        },
+    )
 }
 
 fn parse_hours(text: &str) -> Option<(u32, u32)> {
