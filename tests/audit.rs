@@ -380,9 +380,15 @@ fn flip_byte_of_entry(dir: &Path, index: u64, original: &[u8]) {
         .windows(original.len())
         .position(|w| w == original)
         .expect("entry bytes in its chunk");
+    // A byte in the middle of its call path: the entry still decodes, so only
+    // its hash can tell.
+    let call = Entry::decode(original).unwrap().call;
+    let in_entry = original
+        .windows(call.len())
+        .position(|w| w == call.as_bytes())
+        .expect("call path in the entry");
     let mut changed = chunk.to_vec();
-    // A byte in the middle of the entry: inside its call path or reason.
-    changed[at + original.len() / 2] ^= 0x20;
+    changed[at + in_entry + call.len() / 2] ^= 0x20;
     tree.insert(chunk_key, changed).unwrap();
     db.flush().unwrap();
 }

@@ -8,6 +8,7 @@
 
 mod aggregate;
 mod audit;
+mod events;
 mod picture;
 
 use anyhow::{bail, Context, Result};
@@ -87,6 +88,19 @@ enum Bench {
         #[arg(long, default_values_t = [24, 720])]
         hours: Vec<u32>,
     },
+    /// Live events: reports at one node at a fixed rate, each delivered to the
+    /// watch clients of four peers; latency from ingest to delivery.
+    Events {
+        /// Reports (events) per second.
+        #[arg(long, default_value_t = 1_000)]
+        rate: usize,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Reports per submit call.
+        #[arg(long, default_value_t = 10)]
+        batch: usize,
+    },
     /// Serves a node's aggregate service without its access log (started by
     /// `aggregate` for the comparison; never a way to run a node).
     #[command(hide = true)]
@@ -142,6 +156,11 @@ fn main() -> Result<()> {
                 queries,
                 hours,
             } => picture::run(reports, queries, &hours).await,
+            Bench::Events {
+                rate,
+                seconds,
+                batch,
+            } => events::run(rate, seconds, batch).await,
             Bench::ServeWithoutLog {
                 config,
                 echo_listen,

@@ -1,0 +1,196 @@
+//! Live event latency: five real nodes; reports arrive at the first at a fixed
+//! rate, and the four others each watch what their own node takes in. Each
+//! event's latency runs from the moment its report was sent to the origin to
+//! the moment a peer's watch client has it: the origin's durable write and
+//! release, the stream to the peer's node, its durable write, and its watch.
+
+use crate::start_node;
+use anyhow::{bail, Context, Result};
+use lagesbild_proto::v1::event_service_client::EventServiceClient;
+use lagesbild_proto::v1::report_service_client::ReportServiceClient;
+use lagesbild_proto::v1::{
+    watch_item, Category, Position, Report, Source, SubmitBatchRequest, Tlp, WatchRequest,
+};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const MEMBERS: [&str; 5] = [
+    "polisen",
+    "stockholm-stad",
+    "amf-fastigheter",
+    "svensk-handel",
+    "scandic",
+];
+
+/// The origin gives every peer events of every category and marking, with
+/// scrubbed text, so each report makes four events and the scrubber runs.
+fn origin_policy() -> String {
+    let mut text = String::from("version = 1\n");
+    for member in &MEMBERS[1..] {
+        text.push_str(&format!(
+            "\n[peer.{member}]\nscopes = [\"events:read\"]\npurposes = [\"situation-picture\"]\ncategories = [\"all\"]\nfinest_cell = 250\nmax_tlp = \"red\"\ntext = true\n"
+        ));
+    }
+    text
+}
+
+fn report(i: usize, now: i64) -> Report {
+    Report {
+        id: format!("live-{i}"),
+        observed_at: Some(prost_types::Timestamp {
+            seconds: now,
+            nanos: 0,
+        }),
+        position: Some(Position {
+            lat: 59.3326 + (i % 50) as f64 * 0.0004,
+            lon: 18.0649 + (i % 37) as f64 * 0.0005,
+        }),
+        place_name: String::new(),
+        category: [Category::Violence, Category::Theft, Category::Disorder][i % 3] as i32,
+        severity: 1 + (i % 5) as u32,
+        text: "Bråk utanför entrén, vakt tillkallad, ring 070-123 45 67".into(),
+        persons: vec![],
+        vehicle_plates: vec![],
+        source: Source::Guard as i32,
+        tlp: Tlp::Green as i32,
+    }
+}
+
+pub async fn run(rate: usize, seconds: u64, batch: usize) -> Result<()> {
+    let origin = MEMBERS[0];
+    let mut federation = start_node(&MEMBERS).await?;
+    std::fs::write(
+        federation.dir.path().join(origin).join("policy.toml"),
+        origin_policy(),
+    )?;
+    for org in &MEMBERS[1..] {
+        federation.start_other(org).await?;
+    }
+    let total = rate * seconds as usize;
+    let batch = batch.max(1);
+    let sent: Arc<Mutex<Vec<Instant>>> = Arc::new(Mutex::new(Vec::with_capacity(total)));
+
+    // Each peer's own people watch their node; a warm-up report shows that
+    // every peer's node follows the origin before the clock starts.
+    let mut watchers = Vec::new();
+    for peer in &MEMBERS[1..] {
+        let stream = EventServiceClient::new(federation.authed(peer, peer, &["events:read"])?)
+            .watch(WatchRequest { after: 0 })
+            .await?
+            .into_inner();
+        watchers.push((peer.to_string(), stream));
+    }
+    let mut writer =
+        ReportServiceClient::new(federation.authed(origin, origin, &["report:write"])?);
+    let now = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    };
+    writer
+        .submit_batch(SubmitBatchRequest {
+            reports: vec![Report {
+                id: "warm-up".into(),
+                ..report(0, now())
+            }],
+            validate_only: false,
+        })
+        .await?;
+    for (peer, stream) in &mut watchers {
+        tokio::time::timeout(Duration::from_secs(60), stream.message())
+            .await
+            .with_context(|| format!("{peer} did not receive the warm-up event"))??
+            .context("watch ended")?;
+    }
+
+    let tasks: Vec<_> = watchers
+        .into_iter()
+        .map(|(peer, mut stream)| {
+            let sent = sent.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(total);
+                while latencies.len() < total {
+                    let item = tokio::time::timeout(Duration::from_secs(30), stream.message())
+                        .await
+                        .with_context(|| {
+                            format!("{peer}: no event for 30 s after {}", latencies.len())
+                        })??
+                        .context("watch ended")?;
+                    let arrived = Instant::now();
+                    if !matches!(item.item, Some(watch_item::Item::Event(_))) {
+                        bail!("{peer}: an item that is not an event");
+                    }
+                    // Events from one origin arrive in the order their reports were stored.
+                    let at = sent.lock().expect("sent lock")[latencies.len()];
+                    latencies.push(arrived.duration_since(at));
+                }
+                Ok::<_, anyhow::Error>((peer, latencies))
+            })
+        })
+        .collect();
+
+    let tick = Duration::from_secs_f64(batch as f64 / rate as f64);
+    let mut next = tokio::time::Instant::now();
+    let started = Instant::now();
+    let mut i = 0;
+    while i < total {
+        tokio::time::sleep_until(next).await;
+        next += tick;
+        let at = now();
+        let reports: Vec<Report> = (i..(i + batch).min(total)).map(|k| report(k, at)).collect();
+        {
+            let mut sent = sent.lock().expect("sent lock");
+            let moment = Instant::now();
+            sent.extend(std::iter::repeat_n(moment, reports.len()));
+        }
+        i += reports.len();
+        let stored = writer
+            .submit_batch(SubmitBatchRequest {
+                reports,
+                validate_only: false,
+            })
+            .await?
+            .into_inner();
+        if stored.duplicates > 0 {
+            bail!("duplicates in the bench's own reports");
+        }
+    }
+    let sending = started.elapsed();
+    let mut all = Vec::new();
+    println!(
+        "events bench: {total} reports at {origin} at {rate}/s ({batch} a call, {:.0}/s achieved), each an event for 4 peers; latency from sending the report to the peer's watch client",
+        total as f64 / sending.as_secs_f64()
+    );
+    for task in tasks {
+        let (peer, mut latencies) = task.await??;
+        latencies.sort_unstable();
+        let at = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
+        println!(
+            "  {peer:<16} {} events: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            latencies.len(),
+            ms(at(0.50)),
+            ms(at(0.99)),
+            ms(at(1.0))
+        );
+        all.extend(latencies);
+    }
+    all.sort_unstable();
+    let at = |p: f64| all[((all.len() - 1) as f64 * p).round() as usize];
+    println!(
+        "  all 4 peers      {} deliveries: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        all.len(),
+        ms(at(0.50)),
+        ms(at(0.99)),
+        ms(at(1.0))
+    );
+    let pids = std::iter::once(federation.node.id())
+        .chain(federation.others.iter().map(|c| c.id()))
+        .map(|pid| crate::proc_status_kib(pid, "VmRSS:").map(|kib| kib / 1024))
+        .collect::<Result<Vec<_>>>()?;
+    println!("  resident memory of the nodes afterwards, MB: {pids:?}");
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
