@@ -192,3 +192,74 @@ pub fn still_allowed(item: &mut FeedItem, policy: &PeerPolicy, now: i64) -> bool
     }
     allowed
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lagesbild_policy::Policy;
+
+    const NOW: i64 = 1_790_000_000;
+
+    fn peer_policy(extra: &str) -> PeerPolicy {
+        let text = format!(
+            "version = 1\n[peer.p]\nscopes = [\"events:read\"]\npurposes = [\"x\"]\ncategories = [\"violence\"]\nfinest_cell = 250\nmax_tlp = \"amber\"\n{extra}"
+        );
+        Policy::parse(&text).unwrap().peer("p").unwrap().clone()
+    }
+
+    fn item(category: Category, tlp: Tlp, cell: u32, expires_at: i64) -> FeedItem {
+        FeedItem {
+            seq: 0,
+            item: Some(feed_item::Item::Event(SituationEvent {
+                id: "x".into(),
+                org: "o".into(),
+                category: category as i32,
+                severity: 3,
+                cell: Some(GridCell {
+                    size_m: cell,
+                    easting: 674_000,
+                    northing: 6_580_000,
+                }),
+                slot_start: timestamp(NOW - 900),
+                slot_end: timestamp(NOW),
+                expires_at: timestamp(expires_at),
+                text: "scrubbed".into(),
+                tlp: tlp as i32,
+            })),
+        }
+    }
+
+    use lagesbild_proto::v1::{Category, Tlp};
+
+    #[test]
+    fn items_made_earlier_are_held_to_the_policy_in_force_when_sent() {
+        let policy = peer_policy("text = true");
+        let later = NOW + 3600;
+        let mut ok = item(Category::Violence, Tlp::Amber, 250, later);
+        assert!(still_allowed(&mut ok, &policy, NOW));
+        for mut refused in [
+            item(Category::Theft, Tlp::Green, 250, later),
+            item(Category::Violence, Tlp::Red, 250, later),
+            item(Category::Violence, Tlp::Unspecified, 250, later),
+            item(Category::Violence, Tlp::Green, 100, later),
+            item(Category::Violence, Tlp::Green, 250, NOW),
+        ] {
+            assert!(!still_allowed(&mut refused, &policy, NOW), "{refused:?}");
+        }
+        let mut no_text = item(Category::Violence, Tlp::Green, 1000, later);
+        assert!(still_allowed(
+            &mut no_text,
+            &peer_policy("text = false"),
+            NOW
+        ));
+        match no_text.item {
+            Some(feed_item::Item::Event(e)) => assert!(e.text.is_empty()),
+            other => panic!("{other:?}"),
+        }
+        let mut recall = FeedItem {
+            seq: 0,
+            item: Some(feed_item::Item::Recall(EventRecall::default())),
+        };
+        assert!(still_allowed(&mut recall, &policy, NOW));
+    }
+}

@@ -268,3 +268,81 @@ impl EventService for EventApi {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn a_stream_reads_a_page_only_when_its_reader_wants_more_and_ends_on_closing() {
+        let reads = Arc::new(AtomicUsize::new(0));
+        let counted = reads.clone();
+        let stored = 10_000u64;
+        let read = move |after: u64| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Ok((after + 1..=(after + PAGE as u64).min(stored))
+                .map(|seq| FeedRecord {
+                    seq,
+                    expires_at: 0,
+                    record: Vec::new(),
+                })
+                .collect())
+        };
+        let (_head_sender, head) = watch::channel(stored);
+        let (closing_sender, closing) = watch::channel(false);
+        let until = tokio::time::Instant::now() + Duration::from_secs(600);
+        let mut stream = Box::pin(tail(read, head, 0, until, closing, |r| Some(r.seq)));
+        let first: Vec<u64> = (&mut stream).take(PAGE).map(Result::unwrap).collect().await;
+        assert_eq!(first, (1..=PAGE as u64).collect::<Vec<_>>());
+        assert_eq!(
+            reads.load(Ordering::SeqCst),
+            1,
+            "one page for one page taken"
+        );
+        assert_eq!(stream.next().await.unwrap().unwrap(), PAGE as u64 + 1);
+        assert_eq!(reads.load(Ordering::SeqCst), 2);
+        // However long the reader waits, nothing more is read ahead.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(reads.load(Ordering::SeqCst), 2);
+        closing_sender.send_replace(true);
+        let rest = stream.count().await;
+        assert!(rest < PAGE, "{rest} items after closing");
+    }
+
+    #[tokio::test]
+    async fn a_caught_up_stream_wakes_on_a_new_head_and_skips_what_the_map_drops() {
+        let items = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
+        let source = items.clone();
+        let read = move |after: u64| {
+            Ok(source
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|&&seq| seq > after)
+                .map(|&seq| FeedRecord {
+                    seq,
+                    expires_at: 0,
+                    record: Vec::new(),
+                })
+                .collect())
+        };
+        let (head_sender, head) = watch::channel(0);
+        let (_closing_sender, closing) = watch::channel(false);
+        let until = tokio::time::Instant::now() + Duration::from_secs(600);
+        let mut stream = Box::pin(tail(read, head, 0, until, closing, |r| {
+            (r.seq % 2 == 1).then_some(r.seq)
+        }));
+        let waiting = tokio::time::timeout(Duration::from_millis(50), stream.next()).await;
+        assert!(waiting.is_err(), "nothing stored yet");
+        items.lock().unwrap().extend([1, 2, 3]);
+        head_sender.send_replace(3);
+        assert_eq!(stream.next().await.unwrap().unwrap(), 1);
+        assert_eq!(
+            stream.next().await.unwrap().unwrap(),
+            3,
+            "2 is dropped by the map"
+        );
+    }
+}
