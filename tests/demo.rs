@@ -34,6 +34,12 @@ fn the_demo_brings_up_five_healthy_nodes_that_reach_each_other() {
         assert!(stdout.contains(&line), "{line:?} in {stdout}");
         assert!(work.join(org).join("node.toml").exists());
     }
+    // Live events: the three new reports arrive at polisen's watch, scrubbed,
+    // the violence one with the plan's actions.
+    assert!(stdout.contains("all three arrived"), "{stdout}");
+    assert!(stdout.contains("ALERT serious violence"), "{stdout}");
+    assert!(stdout.contains("[telefonnummer]"), "{stdout}");
+    assert!(!stdout.contains("Erik Svensson"), "{stdout}");
     assert!(stdout.contains("all nodes stopped"), "{stdout}");
     assert!(
         work.join("imy/client.toml").exists(),
