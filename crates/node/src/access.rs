@@ -8,6 +8,7 @@
 //! hash, checkpoint) in its trailers. If the log can't record the call, the
 //! answer is withheld and the caller gets `UNAVAILABLE`: nothing leaves unlogged.
 
+use crate::metrics::Metrics;
 use crate::wire::{
     grpc_status, receipt_value, Digest, Digesting, MessageCounter, Replay, RECEIPT_HEADER,
 };
@@ -19,7 +20,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tonic::body::Body;
 use tonic::Status;
 
@@ -121,12 +122,18 @@ pub struct CallNote(pub String);
 pub struct AccessLayer {
     verifier: Arc<Verifier>,
     log: AuditLog,
+    metrics: Arc<Metrics>,
 }
 
 impl AccessLayer {
-    /// Checks tokens with `verifier` and records every call in `log`.
-    pub fn new(verifier: Arc<Verifier>, log: AuditLog) -> Self {
-        Self { verifier, log }
+    /// Checks tokens with `verifier`, records every call in `log` and counts
+    /// it in `metrics`.
+    pub fn new(verifier: Arc<Verifier>, log: AuditLog, metrics: Arc<Metrics>) -> Self {
+        Self {
+            verifier,
+            log,
+            metrics,
+        }
     }
 }
 
@@ -138,6 +145,7 @@ impl<S> tower::Layer<S> for AccessLayer {
             inner,
             verifier: self.verifier.clone(),
             log: self.log.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -148,6 +156,7 @@ pub struct AccessService<S> {
     inner: S,
     verifier: Arc<Verifier>,
     log: AuditLog,
+    metrics: Arc<Metrics>,
 }
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
@@ -197,6 +206,8 @@ where
 
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         let arrived = now_micros();
+        let started = Instant::now();
+        let metrics = self.metrics.clone();
         let path = request.uri().path().to_owned();
         let (peer_org, peer_fingerprint) = request
             .extensions()
@@ -224,7 +235,15 @@ where
             entry.decision = Decision::of_grpc_code(entry.code);
             entry.reason = status.message().to_owned();
             return Box::pin(async move {
-                match log.append(&entry).await {
+                let appended = log.append(&entry).await;
+                metrics.call(
+                    "inbound",
+                    &entry.call,
+                    &entry.peer_org,
+                    entry.code,
+                    started.elapsed(),
+                );
+                match appended {
                     Ok(receipt) => Ok(status_answer(&status, Some(&receipt_value(&receipt)))),
                     Err(e) => Ok(unlogged(e)),
                 }
@@ -253,7 +272,15 @@ where
                 entry.decision = Decision::of_grpc_code(entry.code);
                 entry.reason = reason;
                 let (mut parts, body) = response.into_parts();
-                return Ok(match log.append(&entry).await {
+                let appended = log.append(&entry).await;
+                metrics.call(
+                    "inbound",
+                    &path,
+                    &entry.peer_org,
+                    entry.code,
+                    started.elapsed(),
+                );
+                return Ok(match appended {
                     Ok(receipt) => {
                         if let Ok(value) = receipt_value(&receipt).parse() {
                             parts.headers.insert(RECEIPT_HEADER, value);
@@ -281,7 +308,15 @@ where
                     entry.code = status.code() as u32;
                     entry.decision = Decision::of_grpc_code(entry.code);
                     entry.reason = status.message().to_owned();
-                    return Ok(match log.append(&entry).await {
+                    let appended = log.append(&entry).await;
+                    metrics.call(
+                        "inbound",
+                        &path,
+                        &entry.peer_org,
+                        entry.code,
+                        started.elapsed(),
+                    );
+                    return Ok(match appended {
                         Ok(receipt) => status_answer(&status, Some(&receipt_value(&receipt))),
                         Err(e) => unlogged(e),
                     });
@@ -298,7 +333,15 @@ where
                 entry.released = Released::default();
             }
             entry.response_digest = Some(Digest::of(&data));
-            let receipt = match log.append(&entry).await {
+            let appended = log.append(&entry).await;
+            metrics.call(
+                "inbound",
+                &path,
+                &entry.peer_org,
+                entry.code,
+                started.elapsed(),
+            );
+            let receipt = match appended {
                 Ok(receipt) => receipt,
                 Err(e) => return Ok(unlogged(e)),
             };

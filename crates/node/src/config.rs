@@ -84,6 +84,17 @@ pub struct NodeConfig {
     /// Alert rules: which events call for which playbook.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<AlertRule>,
+    /// Metrics over plain HTTP on loopback; absent for none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsSection>,
+}
+
+/// Where metrics are served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// `IP:PORT` on loopback, e.g. `127.0.0.1:9464`.
+    pub listen: String,
 }
 
 /// How the node makes and follows live events.
@@ -160,6 +171,9 @@ impl NodeConfig {
             return Err(fail("events.lifetime_minutes: must be at least 1".into()));
         }
         let alerts = Alerts::new(&config.alerts, &config.playbooks).map_err(fail)?;
+        if let Some(metrics) = &config.metrics {
+            crate::metrics::loopback_address(&metrics.listen).map_err(fail)?;
+        }
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [
             &mut config.data_dir,

@@ -25,6 +25,7 @@ pub mod access;
 pub mod auth;
 pub mod config;
 pub mod events;
+pub mod metrics;
 pub mod outbound;
 pub mod peers;
 pub mod policy_watch;

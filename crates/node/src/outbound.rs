@@ -7,6 +7,7 @@
 //! leaves) makes them durable too.
 
 use crate::access::now_micros;
+use crate::metrics::Metrics;
 use crate::wire::{grpc_messages, grpc_status, receipt_in, Digest, Digesting, Replay};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -30,21 +31,25 @@ pub struct AuditedChannel {
     peer_org: Arc<str>,
     fingerprint: ServerFingerprint,
     log: AuditLog,
+    metrics: Arc<Metrics>,
 }
 
 impl AuditedChannel {
-    /// Logs the calls made over `inner` to `peer_org`'s node in `log`.
+    /// Logs the calls made over `inner` to `peer_org`'s node in `log`, and
+    /// counts them in `metrics`.
     pub fn new(
         inner: Channel,
         peer_org: &str,
         fingerprint: ServerFingerprint,
         log: AuditLog,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             inner,
             peer_org: peer_org.into(),
             fingerprint,
             log,
+            metrics,
         }
     }
 }
@@ -167,6 +172,8 @@ impl tower::Service<http::Request<Body>> for AuditedChannel {
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let log = self.log.clone();
         let fingerprint = self.fingerprint.clone();
+        let metrics = self.metrics.clone();
+        let started = std::time::Instant::now();
         Box::pin(async move {
             let mut pending = Abandoned {
                 entry: Some(entry),
@@ -181,6 +188,13 @@ impl tower::Service<http::Request<Body>> for AuditedChannel {
                 Err(e) => {
                     entry.code = tonic::Code::Unavailable as u32;
                     entry.reason = format!("no answer: {e}");
+                    metrics.call(
+                        "outbound",
+                        &path,
+                        &entry.peer_org,
+                        entry.code,
+                        started.elapsed(),
+                    );
                     log.append_queued(&entry).await?;
                     return Err(e.into());
                 }
@@ -198,6 +212,13 @@ impl tower::Service<http::Request<Body>> for AuditedChannel {
                 entry.decision = Decision::of_grpc_code(code);
                 entry.reason = reason;
                 entry.receipt = receipt_in(&parts.headers, None);
+                metrics.call(
+                    "outbound",
+                    &path,
+                    &entry.peer_org,
+                    entry.code,
+                    started.elapsed(),
+                );
                 log.append_queued(&entry).await?;
                 return Ok(http::Response::from_parts(parts, body));
             }
@@ -206,6 +227,13 @@ impl tower::Service<http::Request<Body>> for AuditedChannel {
                 Err(status) => {
                     entry.code = status.code() as u32;
                     entry.reason = format!("answer broke off: {}", status.message());
+                    metrics.call(
+                        "outbound",
+                        &path,
+                        &entry.peer_org,
+                        entry.code,
+                        started.elapsed(),
+                    );
                     log.append_queued(&entry).await?;
                     return Err(status.into());
                 }
@@ -221,6 +249,7 @@ impl tower::Service<http::Request<Body>> for AuditedChannel {
             if code == 0 {
                 entry.released = released_in(&path, &data);
             }
+            metrics.call("outbound", &path, &entry.peer_org, code, started.elapsed());
             log.append_queued(&entry).await?;
             Ok(http::Response::from_parts(
                 parts,

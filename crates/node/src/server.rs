@@ -3,6 +3,7 @@
 use crate::access::{now_micros, AccessLayer};
 use crate::config::{LoadedConfig, NodeConfig};
 use crate::events::{pseudonym_secret, EventMaker, Follower};
+use crate::metrics::{Metrics, Sources};
 use crate::peers::PeerChannels;
 use crate::policy_watch::PolicyHandle;
 use crate::release::ReleaseGate;
@@ -117,12 +118,14 @@ impl Node {
             .map_err(|e| config_error(format!("tls: {e}")))?;
         let tls = server_config_observed(&federation, chain, key, Some(refusal_logger(&log)))
             .map_err(|e| config_error(e.to_string()))?;
+        let metrics = Arc::new(Metrics::default());
         let peers = PeerChannels::connect(
             &federation,
             &org,
             &loaded.tls,
             ChannelOptions::default(),
             &log,
+            &metrics,
         )
         .map_err(config_error)?;
 
@@ -212,6 +215,25 @@ impl Node {
         let following = follower.start(&members);
         let policy_watch = tokio::spawn(policy.clone().watch(POLICY_CHECK_INTERVAL));
         let gate = Arc::new(ReleaseGate::new(org.clone(), policy, store.clone()));
+        let metrics_server = match &loaded.config.metrics {
+            Some(section) => {
+                let address = section.listen.clone();
+                let listener = TcpListener::bind(&address)
+                    .await
+                    .map_err(|source| NodeError::Bind { address, source })?;
+                tracing::info!(listen = ?listener.local_addr().ok(), "metrics served");
+                Some(tokio::spawn(crate::metrics::serve(
+                    listener,
+                    metrics.clone(),
+                    Sources {
+                        log: log.clone(),
+                        gate: gate.clone(),
+                        store: store.clone(),
+                    },
+                )))
+            }
+            None => None,
+        };
         let aggregate_service =
             AggregateServiceServer::new(AggregateApi::new(org.clone(), gate.clone()));
         let policy_service = PolicyServiceServer::new(PolicyApi::new(org.clone(), gate.clone()));
@@ -234,7 +256,16 @@ impl Node {
         let incoming = serve_tls(listener, tls, federation);
         tracing::info!(%org, listen = ?local, version = crate::VERSION, "node serving");
         Server::builder()
-            .layer(AccessLayer::new(verifier, log.clone()))
+            // Limits: a caller gets at most this many calls at once on one
+            // connection (the rest wait), no call runs past the deadline, and
+            // a connection that stops answering pings is dropped, so a dead
+            // subscriber does not hold its stream.
+            .concurrency_limit_per_connection(MAX_CALLS_PER_CONNECTION)
+            .max_concurrent_streams(Some(MAX_CALLS_PER_CONNECTION as u32))
+            .timeout(CALL_DEADLINE)
+            .http2_keepalive_interval(Some(KEEPALIVE))
+            .http2_keepalive_timeout(Some(KEEPALIVE))
+            .layer(AccessLayer::new(verifier, log.clone(), metrics))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -257,6 +288,9 @@ impl Node {
             })
             .await?;
         retention.abort();
+        if let Some(server) = metrics_server {
+            server.abort();
+        }
         policy_watch.abort();
         checkpoint_timer.abort();
         store.flush().await.map_err(|e| NodeError::Store {
@@ -268,6 +302,15 @@ impl Node {
         Ok(())
     }
 }
+
+/// Calls one connection may have in flight.
+const MAX_CALLS_PER_CONNECTION: usize = 256;
+/// The longest a call may take until its answer starts (a client's shorter
+/// `grpc-timeout` wins); streamed answers then run on. Long enough for a
+/// million reports in one `SubmitStream`.
+const CALL_DEADLINE: Duration = Duration::from_secs(600);
+/// HTTP/2 keep-alive pings, and how long an answer to one may take.
+const KEEPALIVE: Duration = Duration::from_secs(20);
 
 /// How often the policy file is checked for changes between calls (every call
 /// checks it too).
