@@ -8,6 +8,7 @@
 
 mod aggregate;
 mod audit;
+mod central;
 mod events;
 mod load;
 mod picture;
@@ -102,6 +103,19 @@ enum Bench {
         #[arg(long, default_value_t = 10)]
         batch: usize,
     },
+    /// The same picture from one central PostgreSQL table and from the
+    /// federation, with the same reports, in one run.
+    Central {
+        /// Reports of each organisation.
+        #[arg(long, default_value_t = 1_000_000)]
+        reports: usize,
+        /// Pictures asked of each, alternating, per window.
+        #[arg(long, default_value_t = 100)]
+        queries: usize,
+        /// Windows to ask for, hours back from now (repeat).
+        #[arg(long, default_values_t = [24, 720])]
+        hours: Vec<u32>,
+    },
     /// Three nodes under mixed load (ingest everywhere, pictures, events
     /// followed by every node, audit reads); memory sampled every 30 s.
     Soak {
@@ -180,6 +194,11 @@ fn main() -> Result<()> {
                 seconds,
                 batch,
             } => events::run(rate, seconds, batch).await,
+            Bench::Central {
+                reports,
+                queries,
+                hours,
+            } => central::run(reports, queries, &hours).await,
             Bench::Soak { seconds } => load::run(seconds, None).await,
             Bench::Fault {
                 seconds,

@@ -10,7 +10,7 @@ use lagesbild_reports::synthetic;
 use prost::Message;
 use std::time::{Duration, Instant, SystemTime};
 
-const MEMBERS: [&str; 5] = [
+pub(crate) const MEMBERS: [&str; 5] = [
     "polisen",
     "stockholm-stad",
     "amf-fastigheter",
@@ -30,8 +30,9 @@ fn policy() -> String {
     text
 }
 
-pub async fn run(reports: usize, queries: usize, windows: &[u32]) -> Result<()> {
-    let home = MEMBERS[0];
+/// Five nodes, each loaded with `reports` synthetic reports of 30 days up to
+/// `end` (member i with seed i).
+pub(crate) async fn loaded_federation(reports: usize, end: SystemTime) -> Result<OneNode> {
     let mut federation = start_node(&MEMBERS).await?;
     let policy = policy();
     for org in MEMBERS {
@@ -40,11 +41,17 @@ pub async fn run(reports: usize, queries: usize, windows: &[u32]) -> Result<()> 
     for org in &MEMBERS[1..] {
         federation.start_other(org).await?;
     }
-    let loading = Instant::now();
     for (seed, org) in MEMBERS.iter().enumerate() {
         eprintln!("loading {reports} reports into {org}'s node ...");
-        load(&federation, org, seed as u64, reports).await?;
+        load(&federation, org, seed as u64, reports, end).await?;
     }
+    Ok(federation)
+}
+
+pub async fn run(reports: usize, queries: usize, windows: &[u32]) -> Result<()> {
+    let home = MEMBERS[0];
+    let loading = Instant::now();
+    let federation = loaded_federation(reports, SystemTime::now()).await?;
     println!(
         "picture bench: 5 nodes x {reports} reports over 30 days (loaded in {:.0} s); {home}'s analyst asks, 250 m x hour, all categories, one picture at a time",
         loading.elapsed().as_secs_f64()
@@ -105,11 +112,11 @@ pub async fn run(reports: usize, queries: usize, windows: &[u32]) -> Result<()> 
     Ok(())
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn picture_request(hours: u32) -> PictureRequest {
+pub(crate) fn picture_request(hours: u32) -> PictureRequest {
     PictureRequest {
         filters: Some(crate::last_hours_at_250m(hours)),
         top: 10,
@@ -118,8 +125,14 @@ fn picture_request(hours: u32) -> PictureRequest {
 }
 
 /// Streams `count` synthetic reports of `org` into its node.
-async fn load(federation: &OneNode, org: &str, seed: u64, count: usize) -> Result<()> {
-    let mut reports = synthetic::generate(org, seed, count, 30, SystemTime::now());
+async fn load(
+    federation: &OneNode,
+    org: &str,
+    seed: u64,
+    count: usize,
+    end: SystemTime,
+) -> Result<()> {
+    let mut reports = synthetic::generate(org, seed, count, 30, end);
     for (i, r) in reports.iter_mut().enumerate() {
         r.id = format!("bench-{i}");
     }
