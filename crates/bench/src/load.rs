@@ -79,7 +79,9 @@ struct Seen {
     errors: BTreeMap<String, u64>,
 }
 
-pub async fn run(seconds: u64, kill_every: Option<Duration>) -> Result<()> {
+pub async fn run(seconds: u64, kill_every: Option<Duration>, ingest_per_second: u32) -> Result<()> {
+    // Five reports a call, at this pace per node.
+    let pause = Duration::from_secs_f64(5.0 / f64::from(ingest_per_second.max(1)));
     let mut federation = start_node(&MEMBERS).await?;
     let policy = policy();
     for org in MEMBERS {
@@ -111,6 +113,7 @@ pub async fn run(seconds: u64, kill_every: Option<Duration>) -> Result<()> {
             writer,
             seen.clone(),
             stop.clone(),
+            pause,
         )));
         tasks.push(tokio::spawn(watch_load(
             org,
@@ -209,6 +212,13 @@ pub async fn run(seconds: u64, kill_every: Option<Duration>) -> Result<()> {
         seen.events.values().map(Vec::len).sum::<usize>(),
     );
     println!("  failed calls: {:?}", seen.errors);
+    println!(
+        "  on disk at the end, MB: {:?}",
+        MEMBERS
+            .iter()
+            .map(|org| crate::dir_size(&f.dir.path().join(org).join("data")) / 1_000_000)
+            .collect::<Vec<_>>()
+    );
     for (org, rss) in &samples {
         println!("  {org:<16} resident MB every 30 s: {rss:?}");
     }
@@ -281,6 +291,7 @@ async fn write_load(
     channel: lagesbild_auth::AuthChannel,
     seen: Arc<Mutex<Seen>>,
     stop: Arc<AtomicBool>,
+    pause: Duration,
 ) -> Result<()> {
     let mut client = ReportServiceClient::new(channel);
     let mut n = 0u64;
@@ -312,7 +323,7 @@ async fn write_load(
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(pause).await;
     }
     Ok(())
 }

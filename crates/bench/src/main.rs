@@ -122,6 +122,9 @@ enum Bench {
         /// Seconds of load.
         #[arg(long, default_value_t = 600)]
         seconds: u64,
+        /// Reports a second written to each node.
+        #[arg(long, default_value_t = 200)]
+        ingest: u32,
     },
     /// The soak's load with a node killed (SIGKILL) and restarted every few
     /// seconds; then: no acknowledged report lost, every event exactly once at
@@ -130,6 +133,9 @@ enum Bench {
         /// Seconds of load.
         #[arg(long, default_value_t = 120)]
         seconds: u64,
+        /// Reports a second written to each node.
+        #[arg(long, default_value_t = 200)]
+        ingest: u32,
         /// Seconds between kills.
         #[arg(long, default_value_t = 10)]
         kill_every: u64,
@@ -199,11 +205,19 @@ fn main() -> Result<()> {
                 queries,
                 hours,
             } => central::run(reports, queries, &hours).await,
-            Bench::Soak { seconds } => load::run(seconds, None).await,
+            Bench::Soak { seconds, ingest } => load::run(seconds, None, ingest).await,
             Bench::Fault {
                 seconds,
+                ingest,
                 kill_every,
-            } => load::run(seconds, Some(Duration::from_secs(kill_every.max(1)))).await,
+            } => {
+                load::run(
+                    seconds,
+                    Some(Duration::from_secs(kill_every.max(1))),
+                    ingest,
+                )
+                .await
+            }
             Bench::ServeWithoutLog {
                 config,
                 echo_listen,
