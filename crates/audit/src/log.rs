@@ -110,6 +110,8 @@ pub struct LogOptions {
     pub checkpoint_interval: Duration,
     /// Most entries in one group commit.
     pub max_batch: usize,
+    /// sled's page cache for the log, bytes.
+    pub cache_bytes: u64,
 }
 
 impl Default for LogOptions {
@@ -118,6 +120,7 @@ impl Default for LogOptions {
             checkpoint_every: 1000,
             checkpoint_interval: Duration::from_secs(10),
             max_batch: 8192,
+            cache_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -243,7 +246,7 @@ impl AuditLog {
     pub fn open(dir: &Path, signer: NoteSigner, options: LogOptions) -> Result<Self, AuditError> {
         let db = sled::Config::new()
             .path(dir)
-            .cache_capacity(16 * 1024 * 1024)
+            .cache_capacity(options.cache_bytes)
             .open()?;
         let tree = db.open_tree("audit")?;
         let size = match tree.get(SIZE_KEY)? {

@@ -125,6 +125,10 @@ enum Bench {
         /// Reports a second written to each node.
         #[arg(long, default_value_t = 200)]
         ingest: u32,
+        /// Page cache of each node's store and of its access log, MiB
+        /// (default: the node's defaults, 8 and 16).
+        #[arg(long)]
+        cache_mb: Option<u32>,
     },
     /// The soak's load with a node killed (SIGKILL) and restarted every few
     /// seconds; then: no acknowledged report lost, every event exactly once at
@@ -205,7 +209,11 @@ fn main() -> Result<()> {
                 queries,
                 hours,
             } => central::run(reports, queries, &hours).await,
-            Bench::Soak { seconds, ingest } => load::run(seconds, None, ingest).await,
+            Bench::Soak {
+                seconds,
+                ingest,
+                cache_mb,
+            } => load::run(seconds, None, ingest, cache_mb).await,
             Bench::Fault {
                 seconds,
                 ingest,
@@ -215,6 +223,7 @@ fn main() -> Result<()> {
                     seconds,
                     Some(Duration::from_secs(kill_every.max(1))),
                     ingest,
+                    None,
                 )
                 .await
             }

@@ -167,6 +167,7 @@ impl FederationPlan {
                         events: Default::default(),
                         playbooks: coordinated_plan::playbooks(),
                         alerts: coordinated_plan::alerts(),
+                        storage: Default::default(),
                         metrics: None,
                     };
                     let path = org_dir.join("node.toml");

@@ -84,9 +84,47 @@ pub struct NodeConfig {
     /// Alert rules: which events call for which playbook.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<AlertRule>,
+    /// Memory for the embedded stores' page caches.
+    #[serde(default, skip_serializing_if = "StorageSection::is_default")]
+    pub storage: StorageSection,
     /// Metrics over plain HTTP on loopback; absent for none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<MetricsSection>,
+}
+
+/// How much memory the embedded stores may cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    /// The report store's page cache, MiB.
+    #[serde(default = "default_store_cache")]
+    pub store_cache_mb: u32,
+    /// The access log's page cache, MiB.
+    #[serde(default = "default_audit_cache")]
+    pub audit_cache_mb: u32,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        Self {
+            store_cache_mb: default_store_cache(),
+            audit_cache_mb: default_audit_cache(),
+        }
+    }
+}
+
+impl StorageSection {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+fn default_store_cache() -> u32 {
+    8
+}
+
+fn default_audit_cache() -> u32 {
+    16
 }
 
 /// Where metrics are served.

@@ -61,7 +61,11 @@ impl Node {
     pub async fn open(config_path: &Path) -> Result<Self, NodeError> {
         let loaded = NodeConfig::load(config_path)?;
         let data_dir = &loaded.config.data_dir;
-        let store = Store::open(&data_dir.join("store"), StoreOptions::default()).map_err(|e| {
+        let store_options = StoreOptions {
+            cache_bytes: u64::from(loaded.config.storage.store_cache_mb) << 20,
+            ..StoreOptions::default()
+        };
+        let store = Store::open(&data_dir.join("store"), store_options).map_err(|e| {
             NodeError::Store {
                 path: data_dir.clone(),
                 message: e.to_string(),
@@ -106,7 +110,11 @@ impl Node {
         let note_signer = NoteSigner::from_pem(&origin_of(&federation.name, &org), &token_pem)
             .map_err(|e| config_error(format!("token_key: {e}")))?;
         let audit_dir = loaded.config.data_dir.join("audit");
-        let log = AuditLog::open(&audit_dir, note_signer, LogOptions::default()).map_err(|e| {
+        let log_options = LogOptions {
+            cache_bytes: u64::from(loaded.config.storage.audit_cache_mb) << 20,
+            ..LogOptions::default()
+        };
+        let log = AuditLog::open(&audit_dir, note_signer, log_options).map_err(|e| {
             NodeError::Store {
                 path: audit_dir.clone(),
                 message: e.to_string(),
