@@ -24,8 +24,16 @@ fuzz_target!(|data: &[u8]| {
             .any(|part| !part.is_empty() && PLACEHOLDERS.contains(&part.to_lowercase()))
     };
     let known = Known {
-        names: if name.chars().count() >= 3 && !clashes(name) { vec![name] } else { vec![] },
-        plates: if plate.chars().count() >= 5 && !clashes(plate) { vec![plate] } else { vec![] },
+        names: if name.chars().count() >= 3 && !clashes(name) {
+            vec![name]
+        } else {
+            vec![]
+        },
+        plates: if plate.chars().count() >= 5 && !clashes(plate) {
+            vec![plate]
+        } else {
+            vec![]
+        },
     };
     let once = scrub(body, &known);
     let twice = scrub(&once, &known);

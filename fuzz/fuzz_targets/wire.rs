@@ -12,6 +12,10 @@ fuzz_target!(|data: &[u8]| {
         let _ = parse_receipt(text);
     }
     if let Ok(entry) = Entry::decode(data) {
-        assert_eq!(entry.encode(), data, "an entry that decodes must be canonical");
+        assert_eq!(
+            entry.encode(),
+            data,
+            "an entry that decodes must be canonical"
+        );
     }
 });

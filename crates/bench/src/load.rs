@@ -95,7 +95,9 @@ pub async fn run(
         if let Some(mb) = cache_mb {
             let config = dir.join("node.toml");
             let mut text = std::fs::read_to_string(&config)?;
-            text.push_str(&format!("\n[storage]\nstore_cache_mb = {mb}\naudit_cache_mb = {mb}\n"));
+            text.push_str(&format!(
+                "\n[storage]\nstore_cache_mb = {mb}\naudit_cache_mb = {mb}\n"
+            ));
             std::fs::write(&config, text)?;
         }
     }
@@ -228,11 +230,18 @@ pub async fn run(
         }
         restart_shared(&federation, i).await?;
         // Read the whole log and every feed once, as the run did.
-        let auditor = federation.lock().expect("federation").authed(org, AUDITOR, &["audit:read"])?;
+        let auditor =
+            federation
+                .lock()
+                .expect("federation")
+                .authed(org, AUDITOR, &["audit:read"])?;
         let mut client = AuditServiceClient::new(auditor).max_decoding_message_size(64 << 20);
         let mut start = 0;
         loop {
-            let page = client.entries(EntriesRequest { start, limit: 5000 }).await?.into_inner();
+            let page = client
+                .entries(EntriesRequest { start, limit: 5000 })
+                .await?
+                .into_inner();
             if page.next >= page.size || page.entries.is_empty() {
                 break;
             }

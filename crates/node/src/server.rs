@@ -65,12 +65,11 @@ impl Node {
             cache_bytes: u64::from(loaded.config.storage.store_cache_mb) << 20,
             ..StoreOptions::default()
         };
-        let store = Store::open(&data_dir.join("store"), store_options).map_err(|e| {
-            NodeError::Store {
+        let store =
+            Store::open(&data_dir.join("store"), store_options).map_err(|e| NodeError::Store {
                 path: data_dir.clone(),
                 message: e.to_string(),
-            }
-        })?;
+            })?;
         let address = loaded.config.listen.clone();
         let listener = TcpListener::bind(&address)
             .await
@@ -114,12 +113,11 @@ impl Node {
             cache_bytes: u64::from(loaded.config.storage.audit_cache_mb) << 20,
             ..LogOptions::default()
         };
-        let log = AuditLog::open(&audit_dir, note_signer, log_options).map_err(|e| {
-            NodeError::Store {
+        let log =
+            AuditLog::open(&audit_dir, note_signer, log_options).map_err(|e| NodeError::Store {
                 path: audit_dir.clone(),
                 message: e.to_string(),
-            }
-        })?;
+            })?;
         let (chain, key) = loaded
             .tls
             .load()
