@@ -96,30 +96,8 @@ async fn federation() -> TestFederation {
     fed
 }
 
-/// `lagesbild audit entries --json` of `node`'s log as `as_org`, decoded.
 fn entries(fed: &TestFederation, as_org: &str, node: &str) -> Vec<Value> {
-    let config = fed.org_dir(as_org).join("client.toml");
-    let out = run(&[
-        "audit",
-        "entries",
-        "--config",
-        config.to_str().unwrap(),
-        "--node",
-        node,
-        "--limit",
-        "10000",
-        "--json",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    common::log_entries(fed, as_org, node)
 }
 
 fn has(entries: &[Value], what: &str, test: impl Fn(&Value) -> bool) {

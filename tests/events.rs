@@ -316,7 +316,7 @@ async fn a_peer_subscribes_only_to_what_its_policy_allows() {
     // what an ended stream sent.
     drop(narrow);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let log = entries(&fed, ORIGIN);
+    let log = common::log_entries(&fed, "audit", ORIGIN);
     let subscribe = |e: &&serde_json::Value, org: &str| {
         e["call"] == "/lagesbild.v1.EventService/Subscribe" && e["peer_org"] == org
     };
@@ -341,30 +341,4 @@ async fn a_peer_subscribes_only_to_what_its_policy_allows() {
             .any(|e| e["call"] == "/lagesbild.v1.EventService/Recall" && e["peer_org"] == WIDE),
         "{log:#?}"
     );
-}
-
-/// The access log of `node`, read by the federation's auditor.
-fn entries(fed: &TestFederation, node: &str) -> Vec<serde_json::Value> {
-    let config = fed.org_dir("audit").join("client.toml");
-    let out = common::run(&[
-        "audit",
-        "entries",
-        "--config",
-        config.to_str().unwrap(),
-        "--node",
-        node,
-        "--limit",
-        "10000",
-        "--json",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }

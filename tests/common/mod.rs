@@ -318,3 +318,29 @@ impl TestFederation {
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap()
 }
+
+/// `lagesbild audit entries --json` of `node`'s log, read as `as_org`, decoded.
+pub fn log_entries(fed: &TestFederation, as_org: &str, node: &str) -> Vec<serde_json::Value> {
+    let config = fed.org_dir(as_org).join("client.toml");
+    let out = run(&[
+        "audit",
+        "entries",
+        "--config",
+        config.to_str().unwrap(),
+        "--node",
+        node,
+        "--limit",
+        "10000",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}

@@ -487,10 +487,37 @@ async fn audit_load(
     Ok(())
 }
 
+/// How many of `ids` `org`'s node holds: sent again as validate-only, a stored
+/// one comes back as a duplicate.
+async fn stored_of(
+    client: &mut ReportServiceClient<lagesbild_auth::AuthChannel>,
+    org: &str,
+    ids: &[String],
+) -> Result<u64> {
+    let mut held = 0;
+    for chunk in ids.chunks(5_000) {
+        let reports = chunk
+            .iter()
+            .map(|id| Report {
+                id: id.clone(),
+                ..report(org, 0)
+            })
+            .collect();
+        held += client
+            .submit_batch(SubmitBatchRequest {
+                reports,
+                validate_only: true,
+            })
+            .await?
+            .into_inner()
+            .duplicates;
+    }
+    Ok(held)
+}
+
 /// Waits until events stop arriving, then checks what must hold.
 async fn settle_and_check(f: &OneNode, seen: &Mutex<Seen>) -> Result<()> {
-    // Every node's stored reports: sent again as validate-only, the stored ones
-    // come back as duplicates.
+    // Every node's stored reports.
     let mut stored = BTreeMap::new();
     for org in MEMBERS {
         let (attempted, acked) = {
@@ -501,40 +528,8 @@ async fn settle_and_check(f: &OneNode, seen: &Mutex<Seen>) -> Result<()> {
             )
         };
         let mut client = ReportServiceClient::new(f.authed(org, org, &["report:write"])?);
-        let mut held = 0;
-        for chunk in attempted.chunks(5_000) {
-            held += client
-                .submit_batch(SubmitBatchRequest {
-                    reports: chunk
-                        .iter()
-                        .map(|id| Report {
-                            id: id.clone(),
-                            ..report(org, 0)
-                        })
-                        .collect(),
-                    validate_only: true,
-                })
-                .await?
-                .into_inner()
-                .duplicates;
-        }
-        let mut acked_held = 0;
-        for chunk in acked.chunks(5_000) {
-            acked_held += client
-                .submit_batch(SubmitBatchRequest {
-                    reports: chunk
-                        .iter()
-                        .map(|id| Report {
-                            id: id.clone(),
-                            ..report(org, 0)
-                        })
-                        .collect(),
-                    validate_only: true,
-                })
-                .await?
-                .into_inner()
-                .duplicates;
-        }
+        let held = stored_of(&mut client, org, &attempted).await?;
+        let acked_held = stored_of(&mut client, org, &acked).await?;
         if acked_held != acked.len() as u64 {
             bail!(
                 "{org}: {} acknowledged reports, {acked_held} of them stored",

@@ -112,6 +112,24 @@ where
     }
 }
 
+/// Appends `entry` (waiting until it is on disk) and counts the call.
+async fn record(
+    log: &AuditLog,
+    metrics: &Metrics,
+    entry: &Entry,
+    started: Instant,
+) -> Result<lagesbild_audit::Receipt, lagesbild_audit::AuditError> {
+    let appended = log.append(entry).await;
+    metrics.call(
+        "inbound",
+        &entry.call,
+        &entry.peer_org,
+        entry.code,
+        started.elapsed(),
+    );
+    appended
+}
+
 /// What a service adds to the reason of a call it answered with OK (a response
 /// extension): refusals of parts of the call, so the log names them too.
 #[derive(Debug, Clone)]
@@ -235,14 +253,7 @@ where
             entry.decision = Decision::of_grpc_code(entry.code);
             entry.reason = status.message().to_owned();
             return Box::pin(async move {
-                let appended = log.append(&entry).await;
-                metrics.call(
-                    "inbound",
-                    &entry.call,
-                    &entry.peer_org,
-                    entry.code,
-                    started.elapsed(),
-                );
+                let appended = record(&log, &metrics, &entry, started).await;
                 match appended {
                     Ok(receipt) => Ok(status_answer(&status, Some(&receipt_value(&receipt)))),
                     Err(e) => Ok(unlogged(e)),
@@ -272,14 +283,7 @@ where
                 entry.decision = Decision::of_grpc_code(entry.code);
                 entry.reason = reason;
                 let (mut parts, body) = response.into_parts();
-                let appended = log.append(&entry).await;
-                metrics.call(
-                    "inbound",
-                    &path,
-                    &entry.peer_org,
-                    entry.code,
-                    started.elapsed(),
-                );
+                let appended = record(&log, &metrics, &entry, started).await;
                 return Ok(match appended {
                     Ok(receipt) => {
                         if let Ok(value) = receipt_value(&receipt).parse() {
@@ -308,14 +312,7 @@ where
                     entry.code = status.code() as u32;
                     entry.decision = Decision::of_grpc_code(entry.code);
                     entry.reason = status.message().to_owned();
-                    let appended = log.append(&entry).await;
-                    metrics.call(
-                        "inbound",
-                        &path,
-                        &entry.peer_org,
-                        entry.code,
-                        started.elapsed(),
-                    );
+                    let appended = record(&log, &metrics, &entry, started).await;
                     return Ok(match appended {
                         Ok(receipt) => status_answer(&status, Some(&receipt_value(&receipt))),
                         Err(e) => unlogged(e),
@@ -333,14 +330,7 @@ where
                 entry.released = Released::default();
             }
             entry.response_digest = Some(Digest::of(&data));
-            let appended = log.append(&entry).await;
-            metrics.call(
-                "inbound",
-                &path,
-                &entry.peer_org,
-                entry.code,
-                started.elapsed(),
-            );
+            let appended = record(&log, &metrics, &entry, started).await;
             let receipt = match appended {
                 Ok(receipt) => receipt,
                 Err(e) => return Ok(unlogged(e)),

@@ -114,6 +114,24 @@ fn released_in(path: &str, body: &[u8]) -> Released {
     }
 }
 
+/// Queues `entry` in the log (ahead of the inbound entry that will wait for
+/// it) and counts the call.
+async fn record(
+    log: &AuditLog,
+    metrics: &Metrics,
+    entry: &Entry,
+    started: std::time::Instant,
+) -> Result<(), lagesbild_audit::AuditError> {
+    metrics.call(
+        "outbound",
+        &entry.call,
+        &entry.peer_org,
+        entry.code,
+        started.elapsed(),
+    );
+    log.append_queued(entry).await
+}
+
 /// Logs the entry if the call is dropped before it ends (the caller's deadline).
 struct Abandoned {
     entry: Option<Entry>,
@@ -188,14 +206,7 @@ impl tower::Service<http::Request<Body>> for AuditedChannel {
                 Err(e) => {
                     entry.code = tonic::Code::Unavailable as u32;
                     entry.reason = format!("no answer: {e}");
-                    metrics.call(
-                        "outbound",
-                        &path,
-                        &entry.peer_org,
-                        entry.code,
-                        started.elapsed(),
-                    );
-                    log.append_queued(&entry).await?;
+                    record(&log, &metrics, &entry, started).await?;
                     return Err(e.into());
                 }
             };
@@ -212,14 +223,7 @@ impl tower::Service<http::Request<Body>> for AuditedChannel {
                 entry.decision = Decision::of_grpc_code(code);
                 entry.reason = reason;
                 entry.receipt = receipt_in(&parts.headers, None);
-                metrics.call(
-                    "outbound",
-                    &path,
-                    &entry.peer_org,
-                    entry.code,
-                    started.elapsed(),
-                );
-                log.append_queued(&entry).await?;
+                record(&log, &metrics, &entry, started).await?;
                 return Ok(http::Response::from_parts(parts, body));
             }
             let collected = match body.collect().await {
@@ -227,14 +231,7 @@ impl tower::Service<http::Request<Body>> for AuditedChannel {
                 Err(status) => {
                     entry.code = status.code() as u32;
                     entry.reason = format!("answer broke off: {}", status.message());
-                    metrics.call(
-                        "outbound",
-                        &path,
-                        &entry.peer_org,
-                        entry.code,
-                        started.elapsed(),
-                    );
-                    log.append_queued(&entry).await?;
+                    record(&log, &metrics, &entry, started).await?;
                     return Err(status.into());
                 }
             };
@@ -249,8 +246,7 @@ impl tower::Service<http::Request<Body>> for AuditedChannel {
             if code == 0 {
                 entry.released = released_in(&path, &data);
             }
-            metrics.call("outbound", &path, &entry.peer_org, code, started.elapsed());
-            log.append_queued(&entry).await?;
+            record(&log, &metrics, &entry, started).await?;
             Ok(http::Response::from_parts(
                 parts,
                 Body::new(Replay::new(data, trailers)),
