@@ -10,7 +10,8 @@ use lagesbild_proto::v1::event_service_client::EventServiceClient;
 use lagesbild_proto::v1::report_service_client::ReportServiceClient;
 use lagesbild_proto::v1::{
     feed_item, watch_item, Category, FeedItem, Person, Position, RecallReason, RecallRequest,
-    Report, Source, SubmitBatchRequest, SubscribeRequest, Tlp, WatchItem, WatchRequest,
+    RecallResponse, Report, Source, SubmitBatchRequest, SubscribeRequest, Tlp, WatchItem,
+    WatchRequest,
 };
 use prost_types::Timestamp;
 use std::collections::BTreeSet;
@@ -76,6 +77,20 @@ async fn submit(fed: &TestFederation, reports: Vec<Report>) {
         .expect("stored")
         .into_inner();
     assert!(stored.stored > 0);
+}
+
+/// The origin's own people recall the events of `report_id`.
+async fn recall(
+    fed: &TestFederation,
+    report_id: &str,
+    reason: RecallReason,
+) -> Result<tonic::Response<RecallResponse>, tonic::Status> {
+    EventServiceClient::new(fed.authed(ORIGIN, ORIGIN, &["report:write"]))
+        .recall(RecallRequest {
+            report_id: report_id.into(),
+            reason: reason as i32,
+        })
+        .await
 }
 
 async fn watch(fed: &TestFederation, org: &str, after: u64) -> Streaming<WatchItem> {
@@ -199,43 +214,26 @@ async fn events_reach_peers_once_in_order_and_recalls_follow_them() {
     assert_eq!(next(&mut narrow, 3).await.len(), 3);
 
     // A recall reaches exactly the peers that had the event.
-    let mut recaller = EventServiceClient::new(fed.authed(ORIGIN, ORIGIN, &["report:write"]));
-    let recalled = recaller
-        .recall(RecallRequest {
-            report_id: "r2".into(),
-            reason: RecallReason::EnteredInError as i32,
-        })
+    let recalled = recall(&fed, "r2", RecallReason::EnteredInError)
         .await
         .unwrap()
         .into_inner();
     assert_eq!(recalled.recipients, 1, "only the wide peer had r2's event");
     assert_eq!(recall_id(&next(&mut wide, 1).await[0]), r2_wide.id);
     quiet(&mut narrow, Duration::from_secs(2)).await;
-    let again = recaller
-        .recall(RecallRequest {
-            report_id: "r1".into(),
-            reason: RecallReason::Duplicate as i32,
-        })
+    let again = recall(&fed, "r1", RecallReason::Duplicate)
         .await
         .unwrap()
         .into_inner();
     assert_eq!(again.recipients, 2);
     assert_eq!(recall_id(&next(&mut wide, 1).await[0]), r1_wide.id);
     assert_eq!(recall_id(&next(&mut narrow, 1).await[0]), r1_narrow.id);
-    let twice = recaller
-        .recall(RecallRequest {
-            report_id: "r1".into(),
-            reason: RecallReason::Duplicate as i32,
-        })
+    let twice = recall(&fed, "r1", RecallReason::Duplicate)
         .await
         .unwrap()
         .into_inner();
     assert!(twice.already_recalled);
-    let unknown = recaller
-        .recall(RecallRequest {
-            report_id: "nothing".into(),
-            reason: RecallReason::Duplicate as i32,
-        })
+    let unknown = recall(&fed, "nothing", RecallReason::Duplicate)
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);

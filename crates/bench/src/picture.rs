@@ -5,7 +5,7 @@ use crate::{start_node, OneNode};
 use anyhow::{bail, Result};
 use lagesbild_proto::v1::picture_service_client::PictureServiceClient;
 use lagesbild_proto::v1::report_service_client::ReportServiceClient;
-use lagesbild_proto::v1::{AnswerStatus, PictureRequest, SubmitBatchRequest};
+use lagesbild_proto::v1::{AnswerStatus, PictureRequest, SituationPicture, SubmitBatchRequest};
 use lagesbild_reports::synthetic;
 use prost::Message;
 use std::time::{Duration, Instant, SystemTime};
@@ -62,17 +62,7 @@ pub async fn run(reports: usize, queries: usize, windows: &[u32]) -> Result<()> 
             .max_decoding_message_size(256 << 20);
     for &hours in windows {
         let request = picture_request(hours);
-        // One picture to warm the peer channels and show its size.
-        let first = client.picture(request.clone()).await?.into_inner();
-        let refused: Vec<String> = first
-            .answers
-            .iter()
-            .filter(|a| a.status != AnswerStatus::Ok as i32)
-            .map(|a| format!("{}: {}", a.org, a.reason))
-            .collect();
-        if !refused.is_empty() {
-            bail!("peers did not answer: {}", refused.join("; "));
-        }
+        let first = warm_picture(&mut client, &request).await?;
         let released: u32 = first.answers.iter().map(|a| a.values).sum();
         let mut latencies = Vec::with_capacity(queries);
         let mut slowest_answers = Vec::with_capacity(queries);
@@ -114,6 +104,25 @@ pub async fn run(reports: usize, queries: usize, windows: &[u32]) -> Result<()> 
 
 pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+/// One picture to warm the peer channels, which every member must have
+/// answered: a figure with a member missing would measure another picture.
+pub(crate) async fn warm_picture(
+    client: &mut PictureServiceClient<lagesbild_auth::AuthChannel>,
+    request: &PictureRequest,
+) -> Result<SituationPicture> {
+    let first = client.picture(request.clone()).await?.into_inner();
+    let refused: Vec<String> = first
+        .answers
+        .iter()
+        .filter(|a| a.status != AnswerStatus::Ok as i32)
+        .map(|a| format!("{}: {}", a.org, a.reason))
+        .collect();
+    if !refused.is_empty() {
+        bail!("peers did not answer: {}", refused.join("; "));
+    }
+    Ok(first)
 }
 
 pub(crate) fn picture_request(hours: u32) -> PictureRequest {
