@@ -15,6 +15,7 @@
 pub mod checkpoint;
 pub mod entry;
 pub mod export;
+mod files;
 mod log;
 pub mod merkle;
 pub mod verify;
@@ -29,9 +30,9 @@ pub use witness::{Alarm, WitnessState};
 /// What can go wrong with the log.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    /// sled failed.
-    #[error("audit log store: {0}")]
-    Sled(#[from] sled::Error),
+    /// Reading or writing the log's files failed.
+    #[error("audit log files: {0}")]
+    Io(String),
     /// Stored data is not what was written.
     #[error("audit log is corrupt: {0}")]
     Corrupt(String),

@@ -95,9 +95,7 @@ pub async fn run(
         if let Some(mb) = cache_mb {
             let config = dir.join("node.toml");
             let mut text = std::fs::read_to_string(&config)?;
-            text.push_str(&format!(
-                "\n[storage]\nstore_cache_mb = {mb}\naudit_cache_mb = {mb}\n"
-            ));
+            text.push_str(&format!("\n[storage]\nstore_cache_mb = {mb}\n"));
             std::fs::write(&config, text)?;
         }
     }

@@ -92,23 +92,20 @@ pub struct NodeConfig {
     pub metrics: Option<MetricsSection>,
 }
 
-/// How much memory the embedded stores may cache.
+/// How much memory the report store may cache (the access log is plain files,
+/// cached by the operating system).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageSection {
     /// The report store's page cache, MiB.
     #[serde(default = "default_store_cache")]
     pub store_cache_mb: u32,
-    /// The access log's page cache, MiB.
-    #[serde(default = "default_audit_cache")]
-    pub audit_cache_mb: u32,
 }
 
 impl Default for StorageSection {
     fn default() -> Self {
         Self {
             store_cache_mb: default_store_cache(),
-            audit_cache_mb: default_audit_cache(),
         }
     }
 }
@@ -121,10 +118,6 @@ impl StorageSection {
 
 fn default_store_cache() -> u32 {
     8
-}
-
-fn default_audit_cache() -> u32 {
-    16
 }
 
 /// Where metrics are served.

@@ -109,15 +109,12 @@ impl Node {
         let note_signer = NoteSigner::from_pem(&origin_of(&federation.name, &org), &token_pem)
             .map_err(|e| config_error(format!("token_key: {e}")))?;
         let audit_dir = loaded.config.data_dir.join("audit");
-        let log_options = LogOptions {
-            cache_bytes: u64::from(loaded.config.storage.audit_cache_mb) << 20,
-            ..LogOptions::default()
-        };
-        let log =
-            AuditLog::open(&audit_dir, note_signer, log_options).map_err(|e| NodeError::Store {
+        let log = AuditLog::open(&audit_dir, note_signer, LogOptions::default()).map_err(|e| {
+            NodeError::Store {
                 path: audit_dir.clone(),
                 message: e.to_string(),
-            })?;
+            }
+        })?;
         let (chain, key) = loaded
             .tls
             .load()
