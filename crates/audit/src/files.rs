@@ -14,9 +14,12 @@
 //! - `witness/` holds one file per peer: what this node last saw of its log.
 //! - `lock` is held while the log is open.
 //!
+//! `entries` grows by whole megabytes of zeros ahead of the records, so that a
+//! commit's `fdatasync` writes data, not the file's new length.
+//!
 //! On open, whatever lies past the sealed point is rebuilt from `entries`. A
 //! torn tail (records at the very end whose bytes do not hash to their leaf, or
-//! a record cut short) was never acknowledged and is cut off. A record that does
+//! a record cut short) was never acknowledged and is zeroed. A record that does
 //! not match its leaf with good records after it is tampering or a bad disk: it
 //! is kept, reported, and `audit verify` names it.
 //!
@@ -121,7 +124,9 @@ pub(crate) struct Recovery {
     pub(crate) size: u64,
     /// Where the next record goes.
     pub(crate) entries_end: u64,
-    /// Bytes of a torn tail cut off.
+    /// Length of `entries`, zeros past `entries_end` included.
+    pub(crate) allocated: u64,
+    /// Bytes of a torn tail cut off (zeroed).
     pub(crate) cut_bytes: u64,
     /// Entries whose bytes do not match their stored leaf hash (seen while
     /// rebuilding past the sealed point only).
@@ -302,11 +307,11 @@ impl LogFiles {
             .last()
             .map(|(at, _, _, len)| at + HEADER as u64 + u64::from(*len))
             .unwrap_or(sealed.entries_end);
-        let cut_bytes = entries_len - end;
+        // Past the last whole record the file is zeros written ahead of need
+        // (see `preallocate`), unless a crash left part of a record there.
+        let cut_bytes = self.torn_bytes(end, entries_len)?;
         if cut_bytes > 0 {
-            self.entries
-                .set_len(end)
-                .map_err(|e| io_error("cutting the torn tail of", &entries_path, e))?;
+            self.preallocate(end, entries_len - end)?;
             self.entries
                 .sync_data()
                 .map_err(|e| io_error("syncing", &entries_path, e))?;
@@ -326,10 +331,41 @@ impl LogFiles {
         Ok(Recovery {
             size: frontier.size(),
             entries_end: end,
+            allocated: entries_len,
             cut_bytes,
             mismatched,
             rebuilt_from: sealed.size,
         })
+    }
+
+    /// Bytes in `entries` between `from` and `to` that are not zero.
+    fn torn_bytes(&self, from: u64, to: u64) -> Result<u64, AuditError> {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut at = from;
+        let mut last_non_zero = None;
+        while at < to {
+            let n = buf.len().min((to - at) as usize);
+            read_exact_at(&self.entries, &mut buf[..n], at, "the end of the entries")?;
+            if let Some(i) = buf[..n].iter().rposition(|b| *b != 0) {
+                last_non_zero = Some(at + i as u64);
+            }
+            at += n as u64;
+        }
+        Ok(last_non_zero.map_or(0, |last| last + 1 - from))
+    }
+
+    /// Writes `bytes` zeros into `entries` from `from`. A commit then writes
+    /// into blocks the file already has, so its `fdatasync` need not also
+    /// commit the file's growth to the file system's journal.
+    pub(crate) fn preallocate(&self, from: u64, bytes: u64) -> Result<(), AuditError> {
+        let zeros = vec![0u8; (1 << 20).min(bytes as usize)];
+        let mut at = from;
+        while at < from + bytes {
+            let n = zeros.len().min((from + bytes - at) as usize);
+            write_all_at(&self.entries, &zeros[..n], at, &self.path("entries"))?;
+            at += n as u64;
+        }
+        Ok(())
     }
 
     fn cut_derived(&self, size: u64) -> Result<(), AuditError> {

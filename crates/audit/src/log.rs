@@ -25,6 +25,8 @@ const LINGER: Duration = Duration::from_micros(1000);
 const LINGER_AFTER_BATCH: usize = 2;
 /// Most often the derived files are made durable.
 const SEAL_INTERVAL: Duration = Duration::from_secs(1);
+/// How far ahead of the records `entries` is filled with zeros.
+const PREALLOCATE: u64 = 8 << 20;
 
 /// When checkpoints are kept on disk (every append gets a signed one in its
 /// receipt; these are the ones kept for auditors).
@@ -125,6 +127,7 @@ impl AuditLog {
             signer: Arc::new(signer),
             frontier,
             entries_end: recovery.entries_end,
+            allocated: recovery.allocated,
             options,
             last_kept,
             last_kept_at: Instant::now(),
@@ -355,6 +358,8 @@ struct Writer {
     frontier: Frontier,
     /// Where the next record goes.
     entries_end: u64,
+    /// Length of `entries`, zeros ahead of the records included.
+    allocated: u64,
     options: LogOptions,
     last_kept: u64,
     last_kept_at: Instant,
@@ -495,6 +500,15 @@ impl Writer {
                 waiters.push((index, leaf, reply));
             }
         }
+        let needed = self.entries_end + records.len() as u64;
+        if needed > self.allocated {
+            let grow = PREALLOCATE.max(needed - self.allocated);
+            match self.files.preallocate(self.allocated, grow) {
+                Ok(()) => self.allocated += grow,
+                // Not fatal: the records extend the file themselves.
+                Err(e) => tracing::warn!(error = %e, "writing ahead in the access log failed"),
+            }
+        }
         let written = self
             .files
             .append_entries(self.entries_end, &records)
@@ -509,6 +523,7 @@ impl Writer {
             return;
         }
         self.entries_end += records.len() as u64;
+        self.allocated = self.allocated.max(self.entries_end);
         let size = self.frontier.size();
         let note = self.signer.sign(size, self.frontier.root());
         *self.head.write().expect("log head lock") = Head {

@@ -61,10 +61,22 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn append_bytes(path: &Path, bytes: &[u8]) {
-    use std::io::Write;
-    let mut file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
-    file.write_all(bytes).unwrap();
+/// Where the records of the first `n` test entries end: length, leaf hash and
+/// header check, then the entry.
+fn records_end(n: u64) -> u64 {
+    (0..n).map(|i| 40 + entry(i).encode().len() as u64).sum()
+}
+
+/// Writes `bytes` at `at` in the file at `path`, as a crash mid-write leaves them.
+fn write_at(path: &Path, at: u64, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    file.write_all_at(bytes, at).unwrap();
+}
+
+fn is_zero(path: &Path, at: u64, len: usize) -> bool {
+    let bytes = std::fs::read(path).unwrap();
+    bytes[at as usize..at as usize + len].iter().all(|b| *b == 0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,7 +110,7 @@ async fn a_torn_tail_is_cut_and_appends_go_on_from_the_last_whole_record() {
     let dir = tempfile::tempdir().unwrap();
     let root = log_of(dir.path(), 300).await;
     let entries = dir.path().join("entries");
-    let whole = std::fs::metadata(&entries).unwrap().len();
+    let end = records_end(300);
 
     // A record whose header made it to disk but whose bytes did not.
     let next = entry(300).encode();
@@ -113,20 +125,22 @@ async fn a_torn_tail_is_cut_and_appends_go_on_from_the_last_whole_record() {
         [digest[0], digest[1], digest[2], digest[3]]
     });
     torn.extend_from_slice(&vec![0u8; next.len()]);
-    append_bytes(&entries, &torn);
+    write_at(&entries, end, &torn);
     let log = open(dir.path());
     assert_eq!(log.size(), 300);
     assert_eq!(log.root_at(300).unwrap(), root);
-    assert_eq!(std::fs::metadata(&entries).unwrap().len(), whole);
+    assert!(is_zero(&entries, end, torn.len()), "the torn record is zeroed");
     log.close().await;
 
-    // Half a header, and garbage.
-    append_bytes(&entries, &torn[..20]);
+    // Half a header.
+    write_at(&entries, end, &torn[..20]);
     let log = open(dir.path());
     assert_eq!(log.size(), 300);
     assert_eq!(log.append(&entry(300)).await.unwrap().index, 300);
     log.close().await;
-    append_bytes(&entries, &[0xAB; 4096]);
+    // Garbage after the next whole record, and further on.
+    write_at(&entries, records_end(301), &[0xAB; 4096]);
+    write_at(&entries, records_end(301) + 100_000, &[0xCD; 10]);
     let log = open(dir.path());
     assert_eq!(log.size(), 301);
     assert_eq!(log.entry(300).unwrap().unwrap(), next);
