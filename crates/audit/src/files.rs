@@ -118,10 +118,10 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
 }
 
 /// What opening found and did, for the node's log.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Recovery {
-    /// Entries in the log.
-    pub(crate) size: u64,
+    /// The tree's right edge.
+    pub(crate) frontier: merkle::Frontier,
     /// Where the next record goes.
     pub(crate) entries_end: u64,
     /// Length of `entries`, zeros past `entries_end` included.
@@ -329,7 +329,7 @@ impl LogFiles {
         }
         self.write_derived(sealed.size, &derived)?;
         Ok(Recovery {
-            size: frontier.size(),
+            frontier,
             entries_end: end,
             allocated: entries_len,
             cut_bytes,

@@ -94,7 +94,7 @@ impl AuditLog {
         if recovery.cut_bytes > 0 {
             tracing::warn!(
                 bytes = recovery.cut_bytes,
-                size = recovery.size,
+                size = recovery.frontier.size(),
                 "cut the access log's torn tail: entries written but never acknowledged"
             );
         }
@@ -104,8 +104,8 @@ impl AuditLog {
                 "access log entry does not match its leaf hash: changed after it was written"
             );
         }
-        let size = recovery.size;
-        let frontier = Frontier::load(&Source::new(&files, size), size)?;
+        let frontier = recovery.frontier;
+        let size = frontier.size();
         if recovery.rebuilt_from < size || recovery.cut_bytes > 0 {
             files.seal(size, recovery.entries_end)?;
         }

@@ -76,7 +76,9 @@ fn write_at(path: &Path, at: u64, bytes: &[u8]) {
 
 fn is_zero(path: &Path, at: u64, len: usize) -> bool {
     let bytes = std::fs::read(path).unwrap();
-    bytes[at as usize..at as usize + len].iter().all(|b| *b == 0)
+    bytes[at as usize..at as usize + len]
+        .iter()
+        .all(|b| *b == 0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,7 +131,10 @@ async fn a_torn_tail_is_cut_and_appends_go_on_from_the_last_whole_record() {
     let log = open(dir.path());
     assert_eq!(log.size(), 300);
     assert_eq!(log.root_at(300).unwrap(), root);
-    assert!(is_zero(&entries, end, torn.len()), "the torn record is zeroed");
+    assert!(
+        is_zero(&entries, end, torn.len()),
+        "the torn record is zeroed"
+    );
     log.close().await;
 
     // Half a header.

@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 mod counters;
+mod durable;
 mod feeds;
 mod keys;
 mod writer;
@@ -26,6 +27,7 @@ pub use feeds::{FeedRecord, Incoming, Outgoing, RecallOutcome};
 pub use keys::{CounterFamily, CounterKey, CounterValue};
 pub use writer::{InsertSummary, PurgeSummary};
 
+use durable::DurableDb;
 use lagesbild_geo::Cell;
 use std::path::Path;
 use std::sync::Arc;
@@ -99,7 +101,7 @@ fn recount_reports(
 }
 
 /// Removes the retention index older stores kept (purges now read report headers).
-fn drop_legacy_time_index(db: &sled::Db, data: &sled::Tree) -> Result<(), StoreError> {
+fn drop_legacy_time_index(db: &DurableDb, data: &sled::Tree) -> Result<(), StoreError> {
     let mut removed = 0;
     loop {
         let chunk: Vec<sled::IVec> = data
@@ -126,7 +128,7 @@ fn drop_legacy_time_index(db: &sled::Db, data: &sled::Tree) -> Result<(), StoreE
 
 /// Rebuilds the counter blocks of a store written with one key per counter:
 /// recounts the reports and replaces the old keys, in one batch.
-fn upgrade_legacy_counters(db: &sled::Db, data: &sled::Tree) -> Result<(), StoreError> {
+fn upgrade_legacy_counters(db: &DurableDb, data: &sled::Tree) -> Result<(), StoreError> {
     let legacy: Vec<sled::IVec> = keys::LEGACY_COUNTER_PREFIXES
         .iter()
         .flat_map(|prefix| data.scan_prefix(prefix).keys())
@@ -207,7 +209,7 @@ impl Default for StoreOptions {
 /// The store of one node. Cheap to clone; clones share the writer.
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
+    db: DurableDb,
     data: sled::Tree,
     ledger: sled::Tree,
     index: Arc<counters::CounterIndex>,
@@ -226,10 +228,7 @@ impl Store {
     /// Opens (or creates) the store in `dir` and starts its writer task.
     /// Must be called inside a tokio runtime.
     pub fn open(dir: &Path, options: StoreOptions) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(options.cache_bytes)
-            .open()?;
+        let db = DurableDb::open(dir, options.cache_bytes)?;
         let data = db.open_tree("data")?;
         let ledger = db.open_tree("ledger")?;
         let index = Arc::new(counters::CounterIndex::default());

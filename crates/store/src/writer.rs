@@ -1,6 +1,7 @@
 //! The single writer: group commit of inserts and purges.
 
 use crate::counters::{self, Block, CounterIndex, Deltas};
+use crate::durable::DurableDb;
 use crate::feeds::{self, decode_u64, Heads, Incoming, Outgoing, RecallOutcome, Recipients};
 use crate::keys::{self, CounterFamily, RecordHeader};
 use crate::{NewReport, StoreError, StoreOptions};
@@ -73,7 +74,7 @@ pub(crate) struct WriterHandle(#[allow(dead_code)] std::thread::JoinHandle<()>);
 
 /// What the writer works on.
 pub(crate) struct Shared {
-    pub(crate) db: sled::Db,
+    pub(crate) db: DurableDb,
     pub(crate) data: sled::Tree,
     pub(crate) index: Arc<CounterIndex>,
     pub(crate) heads: Arc<Heads>,
