@@ -44,6 +44,10 @@ const OFFSET: u64 = 8;
 /// Length, leaf hash and header check.
 pub(crate) const HEADER: usize = 4 + 32 + 4;
 
+/// Entries rebuilt between writes of derived data on open (small in tests, so
+/// that they cross runs).
+const REBUILD_RUN: usize = if cfg!(test) { 100 } else { 65_536 };
+
 const SEALED_MAGIC: &str = "lagesbild-audit-sealed 1";
 
 fn io_error(what: &str, path: &Path, e: io::Error) -> AuditError {
@@ -272,8 +276,17 @@ impl LogFiles {
         let sealed = self.sealed()?;
         let entries_path = self.path("entries");
         let entries_len = file_len(&self.entries, &entries_path)?;
-        // Read the records past the sealed point.
-        let mut records: Vec<(u64, Hash, bool, u32)> = Vec::new();
+        // The derived files: cut back to the sealed point, then rebuilt from
+        // the records past it, a run at a time so memory stays bounded.
+        self.cut_derived(sealed.size)?;
+        let mut frontier = merkle::Frontier::load(&Source::new(self, sealed.size), sealed.size)?;
+        let mut derived = Derived::default();
+        let mut derived_from = sealed.size;
+        let mut mismatched = Vec::new();
+        // Records that do not match their leaf and have no good record after
+        // them yet: a torn tail, unless a good one follows.
+        let mut unmatched: Vec<(u64, Hash)> = Vec::new();
+        let mut end = sealed.entries_end;
         let mut reader = io::BufReader::with_capacity(1 << 20, &self.entries);
         io::Seek::seek(&mut reader, io::SeekFrom::Start(sealed.entries_end))
             .map_err(|e| io_error("reading", &entries_path, e))?;
@@ -296,17 +309,24 @@ impl LogFiles {
             if reader.read_exact(&mut entry).is_err() {
                 break;
             }
-            records.push((at, leaf, merkle::leaf_hash(&entry) == leaf, len));
+            if merkle::leaf_hash(&entry) == leaf {
+                for (at, leaf) in unmatched.drain(..) {
+                    mismatched.push(frontier.size());
+                    derived.push(&mut frontier, at, &leaf);
+                }
+                derived.push(&mut frontier, at, &leaf);
+                end = at + HEADER as u64 + u64::from(len);
+            } else {
+                unmatched.push((at, leaf));
+            }
             at += HEADER as u64 + u64::from(len);
+            if derived.len() >= REBUILD_RUN {
+                self.write_derived(derived_from, &derived)?;
+                derived_from = frontier.size();
+                derived = Derived::default();
+            }
         }
-        // A torn tail: the records at the end whose bytes are not what was hashed.
-        while records.last().is_some_and(|(_, _, intact, _)| !intact) {
-            records.pop();
-        }
-        let end = records
-            .last()
-            .map(|(at, _, _, len)| at + HEADER as u64 + u64::from(*len))
-            .unwrap_or(sealed.entries_end);
+        self.write_derived(derived_from, &derived)?;
         // Past the last whole record the file is zeros written ahead of need
         // (see `preallocate`), unless a crash left part of a record there.
         let cut_bytes = self.torn_bytes(end, entries_len)?;
@@ -316,18 +336,6 @@ impl LogFiles {
                 .sync_data()
                 .map_err(|e| io_error("syncing", &entries_path, e))?;
         }
-        // The derived files: cut back to the sealed point, then rebuilt.
-        self.cut_derived(sealed.size)?;
-        let mut frontier = merkle::Frontier::load(&Source::new(self, sealed.size), sealed.size)?;
-        let mut mismatched = Vec::new();
-        let mut derived = Derived::default();
-        for (at, leaf, intact, _) in &records {
-            if !intact {
-                mismatched.push(frontier.size());
-            }
-            derived.push(&mut frontier, *at, leaf);
-        }
-        self.write_derived(sealed.size, &derived)?;
         Ok(Recovery {
             frontier,
             entries_end: end,
@@ -666,6 +674,10 @@ pub(crate) struct Derived {
 }
 
 impl Derived {
+    fn len(&self) -> usize {
+        self.offsets.len() / OFFSET as usize
+    }
+
     /// Adds the entry whose record starts at `at` with leaf hash `leaf`.
     pub(crate) fn push(&mut self, frontier: &mut merkle::Frontier, at: u64, leaf: &Hash) {
         self.leaves.extend_from_slice(leaf);
@@ -754,6 +766,45 @@ mod tests {
         assert_eq!(Sealed::decode(&text.replace("1234", "1235")), None);
         assert_eq!(Sealed::decode(&text[..text.len() - 3]), None);
         assert_eq!(Sealed::decode(""), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rebuild_across_many_runs_gives_the_same_tree() {
+        use crate::{AuditLog, Decision, Direction, Entry, LogOptions, NoteSigner};
+        let entry = |i: u64| Entry {
+            time_micros: i as i64,
+            direction: Direction::Inbound,
+            peer_org: "scandic".into(),
+            peer_fingerprint: String::new(),
+            token: Default::default(),
+            call: format!("/call/{i}"),
+            request_digest: None,
+            decision: Decision::Allowed,
+            code: 0,
+            reason: String::new(),
+            released: Default::default(),
+            response_digest: None,
+            receipt: None,
+        };
+        const KEY: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIOHaWrMWwg6ezaUR/h7TLOIoXIlX+NbUeqLV+Q+SVKPu\n-----END PRIVATE KEY-----\n";
+        let signer = || NoteSigner::from_pem("testfed/scandic/audit", KEY.as_bytes()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(dir.path(), signer(), LogOptions::default()).unwrap();
+        for i in 0..1000u64 {
+            log.append(&entry(i)).await.unwrap();
+        }
+        let root = log.root_at(1000).unwrap();
+        let proof = log.inclusion_proof(333, 1000).unwrap();
+        log.close().await;
+        for name in ["sealed", "leaves", "offsets", "level-08", "level-09"] {
+            std::fs::remove_file(dir.path().join(name)).unwrap();
+        }
+        let log = AuditLog::open(dir.path(), signer(), LogOptions::default()).unwrap();
+        assert_eq!(log.size(), 1000);
+        assert_eq!(log.root_at(1000).unwrap(), root);
+        assert_eq!(log.inclusion_proof(333, 1000).unwrap(), proof);
+        assert_eq!(log.entry(999).unwrap().unwrap(), entry(999).encode());
+        log.close().await;
     }
 
     #[test]
