@@ -125,8 +125,7 @@ enum Bench {
         /// Reports a second written to each node.
         #[arg(long, default_value_t = 200)]
         ingest: u32,
-        /// Page cache of each node's store and of its access log, MiB
-        /// (default: the node's defaults, 8 and 16).
+        /// Page cache of each node's report store, MiB (default: the node's, 8).
         #[arg(long)]
         cache_mb: Option<u32>,
     },
