@@ -85,6 +85,7 @@ pub async fn run(shape: Shape) -> Result<()> {
     let echo_endpoint = format!("127.0.0.1:{}", crate::free_port()?);
     let endpoint = format_endpoint(&node)?;
     let (mut logged, mut unlogged) = (Vec::new(), Vec::new());
+    let (mut logged_cpu, mut unlogged_cpu) = (Vec::new(), Vec::new());
     let mut failures = 0;
     let mut echo = None;
     for round in 1..=shape.rounds {
@@ -118,6 +119,8 @@ pub async fn run(shape: Shape) -> Result<()> {
         failures += with_log.failures + without_log.failures;
         logged.push(with_log.per_second());
         unlogged.push(without_log.per_second());
+        logged_cpu.extend(with_log.cpu_per_call());
+        unlogged_cpu.extend(without_log.cpu_per_call());
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let (logged, unlogged) = (mean(&logged), mean(&unlogged));
@@ -126,6 +129,13 @@ pub async fn run(shape: Shape) -> Result<()> {
         shape.rounds,
         (unlogged / logged - 1.0) * 100.0,
     );
+    if !logged_cpu.is_empty() && logged_cpu.len() == unlogged_cpu.len() {
+        let (logged_cpu, unlogged_cpu) = (mean(&logged_cpu), mean(&unlogged_cpu));
+        println!(
+            "  server CPU a call: {logged_cpu:.0} µs with the access log, {unlogged_cpu:.0} µs without: the log adds {:.1}%",
+            (logged_cpu / unlogged_cpu - 1.0) * 100.0,
+        );
+    }
     if let Some(echo) = echo {
         println!(
             "  the node answers {:.2} of the bare echo's calls/s",
@@ -200,11 +210,21 @@ struct Load {
     first_failure: Option<String>,
     elapsed: Duration,
     latencies: Vec<Duration>,
+    /// CPU seconds the server used while calls were counted.
+    server_cpu: Option<f64>,
 }
 
 impl Load {
     fn per_second(&self) -> f64 {
         self.calls as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Server CPU a call, µs (calls that began in the window and ended after
+    /// it are left out of `calls`, so this errs a little high).
+    fn cpu_per_call(&self) -> Option<f64> {
+        self.server_cpu
+            .filter(|_| self.calls > 0)
+            .map(|cpu| cpu / self.calls as f64 * 1e6)
     }
 
     fn percentile(&self, p: f64) -> Duration {
@@ -217,10 +237,11 @@ impl Load {
 
     fn print(&self, what: &str) {
         println!(
-            "  {what}: {:.0} calls/s; latency p50 {:.2} ms, p99 {:.2} ms; {} failed{}",
+            "  {what}: {:.0} calls/s; latency p50 {:.2} ms, p99 {:.2} ms; server CPU {:.0} µs a call; {} failed{}",
             self.per_second(),
             self.percentile(0.50).as_secs_f64() * 1e3,
             self.percentile(0.99).as_secs_f64() * 1e3,
+            self.cpu_per_call().unwrap_or(f64::NAN),
             self.failures,
             self.first_failure
                 .as_deref()
@@ -246,7 +267,7 @@ async fn aggregate_load(
         clients.push(AggregateServiceClient::new(channel));
     }
     let request = Arc::new(request.clone());
-    Ok(hammer(clients, shape, move |mut client| {
+    Ok(hammer(clients, node.node.id(), shape, move |mut client| {
         let request = request.clone();
         Box::pin(async move {
             client
@@ -263,7 +284,7 @@ async fn echo_load(node: &OneNode, endpoint: &str, shape: Shape) -> Result<Load>
     let clients = (0..shape.connections)
         .map(|_| node.channel_to(endpoint, NODE, PEER).map(HealthClient::new))
         .collect::<Result<Vec<HealthClient<Channel>>>>()?;
-    Ok(hammer(clients, shape, |mut client| {
+    Ok(hammer(clients, node.node.id(), shape, |mut client| {
         Box::pin(async move {
             client
                 .check(HealthCheckRequest::default())
@@ -277,7 +298,9 @@ async fn echo_load(node: &OneNode, endpoint: &str, shape: Shape) -> Result<Load>
 
 /// Runs `call` from `in_flight` tasks per client until the time is up; counts
 /// only calls that started after the warm-up and ended before the end.
-async fn hammer<C, F>(clients: Vec<C>, shape: Shape, call: F) -> Load
+/// Runs `call` from every client, `shape.in_flight` at a time on each, and
+/// measures calls, latencies and the CPU `server` used in the measured window.
+async fn hammer<C, F>(clients: Vec<C>, server: u32, shape: Shape, call: F) -> Load
 where
     C: Clone + Send + 'static,
     F: Fn(C) -> BoxFuture<'static, Result<(), String>> + Clone + Send + Sync + 'static,
@@ -285,6 +308,12 @@ where
     let started = Instant::now();
     let measure_from = started + Duration::from_secs(1);
     let measure_to = measure_from + Duration::from_secs(shape.seconds);
+    let server_cpu = tokio::spawn(async move {
+        tokio::time::sleep_until(measure_from.into()).await;
+        let from = crate::cpu_seconds(server).ok()?;
+        tokio::time::sleep_until(measure_to.into()).await;
+        Some(crate::cpu_seconds(server).ok()? - from)
+    });
     let mut tasks = Vec::new();
     for client in clients {
         for _ in 0..shape.in_flight {
@@ -321,6 +350,7 @@ where
         first_failure: None,
         elapsed: measure_to - measure_from,
         latencies: Vec::new(),
+        server_cpu: None,
     };
     for task in tasks {
         if let Ok((latencies, failures, first_failure)) = task.await {
@@ -333,6 +363,7 @@ where
     }
     load.calls = load.latencies.len() as u64;
     load.latencies.sort_unstable();
+    load.server_cpu = server_cpu.await.ok().flatten();
     load
 }
 
