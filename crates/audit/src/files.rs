@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
 /// Level of the smallest stored perfect subtree: a block of 2^8 leaves.
-pub(crate) const BLOCK_LEVEL: u8 = 8;
+const BLOCK_LEVEL: u8 = 8;
 const BLOCK: u64 = 1 << BLOCK_LEVEL;
 
 const HASH: u64 = 32;
@@ -181,6 +181,29 @@ fn read_exact_at(file: &File, buf: &mut [u8], at: u64, what: &str) -> Result<(),
         .map_err(|e| AuditError::Corrupt(format!("{what} at byte {at}: {e}")))
 }
 
+/// Items `first..first + count` of a file of `N`-byte items, decoded.
+fn read_items<const N: usize, T>(
+    file: &File,
+    first: u64,
+    count: u64,
+    what: &str,
+    decode: impl Fn([u8; N]) -> T,
+) -> Result<Vec<T>, AuditError> {
+    let mut bytes = vec![0u8; count as usize * N];
+    read_exact_at(file, &mut bytes, first * N as u64, what)?;
+    Ok(bytes
+        .chunks_exact(N)
+        .map(|item| decode(item.try_into().expect("N bytes")))
+        .collect())
+}
+
+/// A record's header: the entry's length, its leaf hash, the header check.
+fn split_header(header: &[u8; HEADER]) -> (u32, Hash, &[u8]) {
+    let len = u32::from_be_bytes(header[..4].try_into().expect("4 bytes"));
+    let leaf = header[4..36].try_into().expect("32 bytes");
+    (len, leaf, &header[36..])
+}
+
 fn write_all_at(file: &File, bytes: &[u8], at: u64, path: &Path) -> Result<(), AuditError> {
     file.write_all_at(bytes, at)
         .map_err(|e| io_error("writing", path, e))
@@ -297,9 +320,8 @@ impl LogFiles {
             if entries_len - at < HEADER as u64 || reader.read_exact(&mut header).is_err() {
                 break;
             }
-            let len = u32::from_be_bytes(header[..4].try_into().expect("4 bytes"));
-            let leaf: Hash = header[4..36].try_into().expect("32 bytes");
-            if header[36..] != header_check(len, &leaf)
+            let (len, leaf, check) = split_header(&header);
+            if check != header_check(len, &leaf)
                 || len as usize > MAX_ENTRY_BYTES
                 || entries_len - at - (HEADER as u64) < u64::from(len)
             {
@@ -495,7 +517,7 @@ impl LogFiles {
         let at = u64::from_be_bytes(at);
         let mut header = [0u8; HEADER];
         read_exact_at(&self.entries, &mut header, at, "entry header")?;
-        let len = u32::from_be_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+        let len = split_header(&header).0 as usize;
         if len > MAX_ENTRY_BYTES {
             return Err(AuditError::Corrupt(format!(
                 "entry {index} claims {len} bytes"
@@ -508,12 +530,13 @@ impl LogFiles {
 
     /// Where the records of entries `first..first + count` start.
     pub(crate) fn offsets(&self, first: u64, count: u64) -> Result<Vec<u64>, AuditError> {
-        let mut bytes = vec![0u8; (count * OFFSET) as usize];
-        read_exact_at(&self.offsets, &mut bytes, first * OFFSET, "entry offsets")?;
-        Ok(bytes
-            .chunks_exact(8)
-            .map(|o| u64::from_be_bytes(o.try_into().expect("8 bytes")))
-            .collect())
+        read_items(
+            &self.offsets,
+            first,
+            count,
+            "entry offsets",
+            u64::from_be_bytes,
+        )
     }
 
     /// The whole records in the `bytes` bytes of `entries` from `at`: each
@@ -525,9 +548,12 @@ impl LogFiles {
         let mut rest = &span[..];
         while !rest.is_empty() {
             let corrupt = || AuditError::Corrupt(format!("a record near byte {at} is cut short"));
-            let header = rest.get(..HEADER).ok_or_else(corrupt)?;
-            let len = u32::from_be_bytes(header[..4].try_into().expect("4 bytes")) as usize;
-            let leaf: Hash = header[4..36].try_into().expect("32 bytes");
+            let header: &[u8; HEADER] = rest
+                .get(..HEADER)
+                .and_then(|h| h.try_into().ok())
+                .ok_or_else(corrupt)?;
+            let (len, leaf, _) = split_header(header);
+            let len = len as usize;
             let entry = rest.get(HEADER..HEADER + len).ok_or_else(corrupt)?;
             out.push((leaf, entry.to_vec()));
             rest = &rest[HEADER + len..];
@@ -537,12 +563,7 @@ impl LogFiles {
 
     /// The stored leaf hashes of entries `first..first + count`.
     pub(crate) fn leaves(&self, first: u64, count: u64) -> Result<Vec<Hash>, AuditError> {
-        let mut bytes = vec![0u8; (count * HASH) as usize];
-        read_exact_at(&self.leaves, &mut bytes, first * HASH, "leaf hashes")?;
-        Ok(bytes
-            .chunks_exact(32)
-            .map(|h| h.try_into().expect("32 bytes"))
-            .collect())
+        read_items(&self.leaves, first, count, "leaf hashes", |hash| hash)
     }
 
     fn node(&self, level: u8, index: u64) -> Result<Hash, ProofError> {

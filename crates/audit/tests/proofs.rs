@@ -2,13 +2,16 @@
 //! that recomputes everything from the full list of leaves, straight from the
 //! definitions in RFC 9162 §2.1.
 
-use lagesbild_audit::checkpoint::{NoteSigner, NoteVerifier};
+use lagesbild_audit::checkpoint::NoteVerifier;
 use lagesbild_audit::merkle::{
     consistency_proof, inclusion_proof, leaf_hash, node_hash, root, sha256, verify_consistency,
     verify_inclusion, Frontier, Hash, NodeSource, ProofError,
 };
 use lagesbild_audit::verify::LogVerifier;
-use lagesbild_audit::{AuditLog, Decision, Direction, Entry, LogOptions, Released, TokenFacts};
+mod common;
+
+use common::{entry, signer};
+use lagesbild_audit::{AuditLog, Entry, LogOptions};
 use std::collections::HashMap;
 
 /// MTH(D[n]) by the definition.
@@ -212,31 +215,6 @@ fn roots_and_proofs_equal_the_naive_definitions() {
     }
 }
 
-fn entry(i: u64) -> Entry {
-    Entry {
-        time_micros: 1_764_000_000_000_000 + i as i64,
-        direction: Direction::Inbound,
-        peer_org: "scandic".into(),
-        peer_fingerprint: "00".repeat(32),
-        token: TokenFacts {
-            sub: "node".into(),
-            act: "anna".into(),
-            jti: format!("jti-{i}"),
-            purpose: "situation-picture".into(),
-        },
-        call: "/lagesbild.v1.AggregateService/Release".into(),
-        request_digest: Some([1; 32]),
-        decision: Decision::Allowed,
-        code: 0,
-        reason: String::new(),
-        released: Released::default(),
-        response_digest: Some([2; 32]),
-        receipt: None,
-    }
-}
-
-const KEY: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIOHaWrMWwg6ezaUR/h7TLOIoXIlX+NbUeqLV+Q+SVKPu\n-----END PRIVATE KEY-----\n";
-
 async fn futures_join(log: &AuditLog, entries: &[Entry]) -> Vec<lagesbild_audit::Receipt> {
     let tasks: Vec<_> = entries
         .iter()
@@ -251,10 +229,6 @@ async fn futures_join(log: &AuditLog, entries: &[Entry]) -> Vec<lagesbild_audit:
         out.push(task.await.unwrap());
     }
     out
-}
-
-fn signer() -> NoteSigner {
-    NoteSigner::from_pem("testfed/scandic/audit", KEY.as_bytes()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,39 +2,12 @@
 //! torn tail goes, derived files are rebuilt, and a changed entry keeps the
 //! leaf hash it was logged with so that verification names it.
 
-use lagesbild_audit::checkpoint::NoteSigner;
+mod common;
+
+use common::{entry, signer};
 use lagesbild_audit::merkle::{leaf_hash, Hash};
-use lagesbild_audit::{AuditLog, Decision, Direction, Entry, LogOptions, Released, TokenFacts};
+use lagesbild_audit::{AuditLog, LogOptions};
 use std::path::Path;
-
-const KEY: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIOHaWrMWwg6ezaUR/h7TLOIoXIlX+NbUeqLV+Q+SVKPu\n-----END PRIVATE KEY-----\n";
-
-fn signer() -> NoteSigner {
-    NoteSigner::from_pem("testfed/scandic/audit", KEY.as_bytes()).unwrap()
-}
-
-fn entry(i: u64) -> Entry {
-    Entry {
-        time_micros: 1_764_000_000_000_000 + i as i64,
-        direction: Direction::Inbound,
-        peer_org: "scandic".into(),
-        peer_fingerprint: "00".repeat(32),
-        token: TokenFacts {
-            sub: "node".into(),
-            act: "anna".into(),
-            jti: format!("jti-{i}"),
-            purpose: "situation-picture".into(),
-        },
-        call: "/lagesbild.v1.AggregateService/Release".into(),
-        request_digest: Some([1; 32]),
-        decision: Decision::Allowed,
-        code: 0,
-        reason: String::new(),
-        released: Released::default(),
-        response_digest: Some([2; 32]),
-        receipt: None,
-    }
-}
 
 fn open(dir: &Path) -> AuditLog {
     AuditLog::open(dir, signer(), LogOptions::default()).unwrap()
