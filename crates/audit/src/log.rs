@@ -5,7 +5,7 @@
 //! records with one write and one `fdatasync`, signs a checkpoint of the new
 //! size, and only then answers each caller with its receipt: group commit. An
 //! answered append is on disk. The derived files (leaf hashes, offsets, subtree
-//! hashes) are made durable when a checkpoint is kept, at most once a second.
+//! hashes) are made durable at most once a second, and when the log closes.
 
 use crate::checkpoint::NoteSigner;
 use crate::entry::{Entry, Receipt};
