@@ -10,7 +10,7 @@
 use crate::checkpoint::NoteSigner;
 use crate::entry::{Entry, Receipt};
 use crate::files::{self, Derived, LogFiles, Source};
-use crate::merkle::{self, Frontier, Hash, NodeSource, ProofError};
+use crate::merkle::{self, Frontier, Hash, ProofError};
 use crate::witness::WitnessState;
 use crate::AuditError;
 use std::path::Path;
@@ -225,7 +225,8 @@ impl AuditLog {
 
     /// The leaf hash the tree holds for entry `index`.
     pub fn leaf(&self, index: u64) -> Result<Hash, AuditError> {
-        Ok(Source::new(&self.files, self.size()).perfect(0, index)?)
+        self.check_size(index + 1)?;
+        Ok(self.files.leaves(index, 1)?[0])
     }
 
     /// Entries from `start` on, at most `limit` and at most `max_bytes` of them
