@@ -221,7 +221,7 @@ impl Signer {
 pub struct Verifier {
     org: String,
     keys: HashMap<String, (DecodingKey, Role)>,
-    seen: Mutex<HashMap<String, u64>>,
+    seen: Mutex<SeenJtis>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -246,7 +246,7 @@ impl Verifier {
         Ok(Self {
             org: org.to_owned(),
             keys,
-            seen: Mutex::new(HashMap::new()),
+            seen: Mutex::new(SeenJtis::default()),
         })
     }
 
@@ -301,15 +301,52 @@ impl Verifier {
     /// Records a delegation `jti`; refuses one already seen while it could still be valid.
     fn first_use(&self, jti: &str, exp: u64, now: u64) -> Result<(), AuthError> {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.len() > 10_000 {
-            seen.retain(|_, &mut until| until + LEEWAY_SECS >= now);
-        }
-        if seen.insert(jti.to_owned(), exp).is_some() {
-            return Err(AuthError::Replayed {
+        if seen.first_use(jti, exp, now) {
+            Ok(())
+        } else {
+            Err(AuthError::Replayed {
                 jti: jti.to_owned(),
-            });
+            })
         }
-        Ok(())
+    }
+}
+
+/// Delegation `jti`s with the time each token stops being valid.
+#[derive(Debug)]
+struct SeenJtis {
+    until: HashMap<String, u64>,
+    /// The map is swept of expired tokens when it reaches this size.
+    sweep_at: usize,
+}
+
+/// Below this many remembered `jti`s the map is never swept.
+const SWEEP_AT_LEAST: usize = 10_000;
+
+impl Default for SeenJtis {
+    fn default() -> Self {
+        Self {
+            until: HashMap::new(),
+            sweep_at: SWEEP_AT_LEAST,
+        }
+    }
+}
+
+impl SeenJtis {
+    /// Remembers `jti` until `exp`; false if it was already remembered.
+    fn first_use(&mut self, jti: &str, exp: u64, now: u64) -> bool {
+        if self.until.len() >= self.sweep_at {
+            self.until
+                .retain(|_, &mut until| until + LEEWAY_SECS >= now);
+            // The next sweep waits until the map has doubled, so a busy node
+            // with many live tokens pays for each sweep with as many inserts
+            // instead of sweeping on every call.
+            self.sweep_at = (self.until.len() * 2).max(SWEEP_AT_LEAST);
+        }
+        if self.until.contains_key(jti) {
+            return false;
+        }
+        self.until.insert(jti.to_owned(), exp);
+        true
     }
 }
 
