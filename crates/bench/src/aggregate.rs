@@ -7,7 +7,8 @@
 //! 1. the real node (`lagesbild serve`): mutual TLS, token check, release gate
 //!    and privacy engine, every call written to the access log and on disk
 //!    before the answer leaves;
-//! 2. the same aggregate service behind the token check only, no access log
+//! 2. the same aggregate service behind the same limits, token check and
+//!    metrics, without the access log
 //!    (`lagesbild-bench serve-without-log`, for this comparison only);
 //! 3. from that process too, a tonic health service with no layers at all on a
 //!    second listener: the bare echo.
@@ -18,16 +19,19 @@ use futures::future::BoxFuture;
 use lagesbild_auth::Verifier;
 use lagesbild_identity::tls::server_config;
 use lagesbild_node::config::NodeConfig;
+use lagesbild_node::metrics::Metrics;
 use lagesbild_node::policy_watch::PolicyHandle;
 use lagesbild_node::release::ReleaseGate;
+use lagesbild_node::server::limited_server;
 use lagesbild_node::services::aggregate::AggregateApi;
+use lagesbild_node::wire::grpc_status;
 use lagesbild_proto::v1::aggregate_service_client::AggregateServiceClient;
 use lagesbild_proto::v1::aggregate_service_server::AggregateServiceServer;
 use lagesbild_proto::v1::report_service_client::ReportServiceClient;
 use lagesbild_proto::v1::{ReleaseRequest, SubmitBatchRequest};
 use lagesbild_reports::synthetic;
 use lagesbild_store::{Store, StoreOptions};
-use lagesbild_transport::serve_tls;
+use lagesbild_transport::{serve_tls, PeerInfo};
 use prost::Message;
 use std::future::Future;
 use std::path::Path;
@@ -389,10 +393,12 @@ pub async fn serve_without_log(config: &Path, echo_listen: &str) -> Result<()> {
     let (_reporter, health) = tonic_health::server::health_reporter();
     let listener = TcpListener::bind(&loaded.config.listen).await?;
     let echo_listener = TcpListener::bind(echo_listen).await?;
-    let checked = Server::builder()
+    let metrics = Arc::new(Metrics::default());
+    let checked = limited_server()
         .layer(tower::layer::layer_fn(move |inner| TokenCheck {
             inner,
             verifier: verifier.clone(),
+            metrics: metrics.clone(),
         }))
         .add_service(health.clone())
         .add_service(AggregateServiceServer::new(AggregateApi::new(org, gate)))
@@ -404,11 +410,13 @@ pub async fn serve_without_log(config: &Path, echo_listen: &str) -> Result<()> {
     Ok(())
 }
 
-/// The node's token check ([`lagesbild_node::auth::check`]) and nothing else.
+/// What the node's access layer does besides the log: the token check
+/// ([`lagesbild_node::auth::check`]) and counting the call in the metrics.
 #[derive(Clone)]
 struct TokenCheck<S> {
     inner: S,
     verifier: Arc<Verifier>,
+    metrics: Arc<Metrics>,
 }
 
 impl<S> tower::Service<http::Request<Body>> for TokenCheck<S>
@@ -426,9 +434,32 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        let started = Instant::now();
+        let path = request.uri().path().to_owned();
+        let peer = request
+            .extensions()
+            .get::<PeerInfo>()
+            .map(|p| p.identity.org.clone())
+            .unwrap_or_default();
+        let metrics = self.metrics.clone();
         if let Err(status) = lagesbild_node::auth::check(&self.verifier, &mut request) {
-            return Box::pin(async move { Ok(status.into_http()) });
+            return Box::pin(async move {
+                metrics.call(
+                    "inbound",
+                    &path,
+                    &peer,
+                    status.code() as u32,
+                    started.elapsed(),
+                );
+                Ok(status.into_http())
+            });
         }
-        Box::pin(self.inner.call(request))
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let response = answer.await?;
+            let (code, _) = grpc_status(response.headers(), None);
+            metrics.call("inbound", &path, &peer, code, started.elapsed());
+            Ok(response)
+        })
     }
 }

@@ -258,16 +258,7 @@ impl Node {
         let local = listener.local_addr().ok();
         let incoming = serve_tls(listener, tls, federation);
         tracing::info!(%org, listen = ?local, version = crate::VERSION, "node serving");
-        Server::builder()
-            // Limits: a caller gets at most this many calls at once on one
-            // connection (the rest wait), no call runs past the deadline, and
-            // a connection that stops answering pings is dropped, so a dead
-            // subscriber does not hold its stream.
-            .concurrency_limit_per_connection(MAX_CALLS_PER_CONNECTION)
-            .max_concurrent_streams(Some(MAX_CALLS_PER_CONNECTION as u32))
-            .timeout(CALL_DEADLINE)
-            .http2_keepalive_interval(Some(KEEPALIVE))
-            .http2_keepalive_timeout(Some(KEEPALIVE))
+        limited_server()
             .layer(AccessLayer::new(verifier, log.clone(), metrics))
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -304,6 +295,19 @@ impl Node {
         tracing::info!(%org, "node stopped");
         Ok(())
     }
+}
+
+/// A tonic server with the node's limits: a caller gets at most
+/// [`MAX_CALLS_PER_CONNECTION`] calls at once on one connection (the rest
+/// wait), no call runs past the deadline, and a connection that stops answering
+/// pings is dropped, so a dead subscriber does not hold its stream.
+pub fn limited_server() -> Server {
+    Server::builder()
+        .concurrency_limit_per_connection(MAX_CALLS_PER_CONNECTION)
+        .max_concurrent_streams(Some(MAX_CALLS_PER_CONNECTION as u32))
+        .timeout(CALL_DEADLINE)
+        .http2_keepalive_interval(Some(KEEPALIVE))
+        .http2_keepalive_timeout(Some(KEEPALIVE))
 }
 
 /// Calls one connection may have in flight.
