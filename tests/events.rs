@@ -340,3 +340,46 @@ async fn a_peer_subscribes_only_to_what_its_policy_allows() {
         "{log:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn opening_subscriptions_counts_against_the_peers_rate_limit() {
+    let fed = TestFederation::start(&[ORIGIN, WIDE]).await;
+    let policy = POLICY.replace("max_tlp = \"amber\"", "max_tlp = \"amber\"\nrate_limit = 2");
+    std::fs::write(fed.org_dir(ORIGIN).join("policy.toml"), policy).unwrap();
+    // Two a minute: however many the peer's own node already opened, the third
+    // of these comes too soon.
+    let mut opened = Vec::new();
+    let mut refused = None;
+    for _ in 0..3 {
+        match EventServiceClient::new(fed.authed(ORIGIN, WIDE, &["events:read"]))
+            .subscribe(SubscribeRequest { after: 0 })
+            .await
+        {
+            Ok(stream) => opened.push(stream.into_inner()),
+            Err(status) => {
+                refused = Some(status);
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("a third subscription within a second was let through");
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused
+            .message()
+            .contains("rate limit of 2 calls per minute for scandic"),
+        "{}",
+        refused.message()
+    );
+    let log = common::log_entries(&fed, "audit", ORIGIN);
+    assert!(
+        log.iter()
+            .any(|e| e["call"] == "/lagesbild.v1.EventService/Subscribe"
+                && e["peer_org"] == WIDE
+                && e["code"] == 8
+                && e["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("rate limit"))),
+        "{log:#?}"
+    );
+}

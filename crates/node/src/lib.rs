@@ -12,6 +12,8 @@
 //! - [`policy_watch`]: the policy in force, reloaded when its file changes.
 //! - [`release`]: the one way out for aggregates: policy, rate limit, privacy
 //!   budget, then the privacy engine.
+//! - [`rate`]: the per-peer rate limits of the policy, shared by aggregates and
+//!   event subscriptions.
 //! - [`services`]: the gRPC services (node info, federation status, reports,
 //!   aggregates, policy explanations; health and reflection come from tonic).
 //! - [`server`]: wires them behind the mutual-TLS acceptor and runs until shutdown.
@@ -29,6 +31,7 @@ pub mod metrics;
 pub mod outbound;
 pub mod peers;
 pub mod policy_watch;
+pub mod rate;
 pub mod release;
 pub mod server;
 pub mod services;

@@ -9,6 +9,7 @@
 //! caller.
 
 use crate::policy_watch::PolicyHandle;
+use crate::rate::{RateLimited, RateLimits};
 use lagesbild_policy::Denied;
 use lagesbild_privacy::calendar::local_day;
 use lagesbild_privacy::{
@@ -18,7 +19,7 @@ use lagesbild_store::{CounterFamily, Spend, Store};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The scope an aggregate call needs.
 pub const AGGREGATE_SCOPE: &str = "aggregate:read";
@@ -47,15 +48,8 @@ pub enum GateError {
         refills_at: String,
     },
     /// Too many calls.
-    #[error(
-        "rate limit of {limit} calls per minute for {peer} reached; try again in a few seconds"
-    )]
-    RateLimited {
-        /// The peer.
-        peer: String,
-        /// Calls per minute.
-        limit: u32,
-    },
+    #[error("{0}")]
+    RateLimited(#[from] RateLimited),
     /// The store failed.
     #[error("store: {0}")]
     Store(String),
@@ -70,13 +64,6 @@ pub struct Released {
     pub budget_left: Option<Epsilon>,
 }
 
-/// Calls per minute, as a token bucket per peer.
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
 /// Enforces the policy on every aggregate release.
 #[derive(Debug)]
 pub struct ReleaseGate {
@@ -84,7 +71,7 @@ pub struct ReleaseGate {
     policy: Arc<PolicyHandle>,
     store: Store,
     rng: Arc<Mutex<SecureRandom>>,
-    rate: Mutex<HashMap<String, Bucket>>,
+    rate: Arc<RateLimits>,
     /// The local day whose old budget accounts were last pruned.
     pruned_day: AtomicU32,
     atoms: Arc<AtomCache>,
@@ -197,10 +184,16 @@ impl ReleaseGate {
             policy,
             store,
             rng: Arc::new(Mutex::new(SecureRandom::default())),
-            rate: Mutex::new(HashMap::new()),
+            rate: Arc::new(RateLimits::default()),
             pruned_day: AtomicU32::new(0),
             atoms: Arc::new(AtomCache::default()),
         }
+    }
+
+    /// The per-peer rate limits this gate takes from, for other calls that
+    /// count against them.
+    pub fn rate_limits(&self) -> Arc<RateLimits> {
+        self.rate.clone()
     }
 
     /// The policy in force.
@@ -222,7 +215,7 @@ impl ReleaseGate {
     ) -> Result<Released, GateError> {
         let policy = self.policy.current();
         let rules = policy.authorise(&self.org, peer, AGGREGATE_SCOPE, purpose)?;
-        self.take_rate_token(peer, rules.rate_limit)?;
+        self.rate.take(peer, rules.rate_limit)?;
         let plan = plan(&rules.release_rules(), &query)?;
 
         let mut budget_left = None;
@@ -290,27 +283,6 @@ impl ReleaseGate {
             release,
             budget_left,
         })
-    }
-
-    fn take_rate_token(&self, peer: &str, per_minute: u32) -> Result<(), GateError> {
-        let mut buckets = self.rate.lock().unwrap_or_else(|e| e.into_inner());
-        let capacity = f64::from(per_minute);
-        let now = Instant::now();
-        let bucket = buckets.entry(peer.to_owned()).or_insert(Bucket {
-            tokens: capacity,
-            at: now,
-        });
-        let refill = now.duration_since(bucket.at).as_secs_f64() * capacity / 60.0;
-        bucket.tokens = (bucket.tokens + refill).min(capacity);
-        bucket.at = now;
-        if bucket.tokens < 1.0 {
-            return Err(GateError::RateLimited {
-                peer: peer.to_owned(),
-                limit: per_minute,
-            });
-        }
-        bucket.tokens -= 1.0;
-        Ok(())
     }
 }
 

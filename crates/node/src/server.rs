@@ -198,11 +198,13 @@ impl Node {
             event_maker.clone(),
         ))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let gate = Arc::new(ReleaseGate::new(org.clone(), policy.clone(), store.clone()));
         let (closing, closing_seen) = tokio::sync::watch::channel(false);
         let event_service = EventServiceServer::new(EventApi::new(
             org.clone(),
             store.clone(),
             policy.clone(),
+            gate.rate_limits(),
             event_maker,
             closing_seen,
         ));
@@ -216,8 +218,7 @@ impl Node {
             loaded.config.events.purpose.clone(),
         ));
         let following = follower.start(&members);
-        let policy_watch = tokio::spawn(policy.clone().watch(POLICY_CHECK_INTERVAL));
-        let gate = Arc::new(ReleaseGate::new(org.clone(), policy, store.clone()));
+        let policy_watch = tokio::spawn(policy.watch(POLICY_CHECK_INTERVAL));
         let metrics_server = match &loaded.config.metrics {
             Some(section) => {
                 let address = section.listen.clone();

@@ -106,7 +106,8 @@ pub struct PeerPolicy {
     /// Whether scrubbed free text may go with events.
     #[serde(default)]
     pub text: bool,
-    /// Calls per minute.
+    /// Calls per minute: aggregate releases and event subscriptions opened,
+    /// together.
     #[serde(default = "default_rate_limit")]
     pub rate_limit: u32,
 }

@@ -123,7 +123,7 @@ pub fn status_of(error: GateError) -> Status {
         GateError::Denied(_) | GateError::Refused(_) => {
             Status::permission_denied(error.to_string())
         }
-        GateError::Budget { .. } | GateError::RateLimited { .. } => {
+        GateError::Budget { .. } | GateError::RateLimited(_) => {
             Status::resource_exhausted(error.to_string())
         }
         GateError::Store(_) => {

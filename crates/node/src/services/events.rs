@@ -6,6 +6,7 @@ use crate::auth::authorised;
 use crate::events::publish::{still_allowed, EVENTS_SCOPE};
 use crate::events::{unavailable, EventMaker};
 use crate::policy_watch::PolicyHandle;
+use crate::rate::RateLimits;
 use futures::Stream;
 use lagesbild_proto::v1::event_service_server::EventService;
 use lagesbild_proto::v1::{
@@ -31,6 +32,7 @@ pub struct EventApi {
     org: String,
     store: Store,
     policy: Arc<PolicyHandle>,
+    rate: Arc<RateLimits>,
     maker: Arc<EventMaker>,
     closing: watch::Receiver<bool>,
 }
@@ -43,11 +45,13 @@ fn now() -> i64 {
 
 impl EventApi {
     /// The service of `org`'s node; its streams end when `closing` turns true
-    /// (the node is shutting down and waits for calls in flight).
+    /// (the node is shutting down and waits for calls in flight). Opening a
+    /// subscription takes from the peer's `rate`.
     pub fn new(
         org: String,
         store: Store,
         policy: Arc<PolicyHandle>,
+        rate: Arc<RateLimits>,
         maker: Arc<EventMaker>,
         closing: watch::Receiver<bool>,
     ) -> Self {
@@ -55,6 +59,7 @@ impl EventApi {
             org,
             store,
             policy,
+            rate,
             maker,
             closing,
         }
@@ -164,9 +169,12 @@ impl EventService for EventApi {
         let peer = caller(&request)?.identity.org.clone();
         let claims = authorised(&request)?;
         let policy = self.policy.current();
-        policy
+        let rules = policy
             .authorise(&self.org, &peer, EVENTS_SCOPE, &claims.purpose)
             .map_err(|denied| Status::permission_denied(denied.to_string()))?;
+        self.rate
+            .take(&peer, rules.rate_limit)
+            .map_err(|limited| Status::resource_exhausted(limited.to_string()))?;
         let after = request.get_ref().after;
         let head = self.store.feed_head(&peer).map_err(unavailable)?;
         let last = *head.borrow();
