@@ -13,7 +13,7 @@ use lagesbild_proto::v1::{
     ReleaseRequest, Report, Source, SubmitBatchRequest, Tlp,
 };
 use prost_types::Timestamp;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 const MEMBERS: [&str; 5] = [
@@ -104,19 +104,23 @@ async fn the_picture_is_the_sum_of_the_releases_and_says_who_did_not_answer() {
     // What each member releases to stockholm-stad on its own.
     let home = "stockholm-stad";
     let mut expected: Atoms = BTreeMap::new();
+    // Who released each value, and which categories each org covers.
+    let mut released_by: BTreeMap<(i64, i32, u32, u32), BTreeSet<String>> = BTreeMap::new();
+    let mut covers: BTreeMap<String, Vec<i32>> = BTreeMap::new();
     for org in MEMBERS.iter().filter(|o| **o != "scandic") {
         let mut client = AggregateServiceClient::new(fed.authed(org, home, &["aggregate:read"]));
         let release = client.release(filters()).await.unwrap().into_inner();
+        covers.insert(org.to_string(), release.categories.clone());
         for v in release.counts {
             let c = v.cell.unwrap();
-            *expected
-                .entry((
-                    v.bucket_start.unwrap().seconds,
-                    v.category,
-                    c.easting,
-                    c.northing,
-                ))
-                .or_default() += v.count;
+            let key = (
+                v.bucket_start.unwrap().seconds,
+                v.category,
+                c.easting,
+                c.northing,
+            );
+            *expected.entry(key).or_default() += v.count;
+            released_by.entry(key).or_default().insert(org.to_string());
         }
     }
     assert!(!expected.is_empty());
@@ -203,6 +207,37 @@ async fn the_picture_is_the_sum_of_the_releases_and_says_who_did_not_answer() {
         got, expected,
         "merged counts must equal the sum of the releases"
     );
+    // Each value names the orgs that released it, and the orgs that answered,
+    // cover its category and withheld it; by their index among the answers.
+    let names = |indices: &[u32]| -> BTreeSet<String> {
+        indices
+            .iter()
+            .map(|&i| picture.answers[i as usize].org.clone())
+            .collect()
+    };
+    let mut withheld_somewhere = 0;
+    for c in &picture.cells {
+        let v = c.value.unwrap();
+        let g = v.cell.unwrap();
+        let key = (
+            v.bucket_start.unwrap().seconds,
+            v.category,
+            g.easting,
+            g.northing,
+        );
+        let contributors = names(&c.contributors);
+        assert_eq!(contributors, released_by[&key], "{key:?}");
+        let withheld: BTreeSet<String> = covers
+            .iter()
+            .filter(|(org, categories)| {
+                categories.contains(&v.category) && !contributors.contains(*org)
+            })
+            .map(|(org, _)| org.clone())
+            .collect();
+        assert_eq!(names(&c.withheld_by), withheld, "{key:?}");
+        withheld_somewhere += usize::from(!withheld.is_empty());
+    }
+    assert!(withheld_somewhere > 0, "no value was withheld by anyone");
     let status = |p: &lagesbild_proto::v1::SituationPicture, org: &str| {
         let a = p.answers.iter().find(|a| a.org == org).unwrap();
         (AnswerStatus::try_from(a.status).unwrap(), a.reason.clone())

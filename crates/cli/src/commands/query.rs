@@ -239,6 +239,19 @@ fn cell_of(size: u32, easting: u32, northing: u32) -> Cell {
     }
 }
 
+/// The orgs of the picture's answers at `indices` (a cell's contributors or
+/// withholders); an index with no answer is named as such.
+fn org_names<'a>(p: &'a SituationPicture, indices: &[u32]) -> Vec<&'a str> {
+    indices
+        .iter()
+        .map(|&i| {
+            p.answers
+                .get(i as usize)
+                .map_or("(no such answer)", |a| a.org.as_str())
+        })
+        .collect()
+}
+
 fn to_json(p: &SituationPicture) -> Value {
     json!({
         "home_org": p.home_org,
@@ -258,7 +271,7 @@ fn to_json(p: &SituationPicture) -> Value {
                 "cell": {"size_m": g.size_m, "easting": g.easting, "northing": g.northing},
                 "bucket_start": v.bucket_start.map(|t| t.seconds), "slot": v.slot,
                 "category": category(v.category), "count": v.count, "severity_sum": v.severity_sum,
-                "contributors": c.contributors, "withheld_by": c.withheld_by,
+                "contributors": org_names(p, &c.contributors), "withheld_by": org_names(p, &c.withheld_by),
             })
         }).collect::<Vec<_>>(),
         "ranking": p.ranking.iter().map(|r| json!({
@@ -292,9 +305,9 @@ fn cell_totals(p: &SituationPicture) -> Vec<((u32, u32, u32), CellTotal)> {
         if !t.categories.contains(&name) {
             t.categories.push(name);
         }
-        for org in &c.contributors {
-            if !t.orgs.contains(org) {
-                t.orgs.push(org.clone());
+        for org in org_names(p, &c.contributors) {
+            if !t.orgs.iter().any(|o| o == org) {
+                t.orgs.push(org.to_owned());
             }
         }
     }

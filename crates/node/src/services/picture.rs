@@ -207,11 +207,12 @@ fn key_of(value: &ReleasedCount) -> Key {
     )
 }
 
-/// Merges releases: sums per (bucket, category, cell) with contributors, and
-/// which answering orgs covering the category withheld it.
-pub fn merge(releases: &[&AggregateRelease]) -> Vec<PictureCell> {
+/// Merges releases, each with the index of its answer in the picture: sums per
+/// (bucket, category, cell), the answers that contributed, and the answers
+/// covering the category that withheld it.
+pub fn merge(releases: &[(u32, &AggregateRelease)]) -> Vec<PictureCell> {
     let mut merged: BTreeMap<Key, PictureCell> = BTreeMap::new();
-    for release in releases {
+    for (answer, release) in releases {
         for value in &release.counts {
             let cell = merged.entry(key_of(value)).or_insert_with(|| PictureCell {
                 value: Some(ReleasedCount {
@@ -225,15 +226,17 @@ pub fn merge(releases: &[&AggregateRelease]) -> Vec<PictureCell> {
             let sum = cell.value.as_mut().expect("set above");
             sum.count += value.count;
             sum.severity_sum += value.severity_sum;
-            cell.contributors.push(release.org.clone());
+            cell.contributors.push(*answer);
         }
     }
     for cell in merged.values_mut() {
         let category = cell.value.as_ref().map_or(0, |v| v.category);
         cell.withheld_by = releases
             .iter()
-            .filter(|r| r.categories.contains(&category) && !cell.contributors.contains(&r.org))
-            .map(|r| r.org.clone())
+            .filter(|(answer, r)| {
+                r.categories.contains(&category) && !cell.contributors.contains(answer)
+            })
+            .map(|(answer, _)| *answer)
             .collect();
     }
     merged.into_values().collect()
@@ -365,8 +368,14 @@ impl PictureService for PictureApi {
                 .filter_map(|(_, r, _)| r.as_ref().ok())
                 .collect()
         }
+        // Each release with the index its answer will have in the picture.
+        let indexed: Vec<(u32, &AggregateRelease)> = main
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, r, _))| r.as_ref().ok().map(|r| (i as u32, r)))
+            .collect();
         let releases = ok(&main);
-        let cells = merge(&releases);
+        let cells = merge(&indexed);
         let answers = main
             .iter()
             .map(|(org, result, took)| match result {
