@@ -20,7 +20,7 @@ use lagesbild_proto::v1::{
     AggregateRelease, AnswerStatus, BucketKind, GridCell, PeerAnswer, PictureCell, PictureRequest,
     RankedPlace, ReleaseManyRequest, ReleaseRequest, ReleasedCount, SituationPicture,
 };
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tonic::{Code, Request, Response, Status};
@@ -211,25 +211,44 @@ fn key_of(value: &ReleasedCount) -> Key {
 /// (bucket, category, cell), the answers that contributed, and the answers
 /// covering the category that withheld it.
 pub fn merge(releases: &[(u32, &AggregateRelease)]) -> Vec<PictureCell> {
-    let mut merged: BTreeMap<Key, PictureCell> = BTreeMap::new();
-    for (answer, release) in releases {
-        for value in &release.counts {
-            let cell = merged.entry(key_of(value)).or_insert_with(|| PictureCell {
+    let mut values: Vec<(Key, u32, &ReleasedCount)> = releases
+        .iter()
+        .flat_map(|(answer, release)| {
+            release
+                .counts
+                .iter()
+                .map(move |value| (key_of(value), *answer, value))
+        })
+        .collect();
+    // Each release comes sorted by this key from a node of ours, so the stable
+    // sort only merges a few runs; a release in another order is sorted all the same.
+    values.sort_by_key(|(key, _, _)| *key);
+    let mut merged: Vec<PictureCell> = Vec::new();
+    let mut last_key = None;
+    for (key, answer, value) in values {
+        if last_key != Some(key) {
+            last_key = Some(key);
+            merged.push(PictureCell {
                 value: Some(ReleasedCount {
                     count: 0,
                     severity_sum: 0,
                     ..*value
                 }),
-                contributors: vec![],
-                withheld_by: vec![],
+                contributors: Vec::new(),
+                withheld_by: Vec::new(),
             });
-            let sum = cell.value.as_mut().expect("set above");
-            sum.count += value.count;
-            sum.severity_sum += value.severity_sum;
-            cell.contributors.push(*answer);
+        }
+        let cell = merged.last_mut().expect("pushed above");
+        let sum = cell.value.as_mut().expect("set above");
+        sum.count += value.count;
+        sum.severity_sum += value.severity_sum;
+        // A key twice in one release (not from a node of ours) is summed, and
+        // its org named once.
+        if cell.contributors.last() != Some(&answer) {
+            cell.contributors.push(answer);
         }
     }
-    for cell in merged.values_mut() {
+    for cell in &mut merged {
         let category = cell.value.as_ref().map_or(0, |v| v.category);
         cell.withheld_by = releases
             .iter()
@@ -239,7 +258,7 @@ pub fn merge(releases: &[(u32, &AggregateRelease)]) -> Vec<PictureCell> {
             .map(|(answer, _)| *answer)
             .collect();
     }
-    merged.into_values().collect()
+    merged
 }
 
 /// Cells ranked by released severity, labelled with the nearest known place.
@@ -440,5 +459,89 @@ impl PictureService for PictureApi {
         });
         response.extensions_mut().insert(summary);
         Ok(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lagesbild_proto::v1::Category;
+    use prost_types::Timestamp;
+
+    fn value(hour: i64, category: Category, easting: u32, count: u64) -> ReleasedCount {
+        ReleasedCount {
+            cell: Some(GridCell {
+                size_m: 250,
+                easting,
+                northing: 7,
+            }),
+            bucket_start: Some(Timestamp {
+                seconds: hour * 3600,
+                nanos: 0,
+            }),
+            slot: 0,
+            category: category as i32,
+            count,
+            severity_sum: 2 * count,
+        }
+    }
+
+    fn release(org: &str, categories: &[Category], counts: Vec<ReleasedCount>) -> AggregateRelease {
+        AggregateRelease {
+            org: org.into(),
+            categories: categories.iter().map(|&c| c as i32).collect(),
+            counts,
+            ..AggregateRelease::default()
+        }
+    }
+
+    /// Hour, category, easting, count, severity sum, contributors, withheld by.
+    type Row = (i64, i32, u32, u64, u64, Vec<u32>, Vec<u32>);
+
+    #[test]
+    fn merge_sums_each_value_and_names_who_gave_and_who_withheld_it_in_any_order() {
+        use Category::{Theft, Violence};
+        let a = release(
+            "a",
+            &[Violence, Theft],
+            vec![value(1, Violence, 3, 4), value(2, Violence, 3, 5)],
+        );
+        // Out of order, and one key twice: summed, its org named once.
+        let b = release(
+            "b",
+            &[Violence],
+            vec![
+                value(2, Violence, 3, 6),
+                value(1, Violence, 9, 3),
+                value(2, Violence, 3, 1),
+            ],
+        );
+        let c = release("c", &[Theft], vec![value(1, Theft, 3, 8)]);
+        let merged = merge(&[(0, &a), (2, &b), (3, &c)]);
+        let got: Vec<Row> = merged
+            .iter()
+            .map(|m| {
+                let v = m.value.unwrap();
+                (
+                    v.bucket_start.unwrap().seconds / 3600,
+                    v.category,
+                    v.cell.unwrap().easting,
+                    v.count,
+                    v.severity_sum,
+                    m.contributors.clone(),
+                    m.withheld_by.clone(),
+                )
+            })
+            .collect();
+        let (violence, theft) = (Violence as i32, Theft as i32);
+        assert_eq!(
+            got,
+            vec![
+                (1, violence, 3, 4, 8, vec![0], vec![2]),
+                (1, violence, 9, 3, 6, vec![2], vec![0]),
+                (1, theft, 3, 8, 16, vec![3], vec![0]),
+                (2, violence, 3, 12, 24, vec![0, 2], vec![]),
+            ]
+        );
     }
 }
