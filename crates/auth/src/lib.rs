@@ -315,11 +315,14 @@ impl Verifier {
 #[derive(Debug)]
 struct SeenJtis {
     until: HashMap<String, u64>,
-    /// The map is swept of expired tokens when it reaches this size.
+    /// The map is swept of expired tokens when it reaches this size…
     sweep_at: usize,
+    /// …or a minute after the last sweep, so a quiet node's map does not grow
+    /// until it reaches that size.
+    swept_at: u64,
 }
 
-/// Below this many remembered `jti`s the map is never swept.
+/// Below this many remembered `jti`s the map is swept only by time.
 const SWEEP_AT_LEAST: usize = 10_000;
 
 impl Default for SeenJtis {
@@ -327,6 +330,7 @@ impl Default for SeenJtis {
         Self {
             until: HashMap::new(),
             sweep_at: SWEEP_AT_LEAST,
+            swept_at: 0,
         }
     }
 }
@@ -334,13 +338,14 @@ impl Default for SeenJtis {
 impl SeenJtis {
     /// Remembers `jti` until `exp`; false if it was already remembered.
     fn first_use(&mut self, jti: &str, exp: u64, now: u64) -> bool {
-        if self.until.len() >= self.sweep_at {
+        if self.until.len() >= self.sweep_at || now >= self.swept_at + MAX_DELEGATION_SECS {
             self.until
                 .retain(|_, &mut until| until + LEEWAY_SECS >= now);
-            // The next sweep waits until the map has doubled, so a busy node
-            // with many live tokens pays for each sweep with as many inserts
-            // instead of sweeping on every call.
+            // The next sweep by size waits until the map has doubled, so a busy
+            // node with many live tokens pays for each sweep with as many
+            // inserts instead of sweeping on every call.
             self.sweep_at = (self.until.len() * 2).max(SWEEP_AT_LEAST);
+            self.swept_at = now;
         }
         if self.until.contains_key(jti) {
             return false;
