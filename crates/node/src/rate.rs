@@ -75,18 +75,18 @@ mod tests {
         assert!(refused.to_string().contains("3 calls per minute for a"));
         // Another peer has its own bucket.
         limits.take_at("b", 3, start).unwrap();
-        // 3 a minute: one more after 20 s, not before; a refused call takes nothing.
+        // 3 a minute: one more every 20 s, not sooner; a refused call takes nothing.
         assert!(limits
             .take_at("a", 3, start + Duration::from_secs(19))
             .is_err());
         limits
-            .take_at("a", 3, start + Duration::from_secs(20))
+            .take_at("a", 3, start + Duration::from_secs(21))
             .unwrap();
         assert!(limits
-            .take_at("a", 3, start + Duration::from_secs(39))
+            .take_at("a", 3, start + Duration::from_secs(40))
             .is_err());
         limits
-            .take_at("a", 3, start + Duration::from_secs(41))
+            .take_at("a", 3, start + Duration::from_secs(42))
             .unwrap();
         // A lowered limit caps what was saved up.
         limits
