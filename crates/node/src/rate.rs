@@ -83,7 +83,7 @@ mod tests {
             .take_at("a", 3, start + Duration::from_secs(21))
             .unwrap();
         assert!(limits
-            .take_at("a", 3, start + Duration::from_secs(40))
+            .take_at("a", 3, start + Duration::from_secs(39))
             .is_err());
         limits
             .take_at("a", 3, start + Duration::from_secs(42))
