@@ -16,7 +16,7 @@
 use crate::{sibling, start_node, OneNode};
 use anyhow::{bail, Context, Result};
 use futures::future::BoxFuture;
-use lagesbild_auth::Verifier;
+use lagesbild_auth::{Grant, Verifier, AUTHORIZATION, MAX_DELEGATION_SECS};
 use lagesbild_identity::tls::server_config;
 use lagesbild_node::config::NodeConfig;
 use lagesbild_node::metrics::Metrics;
@@ -61,6 +61,10 @@ pub struct Shape {
     pub seconds: u64,
     /// Turns of each server.
     pub rounds: usize,
+    /// Each call with a fresh delegation token, as a home node calls its peers
+    /// (the client signs one per call and the server records its `jti`),
+    /// instead of one token for every call.
+    pub delegation: bool,
 }
 
 pub async fn run(shape: Shape) -> Result<()> {
@@ -76,12 +80,17 @@ pub async fn run(shape: Shape) -> Result<()> {
         shape.reports
     );
     println!(
-        "  each answer: {} released values, {} bytes; {} connections x {} calls in flight, {} s measured after 1 s warm-up",
+        "  each answer: {} released values, {} bytes; {} connections x {} calls in flight, {} s measured after 1 s warm-up; {}",
         release.counts.len(),
         release.encoded_len(),
         shape.connections,
         shape.in_flight,
-        shape.seconds
+        shape.seconds,
+        if shape.delegation {
+            "a fresh delegation token each call"
+        } else {
+            "one token for every call"
+        }
     );
 
     // The two servers take turns, so drift in the machine's speed touches both.
@@ -261,6 +270,41 @@ async fn aggregate_load(
     request: &ReleaseRequest,
     shape: Shape,
 ) -> Result<Load> {
+    let request = Arc::new(request.clone());
+    if shape.delegation {
+        let signer = Arc::new(node.signer(PEER)?);
+        let clients = (0..shape.connections)
+            .map(|_| {
+                node.channel_to(endpoint, NODE, PEER)
+                    .map(AggregateServiceClient::new)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        return Ok(hammer(clients, node.node.id(), shape, move |mut client| {
+            let (request, signer) = (request.clone(), signer.clone());
+            Box::pin(async move {
+                let scopes = ["aggregate:read".to_owned()];
+                let token = signer
+                    .issue(&Grant {
+                        audience: NODE,
+                        subject: PEER,
+                        scopes: &scopes,
+                        purpose: "bench",
+                        ttl: Duration::from_secs(MAX_DELEGATION_SECS),
+                        act: Some("analyst"),
+                    })
+                    .map_err(|e| e.to_string())?;
+                let mut call = tonic::Request::new(request.as_ref().clone());
+                let bearer = format!("Bearer {token}").parse().map_err(|_| "token")?;
+                call.metadata_mut().insert(AUTHORIZATION, bearer);
+                client
+                    .release(call)
+                    .await
+                    .map(|_| ())
+                    .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+            })
+        })
+        .await);
+    }
     let token = node.token(NODE, PEER, &["aggregate:read"])?;
     let mut clients = Vec::new();
     for _ in 0..shape.connections {
@@ -270,7 +314,6 @@ async fn aggregate_load(
         );
         clients.push(AggregateServiceClient::new(channel));
     }
-    let request = Arc::new(request.clone());
     Ok(hammer(clients, node.node.id(), shape, move |mut client| {
         let request = request.clone();
         Box::pin(async move {

@@ -77,6 +77,10 @@ enum Bench {
         /// Turns of the servers with and without the log.
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// A fresh delegation token each call, as a home node calls its peers,
+        /// instead of one token for every call.
+        #[arg(long)]
+        delegation: bool,
     },
     /// A federation of five nodes with reports in each: federated picture latency.
     Picture {
@@ -183,6 +187,7 @@ fn main() -> Result<()> {
                 in_flight,
                 seconds,
                 rounds,
+                delegation,
             } => {
                 aggregate::run(aggregate::Shape {
                     reports,
@@ -190,6 +195,7 @@ fn main() -> Result<()> {
                     in_flight,
                     seconds,
                     rounds: rounds.max(1),
+                    delegation,
                 })
                 .await
             }
@@ -373,11 +379,16 @@ impl OneNode {
         ))
     }
 
+    /// `as_org`'s token signer.
+    fn signer(&self, as_org: &str) -> Result<Signer> {
+        let pem = std::fs::read(self.dir.path().join(as_org).join("token.key"))?;
+        Ok(Signer::from_pem(as_org, &pem)?)
+    }
+
     /// A token of `as_org` for `node_org`'s node with `scopes`, purpose "bench".
     fn token(&self, node_org: &str, as_org: &str, scopes: &[&str]) -> Result<String> {
-        let pem = std::fs::read(self.dir.path().join(as_org).join("token.key"))?;
         let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
-        Ok(Signer::from_pem(as_org, &pem)?.issue(&Grant {
+        Ok(self.signer(as_org)?.issue(&Grant {
             audience: node_org,
             subject: "bench",
             scopes: &scopes,
