@@ -252,3 +252,49 @@ async fn token_attacks_are_refused_and_logged() {
         .await
         .expect("an issued token is accepted");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delegation_token_used_before_a_crash_is_refused_after_it() {
+    let mut fed = TestFederation::start(&[NODE, PEER]).await;
+    std::fs::write(fed.org_dir(NODE).join("policy.toml"), POLICY).unwrap();
+    let pem = std::fs::read(fed.org_dir(PEER).join("token.key")).unwrap();
+    let delegation = |who: &str| {
+        Signer::from_pem(PEER, &pem)
+            .unwrap()
+            .issue(&Grant {
+                audience: NODE,
+                subject: "node",
+                scopes: &["aggregate:read".to_string()],
+                purpose: PURPOSE,
+                ttl: Duration::from_secs(60),
+                act: Some(who),
+            })
+            .unwrap()
+    };
+    let (used, unused) = (delegation("anna"), delegation("bertil"));
+    let client = |fed: &TestFederation, token: &str| {
+        AggregateServiceClient::with_interceptor(
+            fed.channel(NODE, fed.client_tls(PEER, NODE)),
+            Bearer::new(token).unwrap(),
+        )
+    };
+    client(&fed, &used)
+        .release(request())
+        .await
+        .expect("first use");
+    // SIGKILL: the node's memory of seen tokens is gone; its access log is not.
+    fed.kill(NODE);
+    fed.restart(NODE).await;
+    let replayed = client(&fed, &used).release(request()).await.unwrap_err();
+    assert_eq!(replayed.code(), Code::Unauthenticated, "{replayed:?}");
+    assert!(
+        replayed.message().contains("already used"),
+        "{}",
+        replayed.message()
+    );
+    // A token the node never saw is still good.
+    client(&fed, &unused)
+        .release(request())
+        .await
+        .expect("a fresh delegation token after the restart");
+}

@@ -298,6 +298,18 @@ impl Verifier {
         })
     }
 
+    /// Remembers a delegation `jti` accepted before this verifier existed (by
+    /// this node before a restart, as its access log records), so it is refused
+    /// if it comes again; `arrived` is when that call came, in seconds since the
+    /// epoch.
+    pub fn remember_used(&self, jti: &str, arrived: u64) {
+        // The token's `exp` is not logged; it is at most its `iat` plus the
+        // longest delegation, and `iat` at most the skew after its arrival.
+        let until = arrived + LEEWAY_SECS + MAX_DELEGATION_SECS;
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.first_use(jti, until, now_secs());
+    }
+
     /// Records a delegation `jti`; refuses one already seen while it could still be valid.
     fn first_use(&self, jti: &str, exp: u64, now: u64) -> Result<(), AuthError> {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());

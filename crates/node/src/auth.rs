@@ -7,8 +7,12 @@
 //! hands the [`Authorised`] claims to the service in the request's extensions.
 //! Health checks and reflection need no token (they carry no data).
 
-use lagesbild_auth::{bearer_token, AuthError, Authorised, Verifier, AUTHORIZATION};
+use lagesbild_audit::{AuditError, AuditLog, Direction, Entry};
+use lagesbild_auth::{
+    bearer_token, AuthError, Authorised, Verifier, AUTHORIZATION, LEEWAY_SECS, MAX_DELEGATION_SECS,
+};
 use lagesbild_transport::PeerInfo;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tonic::Status;
 
 /// What a call needs.
@@ -98,6 +102,69 @@ pub fn check<B>(verifier: &Verifier, request: &mut http::Request<B>) -> Result<(
             Err(status_of(&e))
         }
     }
+}
+
+/// Most access-log entries read at start-up for tokens used before it.
+const RECALL_SCAN_MOST: u64 = 1_000_000;
+/// Entries read at a time.
+const RECALL_PAGE: u64 = 4096;
+
+/// Tells `verifier` of the delegation tokens this node accepted before it
+/// started, read from the end of its access log, so a token used before a
+/// crash or restart is not accepted again while it could still be valid.
+/// Returns how many it found.
+///
+/// Entries are in the order calls finished, so one that arrived too long ago to
+/// matter can follow one that matters by at most `longest_call`; the scan stops
+/// past that, or after [`RECALL_SCAN_MOST`] entries.
+pub fn recall_used_delegations(
+    log: &AuditLog,
+    verifier: &Verifier,
+    longest_call: Duration,
+) -> Result<usize, AuditError> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    // A delegation token arriving now is accepted at most until its `iat`
+    // (up to the skew after arrival) plus its life plus the skew.
+    let still_valid_from = now.saturating_sub(MAX_DELEGATION_SECS + 2 * LEEWAY_SECS);
+    let stop_before = still_valid_from.saturating_sub(longest_call.as_secs());
+    let (mut end, mut scanned, mut found) = (log.size(), 0u64, 0);
+    while end > 0 {
+        let start = end.saturating_sub(RECALL_PAGE);
+        let page = log.entries(start, (end - start) as usize, usize::MAX)?;
+        for (index, _, bytes) in page.iter().rev() {
+            scanned += 1;
+            let Ok(entry) = Entry::decode(bytes) else {
+                tracing::warn!(
+                    index,
+                    "access log entry unreadable while recalling used tokens"
+                );
+                continue;
+            };
+            let arrived = u64::try_from(entry.time_micros / 1_000_000).unwrap_or(0);
+            if arrived < stop_before {
+                return Ok(found);
+            }
+            if entry.direction == Direction::Inbound
+                && !entry.token.act.is_empty()
+                && !entry.token.jti.is_empty()
+                && arrived >= still_valid_from
+            {
+                verifier.remember_used(&entry.token.jti, arrived);
+                found += 1;
+            }
+            if scanned >= RECALL_SCAN_MOST {
+                tracing::warn!(
+                    scanned,
+                    "stopped looking for used delegation tokens in the access log"
+                );
+                return Ok(found);
+            }
+        }
+        end = start;
+    }
+    Ok(found)
 }
 
 #[cfg(test)]

@@ -150,6 +150,15 @@ impl Node {
                     message: format!("federation: {e}"),
                 })?,
             );
+        let recalled = crate::auth::recall_used_delegations(&log, &verifier, CALL_DEADLINE)
+            .map_err(|e| NodeError::Store {
+                path: audit_dir.clone(),
+                message: format!("reading used delegation tokens: {e}"),
+            })?;
+        tracing::info!(
+            tokens = recalled,
+            "delegation tokens still valid and already used, from the access log"
+        );
         let witness = Arc::new(
             Witness::new(
                 &federation,
