@@ -89,6 +89,23 @@ async fn call(fed: &TestFederation, tls_org: &str, token: Option<&str>) -> tonic
     result.expect_err("the attack must be refused")
 }
 
+/// A delegation token of the peer's node for `NODE`, acting for `analyst`,
+/// living the longest a delegation may.
+fn delegation_token(fed: &TestFederation, analyst: &str) -> String {
+    let pem = std::fs::read(fed.org_dir(PEER).join("token.key")).unwrap();
+    Signer::from_pem(PEER, &pem)
+        .unwrap()
+        .issue(&Grant {
+            audience: NODE,
+            subject: "node",
+            scopes: &["aggregate:read".to_string()],
+            purpose: PURPOSE,
+            ttl: Duration::from_secs(lagesbild_auth::MAX_DELEGATION_SECS),
+            act: Some(analyst),
+        })
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn token_attacks_are_refused_and_logged() {
     let fed = TestFederation::start(&[NODE, PEER, "stockholm-stad"]).await;
@@ -191,18 +208,7 @@ async fn token_attacks_are_refused_and_logged() {
     }
 
     // A delegation token is accepted once; replayed, it is refused.
-    let pem = std::fs::read(fed.org_dir(PEER).join("token.key")).unwrap();
-    let delegation = Signer::from_pem(PEER, &pem)
-        .unwrap()
-        .issue(&Grant {
-            audience: NODE,
-            subject: "node",
-            scopes: &["aggregate:read".to_string()],
-            purpose: PURPOSE,
-            ttl: Duration::from_secs(30),
-            act: Some("anna"),
-        })
-        .unwrap();
+    let delegation = delegation_token(&fed, "anna");
     let channel = fed.channel(NODE, fed.client_tls(PEER, NODE));
     let mut client =
         AggregateServiceClient::with_interceptor(channel, Bearer::new(&delegation).unwrap());
@@ -257,21 +263,10 @@ async fn token_attacks_are_refused_and_logged() {
 async fn a_delegation_token_used_before_a_crash_is_refused_after_it() {
     let mut fed = TestFederation::start(&[NODE, PEER]).await;
     std::fs::write(fed.org_dir(NODE).join("policy.toml"), POLICY).unwrap();
-    let pem = std::fs::read(fed.org_dir(PEER).join("token.key")).unwrap();
-    let delegation = |who: &str| {
-        Signer::from_pem(PEER, &pem)
-            .unwrap()
-            .issue(&Grant {
-                audience: NODE,
-                subject: "node",
-                scopes: &["aggregate:read".to_string()],
-                purpose: PURPOSE,
-                ttl: Duration::from_secs(60),
-                act: Some(who),
-            })
-            .unwrap()
-    };
-    let (used, unused) = (delegation("anna"), delegation("bertil"));
+    let (used, unused) = (
+        delegation_token(&fed, "anna"),
+        delegation_token(&fed, "bertil"),
+    );
     let client = |fed: &TestFederation, token: &str| {
         AggregateServiceClient::with_interceptor(
             fed.channel(NODE, fed.client_tls(PEER, NODE)),
