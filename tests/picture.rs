@@ -78,7 +78,19 @@ fn filters() -> ReleaseRequest {
     }
 }
 
-type Atoms = BTreeMap<(i64, i32, u32, u32), u64>;
+/// A released value's (bucket start, category, easting, northing).
+type AtomKey = (i64, i32, u32, u32);
+type Atoms = BTreeMap<AtomKey, u64>;
+
+fn atom_key(v: &lagesbild_proto::v1::ReleasedCount) -> AtomKey {
+    let cell = v.cell.unwrap();
+    (
+        v.bucket_start.unwrap().seconds,
+        v.category,
+        cell.easting,
+        cell.northing,
+    )
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_picture_is_the_sum_of_the_releases_and_says_who_did_not_answer() {
@@ -105,20 +117,14 @@ async fn the_picture_is_the_sum_of_the_releases_and_says_who_did_not_answer() {
     let home = "stockholm-stad";
     let mut expected: Atoms = BTreeMap::new();
     // Who released each value, and which categories each org covers.
-    let mut released_by: BTreeMap<(i64, i32, u32, u32), BTreeSet<String>> = BTreeMap::new();
+    let mut released_by: BTreeMap<AtomKey, BTreeSet<String>> = BTreeMap::new();
     let mut covers: BTreeMap<String, Vec<i32>> = BTreeMap::new();
     for org in MEMBERS.iter().filter(|o| **o != "scandic") {
         let mut client = AggregateServiceClient::new(fed.authed(org, home, &["aggregate:read"]));
         let release = client.release(filters()).await.unwrap().into_inner();
         covers.insert(org.to_string(), release.categories.clone());
         for v in release.counts {
-            let c = v.cell.unwrap();
-            let key = (
-                v.bucket_start.unwrap().seconds,
-                v.category,
-                c.easting,
-                c.northing,
-            );
+            let key = atom_key(&v);
             *expected.entry(key).or_default() += v.count;
             released_by.entry(key).or_default().insert(org.to_string());
         }
@@ -191,16 +197,7 @@ async fn the_picture_is_the_sum_of_the_releases_and_says_who_did_not_answer() {
         .iter()
         .map(|c| {
             let v = c.value.unwrap();
-            let g = v.cell.unwrap();
-            (
-                (
-                    v.bucket_start.unwrap().seconds,
-                    v.category,
-                    g.easting,
-                    g.northing,
-                ),
-                v.count,
-            )
+            (atom_key(&v), v.count)
         })
         .collect();
     assert_eq!(
@@ -218,13 +215,7 @@ async fn the_picture_is_the_sum_of_the_releases_and_says_who_did_not_answer() {
     let mut withheld_somewhere = 0;
     for c in &picture.cells {
         let v = c.value.unwrap();
-        let g = v.cell.unwrap();
-        let key = (
-            v.bucket_start.unwrap().seconds,
-            v.category,
-            g.easting,
-            g.northing,
-        );
+        let key = atom_key(&v);
         let contributors = names(&c.contributors);
         assert_eq!(contributors, released_by[&key], "{key:?}");
         let withheld: BTreeSet<String> = covers
