@@ -295,7 +295,31 @@ async fn every_decision_is_logged_verified_and_reconciled() {
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::PermissionDenied);
 
-    // The auditor verifies polisen's log and reconciles it with stockholm-stad's.
+    // The auditor verifies polisen's log and reconciles it with stockholm-stad's
+    // while both keep asking each other: calls made during the reading must not
+    // look like a truncated log.
+    let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut askers = Vec::new();
+    for (home, peer) in [("stockholm-stad", "polisen"), ("polisen", "stockholm-stad")] {
+        let mut pictures = PictureServiceClient::new(fed.authed(home, home, &["aggregate:read"]));
+        let busy = busy.clone();
+        askers.push(tokio::spawn(async move {
+            let mut answered = 0;
+            while busy.load(std::sync::atomic::Ordering::Relaxed) {
+                let picture = pictures
+                    .picture(PictureRequest {
+                        filters: Some(filters()),
+                        top: 1,
+                        deadline_ms: 5000,
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                answered += picture.answers.iter().filter(|a| a.org == peer).count();
+            }
+            answered
+        }));
+    }
     let (ok, text) = audit_cli(
         &fed,
         "audit",
@@ -316,6 +340,13 @@ async fn every_decision_is_logged_verified_and_reconciled() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     assert!(reconciled >= 1, "{text}");
+    busy.store(false, std::sync::atomic::Ordering::Relaxed);
+    for asker in askers {
+        assert!(
+            asker.await.unwrap() >= 1,
+            "no peer was asked during the audit"
+        );
+    }
 
     // Inclusion proof of one entry, and offline verification of an export.
     let (ok, text) = audit_cli(

@@ -351,21 +351,30 @@ async fn prove(target: &Target, index: Option<u64>, held: Option<PathBuf>) -> Re
 }
 
 /// A whole log as fetched: its checkpoints and entries.
+#[derive(Default)]
 struct FetchedLog {
     checkpoints: Vec<String>,
     entries: Vec<(u64, Hash, Vec<u8>)>,
 }
 
 async fn fetch(client: &Client, node: &str) -> Result<FetchedLog> {
+    let mut log = FetchedLog::default();
+    fetch_more(client, node, &mut log).await?;
+    Ok(log)
+}
+
+/// Reads `node`'s checkpoints afresh and the entries appended since `log` was
+/// read. The checkpoints are read first, so every one of them is within the
+/// entries read after.
+async fn fetch_more(client: &Client, node: &str, log: &mut FetchedLog) -> Result<()> {
     let mut audit = audit_client(client, node)?;
-    let checkpoints = audit
+    log.checkpoints = audit
         .checkpoints(CheckpointsRequest {})
         .await
         .with_context(|| format!("reading {node}'s checkpoints"))?
         .into_inner()
         .checkpoints;
-    let mut entries = Vec::new();
-    let mut start = 0;
+    let mut start = log.entries.last().map_or(0, |(index, _, _)| index + 1);
     loop {
         let page = audit
             .entries(EntriesRequest { start, limit: 0 })
@@ -378,17 +387,14 @@ async fn fetch(client: &Client, node: &str) -> Result<FetchedLog> {
                 .as_slice()
                 .try_into()
                 .with_context(|| format!("entry {}: leaf hash is not 32 bytes", e.index))?;
-            entries.push((e.index, leaf, e.entry));
+            log.entries.push((e.index, leaf, e.entry));
         }
         if page.next <= start || page.next >= page.size {
             break;
         }
         start = page.next;
     }
-    Ok(FetchedLog {
-        checkpoints,
-        entries,
-    })
+    Ok(())
 }
 
 /// The checkpoints of `node`'s log that the other members' nodes hold as witnesses.
@@ -465,7 +471,11 @@ fn receipts_from(
 }
 
 fn decoded(log: &FetchedLog) -> Vec<(u64, Entry)> {
-    log.entries
+    decoded_prefix(log, log.entries.len())
+}
+
+fn decoded_prefix(log: &FetchedLog, len: usize) -> Vec<(u64, Entry)> {
+    log.entries[..len]
         .iter()
         .filter_map(|(i, _, b)| Entry::decode(b).ok().map(|e| (*i, e)))
         .collect()
@@ -490,8 +500,11 @@ async fn verify(
     if let Some(path) = export {
         return verify_export(&client, &path, json);
     }
-    let log = fetch(&client, &node).await?;
+    // Witnesses are asked before the log is read, and the log is read again
+    // after the other log: a checkpoint or receipt made while the auditor reads
+    // must not look like a truncated log.
     let witnessed = witnessed_checkpoints(&client, &node).await;
+    let mut log = fetch(&client, &node).await?;
     let Some(other) = reconcile_with else {
         let report = check_log(verifier_of(&client, &node)?, &log, &witnessed, &[]);
         print_report(&report, json)?;
@@ -500,8 +513,10 @@ async fn verify(
         }
         return Ok(());
     };
-    let other_log = fetch(&client, &other).await?;
+    let read_before_other = log.entries.len();
     let other_witnessed = witnessed_checkpoints(&client, &other).await;
+    let other_log = fetch(&client, &other).await?;
+    fetch_more(&client, &node, &mut log).await?;
     let ours = decoded(&log);
     let theirs = decoded(&other_log);
     let report = check_log(
@@ -510,15 +525,17 @@ async fn verify(
         &witnessed,
         &receipts_from(&other, &theirs, &node),
     );
+    // Only our entries read before the other log can have receipts within it.
+    let ours_before_other = decoded_prefix(&log, read_before_other);
     let other_report = check_log(
         verifier_of(&client, &other)?,
         &other_log,
         &other_witnessed,
-        &receipts_from(&node, &ours, &other),
+        &receipts_from(&node, &ours_before_other, &other),
     );
     let ours_by_index: BTreeMap<u64, Entry> = ours.iter().cloned().collect();
     let theirs_by_index: BTreeMap<u64, Entry> = theirs.iter().cloned().collect();
-    let (a, mut failures) = reconcile(&node, &ours, &other, &theirs_by_index);
+    let (a, mut failures) = reconcile(&node, &ours_before_other, &other, &theirs_by_index);
     let (b, more) = reconcile(&other, &theirs, &node, &ours_by_index);
     failures.extend(more);
     print_report(&report, json)?;
