@@ -15,7 +15,7 @@ use lagesbild_proto::v1::{
 };
 use prost_types::Timestamp;
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tonic::{Code, Streaming};
 
 const ORIGIN: &str = "polisen";
@@ -313,22 +313,27 @@ async fn a_peer_subscribes_only_to_what_its_policy_allows() {
     // Each subscription is in the origin's access log: opened, refused, and
     // what an ended stream sent.
     drop(narrow);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let log = common::log_entries(&fed, "audit", ORIGIN);
     let subscribe = |e: &&serde_json::Value, org: &str| {
         e["call"] == "/lagesbild.v1.EventService/Subscribe" && e["peer_org"] == org
     };
+    let narrow_ended = |e: &&serde_json::Value| {
+        subscribe(e, NARROW)
+            && e["reason"] == "stream ended after 1 messages"
+            && e["released"]["values"] == 1
+    };
+    // The node notices the dropped stream in its own time.
+    let waited = Instant::now();
+    let mut log = common::log_entries(&fed, "audit", ORIGIN);
+    while !log.iter().any(|e| narrow_ended(&e)) && waited.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        log = common::log_entries(&fed, "audit", ORIGIN);
+    }
     assert!(
         log.iter()
             .any(|e| subscribe(&e, NARROW) && e["decision"] == "allowed"),
         "{log:#?}"
     );
-    assert!(
-        log.iter().any(|e| subscribe(&e, NARROW)
-            && e["reason"] == "stream ended after 1 messages"
-            && e["released"]["values"] == 1),
-        "{log:#?}"
-    );
+    assert!(log.iter().any(|e| narrow_ended(&e)), "{log:#?}");
     assert!(
         log.iter()
             .any(|e| subscribe(&e, WIDE) && e["decision"] == "refused" && e["code"] == 7),

@@ -185,7 +185,9 @@ async fn the_picture_is_the_sum_of_the_releases_and_says_who_did_not_answer() {
     let request = PictureRequest {
         filters: Some(filters()),
         top: 5,
-        deadline_ms: 2000,
+        // Generous for a debug build on a busy machine; the kill below checks
+        // that a dead peer does not hold the picture past it.
+        deadline_ms: 5000,
     };
     let picture = pictures
         .picture(request.clone())
@@ -246,8 +248,16 @@ async fn the_picture_is_the_sum_of_the_releases_and_says_who_did_not_answer() {
     // A killed peer: the picture still comes, within the deadline, that peer unavailable.
     fed.kill("amf-fastigheter");
     let started = Instant::now();
-    let picture = pictures.picture(request).await.unwrap().into_inner();
-    assert!(started.elapsed() < Duration::from_secs(10));
+    let picture = pictures
+        .picture(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        started.elapsed() < Duration::from_millis(2 * request.deadline_ms as u64),
+        "a dead peer held the picture for {:?}",
+        started.elapsed()
+    );
     let (down, _) = status(&picture, "amf-fastigheter");
     assert!(
         matches!(down, AnswerStatus::Unavailable | AnswerStatus::Timeout),
