@@ -126,7 +126,7 @@ enum Bench {
         /// Seconds of load.
         #[arg(long, default_value_t = 600)]
         seconds: u64,
-        /// Reports a second written to each node.
+        /// Reports a second written to each node (0: none, the rest of the load only).
         #[arg(long, default_value_t = 200)]
         ingest: u32,
         /// Page cache of each node's report store, MiB (default: the node's, 8).
