@@ -284,7 +284,7 @@ impl Verifier {
                     act.sub
                 )));
             }
-            self.first_use(&claims.jti, claims.exp, now)?;
+            self.first_use(&claims.iss, &claims.jti, claims.exp, now)?;
         }
         Ok(Authorised {
             org: claims.iss,
@@ -298,22 +298,23 @@ impl Verifier {
         })
     }
 
-    /// Remembers a delegation `jti` accepted before this verifier existed (by
-    /// this node before a restart, as its access log records), so it is refused
-    /// if it comes again; `arrived` is when that call came, in seconds since the
-    /// epoch.
-    pub fn remember_used(&self, jti: &str, arrived: u64) {
+    /// Remembers a delegation `jti` of `issuer` accepted before this verifier
+    /// existed (by this node before a restart, as its access log records), so it
+    /// is refused if it comes again; `arrived` is when that call came, in
+    /// seconds since the epoch.
+    pub fn remember_used(&self, issuer: &str, jti: &str, arrived: u64) {
         // The token's `exp` is not logged; it is at most its `iat` plus the
         // longest delegation, and `iat` at most the skew after its arrival.
         let until = arrived + LEEWAY_SECS + MAX_DELEGATION_SECS;
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        seen.first_use(jti, until, now_secs());
+        seen.first_use(issuer, jti, until, now_secs());
     }
 
-    /// Records a delegation `jti`; refuses one already seen while it could still be valid.
-    fn first_use(&self, jti: &str, exp: u64, now: u64) -> Result<(), AuthError> {
+    /// Records a delegation `jti` of `issuer`; refuses one already seen while it
+    /// could still be valid.
+    fn first_use(&self, issuer: &str, jti: &str, exp: u64, now: u64) -> Result<(), AuthError> {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.first_use(jti, exp, now) {
+        if seen.first_use(issuer, jti, exp, now) {
             Ok(())
         } else {
             Err(AuthError::Replayed {
@@ -323,10 +324,12 @@ impl Verifier {
     }
 }
 
-/// Delegation `jti`s with the time each token stops being valid.
+/// Delegation `jti`s with the time each token stops being valid. A `jti` is
+/// unique only within its issuer (RFC 7519), so the key is both: one org's
+/// token can't make another's look replayed.
 #[derive(Debug)]
 struct SeenJtis {
-    until: HashMap<String, u64>,
+    until: HashMap<(String, String), u64>,
     /// The map is swept of expired tokens when it reaches this size…
     sweep_at: usize,
     /// …or a minute after the last sweep, so a quiet node's map does not grow
@@ -348,8 +351,8 @@ impl Default for SeenJtis {
 }
 
 impl SeenJtis {
-    /// Remembers `jti` until `exp`; false if it was already remembered.
-    fn first_use(&mut self, jti: &str, exp: u64, now: u64) -> bool {
+    /// Remembers `issuer`'s `jti` until `exp`; false if it was already remembered.
+    fn first_use(&mut self, issuer: &str, jti: &str, exp: u64, now: u64) -> bool {
         if self.until.len() >= self.sweep_at || now >= self.swept_at + MAX_DELEGATION_SECS {
             self.until
                 .retain(|_, &mut until| until + LEEWAY_SECS >= now);
@@ -359,11 +362,13 @@ impl SeenJtis {
             self.sweep_at = (self.until.len() * 2).max(SWEEP_AT_LEAST);
             self.swept_at = now;
         }
-        if self.until.contains_key(jti) {
-            return false;
+        match self.until.entry((issuer.to_owned(), jti.to_owned())) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(exp);
+                true
+            }
         }
-        self.until.insert(jti.to_owned(), exp);
-        true
     }
 }
 

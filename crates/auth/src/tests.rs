@@ -225,22 +225,34 @@ fn remembered_jtis_are_swept_once_expired_and_not_on_every_call() {
     // More live tokens than the first sweep size, all within one minute: all
     // are kept, and each is refused a second time.
     for i in 0..(3 * SWEEP_AT_LEAST) {
-        assert!(seen.first_use(&format!("a{i}"), 1_060, 1_000));
+        assert!(seen.first_use("polisen", &format!("a{i}"), 1_060, 1_000));
     }
     assert_eq!(seen.until.len(), 3 * SWEEP_AT_LEAST);
-    assert!(!seen.first_use("a7", 1_060, 1_000));
+    assert!(!seen.first_use("polisen", "a7", 1_060, 1_000));
     // The sweep threshold moved above the live set: no sweep per call.
     assert!(seen.sweep_at > seen.until.len());
     // After they expired, the next sweep (a minute after the last) drops every
     // expired one and keeps the live ones.
     let later = 1_060 + LEEWAY_SECS + 1;
-    assert!(seen.first_use("b0", later + 60, later));
+    assert!(seen.first_use("polisen", "b0", later + 60, later));
     assert_eq!(seen.until.len(), 1);
-    assert!(!seen.first_use("b0", later + 60, later));
+    assert!(!seen.first_use("polisen", "b0", later + 60, later));
     assert!(
-        seen.first_use("a7", later + 60, later),
+        seen.first_use("polisen", "a7", later + 60, later),
         "expired jtis are forgotten"
     );
+}
+
+#[test]
+fn a_jti_is_remembered_per_issuer() {
+    let mut seen = SeenJtis::default();
+    assert!(seen.first_use("polisen", "same", 1_060, 1_000));
+    assert!(
+        seen.first_use("scandic", "same", 1_060, 1_000),
+        "another org's token with the same jti is not a replay"
+    );
+    assert!(!seen.first_use("polisen", "same", 1_060, 1_000));
+    assert!(!seen.first_use("scandic", "same", 1_060, 1_000));
 }
 
 #[test]
@@ -251,7 +263,12 @@ fn a_quiet_nodes_remembered_jtis_do_not_pile_up() {
     let mut most = 0;
     for second in 0..3_600u64 {
         let now = 1_000 + second;
-        assert!(seen.first_use(&format!("t{second}"), now + MAX_DELEGATION_SECS, now));
+        assert!(seen.first_use(
+            "polisen",
+            &format!("t{second}"),
+            now + MAX_DELEGATION_SECS,
+            now
+        ));
         most = most.max(seen.until.len());
     }
     assert!(

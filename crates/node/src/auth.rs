@@ -151,7 +151,7 @@ pub fn recall_used_delegations(
                 && !entry.token.jti.is_empty()
                 && arrived >= still_valid_from
             {
-                verifier.remember_used(&entry.token.jti, arrived);
+                verifier.remember_used(&entry.peer_org, &entry.token.jti, arrived);
                 found += 1;
             }
             if scanned >= RECALL_SCAN_MOST {
