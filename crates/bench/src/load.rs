@@ -453,7 +453,8 @@ async fn picture_load(
         let request = PictureRequest {
             filters: Some(crate::last_hours_at_250m(24)),
             top: 10,
-            deadline_ms: 1000,
+            // The node's default peer deadline, as an analyst asks.
+            deadline_ms: 0,
         };
         match client.picture(request).await {
             Ok(p) => {
