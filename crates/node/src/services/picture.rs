@@ -373,7 +373,6 @@ impl PictureService for PictureApi {
         let asked = self
             .ask_all(&queries, &token.sub, &token.purpose, deadline)
             .await;
-        // Split into one list per query, as (org, answer, time).
         // One list per query, as (org, answer, time); answers are moved, not copied.
         let (mut main, mut day, mut week) = (Vec::new(), Vec::new(), Vec::new());
         for (org, answers, took) in asked {
@@ -393,7 +392,6 @@ impl PictureService for PictureApi {
             .enumerate()
             .filter_map(|(i, (_, r, _))| r.as_ref().ok().map(|r| (i as u32, r)))
             .collect();
-        let releases = ok(&main);
         let cells = merge(&indexed);
         let answers = main
             .iter()
@@ -417,7 +415,7 @@ impl PictureService for PictureApi {
                 },
             })
             .collect();
-        let orgs: BTreeSet<&str> = releases.iter().map(|r| r.org.as_str()).collect();
+        let orgs: BTreeSet<&str> = indexed.iter().map(|(_, r)| r.org.as_str()).collect();
         tracing::info!(
             analyst = %token.sub,
             purpose = %token.purpose,
@@ -425,7 +423,7 @@ impl PictureService for PictureApi {
             cells = cells.len(),
             "situation picture made"
         );
-        let first = releases.first();
+        let first = indexed.first().map(|(_, r)| *r);
         // For the access log: what the analyst got, and the budget this node's
         // own releases to itself spent.
         let own_epsilon: f64 = [&main, &day, &week]
