@@ -81,6 +81,15 @@ fn filters() -> ReleaseRequest {
     }
 }
 
+/// A picture of the day, its `top` places ranked, with time for debug builds.
+fn picture_of_the_day(top: u32) -> PictureRequest {
+    PictureRequest {
+        filters: Some(filters()),
+        top,
+        deadline_ms: 5000,
+    }
+}
+
 async fn federation() -> TestFederation {
     let fed = TestFederation::start(&MEMBERS).await;
     for org in MEMBERS {
@@ -201,11 +210,7 @@ async fn every_decision_is_logged_verified_and_reconciled() {
         .is_err());
     // A picture by polisen's analyst: outbound calls to both peers.
     let picture = PictureServiceClient::new(fed.authed("polisen", "polisen", &["aggregate:read"]))
-        .picture(PictureRequest {
-            filters: Some(filters()),
-            top: 5,
-            deadline_ms: 5000,
-        })
+        .picture(picture_of_the_day(5))
         .await
         .unwrap()
         .into_inner();
@@ -307,11 +312,7 @@ async fn every_decision_is_logged_verified_and_reconciled() {
             let mut answered = 0;
             while busy.load(std::sync::atomic::Ordering::Relaxed) {
                 let picture = pictures
-                    .picture(PictureRequest {
-                        filters: Some(filters()),
-                        top: 1,
-                        deadline_ms: 5000,
-                    })
+                    .picture(picture_of_the_day(1))
                     .await
                     .unwrap()
                     .into_inner();
@@ -530,11 +531,7 @@ async fn tampering_is_named_and_rewrites_are_caught_by_witnesses() {
         tonic_health::pb::health_check_response::ServingStatus::NotServing as i32
     );
     let picture = PictureServiceClient::new(fed.authed("scandic", "scandic", &["aggregate:read"]))
-        .picture(PictureRequest {
-            filters: Some(filters()),
-            top: 5,
-            deadline_ms: 5000,
-        })
+        .picture(picture_of_the_day(5))
         .await
         .unwrap()
         .into_inner();
