@@ -75,25 +75,19 @@ mod tests {
         assert!(refused.to_string().contains("3 calls per minute for a"));
         // Another peer has its own bucket.
         limits.take_at("b", 3, start).unwrap();
+        // Whether `peer` may call `secs` after the start, under `limit`.
+        let allowed = |peer, limit, secs| {
+            limits
+                .take_at(peer, limit, start + Duration::from_secs(secs))
+                .is_ok()
+        };
         // 3 a minute: one more every 20 s, not sooner; a refused call takes nothing.
-        assert!(limits
-            .take_at("a", 3, start + Duration::from_secs(19))
-            .is_err());
-        limits
-            .take_at("a", 3, start + Duration::from_secs(21))
-            .unwrap();
-        assert!(limits
-            .take_at("a", 3, start + Duration::from_secs(39))
-            .is_err());
-        limits
-            .take_at("a", 3, start + Duration::from_secs(42))
-            .unwrap();
+        assert!(!allowed("a", 3, 19));
+        assert!(allowed("a", 3, 21));
+        assert!(!allowed("a", 3, 39));
+        assert!(allowed("a", 3, 42));
         // A lowered limit caps what was saved up.
-        limits
-            .take_at("b", 1, start + Duration::from_secs(600))
-            .unwrap();
-        assert!(limits
-            .take_at("b", 1, start + Duration::from_secs(600))
-            .is_err());
+        assert!(allowed("b", 1, 600));
+        assert!(!allowed("b", 1, 600));
     }
 }
