@@ -43,7 +43,7 @@ impl CellSize {
 }
 
 /// One square of the grid, named by its south-west corner in metres.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Cell {
     /// Side length.
     pub size: CellSize,
@@ -51,6 +51,21 @@ pub struct Cell {
     pub easting: u32,
     /// Northing of the south-west corner, a multiple of the size.
     pub northing: u32,
+}
+
+/// Cells order by size, then row by row from the south, west to east within a
+/// row: the order in which the store keeps its counters, so that values read
+/// from it are already sorted.
+impl Ord for Cell {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.size, self.northing, self.easting).cmp(&(other.size, other.northing, other.easting))
+    }
+}
+
+impl PartialOrd for Cell {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 impl Cell {

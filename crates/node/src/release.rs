@@ -94,6 +94,10 @@ fn counters<'a>(
         })
 }
 
+/// Most counters an hourly release reads on the calling task (well under a
+/// millisecond of work); larger releases are made on the blocking pool.
+const INLINE_COUNTERS: usize = 8192;
+
 /// Most sums (atoms, about 40 bytes each) the cache holds in all: about 10 MB.
 /// Past it the cache starts over, so callers asking many different shapes can
 /// cost the node time, never unbounded memory.
@@ -254,20 +258,28 @@ impl ReleaseGate {
             }
         }
 
+        let family = if plan.counter_cell_size() == lagesbild_geo::CellSize::M100 {
+            CounterFamily::M100
+        } else {
+            CounterFamily::M250
+        };
+        // Counters are in memory, so a release is only CPU work. A small one is
+        // made right here: handing it to another thread would cost more than
+        // making it. A large one would hold up the other calls of this worker.
+        let small = plan.bucket == BucketKind::Hour
+            && self
+                .store
+                .counter_count(family, plan.from_hour, plan.to_hour)
+                <= INLINE_COUNTERS;
         let store = self.store.clone();
         let rng = self.rng.clone();
         let atom_cache = self.atoms.clone();
-        let release = tokio::task::spawn_blocking(move || {
-            let family = if plan.counter_cell_size() == lagesbild_geo::CellSize::M100 {
-                CounterFamily::M100
-            } else {
-                CounterFamily::M250
-            };
+        let make = move || {
             let atoms = if plan.bucket == BucketKind::Hour {
                 plan.atoms(counters(&store, family, &plan))
             } else {
                 // Days, weeks and profiles sum many hours into each value: the
-                // sums of each whole period are kept until its counters change.
+                // sums of each whole period are kept until their counters change.
                 let mut atoms = Atoms::default();
                 for period in plan.periods() {
                     atoms.extend(&atom_cache.atoms(&store, family, &period));
@@ -275,10 +287,15 @@ impl ReleaseGate {
                 atoms
             };
             let mut rng = rng.lock().unwrap_or_else(|e| e.into_inner());
-            Ok::<_, GateError>(plan.release_atoms(&atoms, &mut *rng))
-        })
-        .await
-        .map_err(|e| GateError::Store(format!("release task: {e}")))??;
+            plan.release_atoms(&atoms, &mut *rng)
+        };
+        let release = if small {
+            make()
+        } else {
+            tokio::task::spawn_blocking(make)
+                .await
+                .map_err(|e| GateError::Store(format!("release task: {e}")))?
+        };
         Ok(Released {
             release,
             budget_left,

@@ -197,6 +197,17 @@ impl CounterIndex {
             .fold((0, 0), |(newest, n), (_, (_, v))| (newest.max(*v), n + 1))
     }
 
+    /// How many counters the blocks of `family` in `from_hour..to_hour` hold.
+    pub(crate) fn len(&self, family: CounterFamily, from_hour: u32, to_hour: u32) -> usize {
+        if from_hour >= to_hour {
+            return 0;
+        }
+        self.read().blocks[slot_of(family)]
+            .range(from_hour..to_hour)
+            .map(|(_, (block, _))| block.len())
+            .sum()
+    }
+
     /// The blocks of `family` for hours in `from_hour..to_hour`.
     pub(crate) fn range(
         &self,
@@ -270,6 +281,27 @@ mod tests {
             count,
             severity_sum: count.saturating_mul(2),
         }
+    }
+
+    #[test]
+    fn counters_come_out_in_key_order() {
+        // Releases rely on this to collect hourly values without sorting them.
+        let mut deltas = Deltas::new();
+        for (category, northing, easting) in
+            [(2, 500, 250), (1, 750, 0), (1, 500, 750), (1, 500, 0)]
+        {
+            deltas.insert((category, northing, easting), (1, 1));
+        }
+        let block: Block = merge(&[], &deltas, 1).unwrap().into();
+        let blocks = vec![(7, block.clone()), (8, block)];
+        let keys: Vec<CounterKey> = entries(CounterFamily::M250, blocks)
+            .map(|(key, _)| key)
+            .collect();
+        assert_eq!(keys.len(), 8);
+        assert!(
+            keys.windows(2).all(|w| w[0] < w[1]),
+            "not in key order: {keys:?}"
+        );
     }
 
     #[test]

@@ -411,6 +411,12 @@ impl Store {
         counters::entries(family, self.index.range(family, from_hour, to_hour))
     }
 
+    /// How many counters of `family` there are in `from_hour..to_hour`: what
+    /// reading them would cost, known without reading them.
+    pub fn counter_count(&self, family: CounterFamily, from_hour: u32, to_hour: u32) -> usize {
+        self.index.len(family, from_hour, to_hour)
+    }
+
     /// A stamp of the counters of `family` in `from_hour..to_hour`: equal stamps
     /// mean no counter there changed in between (for caches of what is computed
     /// from them).
