@@ -256,11 +256,9 @@ impl AggregateService for AggregateApi {
 /// What a release gave away, for the access log.
 pub fn audit_summary(released: &Released) -> lagesbild_audit::Released {
     let release = &released.release;
-    let cells: BTreeSet<_> = release
-        .counts
-        .iter()
-        .map(|v| (v.cell.size.metres(), v.cell.easting, v.cell.northing))
-        .collect();
+    let mut cells: Vec<_> = release.counts.iter().map(|v| v.cell).collect();
+    cells.sort_unstable();
+    cells.dedup();
     lagesbild_audit::Released {
         cells: cells.len() as u64,
         values: release.counts.len() as u64,
