@@ -160,7 +160,9 @@ impl AggregateApi {
                 tracing::warn!(%peer, %purpose, reason = %e, "release refused");
                 status_of(e)
             })?;
-        tracing::info!(
+        // Each call is in the access log already; at thousands of calls a
+        // second, a line each would drown the node's own log.
+        tracing::debug!(
             %peer,
             %purpose,
             released = released.release.counts.len(),
