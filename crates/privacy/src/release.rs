@@ -357,17 +357,15 @@ type ReleasedKey = (u32, u8, Cell);
 /// `values` sorted by key, with the values of equal keys added up.
 fn sum_equal_keys<K: Ord + Copy>(mut values: Vec<(K, Sums)>) -> Vec<(K, Sums)> {
     values.sort_unstable_by_key(|(key, _)| *key);
-    let mut out: Vec<(K, Sums)> = Vec::with_capacity(values.len());
-    for (key, (count, sum)) in values {
-        match out.last_mut() {
-            Some((last, total)) if *last == key => {
-                total.0 += count;
-                total.1 += sum;
-            }
-            _ => out.push((key, (count, sum))),
+    values.dedup_by(|(key, (count, sum)), (kept, total)| {
+        let same = key == kept;
+        if same {
+            total.0 += *count;
+            total.1 += *sum;
         }
-    }
-    out
+        same
+    });
+    values
 }
 
 impl Plan {
