@@ -94,10 +94,7 @@ pub async fn run(
         let dir = federation.dir.path().join(org);
         std::fs::write(dir.join("policy.toml"), &policy)?;
         if let Some(mb) = cache_mb {
-            let config = dir.join("node.toml");
-            let mut text = std::fs::read_to_string(&config)?;
-            text.push_str(&format!("\n[storage]\nstore_cache_mb = {mb}\n"));
-            std::fs::write(&config, text)?;
+            crate::set_store_cache(&dir, mb)?;
         }
     }
     // The first node started with a deny-all policy; restart it with this one read.

@@ -49,6 +49,9 @@ enum Bench {
         /// Reports per streamed batch.
         #[arg(long, default_value_t = 2_000)]
         batch: usize,
+        /// The report store's cache, MiB (the node's default if not given).
+        #[arg(long)]
+        cache_mb: Option<u32>,
     },
     /// The access log alone, in this process: appends, proofs, verification.
     Audit {
@@ -178,7 +181,8 @@ fn main() -> Result<()> {
                 reports,
                 streams,
                 batch,
-            } => ingest(reports, streams, batch).await,
+                cache_mb,
+            } => ingest(reports, streams, batch, cache_mb).await,
             Bench::Store { reports, batch } => store_only(reports, batch).await,
             Bench::Audit { entries, writers } => audit::run(entries, writers).await,
             Bench::Aggregate {
@@ -313,6 +317,15 @@ async fn start_node(orgs: &[&str]) -> Result<OneNode> {
     };
     one.wait_healthy(org).await?;
     Ok(one)
+}
+
+/// Sets the report store's cache in the configuration of the node in `node_dir`.
+fn set_store_cache(node_dir: &Path, mb: u32) -> Result<()> {
+    let config = node_dir.join("node.toml");
+    let mut text = std::fs::read_to_string(&config)?;
+    text.push_str(&format!("\n[storage]\nstore_cache_mb = {mb}\n"));
+    std::fs::write(&config, text)?;
+    Ok(())
 }
 
 fn spawn_node(dir: &Path, org: &str) -> Result<Child> {
@@ -473,9 +486,14 @@ fn dir_size(path: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-async fn ingest(total: usize, streams: usize, batch: usize) -> Result<()> {
+async fn ingest(total: usize, streams: usize, batch: usize, cache_mb: Option<u32>) -> Result<()> {
     let org = "polisen";
-    let node = start_node(&[org]).await?;
+    let mut node = start_node(&[org]).await?;
+    if let Some(mb) = cache_mb {
+        let dir = node.dir.path().to_owned();
+        set_store_cache(&dir.join(org), mb)?;
+        node.replace(org, || spawn_node(&dir, org)).await?;
+    }
     eprintln!("generating {total} synthetic reports ...");
     let mut reports = synthetic::generate(org, 1, total, 30, SystemTime::now());
     for (i, r) in reports.iter_mut().enumerate() {
