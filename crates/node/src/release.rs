@@ -286,8 +286,7 @@ impl ReleaseGate {
                 }
                 atoms
             };
-            let mut rng = rng.lock().unwrap_or_else(|e| e.into_inner());
-            plan.release_atoms(&atoms, &mut *rng)
+            plan.release_atoms(&atoms, &mut &*rng)
         };
         let release = if small {
             make()

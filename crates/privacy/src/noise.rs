@@ -116,6 +116,15 @@ impl fmt::Debug for SecureRandom {
     }
 }
 
+/// One generator shared by the threads of a node, locked for each draw only:
+/// releases made at the same time wait for each other only while drawing, and
+/// a release without noise never takes the lock.
+impl RandomSource for &std::sync::Mutex<SecureRandom> {
+    fn fill(&mut self, out: &mut [u8]) {
+        self.lock().unwrap_or_else(|e| e.into_inner()).fill(out);
+    }
+}
+
 impl RandomSource for SecureRandom {
     fn fill(&mut self, out: &mut [u8]) {
         let mut written = 0;
@@ -215,6 +224,17 @@ pub fn discrete_laplace(rng: &mut impl RandomSource, epsilon: Epsilon, sensitivi
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn a_shared_generator_gives_fresh_bytes_each_draw() {
+        let shared = std::sync::Mutex::new(SecureRandom::default());
+        let mut source = &shared;
+        let (mut first, mut second) = ([0u8; 32], [0u8; 32]);
+        source.fill(&mut first);
+        source.fill(&mut second);
+        assert_ne!(first, [0u8; 32]);
+        assert_ne!(first, second);
+    }
 
     /// A deterministic generator for reproducible statistics (splitmix64).
     pub(crate) struct Seeded(pub u64);
