@@ -32,13 +32,15 @@ await_line() {
     done
 }
 
-# Samples the server whose command line matches $1 (after its warm-up) into $2.
+# Samples the bench's server whose command line matches $1 (after its warm-up)
+# into $2.
 sample() {
     sleep 3
     local pid
-    pid=$(pgrep -f "$1" | head -1)
+    pid=$(pgrep -P "$bench_pid" -f "$1" | head -1)
+    [ -n "$pid" ] || { echo "profile-aggregate: no server matching '$1'" >&2; exit 1; }
     perf record -q -F "$frequency" --call-graph dwarf,16384 -o "$2" -p "$pid" -- sleep "$window" \
-        >/dev/null 2>&1
+        >/dev/null
 }
 
 await_line 'each answer'
