@@ -47,7 +47,7 @@ await_line 'each answer'
 sample 'lagesbild serve' "$work/with.data"
 await_line 'round 1: node'
 sample 'serve-without-log' "$work/without.data"
-wait "$bench_pid"
+wait "$bench_pid" || { cat "$work/bench.txt" >&2; exit 1; }
 cat "$work/bench.txt"
 
 calls_per_second() { grep "$1" "$work/bench.txt" | sed -E 's/.*: ([0-9]+) calls\/s.*/\1/'; }
