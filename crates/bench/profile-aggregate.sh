@@ -3,10 +3,11 @@
 #
 # Runs one round of `lagesbild-bench aggregate`, samples each server with
 # `perf record --call-graph dwarf` while it is measured, and prints the CPU
-# per call of each part: samples / frequency / calls answered in the sampled
-# window. Parts are inclusive call-stack matches, so they do not overlap:
-# everything not named lands in "the rest" (HTTP/2, TLS, the kernel's network
-# and scheduling). Needs `perf` and a release build (`cargo build --release`).
+# per call of each part: samples / frequency / (the phase's calls/s x the
+# sampled seconds). Each sample counts once, in the first part (in the order
+# of `flush` below) whose frame is on its call stack; everything not named
+# lands in "the rest" (HTTP/2, TLS, the kernel's network and scheduling).
+# Needs `perf` and a release build (`cargo build --release`).
 #
 #   crates/bench/profile-aggregate.sh [aggregate options, e.g. --delegation]
 set -euo pipefail
