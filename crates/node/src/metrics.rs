@@ -196,8 +196,8 @@ impl Sources {
         let policy = self.gate.policy().snapshot();
         out.push_str("# HELP lagesbild_budget_left_epsilon What is left of each peer's privacy budget today.\n# TYPE lagesbild_budget_left_epsilon gauge\n");
         for (peer, rules) in &policy.peers {
-            if let (Some(per_day), Ok(spent)) = (rules.epsilon_per_day, self.gate.spent_today(peer))
-            {
+            if let Some(per_day) = rules.epsilon_per_day {
+                let spent = self.gate.spent_today(peer);
                 let _ = writeln!(
                     out,
                     "lagesbild_budget_left_epsilon{{peer=\"{}\"}} {}",
@@ -208,14 +208,12 @@ impl Sources {
         }
         out.push_str("# HELP lagesbild_event_feed_head Items made for each recipient's event feed.\n# TYPE lagesbild_event_feed_head counter\n");
         for peer in policy.peers.keys() {
-            if let Ok(head) = self.store.feed_head(peer) {
-                let _ = writeln!(
-                    out,
-                    "lagesbild_event_feed_head{{peer=\"{}\"}} {}",
-                    escape(peer),
-                    *head.borrow()
-                );
-            }
+            let _ = writeln!(
+                out,
+                "lagesbild_event_feed_head{{peer=\"{}\"}} {}",
+                escape(peer),
+                *self.store.feed_head(peer).borrow()
+            );
         }
         let _ = writeln!(
             out,

@@ -165,11 +165,8 @@ fn budget_account(peer: &str, day: u32) -> String {
 }
 
 /// Budget spent by `peer` today, as recorded in `store`.
-pub fn spent_today(store: &Store, peer: &str) -> Result<Epsilon, GateError> {
-    store
-        .spent(&budget_account(peer, local_day(now_hour())))
-        .map(Epsilon::from_micros)
-        .map_err(|e| GateError::Store(e.to_string()))
+pub fn spent_today(store: &Store, peer: &str) -> Epsilon {
+    Epsilon::from_micros(store.spent(&budget_account(peer, local_day(now_hour()))))
 }
 
 /// The current UTC hour since the epoch.
@@ -206,7 +203,7 @@ impl ReleaseGate {
     }
 
     /// Budget spent by `peer` today.
-    pub fn spent_today(&self, peer: &str) -> Result<Epsilon, GateError> {
+    pub fn spent_today(&self, peer: &str) -> Epsilon {
         spent_today(&self.store, peer)
     }
 
@@ -252,9 +249,13 @@ impl ReleaseGate {
             // Accounts older than yesterday are no longer needed; prune once a day,
             // not on every query.
             if self.pruned_day.swap(day, Ordering::Relaxed) != day {
-                let _ = self
-                    .store
-                    .forget_accounts_before(&budget_account("", day.saturating_sub(1)));
+                let store = self.store.clone();
+                let bound = budget_account("", day.saturating_sub(1));
+                tokio::spawn(async move {
+                    if let Err(e) = store.forget_accounts_before(&bound).await {
+                        tracing::warn!(error = %e, "old budget accounts not removed");
+                    }
+                });
             }
         }
 

@@ -42,16 +42,6 @@ impl DurableDb {
             .sync_data()
             .map_err(|e| StoreError::Commit(format!("syncing the store: {e}")))
     }
-
-    /// [`flush`](Self::flush) without blocking the runtime.
-    pub(crate) async fn flush_async(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
-        let file = self.file.clone();
-        tokio::task::spawn_blocking(move || file.sync_data())
-            .await
-            .map_err(|_| StoreError::WriterStopped)?
-            .map_err(|e| StoreError::Commit(format!("syncing the store: {e}")))
-    }
 }
 
 impl std::ops::Deref for DurableDb {

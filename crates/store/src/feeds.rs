@@ -190,32 +190,31 @@ pub(crate) struct Heads {
 }
 
 impl Heads {
-    pub(crate) fn new(inbox: u64) -> Self {
+    /// Heads as stored: the inbox's and every feed's that has one.
+    pub(crate) fn new(inbox: u64, feeds: HashMap<String, u64>) -> Self {
         Self {
-            feeds: Mutex::default(),
+            feeds: Mutex::new(
+                feeds
+                    .into_iter()
+                    .map(|(recipient, head)| (recipient, watch::channel(head).0))
+                    .collect(),
+            ),
             inbox: watch::channel(inbox).0,
         }
     }
 
-    /// The head of `recipient`'s feed; `stored` gives its value when nobody
-    /// watched it yet (read under the lock, so no advance is missed).
-    pub(crate) fn feed(
-        &self,
-        recipient: &str,
-        stored: impl FnOnce() -> Result<u64, StoreError>,
-    ) -> Result<watch::Receiver<u64>, StoreError> {
-        let mut feeds = self.feeds.lock().expect("feed heads lock");
-        if let Some(sender) = feeds.get(recipient) {
-            return Ok(sender.subscribe());
-        }
-        let sender = watch::channel(stored()?).0;
-        let receiver = sender.subscribe();
-        feeds.insert(recipient.to_owned(), sender);
-        Ok(receiver)
+    /// The head of `recipient`'s feed (0 for a feed that has no item yet).
+    /// Every stored head was loaded at open, so this never reads the disk.
+    pub(crate) fn feed(&self, recipient: &str) -> watch::Receiver<u64> {
+        let mut feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
+        feeds
+            .entry(recipient.to_owned())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
     }
 
     pub(crate) fn advance_feed(&self, recipient: &str, seq: u64) {
-        let mut feeds = self.feeds.lock().expect("feed heads lock");
+        let mut feeds = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
         match feeds.get(recipient) {
             Some(sender) => advance(sender, seq),
             None => {

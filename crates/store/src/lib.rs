@@ -8,9 +8,19 @@
 //! hour/day/week, hour-of-day, hour-of-week) is computed from the in-memory
 //! counters of its hours, never by scanning reports or reading the disk.
 //!
-//! All writes go through one writer task ([`Store::insert`], [`Store::purge_before`]),
-//! which commits whatever has queued up as one atomic batch, then flushes to disk,
-//! then acknowledges each caller: group commit. An acknowledged write is on disk.
+//! All writes go through one writer thread ([`Store::insert`], [`Store::spend`],
+//! [`Store::purge_before`], ...), which commits whatever has queued up as one
+//! atomic batch, then flushes to disk, then acknowledges each caller: group
+//! commit. An acknowledged write is on disk. No other thread writes or flushes
+//! sled: sled 0.34 holds a global read lock while a flush waits for its I/O, and
+//! a batch waits for every such lock, so a flush from anywhere else can stall
+//! every reader of the process behind a waiting batch.
+//!
+//! Reads never run on a caller's async task: counters, feed heads and ledger
+//! totals are mirrored in memory, and what must come from sled (feed pages, the
+//! inbox, report ids) is read on tokio's blocking pool ([`Store::feed`] and
+//! the other `async` readers), so a slow disk or a long batch holds up a
+//! blocking thread, never a runtime worker.
 //!
 //! The store does not interpret reports: callers hand it the encoded report with
 //! the derived keys ([`NewReport`]). It never decides what may leave the node.
@@ -21,6 +31,7 @@ mod counters;
 mod durable;
 mod feeds;
 mod keys;
+mod ledger;
 mod writer;
 
 pub use feeds::{FeedRecord, Incoming, Outgoing, RecallOutcome};
@@ -68,15 +79,6 @@ pub enum Spend {
         /// Total already spent.
         spent: u64,
     },
-}
-
-fn decode_total(bytes: &[u8]) -> Result<u64, StoreError> {
-    <[u8; 8]>::try_from(bytes)
-        .map(u64::from_be_bytes)
-        .map_err(|_| StoreError::Corrupt {
-            key: "ledger".into(),
-            reason: format!("{} bytes, expected 8", bytes.len()),
-        })
 }
 
 fn recount_reports(
@@ -211,7 +213,7 @@ impl Default for StoreOptions {
 pub struct Store {
     db: DurableDb,
     data: sled::Tree,
-    ledger: sled::Tree,
+    ledger: Arc<ledger::Ledger>,
     index: Arc<counters::CounterIndex>,
     heads: Arc<feeds::Heads>,
     writer: mpsc::Sender<writer::Job>,
@@ -230,7 +232,7 @@ impl Store {
     pub fn open(dir: &Path, options: StoreOptions) -> Result<Self, StoreError> {
         let db = DurableDb::open(dir, options.cache_bytes)?;
         let data = db.open_tree("data")?;
-        let ledger = db.open_tree("ledger")?;
+        let ledger = Arc::new(ledger::Ledger::open(db.open_tree("ledger")?)?);
         let index = Arc::new(counters::CounterIndex::default());
         upgrade_legacy_counters(&db, &data)?;
         drop_legacy_time_index(&db, &data)?;
@@ -242,13 +244,20 @@ impl Store {
         }
         index.install(blocks);
         let inbox_head = feeds::decode_u64(data.get(feeds::INBOX_HEAD)?.as_deref())?;
-        let heads = Arc::new(feeds::Heads::new(inbox_head));
+        let mut feed_heads = std::collections::HashMap::new();
+        for entry in data.scan_prefix([feeds::FEED_HEAD_PREFIX]) {
+            let (key, value) = entry?;
+            let recipient = String::from_utf8_lossy(&key[1..]).into_owned();
+            feed_heads.insert(recipient, feeds::decode_u64(Some(&value))?);
+        }
+        let heads = Arc::new(feeds::Heads::new(inbox_head, feed_heads));
         let (writer, handle) = writer::spawn(
             writer::Shared {
                 db: db.clone(),
                 data: data.clone(),
                 index: index.clone(),
                 heads: heads.clone(),
+                ledger: ledger.clone(),
             },
             options,
         );
@@ -292,31 +301,45 @@ impl Store {
         answer.await.map_err(|_| StoreError::WriterStopped)?
     }
 
+    /// Runs a read of sled on the blocking pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&sled::Tree) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let data = self.data.clone();
+        tokio::task::spawn_blocking(move || read(&data))
+            .await
+            .map_err(|_| StoreError::WriterStopped)?
+    }
+
     /// Items of `recipient`'s feed after `after`, in order, at most `limit`.
-    pub fn feed(
+    pub async fn feed(
         &self,
         recipient: &str,
         after: u64,
         limit: usize,
     ) -> Result<Vec<FeedRecord>, StoreError> {
-        let prefix = feeds::feed_prefix(recipient);
-        let start = feeds::feed_key(recipient, after.saturating_add(1));
-        let mut out = Vec::new();
-        for entry in self.data.range(start..) {
-            let (key, value) = entry?;
-            if !key.starts_with(&prefix) || out.len() == limit {
-                break;
+        let recipient = recipient.to_owned();
+        self.read(move |data| {
+            let prefix = feeds::feed_prefix(&recipient);
+            let start = feeds::feed_key(&recipient, after.saturating_add(1));
+            let mut out = Vec::new();
+            for entry in data.range(start..) {
+                let (key, value) = entry?;
+                if !key.starts_with(&prefix) || out.len() == limit {
+                    break;
+                }
+                out.push(feeds::decode_item(feeds::seq_of_key(&key)?, &value)?);
             }
-            out.push(feeds::decode_item(feeds::seq_of_key(&key)?, &value)?);
-        }
-        Ok(out)
+            Ok(out)
+        })
+        .await
     }
 
-    /// The last seq of `recipient`'s feed, as it moves (only once items are on disk).
-    pub fn feed_head(&self, recipient: &str) -> Result<watch::Receiver<u64>, StoreError> {
-        self.heads.feed(recipient, || {
-            feeds::decode_u64(self.data.get(feeds::feed_head_key(recipient))?.as_deref())
-        })
+    /// The last seq of `recipient`'s feed, as it moves (only once items are
+    /// on disk). From memory.
+    pub fn feed_head(&self, recipient: &str) -> watch::Receiver<u64> {
+        self.heads.feed(recipient)
     }
 
     /// Puts a recall into the feed of every recipient of report `id`'s events
@@ -353,21 +376,26 @@ impl Store {
     }
 
     /// The last seq of `origin`'s feed taken into the inbox (0 if none).
-    pub fn received_cursor(&self, origin: &str) -> Result<u64, StoreError> {
-        feeds::decode_u64(self.data.get(feeds::cursor_key(origin))?.as_deref())
+    pub async fn received_cursor(&self, origin: &str) -> Result<u64, StoreError> {
+        let key = feeds::cursor_key(origin);
+        self.read(move |data| feeds::decode_u64(data.get(key)?.as_deref()))
+            .await
     }
 
     /// Inbox items after `after`, in order, at most `limit`.
-    pub fn inbox(&self, after: u64, limit: usize) -> Result<Vec<FeedRecord>, StoreError> {
-        let mut out = Vec::new();
-        for entry in self.data.range(feeds::inbox_key(after.saturating_add(1))..) {
-            let (key, value) = entry?;
-            if key.first() != Some(&feeds::INBOX_PREFIX) || out.len() == limit {
-                break;
+    pub async fn inbox(&self, after: u64, limit: usize) -> Result<Vec<FeedRecord>, StoreError> {
+        self.read(move |data| {
+            let mut out = Vec::new();
+            for entry in data.range(feeds::inbox_key(after.saturating_add(1))..) {
+                let (key, value) = entry?;
+                if key.first() != Some(&feeds::INBOX_PREFIX) || out.len() == limit {
+                    break;
+                }
+                out.push(feeds::decode_item(feeds::seq_of_key(&key)?, &value)?);
             }
-            out.push(feeds::decode_item(feeds::seq_of_key(&key)?, &value)?);
-        }
-        Ok(out)
+            Ok(out)
+        })
+        .await
     }
 
     /// The inbox's last seq, as it moves (only once items are on disk).
@@ -382,7 +410,8 @@ impl Store {
             .await
     }
 
-    /// The stored payload of report `id`.
+    /// The stored payload of report `id`. Blocks on sled: for tools and
+    /// tests, not for a node's async tasks.
     pub fn report(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.data
             .get(keys::report_key(id))?
@@ -390,12 +419,19 @@ impl Store {
             .transpose()
     }
 
-    /// Whether report `id` is stored.
-    pub fn contains(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self.data.contains_key(keys::report_key(id))?)
+    /// How many of `ids` are stored already.
+    pub async fn count_stored(&self, ids: Vec<String>) -> Result<u64, StoreError> {
+        self.read(move |data| {
+            let mut stored = 0;
+            for id in ids {
+                stored += u64::from(data.contains_key(keys::report_key(&id))?);
+            }
+            Ok(stored)
+        })
+        .await
     }
 
-    /// How many reports are stored.
+    /// How many reports are stored. Scans them all, blocking: for tools and tests.
     pub fn report_count(&self) -> usize {
         self.data.scan_prefix(keys::REPORT_PREFIX).count()
     }
@@ -440,49 +476,34 @@ impl Store {
 
     /// Adds `amount` to the running total of `account` if the total stays within
     /// `limit`, atomically, and returns once the new total is on disk. Used for
-    /// privacy budgets: a restart must not give back what was spent.
+    /// privacy budgets: a restart must not give back what was spent. Spends
+    /// join the writer's group commit, so concurrent spends share one flush.
     pub async fn spend(&self, account: &str, amount: u64, limit: u64) -> Result<Spend, StoreError> {
-        let key = account.as_bytes();
-        loop {
-            let current = self.ledger.get(key)?;
-            let spent = current.as_deref().map_or(Ok(0), decode_total)?;
-            let total = spent.saturating_add(amount);
-            if total > limit {
-                return Ok(Spend::Refused { spent });
-            }
-            let swapped =
-                self.ledger
-                    .compare_and_swap(key, current, Some(&total.to_be_bytes()[..]))?;
-            if swapped.is_ok() {
-                self.db.flush_async().await?;
-                return Ok(Spend::Spent { total });
-            }
-        }
+        let account = account.as_bytes().to_vec();
+        self.submit(|reply| writer::Job::Spend {
+            account,
+            amount,
+            limit,
+            reply,
+        })
+        .await
     }
 
-    /// The running total of `account` (0 if nothing was spent).
-    pub fn spent(&self, account: &str) -> Result<u64, StoreError> {
-        self.ledger
-            .get(account.as_bytes())?
-            .as_deref()
-            .map_or(Ok(0), decode_total)
+    /// The running total of `account` (0 if nothing was spent), from memory.
+    pub fn spent(&self, account: &str) -> u64 {
+        self.ledger.total(account.as_bytes())
     }
 
     /// Removes ledger accounts whose name sorts before `prefix_bound` (old days).
-    pub fn forget_accounts_before(&self, prefix_bound: &str) -> Result<usize, StoreError> {
-        let mut removed = 0;
-        for entry in self.ledger.range(..prefix_bound.as_bytes()) {
-            let (key, _) = entry?;
-            self.ledger.remove(key)?;
-            removed += 1;
-        }
-        Ok(removed)
+    pub async fn forget_accounts_before(&self, prefix_bound: &str) -> Result<usize, StoreError> {
+        let before = prefix_bound.as_bytes().to_vec();
+        self.submit(|reply| writer::Job::ForgetAccounts { before, reply })
+            .await
     }
 
-    /// Flushes everything to disk.
+    /// Flushes everything to disk, durably.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
-        Ok(())
+        self.submit(|reply| writer::Job::Flush { reply }).await
     }
 
     /// Bytes the store takes on disk.
@@ -659,11 +680,70 @@ mod tests {
                 Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
             }
         };
-        assert_eq!(store.spent("p/1").unwrap(), 5);
+        assert_eq!(store.spent("p/1"), 5);
         assert_eq!(
             store.spend("p/1", 1, 5).await.unwrap(),
             Spend::Refused { spent: 5 }
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_spends_with_inserts_never_pass_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let spends: Vec<_> = (0..200)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.spend("p/9", 1, 120).await.unwrap() })
+            })
+            .collect();
+        let inserts: Vec<_> = (0..10)
+            .map(|t| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let batch = (0..300)
+                        .map(|i| report(&format!("{t}-{i}"), 400 + i % 24, 2, 59.33))
+                        .collect();
+                    store.insert(batch).await.unwrap()
+                })
+            })
+            .collect();
+        let mut spent = 0;
+        for spend in spends {
+            if let Spend::Spent { .. } = spend.await.unwrap() {
+                spent += 1;
+            }
+        }
+        for insert in inserts {
+            assert_eq!(insert.await.unwrap().stored, 300);
+        }
+        assert_eq!(spent, 120);
+        assert_eq!(store.spent("p/9"), 120);
+        drop(store);
+        let store = reopen(dir.path()).await;
+        assert_eq!(store.spent("p/9"), 120);
+        assert_eq!(store.report_count(), 3_000);
+    }
+
+    #[tokio::test]
+    async fn forgotten_accounts_are_gone_from_memory_and_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        store.spend("budget/00000001/a", 2, 10).await.unwrap();
+        store.spend("budget/00000002/a", 3, 10).await.unwrap();
+        assert_eq!(
+            store
+                .forget_accounts_before("budget/00000002/")
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(store.spent("budget/00000001/a"), 0);
+        store.flush().await.unwrap();
+        drop(store);
+        let store = reopen(dir.path()).await;
+        assert_eq!(store.spent("budget/00000001/a"), 0);
+        assert_eq!(store.spent("budget/00000002/a"), 3);
     }
 
     #[tokio::test]
@@ -753,7 +833,7 @@ mod tests {
     async fn events_of_new_reports_go_to_their_feeds_in_order_and_once() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
-        let mut head = store.feed_head("b").unwrap();
+        let mut head = store.feed_head("b");
         assert_eq!(*head.borrow(), 0);
         store
             .insert(vec![
@@ -769,16 +849,16 @@ mod tests {
             .unwrap();
         assert!(head.has_changed().unwrap());
         assert_eq!(*head.borrow_and_update(), 2);
-        let b = store.feed("b", 0, 10).unwrap();
+        let b = store.feed("b", 0, 10).await.unwrap();
         assert_eq!(
             b.iter()
                 .map(|r| (r.seq, r.record.clone()))
                 .collect::<Vec<_>>(),
             vec![(1, b"r1 for b".to_vec()), (2, b"r2 for b".to_vec())]
         );
-        assert_eq!(store.feed("b", 1, 10).unwrap().len(), 1);
-        assert_eq!(store.feed("c", 0, 10).unwrap().len(), 1);
-        assert!(store.feed("bb", 0, 10).unwrap().is_empty());
+        assert_eq!(store.feed("b", 1, 10).await.unwrap().len(), 1);
+        assert_eq!(store.feed("c", 0, 10).await.unwrap().len(), 1);
+        assert!(store.feed("bb", 0, 10).await.unwrap().is_empty());
 
         let make = |to: &str| Outgoing {
             recipient: to.into(),
@@ -797,18 +877,18 @@ mod tests {
             store.recall("r9", make).await.unwrap(),
             RecallOutcome::NoEvents
         );
-        let b = store.feed("b", 2, 10).unwrap();
+        let b = store.feed("b", 2, 10).await.unwrap();
         assert_eq!(b.len(), 1);
         assert_eq!((b[0].seq, &b[0].record[..]), (3, &b"recall for b"[..]));
         assert_eq!(*head.borrow(), 3);
 
         // Numbering goes on after expired items are purged and after a restart.
         assert_eq!(store.purge_expired_events(2_000).await.unwrap(), 5);
-        assert!(store.feed("b", 0, 10).unwrap().is_empty());
+        assert!(store.feed("b", 0, 10).await.unwrap().is_empty());
         drop(store);
         let store = reopen(dir.path()).await;
         store.insert(vec![with_events("r3", &["b"])]).await.unwrap();
-        assert_eq!(store.feed("b", 0, 10).unwrap()[0].seq, 4);
+        assert_eq!(store.feed("b", 0, 10).await.unwrap()[0].seq, 4);
     }
 
     #[tokio::test]
@@ -833,22 +913,22 @@ mod tests {
                 Vec::<u64>::new()
             );
             assert_eq!(*head.borrow_and_update(), 3);
-            assert_eq!(store.received_cursor("a").unwrap(), 2);
+            assert_eq!(store.received_cursor("a").await.unwrap(), 2);
         }
         let store = reopen(dir.path()).await;
-        assert_eq!(store.received_cursor("a").unwrap(), 2);
+        assert_eq!(store.received_cursor("a").await.unwrap(), 2);
         assert_eq!(*store.inbox_head().borrow(), 3);
         assert_eq!(
             store.receive("a", vec![item(2), item(3)]).await.unwrap(),
             vec![4]
         );
-        let inbox = store.inbox(0, 10).unwrap();
+        let inbox = store.inbox(0, 10).await.unwrap();
         assert_eq!(
             inbox.iter().map(|r| r.record.clone()).collect::<Vec<_>>(),
             [&b"item 1"[..], b"item 2", b"item 1", b"item 3"]
                 .map(<[u8]>::to_vec)
                 .to_vec()
         );
-        assert_eq!(store.inbox(3, 1).unwrap()[0].seq, 4);
+        assert_eq!(store.inbox(3, 1).await.unwrap()[0].seq, 4);
     }
 }

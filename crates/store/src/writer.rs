@@ -4,7 +4,8 @@ use crate::counters::{self, Block, CounterIndex, Deltas};
 use crate::durable::DurableDb;
 use crate::feeds::{self, decode_u64, Heads, Incoming, Outgoing, RecallOutcome, Recipients};
 use crate::keys::{self, CounterFamily, RecordHeader};
-use crate::{NewReport, StoreError, StoreOptions};
+use crate::ledger::Ledger;
+use crate::{NewReport, Spend, StoreError, StoreOptions};
 use std::collections::{HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::Arc;
@@ -49,6 +50,19 @@ pub(crate) enum Job {
         before: i64,
         reply: oneshot::Sender<Result<u64, StoreError>>,
     },
+    Spend {
+        account: Vec<u8>,
+        amount: u64,
+        limit: u64,
+        reply: oneshot::Sender<Result<Spend, StoreError>>,
+    },
+    ForgetAccounts {
+        before: Vec<u8>,
+        reply: oneshot::Sender<Result<usize, StoreError>>,
+    },
+    Flush {
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
 /// Makes the recall item for one recipient of a report's events.
@@ -62,11 +76,27 @@ impl Job {
             Job::Recall { reply, .. } => drop(reply.send(Err(error))),
             Job::Purge { reply, .. } => drop(reply.send(Err(error))),
             Job::PurgeExpired { reply, .. } => drop(reply.send(Err(error))),
+            Job::Spend { reply, .. } => drop(reply.send(Err(error))),
+            Job::ForgetAccounts { reply, .. } => drop(reply.send(Err(error))),
+            Job::Flush { reply } => drop(reply.send(Err(error))),
         }
     }
 
+    /// Whether the job joins a group commit (one flush for all of them).
     fn groups(&self) -> bool {
-        matches!(self, Job::Insert { .. } | Job::Receive { .. })
+        matches!(
+            self,
+            Job::Insert { .. } | Job::Receive { .. } | Job::Spend { .. }
+        )
+    }
+
+    /// How much the job adds to a group, in reports or items.
+    fn weight(&self) -> usize {
+        match self {
+            Job::Insert { reports, .. } => reports.len(),
+            Job::Receive { items, .. } => items.len(),
+            _ => 1,
+        }
     }
 }
 
@@ -78,6 +108,7 @@ pub(crate) struct Shared {
     pub(crate) data: sled::Tree,
     pub(crate) index: Arc<CounterIndex>,
     pub(crate) heads: Arc<Heads>,
+    pub(crate) ledger: Arc<Ledger>,
 }
 
 /// Starts the writer thread; it ends when every sender is dropped.
@@ -108,11 +139,7 @@ pub(crate) fn spawn(shared: Shared, options: StoreOptions) -> (mpsc::Sender<Job>
                     while size < options.max_group_reports {
                         match jobs.try_recv() {
                             Ok(job) if job.groups() => {
-                                size += match &job {
-                                    Job::Insert { reports, .. } => reports.len(),
-                                    Job::Receive { items, .. } => items.len(),
-                                    _ => 0,
-                                };
+                                size += job.weight();
                                 group.push(job);
                             }
                             Ok(other) => {
@@ -153,6 +180,10 @@ fn run_alone(shared: &Shared, job: Job) -> Result<(), String> {
             make,
             reply,
         } => answer(reply, recall(shared, &report_id, &make)),
+        Job::ForgetAccounts { before, reply } => {
+            answer(reply, forget_accounts(&shared.ledger, &before))
+        }
+        Job::Flush { reply } => answer(reply, shared.db.flush()),
         grouped => {
             grouped.refuse(StoreError::Commit("not a job that runs alone".into()));
             Ok(())
@@ -213,6 +244,7 @@ impl FeedHeads {
 enum Answer {
     Inserted(InsertSummary),
     Received(Vec<u64>),
+    Spent(Spend),
 }
 
 /// Commits a group of inserts and receipts as one batch and answers each
@@ -223,6 +255,7 @@ fn commit_group(shared: &Shared, group: Vec<Job>) -> Result<(), String> {
         data,
         index,
         heads,
+        ledger,
     } = shared;
     let mut answers = Vec::with_capacity(group.len());
     let result = (|| {
@@ -231,6 +264,8 @@ fn commit_group(shared: &Shared, group: Vec<Job>) -> Result<(), String> {
         let mut deltas = GroupDeltas::new();
         let mut moved = FeedHeads::default();
         let mut cursors: HashMap<&str, u64> = HashMap::new();
+        let mut ledger_batch = sled::Batch::default();
+        let mut totals: HashMap<Vec<u8>, u64> = HashMap::new();
         for job in &group {
             match job {
                 Job::Insert { reports, .. } => {
@@ -286,15 +321,38 @@ fn commit_group(shared: &Shared, group: Vec<Job>) -> Result<(), String> {
                     cursors.insert(origin, last);
                     answers.push(Answer::Received(taken));
                 }
-                _ => unreachable!("only inserts and receipts are grouped"),
+                Job::Spend {
+                    account,
+                    amount,
+                    limit,
+                    ..
+                } => {
+                    let spent = totals
+                        .get(account)
+                        .copied()
+                        .unwrap_or_else(|| ledger.total(account));
+                    let total = spent.saturating_add(*amount);
+                    if total > *limit {
+                        answers.push(Answer::Spent(Spend::Refused { spent }));
+                    } else {
+                        ledger_batch.insert(account.as_slice(), &total.to_be_bytes()[..]);
+                        totals.insert(account.clone(), total);
+                        answers.push(Answer::Spent(Spend::Spent { total }));
+                    }
+                }
+                _ => unreachable!("only inserts, receipts and spends are grouped"),
             }
         }
         moved.write(&mut batch);
         let blocks = merge_blocks(index, &mut batch, &deltas, 1)?;
         data.apply_batch(batch)?;
+        if !totals.is_empty() {
+            ledger.tree.apply_batch(ledger_batch)?;
+        }
         db.flush()?;
         index.install(blocks);
         moved.publish(heads);
+        ledger.install(totals);
         Ok::<_, StoreError>(())
     })();
     match result {
@@ -306,6 +364,9 @@ fn commit_group(shared: &Shared, group: Vec<Job>) -> Result<(), String> {
                     }
                     (Job::Receive { reply, .. }, Answer::Received(taken)) => {
                         let _ = reply.send(Ok(taken));
+                    }
+                    (Job::Spend { reply, .. }, Answer::Spent(spend)) => {
+                        let _ = reply.send(Ok(spend));
                     }
                     _ => unreachable!("answers follow the jobs"),
                 }
@@ -385,6 +446,20 @@ fn purge_expired(shared: &Shared, before: i64) -> Result<u64, StoreError> {
         shared.db.flush()?;
     }
     Ok(removed)
+}
+
+/// Removes the ledger accounts whose names sort before `before`. Not flushed
+/// on its own: forgetting is made durable by the next commit, and an account
+/// that comes back after a crash is one that was no longer read.
+fn forget_accounts(ledger: &Ledger, before: &[u8]) -> Result<usize, StoreError> {
+    let accounts = ledger.accounts_before(before);
+    let mut batch = sled::Batch::default();
+    for account in &accounts {
+        batch.remove(account.as_slice());
+    }
+    ledger.tree.apply_batch(batch)?;
+    ledger.forget(&accounts);
+    Ok(accounts.len())
 }
 
 /// Counts one report in both counter families.

@@ -104,7 +104,7 @@ async fn explain(config: PathBuf, peer: String, json: bool) -> Result<()> {
                 StoreOptions::default(),
             )
             .context("opening the node's store (is the node running but unreachable?)")?;
-            let spent = spent_today(&store, &peer)?;
+            let spent = spent_today(&store, &peer);
             Explanation::of(&loaded.policy, &loaded.config.org, &peer, spent, now_hour())
         }
         Err(e) => return Err(e),

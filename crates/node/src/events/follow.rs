@@ -93,16 +93,13 @@ impl Follower {
     /// The node's own feed for its own org, read from the store.
     async fn follow_own(&self) {
         let org = self.org.clone();
-        let mut head = match self.store.feed_head(&org) {
-            Ok(head) => head,
-            Err(e) => return tracing::error!(error = %e, "own event feed unreadable"),
-        };
+        let mut head = self.store.feed_head(&org);
         loop {
             head.borrow_and_update();
-            let taken = self
-                .store
-                .received_cursor(&org)
-                .and_then(|cursor| self.store.feed(&org, cursor, BATCH));
+            let taken = match self.store.received_cursor(&org).await {
+                Ok(cursor) => self.store.feed(&org, cursor, BATCH).await,
+                Err(e) => Err(e),
+            };
             match taken {
                 Ok(records) if !records.is_empty() => {
                     let items = records
@@ -185,6 +182,7 @@ impl Follower {
         let after = self
             .store
             .received_cursor(origin)
+            .await
             .map_err(super::unavailable)?;
         let token = self
             .signer

@@ -80,7 +80,7 @@ impl EventApi {
 /// A stream of the items of a feed or the inbox after a cursor, then live,
 /// until `until` or until `closing` turns true: read a page at a time as the reader takes them, so a slow
 /// reader holds back the stream, never fills memory.
-fn tail<T, R, M>(
+fn tail<T, R, F, M>(
     read: R,
     head: watch::Receiver<u64>,
     after: u64,
@@ -90,7 +90,8 @@ fn tail<T, R, M>(
 ) -> impl Stream<Item = Result<T, Status>> + Send
 where
     T: Send + 'static,
-    R: Fn(u64) -> Result<Vec<FeedRecord>, StoreError> + Send + 'static,
+    R: Fn(u64) -> F + Send + 'static,
+    F: std::future::Future<Output = Result<Vec<FeedRecord>, StoreError>> + Send,
     M: FnMut(FeedRecord) -> Option<T> + Send + 'static,
 {
     struct State<R, M> {
@@ -125,7 +126,7 @@ where
             }
             // Seen before reading, so an item stored after the read wakes us.
             state.head.borrow_and_update();
-            match (state.read)(state.after) {
+            match (state.read)(state.after).await {
                 Ok(records) if !records.is_empty() => {
                     state.page.extend(records);
                     continue;
@@ -176,7 +177,7 @@ impl EventService for EventApi {
             .take(&peer, rules.rate_limit)
             .map_err(|limited| Status::resource_exhausted(limited.to_string()))?;
         let after = request.get_ref().after;
-        let head = self.store.feed_head(&peer).map_err(unavailable)?;
+        let head = self.store.feed_head(&peer);
         let last = *head.borrow();
         if after > last {
             return Err(Status::invalid_argument(format!(
@@ -189,7 +190,11 @@ impl EventService for EventApi {
         let recipient = peer.clone();
         let handle = self.policy.clone();
         let stream = tail(
-            move |after| store.feed(&recipient, after, PAGE),
+            move |after| {
+                let store = store.clone();
+                let recipient = recipient.clone();
+                async move { store.feed(&recipient, after, PAGE).await }
+            },
             head,
             after,
             until,
@@ -221,7 +226,10 @@ impl EventService for EventApi {
         let until = stream_deadline(claims.expires_at);
         let store = self.store.clone();
         let stream = tail(
-            move |after| store.inbox(after, PAGE),
+            move |after| {
+                let store = store.clone();
+                async move { store.inbox(after, PAGE).await }
+            },
             self.store.inbox_head(),
             after,
             until,
@@ -290,13 +298,14 @@ mod tests {
         let stored = 10_000u64;
         let read = move |after: u64| {
             counted.fetch_add(1, Ordering::SeqCst);
-            Ok((after + 1..=(after + PAGE as u64).min(stored))
+            let page = (after + 1..=(after + PAGE as u64).min(stored))
                 .map(|seq| FeedRecord {
                     seq,
                     expires_at: 0,
                     record: Vec::new(),
                 })
-                .collect())
+                .collect();
+            std::future::ready(Ok(page))
         };
         let (_head_sender, head) = watch::channel(stored);
         let (closing_sender, closing) = watch::channel(false);
@@ -324,7 +333,7 @@ mod tests {
         let items = Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
         let source = items.clone();
         let read = move |after: u64| {
-            Ok(source
+            std::future::ready(Ok(source
                 .lock()
                 .unwrap()
                 .iter()
@@ -334,7 +343,7 @@ mod tests {
                     expires_at: 0,
                     record: Vec::new(),
                 })
-                .collect())
+                .collect()))
         };
         let (head_sender, head) = watch::channel(0);
         let (_closing_sender, closing) = watch::channel(false);

@@ -39,10 +39,7 @@ impl PolicyService for PolicyApi {
         if peer.is_empty() {
             return Err(Status::invalid_argument("peer: required"));
         }
-        let spent = self
-            .gate
-            .spent_today(&peer)
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let spent = self.gate.spent_today(&peer);
         let hour = crate::release::now_hour();
         let explanation =
             Explanation::of(&self.gate.policy().current(), &self.org, &peer, spent, hour);
