@@ -265,8 +265,11 @@ async fn every_decision_is_logged_verified_and_reconciled() {
                 .unwrap()
                 .contains("does not verify under scandic's token key")
     });
-    has(&log, "the refused handshake", |e| {
-        e["call"] == "tls-handshake" && e["peer_org"] == "polisen" && e["decision"] == "refused"
+    has(&log, "the refused handshake, its claim unverified", |e| {
+        e["call"] == "tls-handshake"
+            && e["peer_org"] == ""
+            && e["refused_connection"]["claimed_org"] == "polisen"
+            && e["decision"] == "refused"
     });
     has(&log, "the picture asked by polisen's analyst", |e| {
         e["call"] == "/lagesbild.v1.PictureService/Picture" && e["decision"] == "allowed"
@@ -570,4 +573,151 @@ async fn tampering_is_named_and_rewrites_are_caught_by_witnesses() {
         "{}",
         alarmed.alarm_reason
     );
+}
+
+/// A self-signed client certificate whose SAN URIs are `uris`.
+fn self_signed(uris: &[&str]) -> lagesbild_identity::certs::CertifiedKey {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.subject_alt_names = uris
+        .iter()
+        .map(|u| rcgen::SanType::URI((*u).try_into().unwrap()))
+        .collect();
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.self_signed(&key).unwrap();
+    lagesbild_identity::certs::CertifiedKey {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    }
+}
+
+/// One TLS handshake with `node`'s node over `tls`, waiting for the node's
+/// verdict: in TLS 1.3 the client finishes first, so read until the node
+/// answers or closes.
+async fn one_handshake(
+    fed: &TestFederation,
+    node: &str,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+) {
+    use tokio::io::AsyncReadExt;
+    let tcp = tokio::net::TcpStream::connect(fed.endpoint(node))
+        .await
+        .unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    if let Ok(mut stream) = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+    {
+        let mut buf = [0u8; 64];
+        let _ = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await;
+    }
+}
+
+/// The `tls-handshake` entries of `node`'s log as `reader` sees them.
+fn refusal_entries(fed: &TestFederation, reader: &str, node: &str) -> Vec<Value> {
+    common::log_entries(fed, reader, node)
+        .into_iter()
+        .filter(|e| e["call"] == "tls-handshake")
+        .collect()
+}
+
+fn counted(entries: &[Value]) -> u64 {
+    entries
+        .iter()
+        .map(|e| e["refused_connection"]["count"].as_u64().unwrap())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_refused_handshake_is_counted_unattributed_and_at_a_bounded_rate() {
+    let fed = TestFederation::start(&["polisen", "stockholm-stad"]).await;
+    const FLOOD: u64 = 60;
+    // A self-signed certificate naming stockholm-stad, again and again.
+    let claims_stad = self_signed(&[&format!("spiffe://{FEDERATION}/org/stockholm-stad/x")]);
+    let flood = fed.tls_with("polisen", &claims_stad);
+    for _ in 0..FLOOD {
+        one_handshake(&fed, "polisen", flood.clone()).await;
+    }
+    // One of each other kind: no certificate, TLS 1.2 only, two SAN URIs, no
+    // SPIFFE URI, and bytes that are not TLS.
+    one_handshake(&fed, "polisen", fed.tls_without_certificate("polisen")).await;
+    one_handshake(&fed, "polisen", fed.tls12_only("polisen", "polisen")).await;
+    let two = self_signed(&[
+        &format!("spiffe://{FEDERATION}/org/polisen/a"),
+        &format!("spiffe://{FEDERATION}/org/stockholm-stad/b"),
+    ]);
+    one_handshake(&fed, "polisen", fed.tls_with("polisen", &two)).await;
+    let none = self_signed(&["https://example.se/x"]);
+    one_handshake(&fed, "polisen", fed.tls_with("polisen", &none)).await;
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(fed.endpoint("polisen"))
+            .await
+            .unwrap();
+        tcp.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 64];
+        let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf)).await;
+    }
+    let total = FLOOD + 5;
+
+    // Every refusal is accounted for once its interval has been written.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let entries = loop {
+        let entries = refusal_entries(&fed, "audit", "polisen");
+        let n = counted(&entries);
+        assert!(n <= total, "{n} refusals counted for {total}: {entries:#?}");
+        if n == total {
+            break entries;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} of {total} refusals counted: {entries:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    // Bounded: the flood is a few entries, not one each.
+    let of_stad: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["refused_connection"]["claimed_org"] == "stockholm-stad")
+        .collect();
+    assert_eq!(
+        of_stad
+            .iter()
+            .map(|e| e["refused_connection"]["count"].as_u64().unwrap())
+            .sum::<u64>(),
+        FLOOD
+    );
+    assert!(of_stad.len() <= 3, "{of_stad:#?}");
+    assert!(entries.len() <= 10, "{entries:#?}");
+    // Never attributed, always with its source.
+    for e in &entries {
+        assert_eq!(e["peer_org"], "", "{e}");
+        assert_eq!(e["decision"], "refused", "{e}");
+        assert_eq!(e["refused_connection"]["source"], "127.0.0.1", "{e}");
+    }
+    // Each kind is there in words a person reads.
+    let reasons: Vec<&str> = entries
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "no client certificate was presented",
+        "only TLS 1.3 is accepted",
+        "more than one spiffe:// URI",
+        "no spiffe:// URI",
+        "did not send a valid TLS 1.3 handshake",
+        "does not chain to the CA the federation registers",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r.contains(expected)),
+            "{expected:?} in {reasons:#?}"
+        );
+    }
+    for r in &reasons {
+        assert!(!r.contains("Other(") && !r.contains("Error"), "{r}");
+    }
+    // stockholm-stad's own view of polisen's log shows none of it as its call.
+    assert!(refusal_entries(&fed, "stockholm-stad", "polisen").is_empty());
 }

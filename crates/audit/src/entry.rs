@@ -4,12 +4,20 @@
 //! per entry: fixed field order, big-endian integers, strings and byte strings
 //! prefixed with their length, and a version byte first. Decoding is strict: an
 //! unknown version, trailing bytes or invalid UTF-8 is an error, never guessed at.
+//!
+//! Version 1 is a call. Version 2 is a call's fields followed by a
+//! [`RefusedConnection`]: connections refused before any call, counted per
+//! source. Which version an entry takes follows from the entry itself, so each
+//! entry still has exactly one encoding.
 
 use crate::merkle::Hash;
 use serde::Serialize;
 
-/// The encoding version this code writes.
+/// The encoding version of an entry about a call.
 pub const ENTRY_VERSION: u8 = 1;
+
+/// The encoding version of an entry about refused connections.
+pub const REFUSED_CONNECTION_VERSION: u8 = 2;
 
 /// Longest string field accepted, in bytes.
 pub const MAX_FIELD_BYTES: usize = 64 * 1024;
@@ -88,6 +96,19 @@ pub struct Receipt {
     pub checkpoint: String,
 }
 
+/// Connections refused during the TLS handshake, before any call: from one
+/// source, over one interval. Nothing in it is proven: the handshake failed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RefusedConnection {
+    /// Where they came from: an IP address, or an IPv6 /64 prefix.
+    pub source: String,
+    /// The organisation the client certificate named, unverified; empty if it
+    /// named none or none was presented. Never the entry's `peer_org`.
+    pub claimed_org: String,
+    /// How many refused handshakes this entry accounts for (at least 1).
+    pub count: u64,
+}
+
 /// One decision about one call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Entry {
@@ -120,6 +141,8 @@ pub struct Entry {
     pub response_digest: Option<Hash>,
     /// On outbound calls: the peer's receipt.
     pub receipt: Option<Receipt>,
+    /// For `tls-handshake` entries: the refused connections it accounts for.
+    pub refused_connection: Option<RefusedConnection>,
 }
 
 /// Why bytes are not an entry.
@@ -131,7 +154,10 @@ impl Entry {
     /// The canonical encoding.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256 + self.reason.len());
-        out.push(ENTRY_VERSION);
+        out.push(match self.refused_connection {
+            None => ENTRY_VERSION,
+            Some(_) => REFUSED_CONNECTION_VERSION,
+        });
         out.extend_from_slice(&self.time_micros.to_be_bytes());
         out.push(match self.direction {
             Direction::Inbound => 1,
@@ -170,6 +196,11 @@ impl Entry {
                 put_str(&mut out, &receipt.checkpoint);
             }
         }
+        if let Some(refused) = &self.refused_connection {
+            put_str(&mut out, &refused.source);
+            put_str(&mut out, &refused.claimed_org);
+            out.extend_from_slice(&refused.count.to_be_bytes());
+        }
         out
     }
 
@@ -177,7 +208,7 @@ impl Entry {
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader { bytes, at: 0 };
         let version = r.u8("version")?;
-        if version != ENTRY_VERSION {
+        if version != ENTRY_VERSION && version != REFUSED_CONNECTION_VERSION {
             return Err(DecodeError(format!("unknown version {version}")));
         }
         let time_micros = i64::from_be_bytes(r.array("time")?);
@@ -220,6 +251,15 @@ impl Entry {
             }),
             other => return Err(DecodeError(format!("bad receipt marker {other}"))),
         };
+        let refused_connection = if version == REFUSED_CONNECTION_VERSION {
+            Some(RefusedConnection {
+                source: r.string("source")?,
+                claimed_org: r.string("claimed_org")?,
+                count: u64::from_be_bytes(r.array("count")?),
+            })
+        } else {
+            None
+        };
         if r.at != bytes.len() {
             return Err(DecodeError(format!(
                 "{} trailing bytes",
@@ -240,6 +280,7 @@ impl Entry {
             released,
             response_digest,
             receipt,
+            refused_connection,
         })
     }
 }
@@ -379,6 +420,7 @@ mod tests {
                 leaf_hash: [1; 32],
                 checkpoint: "origin\n42\nAAAA\n\n— origin sig\n".into(),
             }),
+            refused_connection: None,
         }
     }
 
@@ -393,9 +435,35 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(Entry::decode(&bytes[..cut]).is_err(), "cut at {cut}");
         }
-        let mut future = bytes;
-        future[0] = 2;
+        let mut future = bytes.clone();
+        future[0] = 3;
         assert!(Entry::decode(&future).unwrap_err().0.contains("version"));
+        // A call's bytes are not a refusal's, nor the other way round.
+        let mut as_refusal = bytes;
+        as_refusal[0] = REFUSED_CONNECTION_VERSION;
+        assert!(Entry::decode(&as_refusal).is_err());
+    }
+
+    #[test]
+    fn a_refused_connection_round_trips_under_its_own_version() {
+        let entry = Entry {
+            refused_connection: Some(RefusedConnection {
+                source: "127.0.0.1".into(),
+                claimed_org: "stockholm-stad".into(),
+                count: 17,
+            }),
+            receipt: None,
+            ..sample()
+        };
+        let bytes = entry.encode();
+        assert_eq!(bytes[0], REFUSED_CONNECTION_VERSION);
+        assert_eq!(Entry::decode(&bytes).unwrap(), entry);
+        for cut in 0..bytes.len() {
+            assert!(Entry::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut as_call = bytes;
+        as_call[0] = ENTRY_VERSION;
+        assert!(Entry::decode(&as_call).is_err());
     }
 
     #[test]

@@ -806,6 +806,7 @@ mod tests {
             released: Default::default(),
             response_digest: None,
             receipt: None,
+            refused_connection: None,
         };
         const KEY: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIOHaWrMWwg6ezaUR/h7TLOIoXIlX+NbUeqLV+Q+SVKPu\n-----END PRIVATE KEY-----\n";
         let signer = || NoteSigner::from_pem("testfed/scandic/audit", KEY.as_bytes()).unwrap();

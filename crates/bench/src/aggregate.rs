@@ -491,10 +491,15 @@ pub async fn serve_without_log(config: &Path, echo_listen: &str) -> Result<()> {
         }))
         .add_service(health.clone())
         .add_service(AggregateServiceServer::new(AggregateApi::new(org, gate)))
-        .serve_with_incoming(serve_tls(listener, tls.clone(), federation.clone()));
+        .serve_with_incoming(serve_tls(
+            listener,
+            tls.clone(),
+            federation.clone(),
+            Arc::new(|_| {}),
+        ));
     let bare = Server::builder()
         .add_service(health)
-        .serve_with_incoming(serve_tls(echo_listener, tls, federation));
+        .serve_with_incoming(serve_tls(echo_listener, tls, federation, Arc::new(|_| {})));
     tokio::try_join!(checked, bare)?;
     Ok(())
 }

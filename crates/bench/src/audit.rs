@@ -36,6 +36,7 @@ fn entry(i: u64) -> Entry {
         },
         response_digest: Some([(i % 241) as u8; 32]),
         receipt: None,
+        refused_connection: None,
     }
 }
 

@@ -62,28 +62,31 @@ impl SpiffeId {
     /// Fails if the certificate can't be parsed, names no SPIFFE id, or names
     /// more than one (an ambiguous certificate is refused, never guessed at).
     pub fn from_certificate(der: &[u8]) -> Result<Self, IdentityError> {
-        let (_, cert) = X509Certificate::from_der(der)
-            .map_err(|e| IdentityError::Spiffe(format!("unparsable certificate: {e}")))?;
+        let (_, cert) = X509Certificate::from_der(der).map_err(|e| {
+            IdentityError::Spiffe(format!(
+                "the certificate could not be parsed ({e}); a DER X.509 certificate is required"
+            ))
+        })?;
         let san = cert
             .subject_alternative_name()
-            .map_err(|e| IdentityError::Spiffe(format!("bad subject alternative name: {e}")))?
-            .ok_or_else(|| IdentityError::Spiffe("no subject alternative name".into()))?;
+            .map_err(|e| IdentityError::Spiffe(format!("the certificate's subject alternative names could not be read ({e}); exactly one spiffe:// URI is required")))?
+            .ok_or_else(|| IdentityError::Spiffe("the certificate has no subject alternative name; exactly one spiffe://<federation>/org/<org>/<workload> URI is required".into()))?;
         let mut found = None;
         for name in &san.value.general_names {
             if let GeneralName::URI(uri) = name {
                 if uri.starts_with("spiffe://") {
                     let id = Self::parse(uri).ok_or_else(|| {
-                        IdentityError::Spiffe(format!("malformed SPIFFE id {uri:?}"))
+                        IdentityError::Spiffe(format!("the certificate names {uri:?}, which is not of the form spiffe://<federation>/org/<org>/<workload>"))
                     })?;
                     if found.replace(id).is_some() {
                         return Err(IdentityError::Spiffe(
-                            "more than one SPIFFE id in the certificate".into(),
+                            "the certificate names more than one spiffe:// URI; exactly one is accepted".into(),
                         ));
                     }
                 }
             }
         }
-        found.ok_or_else(|| IdentityError::Spiffe("no spiffe:// URI in the certificate".into()))
+        found.ok_or_else(|| IdentityError::Spiffe("the certificate names no spiffe:// URI; exactly one spiffe://<federation>/org/<org>/<workload> URI is required".into()))
     }
 }
 

@@ -104,41 +104,14 @@ fn member_id(
 }
 
 /// The server side of a node: TLS 1.3 only, a client certificate required and bound
-/// to the organisation it names.
+/// to the organisation it names. A refused certificate's facts travel inside the
+/// handshake error, so the accept loop can account for it ([`refused_certificate`]).
 pub fn server_config(
     federation: &Federation,
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<Arc<ServerConfig>, IdentityError> {
-    server_config_observed(federation, chain, key, None)
-}
-
-/// A client certificate refused during a handshake, whose organisation could be
-/// read from it (the certificate claims it; the claim was not proven).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RefusedCertificate {
-    /// The organisation the certificate names.
-    pub claimed_org: String,
-    /// SHA-256 of the certificate, lower-case hex.
-    pub fingerprint: String,
-    /// Why it was refused.
-    pub reason: String,
-}
-
-/// Called for every refused client certificate that names an organisation.
-pub type RefusalObserver = Arc<dyn Fn(RefusedCertificate) + Send + Sync>;
-
-/// [`server_config`], telling `observer` about each refused client certificate
-/// that names an organisation (so the refusal can be logged as evidence).
-pub fn server_config_observed(
-    federation: &Federation,
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-    observer: Option<RefusalObserver>,
-) -> Result<Arc<ServerConfig>, IdentityError> {
-    let mut verifier = MemberClientVerifier::new(federation)?;
-    verifier.observer = observer;
-    let verifier = Arc::new(verifier);
+    let verifier = Arc::new(MemberClientVerifier::new(federation)?);
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(tls_error)?
@@ -147,6 +120,66 @@ pub fn server_config_observed(
         .map_err(tls_error)?;
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
     Ok(Arc::new(config))
+}
+
+/// A client certificate refused during a handshake. Nothing in it is proven:
+/// `claimed_org` is what the certificate says, which is exactly what failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct RefusedCertificate {
+    /// The organisation the certificate names, if it names one.
+    pub claimed_org: Option<String>,
+    /// SHA-256 of the certificate, lower-case hex.
+    pub fingerprint: String,
+    /// Why it was refused, as one sentence.
+    pub reason: String,
+}
+
+/// The refused certificate a handshake failed on, if that is why it failed.
+pub fn refused_certificate(error: &rustls::Error) -> Option<&RefusedCertificate> {
+    match error {
+        rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(inner))) => {
+            inner.downcast_ref::<RefusedCertificate>()
+        }
+        _ => None,
+    }
+}
+
+/// A certificate error in words a person reads.
+fn certificate_problem(error: &rustls::Error) -> String {
+    use CertificateError as E;
+    match error {
+        rustls::Error::InvalidCertificate(e) => match e {
+            E::Expired | E::ExpiredContext { .. } => "the client certificate has expired".into(),
+            E::NotValidYet | E::NotValidYetContext { .. } => {
+                "the client certificate is not valid yet".into()
+            }
+            E::UnknownIssuer => {
+                "the client certificate does not chain to the CA the federation registers for the organisation it names".into()
+            }
+            E::BadSignature | E::BadEncoding => {
+                "the client certificate is malformed or its signature does not verify".into()
+            }
+            E::Revoked => "the client certificate is revoked".into(),
+            E::InvalidPurpose | E::InvalidPurposeContext { .. } => {
+                "the client certificate is not for client authentication".into()
+            }
+            E::Other(OtherError(inner)) => {
+                let text = inner.to_string();
+                if text.contains("CaUsedAsEndEntity") {
+                    "the client presented a CA certificate; an end-entity client certificate is required".into()
+                } else if let Some(IdentityError::Spiffe(problem)) =
+                    inner.downcast_ref::<IdentityError>()
+                {
+                    problem.clone()
+                } else {
+                    "the client certificate could not be verified against the federation's CAs".into()
+                }
+            }
+            _ => "the client certificate could not be verified against the federation's CAs".into(),
+        },
+        _ => "the client certificate could not be verified against the federation's CAs".into(),
+    }
 }
 
 /// The client side of a connection to `peer_org`'s node: TLS 1.3 only, presenting
@@ -207,7 +240,6 @@ fn refuse(message: String) -> rustls::Error {
 
 /// Accepts a client certificate only from the CA of the org it names.
 struct MemberClientVerifier {
-    observer: Option<RefusalObserver>,
     federation: String,
     /// One WebPKI verifier per member, each trusting that member's CA alone.
     by_org: HashMap<String, Arc<dyn ClientCertVerifier>>,
@@ -232,17 +264,19 @@ impl MemberClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let id =
-            SpiffeId::from_certificate(end_entity.as_ref()).map_err(|e| refuse(e.to_string()))?;
+        let id = SpiffeId::from_certificate(end_entity.as_ref()).map_err(|e| match e {
+            IdentityError::Spiffe(problem) => refuse(problem),
+            other => refuse(other.to_string()),
+        })?;
         if id.federation != self.federation {
             return Err(refuse(format!(
-                "client certificate names federation {:?}, not {:?}",
+                "the client certificate names federation {:?}; this node belongs to {:?}",
                 id.federation, self.federation
             )));
         }
         let verifier = self.by_org.get(&id.org).ok_or_else(|| {
             refuse(format!(
-                "client certificate names {}, which is not a member",
+                "the client certificate names {:?}, which is not a member of the federation",
                 id.org
             ))
         })?;
@@ -267,7 +301,6 @@ impl MemberClientVerifier {
             .cloned()
             .ok_or_else(|| IdentityError::Federation("no members".into()))?;
         Ok(Self {
-            observer: None,
             federation: federation.name.clone(),
             by_org,
             signatures,
@@ -295,17 +328,20 @@ impl ClientCertVerifier for MemberClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let verdict = self.check_client_cert(end_entity, intermediates, now);
-        if let (Err(e), Some(observer)) = (&verdict, &self.observer) {
-            if let Ok(id) = SpiffeId::from_certificate(end_entity.as_ref()) {
-                observer(RefusedCertificate {
-                    claimed_org: id.org,
-                    fingerprint: fingerprint(end_entity.as_ref()),
-                    reason: e.to_string(),
-                });
-            }
-        }
-        verdict
+        self.check_client_cert(end_entity, intermediates, now)
+            .map_err(|e| {
+                let claimed_org = SpiffeId::from_certificate(end_entity.as_ref())
+                    .ok()
+                    .filter(|id| id.federation == self.federation)
+                    .map(|id| id.org);
+                rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(
+                    RefusedCertificate {
+                        claimed_org,
+                        fingerprint: fingerprint(end_entity.as_ref()),
+                        reason: certificate_problem(&e),
+                    },
+                ))))
+            })
     }
 
     fn verify_tls12_signature(

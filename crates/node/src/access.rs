@@ -246,6 +246,7 @@ where
             released: Released::default(),
             response_digest: None,
             receipt: None,
+            refused_connection: None,
         };
         let log = self.log.clone();
         if let Err(status) = crate::auth::check(&self.verifier, &mut request) {

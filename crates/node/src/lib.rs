@@ -32,6 +32,7 @@ pub mod outbound;
 pub mod peers;
 pub mod policy_watch;
 pub mod rate;
+pub mod refusals;
 pub mod release;
 pub mod server;
 pub mod services;

@@ -183,6 +183,7 @@ impl tower::Service<http::Request<Body>> for AuditedChannel {
             released: Released::default(),
             response_digest: None,
             receipt: None,
+            refused_connection: None,
         };
         let request_digest = Digest::default();
         let request = request.map(|body| Body::new(Digesting::new(body, request_digest.clone())));

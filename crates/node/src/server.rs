@@ -1,11 +1,12 @@
 //! Running a node: bind, wire the services behind mutual TLS, serve until shutdown.
 
-use crate::access::{now_micros, AccessLayer};
+use crate::access::AccessLayer;
 use crate::config::{LoadedConfig, NodeConfig};
 use crate::events::{pseudonym_secret, EventMaker, Follower};
 use crate::metrics::{Metrics, Sources};
 use crate::peers::PeerChannels;
 use crate::policy_watch::PolicyHandle;
+use crate::refusals::RefusalRecorder;
 use crate::release::ReleaseGate;
 use crate::services::aggregate::AggregateApi;
 use crate::services::audit_service::AuditApi;
@@ -17,11 +18,9 @@ use crate::services::reports::{ReportApi, MAX_MESSAGE_BYTES};
 use crate::witness::Witness;
 use crate::NodeError;
 use lagesbild_audit::checkpoint::origin_of;
-use lagesbild_audit::{
-    AuditLog, Decision, Direction, Entry, LogOptions, NoteSigner, Released, TokenFacts,
-};
+use lagesbild_audit::{AuditLog, LogOptions, NoteSigner};
 use lagesbild_auth::{Signer, Verifier};
-use lagesbild_identity::tls::{server_config_observed, RefusalObserver, RefusedCertificate};
+use lagesbild_identity::tls::server_config;
 use lagesbild_identity::Role;
 use lagesbild_proto::v1::aggregate_service_server::AggregateServiceServer;
 use lagesbild_proto::v1::audit_service_server::AuditServiceServer;
@@ -119,8 +118,9 @@ impl Node {
             .tls
             .load()
             .map_err(|e| config_error(format!("tls: {e}")))?;
-        let tls = server_config_observed(&federation, chain, key, Some(refusal_logger(&log)))
-            .map_err(|e| config_error(e.to_string()))?;
+        let tls =
+            server_config(&federation, chain, key).map_err(|e| config_error(e.to_string()))?;
+        let refusals = RefusalRecorder::new(log.clone(), &federation);
         let metrics = Arc::new(Metrics::default());
         let peers = PeerChannels::connect(
             &federation,
@@ -266,7 +266,8 @@ impl Node {
             loaded.config.reports.retention(),
         ));
         let local = listener.local_addr().ok();
-        let incoming = serve_tls(listener, tls, federation);
+        let incoming = serve_tls(listener, tls, federation, refusals.sink());
+        let refusal_counts = tokio::spawn(refusals.clone().run());
         tracing::info!(%org, listen = ?local, version = crate::VERSION, "node serving");
         limited_server()
             .layer(AccessLayer::new(verifier, log.clone(), metrics))
@@ -297,6 +298,8 @@ impl Node {
         }
         policy_watch.abort();
         checkpoint_timer.abort();
+        refusal_counts.abort();
+        refusals.flush(true);
         store.flush().await.map_err(|e| NodeError::Store {
             path: loaded.config.data_dir.clone(),
             message: e.to_string(),
@@ -343,31 +346,6 @@ async fn checkpoint_loop(log: AuditLog) {
         tick.tick().await;
         log.tick().await;
     }
-}
-
-/// Logs each refused client certificate that names an organisation.
-fn refusal_logger(log: &AuditLog) -> RefusalObserver {
-    let log = log.clone();
-    Arc::new(move |refused: RefusedCertificate| {
-        let entry = Entry {
-            time_micros: now_micros(),
-            direction: Direction::Inbound,
-            peer_org: refused.claimed_org,
-            peer_fingerprint: refused.fingerprint,
-            token: TokenFacts::default(),
-            call: "tls-handshake".into(),
-            request_digest: None,
-            decision: Decision::Refused,
-            code: tonic::Code::Unauthenticated as u32,
-            reason: refused.reason,
-            released: Released::default(),
-            response_digest: None,
-            receipt: None,
-        };
-        if let Err(e) = log.try_append_queued(&entry) {
-            tracing::error!(error = %e, "access log could not record a refused handshake");
-        }
-    })
 }
 
 /// How often reports past retention are purged.

@@ -16,7 +16,9 @@ pub mod client;
 pub mod server;
 
 pub use client::{channel, channel_observed, ChannelOptions, ServerFingerprint};
-pub use server::{peer_of, serve_tls, PeerInfo, PeerStream};
+pub use server::{
+    peer_of, serve_tls, PeerInfo, PeerStream, RefusalKind, RefusalSink, RefusedHandshake,
+};
 
 /// What can go wrong setting up a transport.
 #[derive(Debug, thiserror::Error)]

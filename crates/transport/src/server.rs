@@ -1,7 +1,7 @@
 //! The accepting side: TCP → TLS 1.3 with a verified client certificate → tonic.
 
 use futures::Stream;
-use lagesbild_identity::tls::identify;
+use lagesbild_identity::tls::{identify, refused_certificate};
 use lagesbild_identity::{Federation, PeerIdentity};
 use rustls::ServerConfig;
 use std::io;
@@ -34,6 +34,40 @@ pub struct PeerInfo {
 pub fn peer_of<T>(request: &tonic::Request<T>) -> Option<&PeerInfo> {
     request.extensions().get::<PeerInfo>()
 }
+
+/// What kind of failure refused a handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefusalKind {
+    /// No client certificate was presented.
+    NoCertificate,
+    /// The client offered no TLS 1.3 (or nothing else this node accepts).
+    Protocol,
+    /// The client certificate was refused.
+    Certificate,
+    /// The client spoke something other than a TLS handshake.
+    Malformed,
+    /// The connection closed or stalled before the handshake finished.
+    Incomplete,
+}
+
+/// A connection whose TLS handshake was refused: nothing about it is proven
+/// but where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedHandshake {
+    /// The remote socket address.
+    pub remote: SocketAddr,
+    /// What kind of failure.
+    pub kind: RefusalKind,
+    /// The organisation the client certificate named, unverified.
+    pub claimed_org: Option<String>,
+    /// SHA-256 of the client certificate, if one was presented.
+    pub fingerprint: Option<String>,
+    /// Why, as one sentence.
+    pub reason: String,
+}
+
+/// Told about every refused handshake.
+pub type RefusalSink = Arc<dyn Fn(RefusedHandshake) + Send + Sync>;
 
 /// A TLS connection whose client certificate was verified and bound to an org.
 #[derive(Debug)]
@@ -120,11 +154,13 @@ impl Drop for Incoming {
 }
 
 /// Accepts connections on `listener` and yields those whose TLS handshake and
-/// client certificate check succeed. Refused handshakes are logged, never yielded.
+/// client certificate check succeed. Every refused handshake goes to `refusals`,
+/// never to the services.
 pub fn serve_tls(
     listener: TcpListener,
     config: Arc<ServerConfig>,
     federation: Arc<Federation>,
+    refusals: RefusalSink,
 ) -> Incoming {
     let (sender, connections) = mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
@@ -143,13 +179,15 @@ pub fn serve_tls(
             let acceptor = acceptor.clone();
             let federation = federation.clone();
             let sender = sender.clone();
+            let refusals = refusals.clone();
             tokio::spawn(async move {
                 match handshake(acceptor, tcp, remote, &federation).await {
                     Ok(stream) => {
                         let _ = sender.send(stream).await;
                     }
-                    Err(reason) => {
-                        tracing::warn!(%remote, %reason, "tls handshake refused");
+                    Err(refused) => {
+                        tracing::warn!(%remote, reason = %refused.reason, claimed_org = ?refused.claimed_org, "tls handshake refused");
+                        refusals(refused);
                     }
                 }
             });
@@ -166,22 +204,116 @@ async fn handshake(
     tcp: TcpStream,
     remote: SocketAddr,
     federation: &Federation,
-) -> Result<PeerStream, String> {
-    let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
-        .await
-        .map_err(|_| "handshake timed out".to_owned())?
-        .map_err(|e| e.to_string())?;
+) -> Result<PeerStream, RefusedHandshake> {
+    let refused = |kind: RefusalKind, reason: String| RefusedHandshake {
+        remote,
+        kind,
+        claimed_org: None,
+        fingerprint: None,
+        reason,
+    };
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Err(_) => {
+            return Err(refused(
+                RefusalKind::Incomplete,
+                format!(
+                    "the TLS handshake did not finish within {} s",
+                    HANDSHAKE_TIMEOUT.as_secs()
+                ),
+            ))
+        }
+        Ok(Err(e)) => return Err(refusal_of(remote, &e)),
+        Ok(Ok(tls)) => tls,
+    };
     let leaf = tls
         .get_ref()
         .1
         .peer_certificates()
         .and_then(|certs| certs.first())
-        .ok_or("no client certificate")?;
+        .ok_or_else(|| {
+            refused(
+                RefusalKind::NoCertificate,
+                "no client certificate was presented; a member's client certificate is required"
+                    .into(),
+            )
+        })?;
     // The verifier already bound this certificate to its org; read that binding back.
-    let identity = identify(federation, leaf).map_err(|e| e.to_string())?;
+    let identity =
+        identify(federation, leaf).map_err(|e| refused(RefusalKind::Certificate, e.to_string()))?;
     tracing::debug!(%remote, org = %identity.org, workload = %identity.workload, "tls peer accepted");
     Ok(PeerStream {
         inner: tls,
         peer: PeerInfo { identity, remote },
     })
+}
+
+/// What a failed handshake says, in words, with the certificate's claim if
+/// the certificate was the problem.
+fn refusal_of(remote: SocketAddr, error: &io::Error) -> RefusedHandshake {
+    let tls_error = error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    let mut refused = RefusedHandshake {
+        remote,
+        kind: RefusalKind::Incomplete,
+        claimed_org: None,
+        fingerprint: None,
+        reason: String::new(),
+    };
+    (refused.kind, refused.reason) = match tls_error {
+        Some(e) => {
+            if let Some(certificate) = refused_certificate(e) {
+                refused.claimed_org = certificate.claimed_org.clone();
+                refused.fingerprint = Some(certificate.fingerprint.clone());
+                (RefusalKind::Certificate, certificate.reason.clone())
+            } else {
+                tls_problem(e)
+            }
+        }
+        None if error.kind() == io::ErrorKind::UnexpectedEof
+            || error.kind() == io::ErrorKind::ConnectionReset =>
+        {
+            (
+                RefusalKind::Incomplete,
+                "the connection closed before the TLS handshake finished".into(),
+            )
+        }
+        None => (
+            RefusalKind::Incomplete,
+            "the connection failed before the TLS handshake finished".into(),
+        ),
+    };
+    refused
+}
+
+/// A TLS protocol failure in words a person reads.
+fn tls_problem(error: &rustls::Error) -> (RefusalKind, String) {
+    use rustls::Error as E;
+    match error {
+        E::NoCertificatesPresented => (
+            RefusalKind::NoCertificate,
+            "no client certificate was presented; a member's client certificate is required"
+                .into(),
+        ),
+        E::PeerIncompatible(
+            rustls::PeerIncompatible::SupportedVersionsExtensionRequired
+            | rustls::PeerIncompatible::Tls12NotOffered
+            | rustls::PeerIncompatible::Tls12NotOfferedOrEnabled,
+        ) => (
+            RefusalKind::Protocol,
+            "the client offered only TLS 1.2 or older; only TLS 1.3 is accepted".into(),
+        ),
+        E::PeerIncompatible(_) => (
+            RefusalKind::Protocol,
+            "the client offered nothing this node accepts; TLS 1.3 with a client certificate is required".into(),
+        ),
+        E::InvalidCertificate(_) => (
+            RefusalKind::Certificate,
+            "the client certificate could not be verified against the federation's CAs".into(),
+        ),
+        _ => (
+            RefusalKind::Malformed,
+            "the client did not send a valid TLS 1.3 handshake".into(),
+        ),
+    }
 }

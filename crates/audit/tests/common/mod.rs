@@ -26,6 +26,7 @@ pub fn entry(i: u64) -> Entry {
         released: Released::default(),
         response_digest: Some([2; 32]),
         receipt: None,
+        refused_connection: None,
     }
 }
 
