@@ -378,6 +378,84 @@ async fn every_decision_is_logged_verified_and_reconciled() {
         &["verify", "--export", export.to_str().unwrap()],
     );
     assert!(ok && text.contains("verified"), "{text}");
+    // The export ends at a checkpoint signed at its size.
+    let (checkpoints, entries) = read_export(&export);
+    let last = checkpoints.last().unwrap();
+    let size: u64 = last.lines().nth(1).unwrap().parse().unwrap();
+    assert_eq!(size, entries.len() as u64, "{last}");
+    assert!(
+        text.contains(&format!("the last covers all {size} entries")),
+        "{text}"
+    );
+
+    // Without it, the tail is unsigned: its last entry's caller edited and its
+    // leaf hash recomputed must fail, naming the index, with no "ok" line.
+    let mut forged_entries = entries.clone();
+    let (index, _, bytes) = forged_entries.last().unwrap().clone();
+    let mut entry = Entry::decode(&bytes).unwrap();
+    entry.peer_org = "someone-else".into();
+    let forged_bytes = entry.encode();
+    *forged_entries.last_mut().unwrap() = (
+        index,
+        lagesbild_audit::merkle::leaf_hash(&forged_bytes),
+        forged_bytes,
+    );
+    let earlier: Vec<String> = checkpoints
+        .iter()
+        .filter(|c| c.lines().nth(1).unwrap().parse::<u64>().unwrap() <= index)
+        .cloned()
+        .collect();
+    let forged = fed.dir.path().join("polisen.forged");
+    write_export(&forged, &earlier, &forged_entries);
+    let (ok, text) = audit_cli(
+        &fed,
+        "audit",
+        &["verify", "--export", forged.to_str().unwrap()],
+    );
+    assert!(!ok, "{text}");
+    assert!(text.contains("no signature covers them"), "{text}");
+    assert!(!text.contains(" ok "), "{text}");
+    assert!(!text.contains("verified: every check passed"), "{text}");
+    // With the final checkpoint kept, the same forgery fails on its root.
+    write_export(&forged, &checkpoints, &forged_entries);
+    let (ok, text) = audit_cli(
+        &fed,
+        "audit",
+        &["verify", "--export", forged.to_str().unwrap()],
+    );
+    assert!(
+        !ok && text.contains(&format!("checkpoint of size {size}")) && text.contains("has root"),
+        "{text}"
+    );
+}
+
+type ExportedEntry = (u64, lagesbild_audit::Hash, Vec<u8>);
+
+fn read_export(path: &Path) -> (Vec<String>, Vec<ExportedEntry>) {
+    use lagesbild_audit::export::{ExportReader, Record};
+    let file = std::io::BufReader::new(std::fs::File::open(path).unwrap());
+    let mut reader = ExportReader::new(file).unwrap();
+    let (mut checkpoints, mut entries) = (Vec::new(), Vec::new());
+    while let Some(record) = reader.next_record().unwrap() {
+        match record {
+            Record::Checkpoint(note) => checkpoints.push(note),
+            Record::Entry { index, leaf, bytes } => entries.push((index, leaf, bytes)),
+        }
+    }
+    (checkpoints, entries)
+}
+
+fn write_export(path: &Path, checkpoints: &[String], entries: &[ExportedEntry]) {
+    use lagesbild_audit::export::ExportWriter;
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = ExportWriter::new(file, &origin_of(FEDERATION, "polisen")).unwrap();
+    for note in checkpoints {
+        writer.checkpoint(note).unwrap();
+    }
+    for (index, leaf, bytes) in entries {
+        writer.entry(*index, leaf, bytes).unwrap();
+    }
+    writer.finish().unwrap();
 }
 
 /// Flips one byte inside the stored bytes of entry `original` in the log in `dir`.

@@ -41,14 +41,19 @@ impl Report {
         self.failures.is_empty()
     }
 
-    /// The report in words, one line per check or failure.
+    /// The report in words: every check when all held; otherwise only what
+    /// failed, so no line of a failed verification reads as a success.
     pub fn to_text(&self) -> String {
         let mut out = format!(
             "log {}: {} entries, root {}\n",
             self.origin, self.entries, self.root
         );
-        for line in &self.checked {
-            out.push_str(&format!("  ok      {line}\n"));
+        if self.ok() {
+            for line in &self.checked {
+                out.push_str(&format!("  ok      {line}\n"));
+            }
+            out.push_str("verified: every check passed\n");
+            return out;
         }
         for finding in &self.failures {
             match finding.index {
@@ -56,11 +61,10 @@ impl Report {
                 None => out.push_str(&format!("  FAILED  {}\n", finding.what)),
             }
         }
-        out.push_str(if self.ok() {
-            "verified: every check passed\n"
-        } else {
-            "NOT verified\n"
-        });
+        out.push_str(&format!(
+            "NOT verified: {} check(s) failed\n",
+            self.failures.len()
+        ));
         out
     }
 }
@@ -79,6 +83,8 @@ pub struct LogVerifier {
     stored_leaves_ok: u64,
     promised_ok: u64,
     undecodable: u64,
+    /// The largest size whose signed root matched the recomputed tree.
+    signed_size: u64,
     first_changed: Option<u64>,
     broken_sequence: bool,
     failures: Vec<Finding>,
@@ -97,6 +103,7 @@ impl LogVerifier {
             stored_leaves_ok: 0,
             promised_ok: 0,
             undecodable: 0,
+            signed_size: 0,
             first_changed: None,
             broken_sequence: false,
             failures: Vec::new(),
@@ -198,6 +205,7 @@ impl LogVerifier {
         for (source, expected) in held {
             if expected == root {
                 self.roots_ok += 1;
+                self.signed_size = self.signed_size.max(size);
             } else {
                 let hint = match self.first_changed {
                     Some(i) => format!("entry {i} is the first that changed"),
@@ -228,6 +236,19 @@ impl LogVerifier {
                 );
             }
         }
+        // An entry no matching signature covers is unproven: its bytes and its
+        // leaf hash could both have been made after the fact.
+        if entries > self.signed_size {
+            self.fail(
+                Some(self.signed_size),
+                format!(
+                    "entries {} to {} come after the last signed checkpoint that matches ({} entries): no signature covers them",
+                    self.signed_size,
+                    entries - 1,
+                    self.signed_size
+                ),
+            );
+        }
         for (index, promises) in std::mem::take(&mut self.promised_leaves) {
             for (source, _) in promises {
                 self.fail(
@@ -241,7 +262,7 @@ impl LogVerifier {
             entries
         )];
         if self.undecodable == 0 {
-            checked.push(format!("{entries} entries decode (canonical encoding v1)"));
+            checked.push(format!("{entries} entries decode (canonical encoding)"));
         }
         if self.stored_leaves_ok > 0 {
             checked.push(format!(
@@ -255,8 +276,8 @@ impl LogVerifier {
             self.verifier.origin()
         ));
         checked.push(format!(
-            "{} checkpoint roots match the recomputed tree",
-            self.roots_ok
+            "{} checkpoint roots match the recomputed tree; the last covers all {} entries",
+            self.roots_ok, self.signed_size
         ));
         if self.promised_ok > 0 {
             checked.push(format!(

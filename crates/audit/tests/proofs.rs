@@ -323,7 +323,10 @@ async fn the_stored_log_proves_against_the_naive_tree_and_survives_reopening() {
     );
     let mut clean = LogVerifier::new(verifier.clone());
     let mut tampered = LogVerifier::new(verifier.clone());
-    for note in &kept {
+    // The kept checkpoints and the latest, as a node serves them: every entry
+    // is under a signature.
+    let (_, latest) = log.latest();
+    for note in kept.iter().chain([&latest]) {
         clean.checkpoint(note, "the log");
         tampered.checkpoint(note, "the log");
     }
@@ -339,6 +342,30 @@ async fn the_stored_log_proves_against_the_naive_tree_and_survives_reopening() {
     assert!(report.ok(), "{}", report.to_text());
     let report = tampered.finish();
     assert!(!report.ok());
+    assert!(!report.to_text().contains(" ok "), "{}", report.to_text());
     assert_eq!(report.failures[0].index, Some(17), "{}", report.to_text());
     assert!(report.to_text().contains("entry 17"));
+
+    // Without the latest checkpoint, the entries past the last kept one are
+    // named as unsigned.
+    let mut unsigned = LogVerifier::new(verifier.clone());
+    for note in &kept {
+        unsigned.checkpoint(note, "the log");
+    }
+    for (index, leaf, bytes) in &entries {
+        unsigned.entry(*index, Some(leaf), bytes);
+    }
+    let report = unsigned.finish();
+    let last_kept: u64 = kept
+        .last()
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(last_kept < 700);
+    assert_eq!(report.failures.len(), 1, "{}", report.to_text());
+    assert_eq!(report.failures[0].index, Some(last_kept));
+    assert!(report.failures[0].what.contains("no signature covers them"));
 }

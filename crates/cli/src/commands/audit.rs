@@ -363,19 +363,49 @@ async fn fetch(client: &Client, node: &str) -> Result<FetchedLog> {
     Ok(log)
 }
 
-/// Reads `node`'s checkpoints afresh and the entries appended since `log` was
-/// read. The checkpoints are read first, so every one of them is within the
-/// entries read after.
+/// Reads the entries appended since `log` was read, then `node`'s checkpoints
+/// afresh. Entries first: the latest checkpoint, signed when it was read,
+/// covers every entry read before it, so the log as fetched ends at a signed
+/// size. Entries past that size that were read to reach it are left for the
+/// next checkpoint; those read before it are kept, covered or not, for the
+/// verifier to judge.
 async fn fetch_more(client: &Client, node: &str, log: &mut FetchedLog) -> Result<()> {
     let mut audit = audit_client(client, node)?;
+    read_entries(&mut audit, node, log, None).await?;
+    let read_before = log.entries.len() as u64;
     log.checkpoints = audit
         .checkpoints(CheckpointsRequest {})
         .await
         .with_context(|| format!("reading {node}'s checkpoints"))?
         .into_inner()
         .checkpoints;
+    let verifier = verifier_of(client, node)?;
+    let signed = log
+        .checkpoints
+        .iter()
+        .filter_map(|note| verifier.verify(note).ok())
+        .map(|checkpoint| checkpoint.size)
+        .max()
+        .unwrap_or(0);
+    if signed > read_before {
+        read_entries(&mut audit, node, log, Some(signed)).await?;
+        log.entries.truncate(signed.max(read_before) as usize);
+    }
+    Ok(())
+}
+
+/// Reads entries after those in `log`, to the end of the log or until `until`.
+async fn read_entries(
+    audit: &mut AuditServiceClient<lagesbild_auth::AuthChannel>,
+    node: &str,
+    log: &mut FetchedLog,
+    until: Option<u64>,
+) -> Result<()> {
     let mut start = log.entries.last().map_or(0, |(index, _, _)| index + 1);
     loop {
+        if until.is_some_and(|until| start >= until) {
+            break;
+        }
         let page = audit
             .entries(EntriesRequest { start, limit: 0 })
             .await
