@@ -274,14 +274,25 @@ async fn every_decision_is_logged_verified_and_reconciled() {
     has(&log, "the picture asked by polisen's analyst", |e| {
         e["call"] == "/lagesbild.v1.PictureService/Picture" && e["decision"] == "allowed"
     });
+    // What stockholm-stad gave the picture is what polisen's outbound entry
+    // says was released (the picture's own release and its two profiles).
+    let stad = picture
+        .answers
+        .iter()
+        .find(|a| a.org == "stockholm-stad")
+        .unwrap();
+    assert!(stad.values > 0, "{stad:?}");
     has(
         &log,
-        "the outbound call to stockholm-stad with its receipt",
+        "the outbound ReleaseMany to stockholm-stad with its receipt and what it released",
         |e| {
             e["direction"] == "outbound"
                 && e["peer_org"] == "stockholm-stad"
+                && e["call"] == "/lagesbild.v1.AggregateService/ReleaseMany"
                 && e["token"]["act"] == "tester"
                 && e["receipt"]["index"].is_u64()
+                && e["released"]["values"].as_u64().unwrap() >= u64::from(stad.values)
+                && e["released"]["cells"].as_u64().unwrap() > 0
         },
     );
 

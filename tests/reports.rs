@@ -185,6 +185,33 @@ async fn a_peer_cannot_write_into_another_orgs_node() {
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::PermissionDenied);
 
+    // The org's own token, but for a purpose writes don't serve: refused,
+    // nothing stored, and the refusal is in the access log.
+    for purpose in ["marketing", ""] {
+        let token = fed.token("alpha", "alpha", &["report:write"], purpose);
+        let mut off_purpose = ReportServiceClient::new(AuthChannel::new(
+            fed.channel("alpha", fed.client_tls("alpha", "alpha")),
+            lagesbild_auth::Bearer::new(&token).unwrap(),
+        ));
+        let refused = submit(&mut off_purpose, vec![report("off-purpose", 1)])
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+        assert!(
+            refused.message().contains(&format!("{purpose:?}"))
+                && refused.message().contains("accepted: ingest, recall"),
+            "{}",
+            refused.message()
+        );
+    }
+    let logged = common::log_entries(&fed, "audit", "alpha");
+    assert!(
+        logged.iter().any(|e| e["token"]["purpose"] == "marketing"
+            && e["call"] == "/lagesbild.v1.ReportService/SubmitBatch"
+            && e["decision"] == "refused"),
+        "{logged:#?}"
+    );
+
     let mut as_alpha = writer(&fed, "alpha", "alpha");
     assert_eq!(
         submit(&mut as_alpha, vec![report("own", 1)]).await.unwrap(),

@@ -32,6 +32,9 @@ pub fn now() -> i64 {
 /// The purpose every test token claims unless told otherwise.
 pub const PURPOSE: &str = "situation-picture";
 
+/// The purpose the org's own tools claim when they write reports.
+pub const WRITE_PURPOSE: &str = "ingest";
+
 /// The federation name every test uses.
 pub const FEDERATION: &str = "testfed";
 
@@ -198,9 +201,15 @@ impl TestFederation {
             .unwrap()
     }
 
-    /// The interceptor that sends such a token.
+    /// The interceptor that sends such a token: purpose [`WRITE_PURPOSE`] for
+    /// writes, [`PURPOSE`] for the rest.
     pub fn bearer(&self, as_org: &str, node_org: &str, scopes: &[&str]) -> Bearer {
-        Bearer::new(&self.token(as_org, node_org, scopes, PURPOSE)).unwrap()
+        let purpose = if scopes == ["report:write"] {
+            WRITE_PURPOSE
+        } else {
+            PURPOSE
+        };
+        Bearer::new(&self.token(as_org, node_org, scopes, purpose)).unwrap()
     }
 
     /// A channel to `node_org`'s node as `as_org` (its client certificate), whose

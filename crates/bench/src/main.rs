@@ -398,14 +398,20 @@ impl OneNode {
         Ok(Signer::from_pem(as_org, &pem)?)
     }
 
-    /// A token of `as_org` for `node_org`'s node with `scopes`, purpose "bench".
+    /// A token of `as_org` for `node_org`'s node with `scopes`: purpose
+    /// "ingest" for writes, "bench" for the rest.
     fn token(&self, node_org: &str, as_org: &str, scopes: &[&str]) -> Result<String> {
+        let purpose = if scopes == ["report:write"] {
+            "ingest"
+        } else {
+            "bench"
+        };
         let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
         Ok(self.signer(as_org)?.issue(&Grant {
             audience: node_org,
             subject: "bench",
             scopes: &scopes,
-            purpose: "bench",
+            purpose,
             ttl: Duration::from_secs(3600),
             act: None,
         })?)

@@ -163,6 +163,7 @@ impl FederationPlan {
                         reports: ReportsSection {
                             coverage: self.coverage,
                             retention_days: self.retention_days,
+                            write_purposes: lagesbild_node::config::default_write_purposes(),
                         },
                         events: Default::default(),
                         playbooks: coordinated_plan::playbooks(),

@@ -36,6 +36,15 @@ pub struct ReportsSection {
     pub coverage: Coverage,
     /// Days a report is kept; older ones are refused and purged.
     pub retention_days: u32,
+    /// The purposes the org's own people and tools may claim when they write
+    /// reports or recall events (`report:write`); any other is refused.
+    #[serde(default = "default_write_purposes")]
+    pub write_purposes: Vec<String>,
+}
+
+/// `ingest` for loading reports, `recall` for taking events back.
+pub fn default_write_purposes() -> Vec<String> {
+    vec!["ingest".into(), "recall".into()]
 }
 
 impl ReportsSection {
@@ -193,6 +202,11 @@ impl NodeConfig {
         if !config.reports.coverage.is_valid() {
             return Err(fail(
                 "reports.coverage: south < north and west < east, in degrees, are needed".into(),
+            ));
+        }
+        if config.reports.write_purposes.is_empty() {
+            return Err(fail(
+                "reports.write_purposes: list at least one purpose (the default is [\"ingest\", \"recall\"])".into(),
             ));
         }
         if config.reports.retention_days == 0 {

@@ -89,29 +89,43 @@ fn own_token_facts(headers: &http::HeaderMap) -> TokenFacts {
     }
 }
 
-/// What an aggregate release contained, read from its wire bytes.
+/// What an aggregate answer released, read from its wire bytes: one release
+/// (`Release`) or the released outcomes of several (`ReleaseMany`), summed;
+/// cells are counted once however many releases name them.
 fn released_in(path: &str, body: &[u8]) -> Released {
+    use lagesbild_proto::v1::{AggregateRelease, ReleaseManyResponse};
     use prost::Message;
-    if path != "/lagesbild.v1.AggregateService/Release" {
-        return Released::default();
-    }
-    let Some(release) = grpc_messages(body)
-        .first()
-        .and_then(|m| lagesbild_proto::v1::AggregateRelease::decode(*m).ok())
-    else {
+    let Some(message) = grpc_messages(body).first().copied() else {
         return Released::default();
     };
-    let cells: std::collections::BTreeSet<_> = release
-        .counts
-        .iter()
-        .filter_map(|c| c.cell.map(|g| (g.size_m, g.easting, g.northing)))
-        .collect();
-    Released {
-        cells: cells.len() as u64,
-        values: release.counts.len() as u64,
-        withheld: 0,
-        epsilon_micros: (release.epsilon * 1e6).round().max(0.0) as u64,
+    let releases: Vec<AggregateRelease> = match path {
+        "/lagesbild.v1.AggregateService/Release" => {
+            AggregateRelease::decode(message).into_iter().collect()
+        }
+        "/lagesbild.v1.AggregateService/ReleaseMany" => ReleaseManyResponse::decode(message)
+            .map(|many| {
+                many.outcomes
+                    .into_iter()
+                    .filter_map(|o| o.release)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => return Released::default(),
+    };
+    let mut cells = std::collections::BTreeSet::new();
+    let mut released = Released::default();
+    for release in &releases {
+        cells.extend(
+            release
+                .counts
+                .iter()
+                .filter_map(|c| c.cell.map(|g| (g.size_m, g.easting, g.northing))),
+        );
+        released.values += release.counts.len() as u64;
+        released.epsilon_micros += (release.epsilon * 1e6).round().max(0.0) as u64;
     }
+    released.cells = cells.len() as u64;
+    released
 }
 
 /// Queues `entry` in the log (ahead of the inbound entry that will wait for

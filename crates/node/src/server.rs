@@ -203,6 +203,7 @@ impl Node {
         let report_service = ReportServiceServer::new(ReportApi::new(
             org.clone(),
             loaded.config.reports.rules(),
+            loaded.config.reports.write_purposes.clone().into(),
             store.clone(),
             event_maker.clone(),
         ))
@@ -214,6 +215,7 @@ impl Node {
             store.clone(),
             policy.clone(),
             gate.rate_limits(),
+            loaded.config.reports.write_purposes.clone().into(),
             event_maker,
             closing_seen,
         ));

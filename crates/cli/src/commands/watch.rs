@@ -115,7 +115,7 @@ pub(crate) async fn recall(args: RecallArgs) -> Result<()> {
         other => bail!("--reason {other:?}: entered-in-error or duplicate"),
     };
     let client = Client::load(&args.config)?;
-    let channel = client.own_node_as(&["report:write"], PURPOSE)?;
+    let channel = client.own_node_as(&["report:write"], "recall")?;
     let answer = EventServiceClient::new(channel)
         .recall(RecallRequest {
             report_id: args.report_id.clone(),

@@ -33,6 +33,8 @@ pub struct EventApi {
     store: Store,
     policy: Arc<PolicyHandle>,
     rate: Arc<RateLimits>,
+    /// Purposes a recall may claim.
+    write_purposes: Arc<[String]>,
     maker: Arc<EventMaker>,
     closing: watch::Receiver<bool>,
 }
@@ -52,6 +54,7 @@ impl EventApi {
         store: Store,
         policy: Arc<PolicyHandle>,
         rate: Arc<RateLimits>,
+        write_purposes: Arc<[String]>,
         maker: Arc<EventMaker>,
         closing: watch::Receiver<bool>,
     ) -> Self {
@@ -60,6 +63,7 @@ impl EventApi {
             store,
             policy,
             rate,
+            write_purposes,
             maker,
             closing,
         }
@@ -248,6 +252,7 @@ impl EventService for EventApi {
         request: Request<RecallRequest>,
     ) -> Result<Response<RecallResponse>, Status> {
         self.own_org_only(&request, "recalling events")?;
+        super::check_write_purpose(&request, &self.write_purposes)?;
         let request = request.into_inner();
         let reason = RecallReason::try_from(request.reason)
             .ok()

@@ -8,8 +8,22 @@ pub mod picture;
 pub mod policy_service;
 pub mod reports;
 
+use crate::auth::authorised;
 use lagesbild_transport::PeerInfo;
 use tonic::{Request, Status};
+
+/// Refuses a write (`report:write`) whose token claims a purpose not in
+/// `purposes` (`[reports] write_purposes` of `node.toml`).
+pub fn check_write_purpose<T>(request: &Request<T>, purposes: &[String]) -> Result<(), Status> {
+    let claimed = &authorised(request)?.purpose;
+    if purposes.iter().any(|p| p == claimed) {
+        return Ok(());
+    }
+    Err(Status::permission_denied(format!(
+        "the purpose {claimed:?} is not one this node accepts for writing reports; accepted: {}",
+        purposes.join(", ")
+    )))
+}
 
 /// The verified caller of a request, or `UNAUTHENTICATED` if the request did not
 /// come through the mutual-TLS acceptor (which can't happen on a served node).

@@ -21,16 +21,24 @@ const LISTED_VIOLATIONS: usize = 20;
 pub struct ReportApi {
     org: String,
     rules: Rules,
+    write_purposes: Arc<[String]>,
     store: Store,
     events: Arc<EventMaker>,
 }
 
 impl ReportApi {
     /// The service of `org`'s node; `events` makes the events of new reports.
-    pub fn new(org: String, rules: Rules, store: Store, events: Arc<EventMaker>) -> Self {
+    pub fn new(
+        org: String,
+        rules: Rules,
+        write_purposes: Arc<[String]>,
+        store: Store,
+        events: Arc<EventMaker>,
+    ) -> Self {
         Self {
             org,
             rules,
+            write_purposes,
             store,
             events,
         }
@@ -45,7 +53,7 @@ impl ReportApi {
                 self.org, caller.identity.org
             )));
         }
-        Ok(())
+        super::check_write_purpose(request, &self.write_purposes)
     }
 
     /// Validates one batch and starts storing it (unless `validate_only`): the
