@@ -293,3 +293,66 @@ async fn a_delegation_token_used_before_a_crash_is_refused_after_it() {
         .await
         .expect("a fresh delegation token after the restart");
 }
+
+/// Runs `openssl` with `args`; its standard output.
+fn openssl(args: &[&str]) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("the openssl command (Debian's openssl package)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn token_keys_round_trip_through_openssl() {
+    let mut fed = TestFederation::start(&[NODE, PEER]).await;
+    std::fs::write(fed.org_dir(NODE).join("policy.toml"), POLICY).unwrap();
+    // The keys certs init writes are keys OpenSSL reads: the public key it
+    // derives is the one the federation file lists.
+    let key = fed.org_dir(PEER).join("token.key");
+    let public = openssl(&["pkey", "-in", key.to_str().unwrap(), "-pubout"]);
+    let listed = std::fs::read_to_string(fed.org_dir(PEER).join("token.pub")).unwrap();
+    assert_eq!(public.trim(), listed.trim());
+    let federation_file = fed.dir.path().join("federation.toml");
+    assert!(std::fs::read_to_string(&federation_file)
+        .unwrap()
+        .contains(listed.trim()));
+
+    // A key OpenSSL made serves as scandic's token key once the federation
+    // file lists its public half.
+    let old_token = fed.token(PEER, NODE, &["aggregate:read"], PURPOSE);
+    fed.kill(NODE);
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "ed25519",
+        "-out",
+        key.to_str().unwrap(),
+    ]);
+    let new_public = openssl(&["pkey", "-in", key.to_str().unwrap(), "-pubout"]);
+    let text = std::fs::read_to_string(&federation_file).unwrap();
+    std::fs::write(
+        &federation_file,
+        text.replace(listed.trim(), new_public.trim()),
+    )
+    .unwrap();
+    fed.restart(NODE).await;
+    let as_peer = |token: &str| {
+        AggregateServiceClient::new(lagesbild_auth::AuthChannel::new(
+            fed.channel(NODE, fed.client_tls(PEER, NODE)),
+            Bearer::new(token).unwrap(),
+        ))
+    };
+    let new_token = fed.token(PEER, NODE, &["aggregate:read"], PURPOSE);
+    as_peer(&new_token)
+        .release(request())
+        .await
+        .expect("a token signed with OpenSSL's key is accepted");
+    let refused = as_peer(&old_token).release(request()).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+}

@@ -184,14 +184,44 @@ pub struct TokenKey {
 }
 
 impl TokenKey {
-    /// Makes a fresh Ed25519 key pair.
+    /// Makes a fresh Ed25519 key pair. The private key is written as RFC 8410
+    /// describes it (PKCS#8 v1: the 32-byte seed alone), the form OpenSSL and
+    /// most libraries load; the keys read back include ring's v2 form too.
     pub fn generate() -> Result<Self, IdentityError> {
-        let key = KeyPair::generate_for(&PKCS_ED25519)?;
+        let rng = ring::rand::SystemRandom::new();
+        let v2 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng)
+            .map_err(|_| IdentityError::Key("the system gave no randomness for an Ed25519 key"))?;
+        let v1 = ed25519_pkcs8_v1(ed25519_seed(v2.as_ref())?);
+        let key = KeyPair::try_from(v1.as_slice())?;
+        debug_assert_eq!(key.algorithm(), &PKCS_ED25519);
         Ok(Self {
             private_pem: key.serialize_pem(),
             public_pem: key.public_key_pem(),
         })
     }
+}
+
+/// The DER prefix of an Ed25519 PKCS#8 v1 document (RFC 8410, section 7):
+/// SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING (32) } }.
+const ED25519_PKCS8_V1_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// The same prefix as ring writes it in a v2 document (version 1, public key after the seed).
+const ED25519_PKCS8_V2_PREFIX: [u8; 16] = [
+    0x30, 0x51, 0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+fn ed25519_seed(v2: &[u8]) -> Result<&[u8; 32], IdentityError> {
+    v2.strip_prefix(&ED25519_PKCS8_V2_PREFIX[..])
+        .and_then(|rest| rest.first_chunk::<32>())
+        .ok_or(IdentityError::Key(
+            "ring wrote an Ed25519 key in an unexpected form",
+        ))
+}
+
+fn ed25519_pkcs8_v1(seed: &[u8; 32]) -> Vec<u8> {
+    [&ED25519_PKCS8_V1_PREFIX[..], &seed[..]].concat()
 }
 
 fn name(common_name: &str, federation: &str, org: &str) -> DistinguishedName {

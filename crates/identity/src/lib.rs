@@ -56,6 +56,9 @@ pub enum IdentityError {
     /// A TLS configuration could not be built.
     #[error("tls configuration: {0}")]
     Tls(String),
+    /// A signing key could not be made.
+    #[error("key generation: {0}")]
+    Key(&'static str),
 }
 
 impl IdentityError {
