@@ -666,8 +666,13 @@ async fn tampering_is_named_and_rewrites_are_caught_by_witnesses() {
 
 /// A self-signed client certificate whose SAN URIs are `uris`.
 fn self_signed(uris: &[&str]) -> lagesbild_identity::certs::CertifiedKey {
+    self_signed_as(uris, rcgen::IsCa::ExplicitNoCa)
+}
+
+fn self_signed_as(uris: &[&str], is_ca: rcgen::IsCa) -> lagesbild_identity::certs::CertifiedKey {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut params = rcgen::CertificateParams::default();
+    params.is_ca = is_ca;
     params.subject_alt_names = uris
         .iter()
         .map(|u| rcgen::SanType::URI((*u).try_into().unwrap()))
@@ -738,6 +743,12 @@ async fn every_refused_handshake_is_counted_unattributed_and_at_a_bounded_rate()
     one_handshake(&fed, "polisen", fed.tls_with("polisen", &two)).await;
     let none = self_signed(&["https://example.se/x"]);
     one_handshake(&fed, "polisen", fed.tls_with("polisen", &none)).await;
+    // A CA certificate presented as a client's, naming polisen.
+    let ca = self_signed_as(
+        &[&format!("spiffe://{FEDERATION}/org/polisen/ca")],
+        rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained),
+    );
+    one_handshake(&fed, "polisen", fed.tls_with("polisen", &ca)).await;
     {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut tcp = tokio::net::TcpStream::connect(fed.endpoint("polisen"))
@@ -749,7 +760,7 @@ async fn every_refused_handshake_is_counted_unattributed_and_at_a_bounded_rate()
         let mut buf = [0u8; 64];
         let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf)).await;
     }
-    let total = FLOOD + 5;
+    let total = FLOOD + 6;
 
     // Every refusal is accounted for once its interval has been written.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -798,6 +809,7 @@ async fn every_refused_handshake_is_counted_unattributed_and_at_a_bounded_rate()
         "no spiffe:// URI",
         "did not send a valid TLS 1.3 handshake",
         "does not chain to the CA the federation registers",
+        "presented a CA certificate",
     ] {
         assert!(
             reasons.iter().any(|r| r.contains(expected)),

@@ -68,7 +68,8 @@ fn claims(iss: &str, aud: &str, exp: i64, scope: &str, purpose: &str) -> serde_j
 }
 
 fn ed25519(fed: &TestFederation, org: &str) -> impl Fn(&[u8]) -> Vec<u8> {
-    let key = ring::signature::Ed25519KeyPair::from_pkcs8(&private_key(fed, org)).unwrap();
+    let key = ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(&private_key(fed, org))
+        .unwrap();
     move |m| key.sign(m).as_ref().to_vec()
 }
 
@@ -184,6 +185,26 @@ async fn token_attacks_are_refused_and_logged() {
             Code::Unauthenticated,
         ),
         (
+            "not a JWT",
+            Some("bm9*0.IGEg.dG9rZW4".into()),
+            PEER,
+            Code::Unauthenticated,
+        ),
+        (
+            "act is not an object",
+            Some(forge(
+                r#"{"alg":"EdDSA","typ":"JWT"}"#,
+                {
+                    let mut c = claims(PEER, NODE, now() + 50, "aggregate:read", PURPOSE);
+                    c["act"] = serde_json::json!("anna");
+                    c
+                },
+                ed25519(&fed, PEER),
+            )),
+            PEER,
+            Code::Unauthenticated,
+        ),
+        (
             "missing scope",
             Some(fed.token(PEER, NODE, &["events:read"], PURPOSE)),
             PEER,
@@ -205,6 +226,41 @@ async fn token_attacks_are_refused_and_logged() {
     for (attack, token, tls_org, code) in &cases {
         let status = call(&fed, tls_org, token.as_deref()).await;
         assert_eq!(status.code(), *code, "{attack}: {}", status.message());
+        // One plain sentence, never a decoder's own words.
+        let message = status.message();
+        for internal in [
+            "JSON error",
+            "Base64 error",
+            "unknown variant",
+            "expected struct",
+            "line 1 column",
+            "Invalid last symbol",
+        ] {
+            assert!(!message.contains(internal), "{attack}: {message}");
+        }
+        assert!(!message.contains('\n'), "{attack}: {message}");
+    }
+    let said = |attack: &str| {
+        let (_, token, tls_org, _) = cases.iter().find(|c| c.0 == attack).unwrap();
+        (token.clone(), *tls_org)
+    };
+    for (attack, expected) in [
+        ("alg none", "only EdDSA (Ed25519) tokens"),
+        (
+            "HS256 keyed with the public key",
+            "only EdDSA (Ed25519) tokens",
+        ),
+        ("not a JWT", "three base64url parts"),
+        ("act is not an object", "act as {\"sub\""),
+        ("expired", "it has expired (exp)"),
+    ] {
+        let (token, tls_org) = said(attack);
+        let status = call(&fed, tls_org, token.as_deref()).await;
+        assert!(
+            status.message().contains(expected),
+            "{attack}: {}",
+            status.message()
+        );
     }
 
     // A delegation token is accepted once; replayed, it is refused.

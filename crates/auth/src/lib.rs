@@ -252,10 +252,11 @@ impl Verifier {
 
     /// Verifies `token` arriving on a connection whose certificate is `tls_org`'s.
     pub fn verify(&self, token: &str, tls_org: &str) -> Result<Authorised, AuthError> {
-        let (key, role) = self
-            .keys
-            .get(tls_org)
-            .ok_or_else(|| AuthError::Invalid(format!("{tls_org} is not a member")))?;
+        let (key, role) = self.keys.get(tls_org).ok_or_else(|| {
+            AuthError::Invalid(format!(
+                "{tls_org} is not a member of the federation; only members' tokens are accepted"
+            ))
+        })?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.leeway = LEEWAY_SECS;
         validation.validate_nbf = true;
@@ -263,19 +264,23 @@ impl Verifier {
         validation.set_issuer(&[tls_org]);
         validation.set_required_spec_claims(&["exp", "iat", "aud", "iss", "sub"]);
         let claims = decode::<Claims>(token, key, &validation)
-            .map_err(|e| AuthError::Invalid(describe(&e, tls_org, &self.org)))?
+            .map_err(|e| AuthError::Invalid(describe(&e, token, tls_org, &self.org)))?
             .claims;
         let now = now_secs();
         if claims.iat > now + LEEWAY_SECS {
-            return Err(AuthError::Invalid("issued in the future (iat)".into()));
+            return Err(AuthError::Invalid(
+                "it was issued in the future (iat); check the signer's clock".into(),
+            ));
         }
         if claims.exp.saturating_sub(claims.iat) > MAX_TTL_SECS {
             return Err(AuthError::Invalid(format!(
-                "lives longer than {MAX_TTL_SECS} s"
+                "it lives longer than {MAX_TTL_SECS} s (exp - iat); tokens are short-lived"
             )));
         }
         if claims.jti.is_empty() {
-            return Err(AuthError::Invalid("no jti".into()));
+            return Err(AuthError::Invalid(
+                "it has no jti; every token needs a unique id".into(),
+            ));
         }
         if let Some(act) = &claims.act {
             if claims.exp.saturating_sub(claims.iat) > MAX_DELEGATION_SECS {
@@ -372,23 +377,44 @@ impl SeenJtis {
     }
 }
 
-fn describe(error: &jsonwebtoken::errors::Error, tls_org: &str, org: &str) -> String {
+/// Why `token` failed to verify, as one sentence saying what is accepted:
+/// never the JSON or base64 decoder's own words.
+fn describe(error: &jsonwebtoken::errors::Error, token: &str, tls_org: &str, org: &str) -> String {
     use jsonwebtoken::errors::ErrorKind;
+    const SHAPE: &str = "it is not a JWT; three base64url parts (header.claims.signature) joined by dots are required";
     match error.kind() {
         ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-            "algorithm is not EdDSA".into()
+            "its algorithm is not EdDSA; only EdDSA (Ed25519) tokens are accepted".into()
         }
-        ErrorKind::InvalidSignature => {
-            format!("signature does not verify under {tls_org}'s token key")
+        ErrorKind::InvalidSignature => format!(
+            "its signature does not verify under {tls_org}'s token key (the one the federation file lists)"
+        ),
+        ErrorKind::ExpiredSignature => {
+            "it has expired (exp); sign a new one for each session".into()
         }
-        ErrorKind::ExpiredSignature => "expired (exp)".into(),
-        ErrorKind::ImmatureSignature => "not yet valid (nbf)".into(),
-        ErrorKind::InvalidAudience => format!("audience (aud) is not {org}"),
-        ErrorKind::InvalidIssuer => {
-            format!("issuer (iss) is not {tls_org}, the organisation of the TLS certificate")
+        ErrorKind::ImmatureSignature => {
+            "it is not valid yet (nbf); check the signer's clock".into()
         }
-        ErrorKind::MissingRequiredClaim(claim) => format!("claim {claim} missing"),
-        _ => format!("malformed: {error}"),
+        ErrorKind::InvalidAudience => {
+            format!("its audience (aud) is not {org}; a token must name the node it is for")
+        }
+        ErrorKind::InvalidIssuer => format!(
+            "its issuer (iss) is not {tls_org}, the organisation of the TLS certificate; a token is signed by the caller's own organisation"
+        ),
+        ErrorKind::MissingRequiredClaim(claim) => format!(
+            "the claim {claim} is missing; iss, sub, aud, exp, iat, jti, scope and purpose are required"
+        ),
+        ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Utf8(_) => SHAPE.into(),
+        ErrorKind::Json(_) => match jsonwebtoken::decode_header(token) {
+            Err(e) if matches!(e.kind(), ErrorKind::Json(_)) => {
+                "its header does not name EdDSA; only EdDSA (Ed25519) tokens with a JSON header are accepted".into()
+            }
+            Err(_) => SHAPE.into(),
+            Ok(_) => "its claims are not what this node reads; a JSON object with string iss, sub, aud, jti, scope and purpose, numeric exp and iat, and act as {\"sub\": \"...\"} on a delegation is required".into(),
+        },
+        _ => format!(
+            "it could not be verified; an EdDSA JWT signed with {tls_org}'s token key is required"
+        ),
     }
 }
 
