@@ -85,3 +85,46 @@ async fn metrics_count_calls_by_peer_and_decision_on_a_loopback_port() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("not a loopback address"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversize_message_is_resource_exhausted_in_words_and_logged() {
+    let fed = TestFederation::start(&["polisen", "scandic"]).await;
+    let mut client =
+        AggregateServiceClient::new(fed.authed("polisen", "scandic", &["aggregate:read"]));
+    let refused = client
+        .release(ReleaseRequest {
+            purpose: "x".repeat(5 * 1024 * 1024),
+            ..ReleaseRequest::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused
+            .message()
+            .contains("at most 4194304 bytes are accepted"),
+        "{}",
+        refused.message()
+    );
+    // A message within the limit reaches the service (and its own refusal).
+    let within = client
+        .release(ReleaseRequest {
+            purpose: "x".repeat(1024),
+            ..ReleaseRequest::default()
+        })
+        .await
+        .unwrap_err();
+    assert_ne!(within.code(), Code::ResourceExhausted, "{within:?}");
+    let logged = common::log_entries(&fed, "audit", "polisen");
+    assert!(
+        logged
+            .iter()
+            .any(|e| e["call"] == "/lagesbild.v1.AggregateService/Release"
+                && e["code"] == Code::ResourceExhausted as u32
+                && e["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("at most 4194304 bytes")),
+        "{logged:#?}"
+    );
+}

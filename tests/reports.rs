@@ -102,6 +102,7 @@ async fn an_invalid_batch_stores_nothing_and_names_each_problem() {
     }); // Göteborg: outside coverage
     let mut future = report("future", -60);
     future.category = 0;
+    future.id = "f".repeat(300);
     let batch = vec![report("good-1", 1), bad, report("good-2", 2), future];
     let status = submit(&mut client, batch).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
@@ -117,9 +118,19 @@ async fn an_invalid_batch_stores_nothing_and_names_each_problem() {
         [
             "reports[1].position",
             "reports[1].severity",
+            "reports[3].id",
             "reports[3].observed_at",
             "reports[3].category"
         ]
+    );
+    // "; " separates problems and nothing else: each part names one.
+    let listed = status.message().split_once(": ").unwrap().1;
+    let parts: Vec<&str> = listed.split("; ").collect();
+    assert_eq!(parts.len(), 5, "{}", status.message());
+    assert!(
+        parts.iter().all(|p| p.starts_with("report ")),
+        "{}",
+        status.message()
     );
     assert!(
         status

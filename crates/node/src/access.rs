@@ -321,6 +321,17 @@ where
                 }
             };
             let (code, reason) = grpc_status(&parts.headers, trailers.as_ref());
+            if let Some(status) = crate::wire::oversize(code, &reason) {
+                entry.code = status.code() as u32;
+                entry.decision = Decision::of_grpc_code(entry.code);
+                entry.reason = status.message().to_owned();
+                entry.released = Released::default();
+                let appended = record(&log, &metrics, &entry, started).await;
+                return Ok(match appended {
+                    Ok(receipt) => status_answer(&status, Some(&receipt_value(&receipt))),
+                    Err(e) => unlogged(e),
+                });
+            }
             entry.code = code;
             entry.decision = Decision::of_grpc_code(code);
             entry.reason = match note {

@@ -72,6 +72,22 @@ pub fn grpc_status(headers: &HeaderMap, trailers: Option<&HeaderMap>) -> (u32, S
     (code, message)
 }
 
+/// The status a request gets whose message is over the size limit, if
+/// `code` and `message` are tonic's report of one: `RESOURCE_EXHAUSTED` (as
+/// gRPC itself uses for it) with a sentence a person reads, where tonic says
+/// `OUT_OF_RANGE` in its own words.
+pub fn oversize(code: u32, message: &str) -> Option<tonic::Status> {
+    if code != tonic::Code::OutOfRange as u32 {
+        return None;
+    }
+    let rest = message.strip_prefix("Error, decoded message length too large: found ")?;
+    let (found, rest) = rest.split_once(" bytes, the limit is: ")?;
+    let limit = rest.strip_suffix(" bytes")?;
+    Some(tonic::Status::resource_exhausted(format!(
+        "the request message is {found} bytes; at most {limit} bytes are accepted in one message, so send it in smaller parts"
+    )))
+}
+
 fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

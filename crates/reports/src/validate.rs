@@ -104,7 +104,7 @@ pub fn validate_batch(
             index: first_index,
             field: "reports".into(),
             reason: format!(
-                "{} reports in one batch; at most {MAX_BATCH}",
+                "{} reports in one batch, more than the {MAX_BATCH} accepted",
                 reports.len()
             ),
         }]);
@@ -144,7 +144,10 @@ pub fn validate(
     } else if report.id.len() > MAX_ID_BYTES {
         problem(
             "id",
-            format!("is {} bytes; at most {MAX_ID_BYTES}", report.id.len()),
+            format!(
+                "is {} bytes, more than the {MAX_ID_BYTES} accepted",
+                report.id.len()
+            ),
         );
     } else if report.id.chars().any(char::is_control) {
         problem("id", "contains control characters".into());
@@ -253,7 +256,10 @@ pub fn validate(
     if report.text.len() > MAX_TEXT_BYTES {
         problem(
             "text",
-            format!("is {} bytes; at most {MAX_TEXT_BYTES}", report.text.len()),
+            format!(
+                "is {} bytes, more than the {MAX_TEXT_BYTES} accepted",
+                report.text.len()
+            ),
         );
     }
     if report.persons.len() > MAX_LIST_LEN {
@@ -365,6 +371,16 @@ mod tests {
         );
         assert!(errors[0].reason.contains("future"));
         assert!(errors[1].reason.contains("outside"));
+        // Problems are joined with ";" in a status message, so none holds one.
+        for e in &errors {
+            assert!(!e.to_string().contains(';'), "{e}");
+        }
+        let too_long_id = Report {
+            id: "x".repeat(MAX_ID_BYTES + 1),
+            ..good(now)
+        };
+        let errors = validate_batch(&[too_long_id], &rules(), now, 0).unwrap_err();
+        assert!(!errors[0].to_string().contains(';'), "{}", errors[0]);
     }
 
     #[test]
