@@ -297,14 +297,19 @@ async fn ingest_loads_csv_only_when_every_line_is_good_unless_told() {
     let (ok, stdout, stderr) = ingest(&fed, &file, "csv", &["--skip-invalid"]);
     assert!(ok, "{stderr}");
     assert!(
-        stdout.contains("3 stored, 0 duplicates (already stored), 2 rejected"),
+        stdout.contains(
+            "3 stored, 0 duplicates (0 already stored, 0 repeated in the file), 2 rejected, 0 skipped, of 5 read"
+        ),
         "{stdout}"
     );
 
     // Nothing before was half-loaded: c1, c2, c4 were new just now, and are there now.
     let (ok, stdout, _) = ingest(&fed, &file, "csv", &["--skip-invalid"]);
     assert!(ok);
-    assert!(stdout.contains("0 stored, 3 duplicates"), "{stdout}");
+    assert!(
+        stdout.contains("0 stored, 3 duplicates (3 already stored, 0 repeated in the file)"),
+        "{stdout}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -335,7 +340,88 @@ async fn ingest_reads_json_lines_and_the_police_feed() {
     let (ok, stdout, stderr) = ingest(&fed, &sample, "polisen", &["--skip-invalid"]);
     assert!(ok, "{stderr}");
     assert!(
-        stdout.contains("3 stored, 0 duplicates (already stored), 1 rejected"),
+        stdout.contains("3 stored, 0 duplicates (0 already stored, 0 repeated in the file), 1 rejected, 0 skipped, of 4 read"),
         "{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_police_import_counts_every_event_once_and_lists_every_rejection() {
+    let mut fed = TestFederation::start_with(&["alpha"], &["--retention-days", "36500"]).await;
+    let event = |id: u32, kind: &str, summary: &str, datetime: &str| {
+        format!(
+            r#"{{"id": {id}, "datetime": "{datetime}", "name": "20 mars 22.15, {kind}, Stockholm", "summary": "{summary}", "type": "{kind}", "location": {{"name": "Stockholm", "gps": "59.329324,18.068581"}}}}"#
+        )
+    };
+    let at = "2026-03-20 22:41:05 +01:00";
+    let events = [
+        event(
+            501,
+            "Misshandel",
+            "En man har misshandlats vid Sergels torg.",
+            at,
+        ),
+        event(
+            502,
+            "Larm Inbrott",
+            "Inbrottslarm i butik på Drottninggatan.",
+            at,
+        ),
+        event(
+            501,
+            "Misshandel",
+            "En man har misshandlats vid Sergels torg.",
+            at,
+        ),
+        event(504, "Stöld", "Stöld någonstans i länet.", at),
+        event(505, "Rån", "Rån vid Sergels torg.", "igår kväll"),
+        event(506, "Sammanfattning natt", "Lugn natt.", at),
+        event(507, "Djur skadat/omhändertaget", "Ett rådjur i länet.", at),
+    ];
+    let file = fed.dir.path().join("polisen.json");
+    std::fs::write(&file, format!("[{}]", events.join(",\n"))).unwrap();
+    let rejected = fed.dir.path().join("rejected.jsonl");
+    let (ok, stdout, stderr) = ingest(
+        &fed,
+        &file,
+        "polisen",
+        &["--skip-invalid", "--rejected", rejected.to_str().unwrap()],
+    );
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains(
+            "2 stored, 1 duplicates (0 already stored, 1 repeated in the file), 3 rejected, 1 skipped, of 7 read"
+        ),
+        "{stdout}"
+    );
+    // The unplaced animal event was not sent, so it is not said to be stored.
+    assert!(!stdout.contains("Djur"), "{stdout}");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&rejected)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let listed: Vec<(u64, &str)> = lines
+        .iter()
+        .map(|l| (l["line"].as_u64().unwrap(), l["id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        listed,
+        [(4, "polisen-504"), (5, "polisen-505"), (7, "polisen-507")]
+    );
+    assert!(lines
+        .iter()
+        .all(|l| !l["reason"].as_str().unwrap().is_empty()));
+
+    // The alarm is stored as `other`, not as a theft.
+    fed.kill("alpha");
+    let store = Store::open(&fed.store_dir("alpha"), StoreOptions::default()).unwrap();
+    let categories: std::collections::BTreeSet<u8> = store
+        .counters(CounterFamily::M250, 0, u32::MAX)
+        .map(|(key, _)| key.category)
+        .collect();
+    assert_eq!(
+        categories,
+        [Category::Violence as u8, Category::Other as u8].into()
     );
 }

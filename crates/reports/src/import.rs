@@ -27,6 +27,8 @@ pub enum Format {
 pub struct LineError {
     /// 1-based line (CSV, JSON lines) or element (police feed) number.
     pub line: usize,
+    /// The id of the report or event, where it could be read.
+    pub id: Option<String>,
     /// What is wrong.
     pub reason: String,
 }
@@ -40,8 +42,9 @@ pub struct Imported {
     pub errors: Vec<LineError>,
     /// Lines deliberately left out (e.g. the feed's summaries), with why.
     pub skipped: Vec<LineError>,
-    /// Police event types with no category of their own, stored as `other`, counted.
-    pub unmapped_types: BTreeMap<String, usize>,
+    /// The police event type of each report read as `other` because the type
+    /// has no category of its own, by the report's line.
+    pub unmapped_types: BTreeMap<usize, String>,
 }
 
 /// Reads `text` in `format`.
@@ -205,6 +208,7 @@ fn read_csv(text: &str) -> Imported {
         Err(e) => {
             out.errors.push(LineError {
                 line: 1,
+                id: None,
                 reason: format!("no header row: {e}"),
             });
             return out;
@@ -216,6 +220,7 @@ fn read_csv(text: &str) -> Imported {
             Err(e) => {
                 out.errors.push(LineError {
                     line: e.position().map_or(0, |p| p.line() as usize),
+                    id: None,
                     reason: csv_reason(&e),
                 });
                 continue;
@@ -230,6 +235,7 @@ fn read_csv(text: &str) -> Imported {
             Ok(report) => out.reports.push((line_no, report)),
             Err(reason) => out.errors.push(LineError {
                 line: line_no,
+                id: None,
                 reason,
             }),
         }
@@ -266,6 +272,7 @@ fn read_json_lines(text: &str) -> Imported {
             Ok(report) => out.reports.push((line_no, report)),
             Err(reason) => out.errors.push(LineError {
                 line: line_no,
+                id: None,
                 reason,
             }),
         }
@@ -306,8 +313,12 @@ pub fn polisen_category(kind: &str) -> Option<(Category, bool)> {
         Category::Robbery
     } else if starts("snatteri") {
         Category::Shoplifting
-    } else if starts("stöld") || starts("inbrott") || starts("larm inbrott") || starts("bedrägeri")
-    {
+    } else if starts("larm") {
+        // An alarm (intruder, fire, assault alarm) is a call-out, not a reported
+        // crime, and most are false or technical: counting them as thefts or
+        // fires would inflate those in the picture.
+        Category::Other
+    } else if starts("stöld") || starts("inbrott") || starts("bedrägeri") {
         Category::Theft
     } else if starts("skadegörelse") {
         Category::Vandalism
@@ -352,6 +363,7 @@ fn read_polisen(text: &str) -> Imported {
         Err(e) => {
             out.errors.push(LineError {
                 line: e.line(),
+                id: None,
                 reason: format!("not a JSON array of events: {e}"),
             });
             return out;
@@ -364,25 +376,35 @@ fn read_polisen(text: &str) -> Imported {
             Err(e) => {
                 out.errors.push(LineError {
                     line: n,
+                    id: None,
                     reason: format!("not a police event: {e}"),
                 });
                 continue;
             }
         };
+        let id = match &event.id {
+            serde_json::Value::String(s) => format!("polisen-{s}"),
+            other => format!("polisen-{other}"),
+        };
         let Some((category, mapped)) = polisen_category(&event.kind) else {
             out.skipped.push(LineError {
                 line: n,
+                id: Some(id),
                 reason: format!("{:?} is a summary, not an incident", event.kind),
             });
             continue;
         };
         if !mapped {
-            *out.unmapped_types.entry(event.kind.clone()).or_default() += 1;
+            out.unmapped_types.insert(n, event.kind.clone());
         }
         let published = match parse_polisen_datetime(&event.datetime) {
             Ok(t) => t,
             Err(reason) => {
-                out.errors.push(LineError { line: n, reason });
+                out.errors.push(LineError {
+                    line: n,
+                    id: Some(id),
+                    reason,
+                });
                 continue;
             }
         };
@@ -394,6 +416,7 @@ fn read_polisen(text: &str) -> Imported {
         let Some(place) = mentioned else {
             out.errors.push(LineError {
                 line: n,
+                id: Some(id),
                 reason: format!(
                     "no known place named in the event; its gps is the centroid of {:?}, not the scene",
                     event.location.name
@@ -401,14 +424,10 @@ fn read_polisen(text: &str) -> Imported {
             });
             continue;
         };
-        let id = match &event.id {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
         out.reports.push((
             n,
             Report {
-                id: format!("polisen-{id}"),
+                id,
                 observed_at: Some(timestamp(observed)),
                 position: Some(Position {
                     lat: place.lat,
@@ -537,8 +556,10 @@ mod tests {
         for (kind, expected) in [
             ("Rån, väpnat", (Category::Robbery, true)),
             ("Rån väpnat", (Category::Robbery, true)),
-            ("Larm Inbrott", (Category::Theft, true)),
-            ("Larm inbrott", (Category::Theft, true)),
+            ("Larm Inbrott", (Category::Other, true)),
+            ("Larm inbrott", (Category::Other, true)),
+            ("Larm, Överfall", (Category::Other, true)),
+            ("Inbrott", (Category::Theft, true)),
             ("Djur skadat/omhändertaget", (Category::Other, false)),
         ] {
             assert_eq!(polisen_category(kind), Some(expected), "{kind}");

@@ -13,7 +13,7 @@ use lagesbild_proto::v1::report_service_client::ReportServiceClient;
 use lagesbild_proto::v1::{SubmitBatchRequest, SubmitSummary};
 use lagesbild_reports::import::{read, Format};
 use lagesbild_reports::Report;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use tonic_types::StatusExt;
 
@@ -46,6 +46,18 @@ pub(crate) struct Args {
     /// Load the good reports even if some lines or reports are bad.
     #[arg(long)]
     skip_invalid: bool,
+    /// Write every rejected line here as JSON lines: line, id where known, reason.
+    #[arg(long, value_name = "FILE")]
+    rejected: Option<PathBuf>,
+}
+
+/// One line of the file that was not loaded, and why.
+#[derive(Debug, serde::Serialize)]
+struct Rejection {
+    line: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    reason: String,
 }
 
 pub(crate) async fn run(args: Args) -> Result<()> {
@@ -62,53 +74,88 @@ pub(crate) async fn run(args: Args) -> Result<()> {
     for skipped in &imported.skipped {
         println!("{file}:{}: skipped: {}", skipped.line, skipped.reason);
     }
-    for (kind, count) in &imported.unmapped_types {
-        println!("type {kind:?} has no category of its own: {count} stored as `other`");
-    }
-    print_problems(
-        imported
-            .errors
-            .iter()
-            .map(|e| format!("{file}:{}: {}", e.line, e.reason)),
-    );
-    if !imported.errors.is_empty() && !args.skip_invalid {
+    let mut rejections: Vec<Rejection> = imported
+        .errors
+        .iter()
+        .map(|e| Rejection {
+            line: e.line,
+            id: e.id.clone(),
+            reason: e.reason.clone(),
+        })
+        .collect();
+    print_problems(&file, &rejections, args.rejected.is_some());
+    if !rejections.is_empty() && !args.skip_invalid {
+        write_rejections(args.rejected.as_deref(), &rejections)?;
         bail!(
             "{} line(s) of {file} could not be read; nothing was loaded (fix them, or pass --skip-invalid to load the rest)",
-            imported.errors.len()
+            rejections.len()
         );
     }
-    let (lines, mut reports): (Vec<usize>, Vec<Report>) = imported.reports.into_iter().unzip();
+    // A report whose id came earlier in the file is a duplicate, sent once.
+    let mut seen = std::collections::HashSet::new();
+    let mut repeated = 0u64;
+    let (lines, mut reports): (Vec<usize>, Vec<Report>) = imported
+        .reports
+        .into_iter()
+        .filter(|(_, report)| {
+            let first = seen.insert(report.id.clone());
+            repeated += u64::from(!first);
+            first
+        })
+        .unzip();
 
     let mut service = ReportServiceClient::new(client.own_node_as(&["report:write"], "ingest")?)
         .max_encoding_message_size(64 * 1024 * 1024);
-    let rejected = match upload(&mut service, &reports, true, None).await {
-        Ok(_) => BTreeSet::new(),
-        Err(status) if status.code() == tonic::Code::InvalidArgument => {
-            let bad = violations(&status);
-            if bad.is_empty() {
-                bail!("the node refused the file: {}", status.message());
+    let refused: BTreeMap<usize, Vec<String>> =
+        match upload(&mut service, &reports, true, None).await {
+            Ok(_) => BTreeMap::new(),
+            Err(status) if status.code() == tonic::Code::InvalidArgument => {
+                let bad = violations(&status);
+                if bad.is_empty() {
+                    bail!("the node refused the file: {}", status.message());
+                }
+                let mut by_report: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+                for (index, field, reason) in bad {
+                    by_report
+                        .entry(index)
+                        .or_default()
+                        .push(format!("{field}: {reason}"));
+                }
+                by_report
             }
-            print_problems(bad.iter().map(|(index, field, reason)| {
-                format!("{file}:{}: {field}: {reason}", lines[*index])
-            }));
-            let indexes: BTreeSet<usize> = bad.iter().map(|(i, _, _)| *i).collect();
-            if !args.skip_invalid {
-                bail!(
-                    "the node would refuse {} report(s) of {file}; nothing was loaded (fix them, or pass --skip-invalid to load the rest)",
-                    indexes.len()
-                );
+            Err(status) => {
+                return Err(anyhow::Error::new(status).context("checking the reports with the node"))
             }
-            indexes
-        }
-        Err(status) => {
-            return Err(anyhow::Error::new(status).context("checking the reports with the node"))
-        }
-    };
-    if !rejected.is_empty() {
+        };
+    let newly_rejected: Vec<Rejection> = refused
+        .iter()
+        .map(|(&index, problems)| Rejection {
+            line: lines[index],
+            id: Some(reports[index].id.clone()),
+            reason: problems.join("; "),
+        })
+        .collect();
+    print_problems(&file, &newly_rejected, args.rejected.is_some());
+    rejections.extend(newly_rejected);
+    rejections.sort_by_key(|r| r.line);
+    if !refused.is_empty() && !args.skip_invalid {
+        write_rejections(args.rejected.as_deref(), &rejections)?;
+        bail!(
+            "the node would refuse {} report(s) of {file}; nothing was loaded (fix them, or pass --skip-invalid to load the rest)",
+            refused.len()
+        );
+    }
+    let sent_lines: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !refused.contains_key(i))
+        .map(|(_, &line)| line)
+        .collect();
+    if !refused.is_empty() {
         reports = reports
             .into_iter()
             .enumerate()
-            .filter(|(i, _)| !rejected.contains(i))
+            .filter(|(i, _)| !refused.contains_key(i))
             .map(|(_, r)| r)
             .collect();
     }
@@ -121,14 +168,43 @@ pub(crate) async fn run(args: Args) -> Result<()> {
         .await
         .context("storing the reports")?;
     bar.finish_and_clear();
+    write_rejections(args.rejected.as_deref(), &rejections)?;
+    let mut as_other: BTreeMap<&str, usize> = BTreeMap::new();
+    for line in &sent_lines {
+        if let Some(kind) = imported.unmapped_types.get(line) {
+            *as_other.entry(kind).or_default() += 1;
+        }
+    }
+    for (kind, count) in as_other {
+        println!("type {kind:?} has no category of its own: {count} sent as `other`");
+    }
+    let read_lines = summary.stored
+        + summary.duplicates
+        + repeated
+        + rejections.len() as u64
+        + imported.skipped.len() as u64;
     println!(
-        "{file}: {} stored, {} duplicates (already stored), {} rejected, {} skipped",
+        "{file}: {} stored, {} duplicates ({} already stored, {repeated} repeated in the file), {} rejected, {} skipped, of {read_lines} read",
         summary.stored,
+        summary.duplicates + repeated,
         summary.duplicates,
-        imported.errors.len() + rejected.len(),
+        rejections.len(),
         imported.skipped.len()
     );
     Ok(())
+}
+
+/// Writes `rejections` to `path` as JSON lines, if a path was given.
+fn write_rejections(path: Option<&std::path::Path>, rejections: &[Rejection]) -> Result<()> {
+    let Some(path) = path else {
+        return Ok(());
+    };
+    let mut out = String::new();
+    for rejection in rejections {
+        out.push_str(&serde_json::to_string(rejection)?);
+        out.push('\n');
+    }
+    std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Streams `reports` to the node in batches; with `validate_only` nothing is stored.
@@ -181,12 +257,17 @@ fn violations(status: &tonic::Status) -> Vec<(usize, String, String)> {
         .collect()
 }
 
-fn print_problems(problems: impl Iterator<Item = String>) {
-    let problems: Vec<_> = problems.collect();
-    for p in problems.iter().take(PRINTED) {
-        eprintln!("{p}");
+/// Prints the first rejections, one a line, and says how to see the rest.
+fn print_problems(file: &impl std::fmt::Display, rejections: &[Rejection], listed: bool) {
+    for r in rejections.iter().take(PRINTED) {
+        eprintln!("{file}:{}: {}", r.line, r.reason);
     }
-    if problems.len() > PRINTED {
-        eprintln!("... and {} more", problems.len() - PRINTED);
+    if rejections.len() > PRINTED {
+        let hint = if listed {
+            "all are in the --rejected file"
+        } else {
+            "pass --rejected FILE to list them all"
+        };
+        eprintln!("... and {} more ({hint})", rejections.len() - PRINTED);
     }
 }
