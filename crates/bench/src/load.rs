@@ -1,5 +1,8 @@
-//! Three nodes under mixed load for a while: ingest at every node, pictures,
-//! every node following the others' events, auditors reading logs. `soak`
+//! Three nodes under mixed load for a while: ingest at every node (small
+//! batches, and a batch of 3,000 reports every few seconds), pictures, budgeted
+//! `ReleaseMany` and `Release` calls from every node to every other, every node
+//! following the others' events, auditors reading logs, and health checks over
+//! fresh connections that must keep answering. `soak`
 //! runs it steadily and samples each node's memory; `fault` kills nodes with
 //! SIGKILL in the middle of it and restarts them, then checks that no
 //! acknowledged report was lost, every event arrived exactly once, every log
@@ -7,6 +10,7 @@
 
 use crate::{spawn_node, start_node, OneNode};
 use anyhow::{bail, Context, Result};
+use lagesbild_proto::v1::aggregate_service_client::AggregateServiceClient;
 use lagesbild_proto::v1::audit_service_client::AuditServiceClient;
 use lagesbild_proto::v1::event_service_client::EventServiceClient;
 use lagesbild_proto::v1::picture_service_client::PictureServiceClient;
@@ -23,16 +27,21 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const MEMBERS: [&str; 3] = ["polisen", "stockholm-stad", "scandic"];
 const AUDITOR: &str = "audit";
 
-/// Every member may ask every node for aggregates and receive its events.
+/// Every member may ask every node for aggregates, with noise from a daily
+/// budget (so every release spends from the ledger), and receive its events.
 fn policy() -> String {
     let mut text = String::from("version = 1\n");
     for member in MEMBERS {
         text.push_str(&format!(
-            "\n[peer.{member}]\nscopes = [\"aggregate:read\", \"events:read\"]\npurposes = [\"situation-picture\", \"bench\"]\ncategories = [\"all\"]\nfinest_cell = 250\nfinest_bucket = \"hour\"\nk = 3\nmax_tlp = \"amber\"\ntext = true\nrate_limit = 100000\n"
+            "\n[peer.{member}]\nscopes = [\"aggregate:read\", \"events:read\"]\npurposes = [\"situation-picture\", \"bench\"]\ncategories = [\"all\"]\nfinest_cell = 250\nfinest_bucket = \"hour\"\nk = 3\nepsilon_per_query = 0.000001\nepsilon_per_day = 100\nmax_tlp = \"amber\"\ntext = true\nrate_limit = 100000\n"
         ));
     }
     text
 }
+
+/// Reports in each bulk batch, and how often one is sent to the first node.
+const BULK: u64 = 3_000;
+const BULK_EVERY: Duration = Duration::from_secs(15);
 
 fn now() -> i64 {
     SystemTime::now()
@@ -121,11 +130,24 @@ pub async fn run(
         if ingest_per_second > 0 {
             tasks.push(tokio::spawn(write_load(
                 org,
-                writer,
+                "",
+                5,
+                writer.clone(),
                 seen.clone(),
                 stop.clone(),
                 pause,
             )));
+            if org == MEMBERS[0] {
+                tasks.push(tokio::spawn(write_load(
+                    org,
+                    "bulk",
+                    BULK,
+                    writer,
+                    seen.clone(),
+                    stop.clone(),
+                    BULK_EVERY,
+                )));
+            }
         }
         tasks.push(tokio::spawn(watch_load(
             org,
@@ -150,6 +172,30 @@ pub async fn run(
         seen.clone(),
         stop.clone(),
         pictures.clone(),
+    )));
+    // Every node asks every other for budgeted releases, as pictures do, and
+    // more often.
+    let releases = Arc::new(AtomicU64::new(0));
+    for asker in MEMBERS {
+        for node in MEMBERS.iter().filter(|n| **n != asker) {
+            let channel = federation
+                .lock()
+                .expect("federation")
+                .authed(node, asker, &["aggregate:read"])?;
+            tasks.push(tokio::spawn(release_load(
+                asker,
+                node,
+                channel,
+                seen.clone(),
+                stop.clone(),
+                releases.clone(),
+            )));
+        }
+    }
+    tasks.push(tokio::spawn(health_load(
+        federation.clone(),
+        seen.clone(),
+        stop.clone(),
     )));
     let auditor =
         federation
@@ -254,7 +300,7 @@ pub async fn run(
     let f = federation.into_inner().expect("federation");
     let seen = seen.lock().expect("seen");
     println!(
-        "{} s of load on 3 nodes{}: {} reports acknowledged, {} pictures, {} events delivered",
+        "{} s of load on 3 nodes{}: {} reports acknowledged, {} pictures, {} budgeted release calls, {} events delivered",
         seconds,
         if kills > 0 {
             format!(", {kills} nodes killed with SIGKILL and restarted")
@@ -263,6 +309,7 @@ pub async fn run(
         },
         seen.acked.values().map(Vec::len).sum::<usize>(),
         pictures.load(Ordering::SeqCst),
+        releases.load(Ordering::SeqCst),
         seen.events.values().map(Vec::len).sum::<usize>(),
     );
     println!("  failed calls: {:?}", seen.errors);
@@ -344,8 +391,12 @@ fn count_error(seen: &Mutex<Seen>, what: String) {
     *seen.lock().expect("seen").errors.entry(what).or_default() += 1;
 }
 
+/// Sends batches of `batch` reports to `org`'s node, `pause` apart; ids carry
+/// `prefix`, so two writers to one node never share one.
 async fn write_load(
     org: &'static str,
+    prefix: &'static str,
+    batch: u64,
     channel: lagesbild_auth::AuthChannel,
     seen: Arc<Mutex<Seen>>,
     stop: Arc<AtomicBool>,
@@ -354,8 +405,13 @@ async fn write_load(
     let mut client = ReportServiceClient::new(channel);
     let mut n = 0u64;
     while !stop.load(Ordering::SeqCst) {
-        let reports: Vec<Report> = (n..n + 5).map(|k| report(org, k)).collect();
-        n += 5;
+        let reports: Vec<Report> = (n..n + batch)
+            .map(|k| Report {
+                id: format!("{org}-{prefix}{k}"),
+                ..report(org, k)
+            })
+            .collect();
+        n += batch;
         let ids: Vec<String> = reports.iter().map(|r| r.id.clone()).collect();
         seen.lock()
             .expect("seen")
@@ -367,7 +423,7 @@ async fn write_load(
             reports,
             validate_only: false,
         });
-        request.set_timeout(Duration::from_secs(5));
+        request.set_timeout(Duration::from_secs(20));
         match client.submit_batch(request).await {
             Ok(_) => seen
                 .lock()
@@ -465,6 +521,100 @@ async fn picture_load(
             Err(status) => count_error(&seen, format!("picture: {:?}", status.code())),
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(())
+}
+
+/// `asker` asks `node` for budgeted releases until stopped: a `ReleaseMany` of
+/// 8 requests (as a federated picture sends), then a `Release`. Each must come
+/// back, released, within 20 s.
+async fn release_load(
+    asker: &'static str,
+    node: &'static str,
+    channel: lagesbild_auth::AuthChannel,
+    seen: Arc<Mutex<Seen>>,
+    stop: Arc<AtomicBool>,
+    releases: Arc<AtomicU64>,
+) -> Result<()> {
+    use lagesbild_proto::v1::{BucketKind, ReleaseManyRequest, ReleaseRequest};
+    let mut client = AggregateServiceClient::new(channel).max_decoding_message_size(64 << 20);
+    const WITHIN: Duration = Duration::from_secs(20);
+    while !stop.load(Ordering::SeqCst) {
+        let requests: Vec<ReleaseRequest> = [
+            (BucketKind::Hour, 250),
+            (BucketKind::Day, 250),
+            (BucketKind::Hour, 1000),
+            (BucketKind::HourOfDay, 1000),
+        ]
+        .into_iter()
+        .flat_map(|(bucket, cell)| {
+            let one = ReleaseRequest {
+                bucket: bucket as i32,
+                cell_size_m: cell,
+                ..crate::last_hours_at_250m(24)
+            };
+            [
+                one.clone(),
+                ReleaseRequest {
+                    totals_only: true,
+                    ..one
+                },
+            ]
+        })
+        .collect();
+        let what = format!("ReleaseMany {asker} -> {node}");
+        match tokio::time::timeout(WITHIN, client.release_many(ReleaseManyRequest { requests }))
+            .await
+        {
+            Ok(Ok(many)) => match many.get_ref().outcomes.iter().find(|o| o.code != 0) {
+                Some(o) => count_error(&seen, format!("{what}: outcome {}", o.code)),
+                None => {
+                    releases.fetch_add(1, Ordering::SeqCst);
+                }
+            },
+            Ok(Err(status)) => count_error(&seen, format!("{what}: {:?}", status.code())),
+            Err(_) => count_error(&seen, format!("{what}: no answer within {WITHIN:?}")),
+        }
+        let what = format!("Release {asker} -> {node}");
+        match tokio::time::timeout(WITHIN, client.release(crate::last_hours_at_250m(24))).await {
+            Ok(Ok(_)) => {
+                releases.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(Err(status)) => count_error(&seen, format!("{what}: {:?}", status.code())),
+            Err(_) => count_error(&seen, format!("{what}: no answer within {WITHIN:?}")),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// Checks every node's health over a fresh connection each second, as a load
+/// balancer would; each check must answer within 10 s.
+async fn health_load(
+    federation: Arc<Mutex<OneNode>>,
+    seen: Arc<Mutex<Seen>>,
+    stop: Arc<AtomicBool>,
+) -> Result<()> {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+    while !stop.load(Ordering::SeqCst) {
+        for org in MEMBERS {
+            let channel = federation.lock().expect("federation").channel(org, org);
+            let Ok(channel) = channel else {
+                count_error(&seen, format!("health of {org}: no channel"));
+                continue;
+            };
+            let mut health = HealthClient::new(channel);
+            let check = health.check(HealthCheckRequest::default());
+            match tokio::time::timeout(Duration::from_secs(10), check).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(status)) => {
+                    count_error(&seen, format!("health of {org}: {:?}", status.code()))
+                }
+                Err(_) => count_error(&seen, format!("health of {org}: no answer within 10 s")),
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
     Ok(())
 }
