@@ -178,10 +178,11 @@ pub async fn run(
     let releases = Arc::new(AtomicU64::new(0));
     for asker in MEMBERS {
         for node in MEMBERS.iter().filter(|n| **n != asker) {
-            let channel = federation
-                .lock()
-                .expect("federation")
-                .authed(node, asker, &["aggregate:read"])?;
+            let channel =
+                federation
+                    .lock()
+                    .expect("federation")
+                    .authed(node, asker, &["aggregate:read"])?;
             tasks.push(tokio::spawn(release_load(
                 asker,
                 node,
