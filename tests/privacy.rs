@@ -55,7 +55,13 @@ fn canary(n: usize, seconds: i64, category: Category) -> Report {
         place_name: "Sergels torg".into(),
         category: category as i32,
         severity: 4,
-        text: format!("{NAME} ({PNR}), tel {PHONE}, {EMAIL}, bil {PLATE}"),
+        text: {
+            let grid = lagesbild_geo::project(LAT, LON);
+            format!(
+                "{NAME} ({PNR}), tel {PHONE}, {EMAIL}, bil {PLATE}, vid {LAT}, {LON} (SWEREF 99 TM {:.0}, {:.0})",
+                grid.northing, grid.easting
+            )
+        },
         persons: vec![Person {
             name: NAME.into(),
             personal_identity_number: PNR.into(),

@@ -16,6 +16,7 @@
 //! | identifier-shaped number whose check digit fails | `[nummer]` |
 //! | vehicle plate (ABC 123, ABC 12A) and the report's own plates | `[registreringsnummer]` |
 //! | number after a street name (Drottninggatan 53B) | street name kept, `[gatunummer]` |
+//! | a position: decimal degrees as a pair (`59.310693, 18.105558`, `N 59,3107 E 18,1056`) or with a hemisphere, degrees with minutes (and seconds), SWEREF 99 TM and RT 90 grid pairs | `[position]` |
 //! | names of the report's own persons, whole or in part | `[namn]` |
 
 use regex::{Captures, Regex};
@@ -58,6 +59,63 @@ static STREET_NUMBER: LazyLock<Regex> = LazyLock::new(|| {
     )
 });
 
+/// Decimal degrees: at least three decimals (about 100 m), point or comma.
+const DECIMAL_DEGREES: &str = r"-?\d{1,3}[.,]\d{3,}";
+
+/// A pair of decimal degrees, with or without hemisphere letters (N/S before or
+/// after the latitude, E/W/Ö/V before or after the longitude).
+static DEGREE_PAIR: LazyLock<Regex> = LazyLock::new(|| {
+    regex(&format!(
+        r"(?:\b[NSns]\s?[:=]?\s?)?({DECIMAL_DEGREES})(?:\s?°)?(?:\s?[NSns]\b)?\s*[,;/]?\s*(?:\b[EWÖVOewöv]\s?[:=]?\s?)?({DECIMAL_DEGREES})(?:\s?°)?(?:\s?[EWÖVOewöv]\b)?"
+    ))
+});
+
+/// One decimal-degree value that a hemisphere letter marks as a co-ordinate.
+static DEGREE_WITH_HEMISPHERE: LazyLock<Regex> = LazyLock::new(|| {
+    regex(&format!(
+        r"\b[NSEWÖV]\s?{DECIMAL_DEGREES}(?:\s?°)?|{DECIMAL_DEGREES}(?:\s?°)?\s?[NSEWÖV]\b|{DECIMAL_DEGREES}\s?°"
+    ))
+});
+
+/// Degrees with minutes and possibly seconds: `59°18'38.5"N`, `N 59° 18.641'`.
+static DEGREES_MINUTES: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r#"(?:\b[NSEWÖVnsewöv]\s?)?\d{1,3}\s?°\s?\d{1,2}(?:[.,]\d+)?\s?['′’](?:\s?\d{1,2}(?:[.,]\d+)?\s?(?:"|″|''|”))?(?:\s?[NSEWÖVnsewöv]\b)?"#,
+    )
+});
+
+/// Two grid values, optionally named (`N 6580750 E 674250`, `X=6581234 Y=1628765`).
+static GRID_PAIR: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?:\b[NXEYnxey]\s?[:=]?\s?)?\b(\d{6,7})(?:[.,]\d{1,3})?\s*[,;/]?\s*(?:\b[NXEYnxey]\s?[:=]?\s?)?\b(\d{6,7})(?:[.,]\d{1,3})?\b",
+    )
+});
+
+/// Whether `a` and `b` read as latitude and longitude (either order).
+fn degree_pair(a: &str, b: &str) -> bool {
+    let value = |s: &str| s.replace(',', ".").parse::<f64>().ok();
+    match (value(a), value(b)) {
+        (Some(a), Some(b)) => {
+            let lat_lon = |lat: f64, lon: f64| lat.abs() <= 90.0 && lon.abs() <= 180.0;
+            lat_lon(a, b) || lat_lon(b, a)
+        }
+        _ => false,
+    }
+}
+
+/// Whether two integers are a Swedish grid position: SWEREF 99 TM (northing
+/// 6,100,000–7,700,000 with easting 200,000–1,000,000) or RT 90 (x
+/// 6,100,000–7,700,000 with y 1,200,000–1,900,000), in either order.
+fn grid_pair(a: &str, b: &str) -> bool {
+    let (Ok(a), Ok(b)) = (a.parse::<u32>(), b.parse::<u32>()) else {
+        return false;
+    };
+    let northing = |n: u32| (6_100_000..=7_700_000).contains(&n);
+    let easting =
+        |e: u32| (200_000..1_000_000).contains(&e) || (1_200_000..=1_900_000).contains(&e);
+    (northing(a) && easting(b)) || (northing(b) && easting(a))
+}
+
 /// Passes at most: a replacement can expose an identifier that a pattern
 /// could not see before (an account number glued to the end of another one
 /// loses the word boundary it needs until its neighbour is a placeholder).
@@ -85,6 +143,27 @@ fn scrub_once(text: &str, known: &Known<'_>) -> String {
             "[kontonummer]"
         } else {
             "[nummer]"
+        }
+    });
+    let text = DEGREES_MINUTES.replace_all(&text, "[position]");
+    let text = DEGREE_PAIR.replace_all(&text, |c: &Captures<'_>| {
+        // Two bare numbers read as a position only with the precision of one:
+        // "1.500, 2.300" is more likely two sums than a place.
+        let marked = c[0].chars().any(|ch| "NSEWÖVOnsewöv°".contains(ch));
+        let decimals = |s: &str| s.rsplit(['.', ',']).next().map_or(0, str::len);
+        let precise = decimals(&c[1]) >= 4 && decimals(&c[2]) >= 4;
+        if (marked || precise) && degree_pair(&c[1], &c[2]) {
+            "[position]".to_string()
+        } else {
+            c[0].to_string()
+        }
+    });
+    let text = DEGREE_WITH_HEMISPHERE.replace_all(&text, "[position]");
+    let text = GRID_PAIR.replace_all(&text, |c: &Captures<'_>| {
+        if grid_pair(&c[1], &c[2]) {
+            "[position]".to_string()
+        } else {
+            c[0].to_string()
         }
     });
     let text = replace_known_plates(&text, &known.plates);
@@ -333,6 +412,30 @@ mod tests {
             "kontonummer 8327-9, 123 456 789-0",
             "kontonummer [kontonummer]",
         ),
+        // Positions in every common notation.
+        (
+            "Exakt position 59.310693, 18.105558 vid personalingången.",
+            "Exakt position [position] vid personalingången.",
+        ),
+        ("pos 59.310693 18.105558", "pos [position]"),
+        ("pos 59,310693, 18,105558.", "pos [position]."),
+        ("pos N 59.31069 E 18.10556 nu", "pos [position] nu"),
+        ("pos N59.31069, E18.10556", "pos [position]"),
+        ("pos 59.31069N 18.10556E", "pos [position]"),
+        ("vid 59.3107° N, 18.1056° E", "vid [position]"),
+        (
+            "pos 59°18'38.5\"N 18°6'20.0\"E",
+            "pos [position] [position]",
+        ),
+        (
+            "pos N 59° 18.641' E 18° 06.333'",
+            "pos [position] [position]",
+        ),
+        ("SWEREF 99 TM 6580750, 674250", "SWEREF 99 TM [position]"),
+        ("N 6580750 E 674250 vid porten", "[position] vid porten"),
+        ("E 674250 N 6580750", "[position]"),
+        ("RT 90: X=6581234 Y=1628765", "RT 90: [position]"),
+        ("koordinat 6581234 1628765", "koordinat [position]"),
     ];
 
     /// Ordinary text that must stay as it is.
@@ -345,6 +448,10 @@ mod tests {
         "Vecka 47, 2026: 14 anmälningar, varav 3 rån.",
         "Trappan vid Brunkebergstorg saknar belysning.",
         "Larm 00:45, åter 01:30.",
+        "Det var 20° varmt, 3,5 km bort, 1.5 timmar senare.",
+        "Pris 12,50 kr, 1 234 567 kr i skador, ärende 2026-123456.",
+        "Version 2.10.3 av appen, 45,5 % av fallen.",
+        "Skador för 1.500, 2.300 och 4.750 kronor.",
     ];
 
     #[test]
@@ -376,6 +483,101 @@ mod tests {
         );
         // Parts of other words are not names.
         assert_eq!(scrub("Eken vid Ekgatan", &known), "Eken vid Ekgatan");
+    }
+
+    /// A small deterministic generator, so the corpus is the same every run.
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn next(&mut self) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            self.0 >> 33
+        }
+
+        fn between(&mut self, low: f64, high: f64) -> f64 {
+            low + (high - low) * (self.next() % 1_000_000) as f64 / 1_000_000.0
+        }
+    }
+
+    /// One position in Sweden written in one of the common notations.
+    fn written_position(rng: &mut Lcg) -> String {
+        let lat = rng.between(55.3, 69.0);
+        let lon = rng.between(11.1, 24.1);
+        let dms = |v: f64| {
+            let d = v.trunc();
+            let m = ((v - d) * 60.0).trunc();
+            let s = ((v - d) * 60.0 - m) * 60.0;
+            (d as u32, m as u32, s)
+        };
+        let comma = |v: f64, places: usize| format!("{v:.places$}").replace('.', ",");
+        match rng.next() % 12 {
+            0 => format!("{lat:.6}, {lon:.6}"),
+            1 => format!("{lat:.5} {lon:.5}"),
+            2 => format!("{}, {}", comma(lat, 6), comma(lon, 6)),
+            3 => format!("N {lat:.4} E {lon:.4}"),
+            4 => format!("N{lat:.5}, E{lon:.5}"),
+            5 => format!("{lat:.4}N {lon:.4}E"),
+            6 => format!("{lat:.4}° N, {lon:.4}° E"),
+            7 => {
+                let ((a, b, c), (d, e, f)) = (dms(lat), dms(lon));
+                format!("{a}°{b}'{c:.1}\"N {d}°{e}'{f:.1}\"E")
+            }
+            8 => {
+                let minutes = |v: f64| (v - v.trunc()) * 60.0;
+                format!(
+                    "N {}° {:.3}' E {}° {:.3}'",
+                    lat.trunc(),
+                    minutes(lat),
+                    lon.trunc(),
+                    minutes(lon)
+                )
+            }
+            9 => format!(
+                "{}, {}",
+                rng.between(6_140_000.0, 7_650_000.0) as u32,
+                rng.between(260_000.0, 920_000.0) as u32
+            ),
+            10 => format!(
+                "N {} E {}",
+                rng.between(6_140_000.0, 7_650_000.0) as u32,
+                rng.between(260_000.0, 920_000.0) as u32
+            ),
+            _ => format!(
+                "X={} Y={}",
+                rng.between(6_140_000.0, 7_650_000.0) as u32,
+                rng.between(1_220_000.0, 1_880_000.0) as u32
+            ),
+        }
+    }
+
+    #[test]
+    fn positions_in_every_notation_are_caught_in_running_text() {
+        let mut rng = Lcg(20_261_205);
+        let frames = [
+            "Exakt position {} vid personalingången.",
+            "Larm från {}, väktare på plats.",
+            "Gps: {}",
+            "({}) mörk trappa",
+        ];
+        let mut missed = Vec::new();
+        for i in 0..3_000 {
+            let position = written_position(&mut rng);
+            let text = frames[i % frames.len()].replace("{}", &position);
+            let out = scrubbed(&text);
+            let digits_left: usize = out.chars().filter(char::is_ascii_digit).count();
+            if !out.contains("[position]") || digits_left > 0 {
+                missed.push((text, out));
+            }
+        }
+        assert!(
+            missed.is_empty(),
+            "{} missed: {:#?}",
+            missed.len(),
+            &missed[..missed.len().min(10)]
+        );
     }
 
     #[test]
