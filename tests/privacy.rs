@@ -38,6 +38,8 @@ const PHONE: &str = "070-123 45 67";
 const PLATE: &str = "KBT 62X";
 const EMAIL: &str = "ingegerd.z@example.se";
 const ID_PREFIX: &str = "canary-report-";
+/// A person the text names but the report does not list.
+const WITNESS: &str = "Johan Andersson";
 const LAT: f64 = 59.334_171_3;
 const LON: f64 = 18.063_112_7;
 
@@ -58,7 +60,7 @@ fn canary(n: usize, seconds: i64, category: Category) -> Report {
         text: {
             let grid = lagesbild_geo::project(LAT, LON);
             format!(
-                "{NAME} ({PNR}), tel {PHONE}, {EMAIL}, bil {PLATE}, vid {LAT}, {LON} (SWEREF 99 TM {:.0}, {:.0})",
+                "{NAME} ({PNR}), tel {PHONE}, {EMAIL}, bil {PLATE}, vid {LAT}, {LON} (SWEREF 99 TM {:.0}, {:.0}). {WITNESS} såg allt.",
                 grid.northing, grid.easting
             )
         },
@@ -201,6 +203,9 @@ fn canary_patterns(times: &[i64]) -> Vec<(String, Vec<u8>)> {
     };
     text("name", NAME.into());
     text("surname", "Zetterqvist".into());
+    text("witness", WITNESS.into());
+    text("witness's first name", "Johan".into());
+    text("witness's surname", "Andersson".into());
     text("identity number", PNR.into());
     text("identity number", PNR.replace('-', ""));
     text("identity number", format!("19{}", PNR.replace('-', "")));

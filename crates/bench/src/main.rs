@@ -159,6 +159,12 @@ enum Bench {
         #[arg(long)]
         echo_listen: String,
     },
+    /// The free-text scrubber alone, in this process, over synthetic report texts.
+    Scrub {
+        /// Reports whose texts are scrubbed.
+        #[arg(long, default_value_t = 100_000)]
+        reports: usize,
+    },
     /// The store alone, in this process: validation and durable inserts, no network.
     Store {
         /// Reports to insert.
@@ -184,6 +190,7 @@ fn main() -> Result<()> {
                 cache_mb,
             } => ingest(reports, streams, batch, cache_mb).await,
             Bench::Store { reports, batch } => store_only(reports, batch).await,
+            Bench::Scrub { reports } => scrub(reports),
             Bench::Audit { entries, writers } => audit::run(entries, writers).await,
             Bench::Aggregate {
                 reports,
@@ -602,6 +609,32 @@ async fn store_only(total: usize, batch: usize) -> Result<()> {
         inserting.as_secs_f64(),
         inserting.as_secs_f64() * 1e6 / total as f64,
         total as f64 / inserting.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Scrubs the texts of `total` synthetic reports (each with its own persons
+/// and plates as the known identifiers) and prints the rate.
+fn scrub(total: usize) -> Result<()> {
+    use lagesbild_privacy::scrub::{scrub, Known};
+    let reports = synthetic::generate("polisen", 7, total, 30, std::time::SystemTime::now());
+    let bytes: usize = reports.iter().map(|r| r.text.len()).sum();
+    let started = Instant::now();
+    let mut changed = 0usize;
+    for report in &reports {
+        let known = Known {
+            names: report.persons.iter().map(|p| p.name.as_str()).collect(),
+            plates: report.vehicle_plates.iter().map(String::as_str).collect(),
+        };
+        let out = scrub(&report.text, &known);
+        changed += usize::from(out != report.text);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "scrub: {total} report texts, {:.1} MB, in {seconds:.2} s: {:.2} MB/s, {:.0} texts/s, one thread; {changed} texts changed",
+        bytes as f64 / 1e6,
+        bytes as f64 / 1e6 / seconds,
+        total as f64 / seconds
     );
     Ok(())
 }

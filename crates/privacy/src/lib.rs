@@ -17,6 +17,7 @@
 
 pub mod calendar;
 pub mod event;
+mod names;
 pub mod noise;
 pub mod pseudonym;
 pub mod release;

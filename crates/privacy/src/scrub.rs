@@ -18,6 +18,7 @@
 //! | number after a street name (Drottninggatan 53B) | street name kept, `[gatunummer]` |
 //! | a position: decimal degrees as a pair (`59.310693, 18.105558`, `N 59,3107 E 18,1056`) or with a hemisphere, degrees with minutes (and seconds), SWEREF 99 TM and RT 90 grid pairs | `[position]` |
 //! | names of the report's own persons, whole or in part | `[namn]` |
+//! | people's names it recognises in the text ([`crate::names`]): listed first names and surnames, `-sson` names, names after a title | `[namn]` |
 
 use regex::{Captures, Regex};
 use std::sync::LazyLock;
@@ -207,7 +208,8 @@ fn scrub_once(text: &str, known: &Known<'_>) -> String {
         }
         format!("{} [gatunummer]", &c[1])
     });
-    replace_names(&text, &known.names)
+    let text = replace_names(&text, &known.names);
+    crate::names::replace_free_names(&text)
 }
 
 fn digits_of(s: &str) -> Vec<u8> {
