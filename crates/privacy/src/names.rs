@@ -298,6 +298,75 @@ fn roman_numeral(word: &str) -> bool {
     !bare.is_empty() && bare.chars().all(|c| matches!(c, 'I' | 'V' | 'X'))
 }
 
+/// The lower-case words of the names a report lists: each whole name's words
+/// and its hyphenated parts, of two letters or more.
+pub(crate) fn known_words(names: &[&str]) -> HashSet<String> {
+    let mut words = HashSet::new();
+    for name in names {
+        for word in name.split_whitespace() {
+            for part in std::iter::once(word).chain(word.split('-')) {
+                let part = part.trim_matches(|c: char| !c.is_alphanumeric());
+                if part.chars().count() >= 2 {
+                    words.insert(part.to_lowercase());
+                }
+            }
+        }
+    }
+    words
+}
+
+/// `text` with every word of `known` (any case, in the genitive too) replaced
+/// by `[namn]`; adjacent ones, a whole name, by one placeholder.
+pub(crate) fn replace_known_words(text: &str, known: &HashSet<String>) -> String {
+    if known.is_empty() {
+        return text.to_owned();
+    }
+    let is_known = |word: &str| {
+        let lower = word.to_lowercase();
+        let stems = [
+            Some(lower.as_str()),
+            lower.strip_suffix(":s"),
+            lower.strip_suffix("'s"),
+            lower.strip_suffix('s'),
+        ];
+        let found = stems
+            .into_iter()
+            .flatten()
+            .any(|stem| known.contains(stem) || stem.split('-').all(|p| known.contains(p)));
+        found
+    };
+    let words = words(text);
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    let mut previous_matched = false;
+    for w in &words {
+        if is_known(&text[w.start..w.end]) {
+            match spans.last_mut() {
+                Some(last) if previous_matched && w.joined => last.1 = w.end,
+                _ => spans.push((w.start, w.end)),
+            }
+            previous_matched = true;
+        } else {
+            previous_matched = false;
+        }
+    }
+    splice_names(text, &spans)
+}
+
+fn splice_names(text: &str, spans: &[(usize, usize)]) -> String {
+    if spans.is_empty() {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for &(start, end) in spans {
+        out.push_str(&text[at..start]);
+        out.push_str("[namn]");
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
 /// `text` with people's names it finds replaced by `[namn]`.
 pub fn replace_free_names(text: &str) -> String {
     let words = words(text);
@@ -360,18 +429,7 @@ pub fn replace_free_names(text: &str) -> String {
         i = end;
         done = end;
     }
-    if spans.is_empty() {
-        return text.to_owned();
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut at = 0;
-    for (start, end) in spans {
-        out.push_str(&text[at..start]);
-        out.push_str("[namn]");
-        at = end;
-    }
-    out.push_str(&text[at..]);
-    out
+    splice_names(text, &spans)
 }
 
 #[cfg(test)]
