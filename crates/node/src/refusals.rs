@@ -113,14 +113,25 @@ impl RefusalRecorder {
                     },
                 );
                 drop(windows);
-                self.write(key, 1, reason, fingerprint);
+                let entry = entry(key, 1, reason, fingerprint);
+                let log = self.log.clone();
+                // One at most per key and interval, so these tasks are bounded too.
+                tokio::spawn(async move { append(&log, &entry).await });
             }
         }
     }
 
     /// Writes the counts of every interval that ended, and forgets keys that
-    /// were quiet for a whole interval. `all` writes every count now (at shutdown).
-    pub fn flush(&self, all: bool) {
+    /// were quiet for a whole interval; `all` writes every count now (at
+    /// shutdown). Returns once they are in the log.
+    pub async fn flush(&self, all: bool) {
+        for entry in self.due(all) {
+            append(&self.log, &entry).await;
+        }
+    }
+
+    /// The entries of the counts due now.
+    fn due(&self, all: bool) -> Vec<Entry> {
         let now = Instant::now();
         let mut due = Vec::new();
         self.lock().retain(|key, window| {
@@ -140,9 +151,9 @@ impl RefusalRecorder {
             window.opened = now;
             true
         });
-        for (key, count, reason, fingerprint) in due {
-            self.write(key, count, reason, fingerprint);
-        }
+        due.into_iter()
+            .map(|(key, count, reason, fingerprint)| entry(key, count, reason, fingerprint))
+            .collect()
     }
 
     /// Flushes ended intervals until the task is aborted.
@@ -150,43 +161,43 @@ impl RefusalRecorder {
         let mut tick = tokio::time::interval(REFUSAL_INTERVAL / 5);
         loop {
             tick.tick().await;
-            self.flush(false);
+            self.flush(false).await;
         }
-    }
-
-    fn write(&self, key: Key, count: u64, reason: String, fingerprint: String) {
-        let entry = Entry {
-            time_micros: crate::access::now_micros(),
-            direction: Direction::Inbound,
-            // Nothing was proven, so no organisation is named here.
-            peer_org: String::new(),
-            peer_fingerprint: fingerprint,
-            token: TokenFacts::default(),
-            call: "tls-handshake".into(),
-            request_digest: None,
-            decision: Decision::Refused,
-            code: tonic::Code::Unauthenticated as u32,
-            reason,
-            released: Released::default(),
-            response_digest: None,
-            receipt: None,
-            refused_connection: Some(RefusedConnection {
-                source: key.source,
-                claimed_org: key.claimed_org,
-                count,
-            }),
-        };
-        let log = self.log.clone();
-        // Bounded by the rate above, so these tasks are too.
-        tokio::spawn(async move {
-            if let Err(e) = log.append(&entry).await {
-                tracing::error!(error = %e, "access log could not record refused handshakes");
-            }
-        });
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Window>> {
         self.windows.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The entry of `count` refusals of `key`.
+fn entry(key: Key, count: u64, reason: String, fingerprint: String) -> Entry {
+    Entry {
+        time_micros: crate::access::now_micros(),
+        direction: Direction::Inbound,
+        // Nothing was proven, so no organisation is named here.
+        peer_org: String::new(),
+        peer_fingerprint: fingerprint,
+        token: TokenFacts::default(),
+        call: "tls-handshake".into(),
+        request_digest: None,
+        decision: Decision::Refused,
+        code: tonic::Code::Unauthenticated as u32,
+        reason,
+        released: Released::default(),
+        response_digest: None,
+        receipt: None,
+        refused_connection: Some(RefusedConnection {
+            source: key.source,
+            claimed_org: key.claimed_org,
+            count,
+        }),
+    }
+}
+
+async fn append(log: &AuditLog, entry: &Entry) {
+    if let Err(e) = log.append(entry).await {
+        tracing::error!(error = %e, "access log could not record refused handshakes");
     }
 }
 

@@ -301,7 +301,7 @@ impl Node {
         policy_watch.abort();
         checkpoint_timer.abort();
         refusal_counts.abort();
-        refusals.flush(true);
+        refusals.flush(true).await;
         store.flush().await.map_err(|e| NodeError::Store {
             path: loaded.config.data_dir.clone(),
             message: e.to_string(),
