@@ -256,16 +256,23 @@ enum Looks {
     Name,
 }
 
-fn looks(word: &str) -> Looks {
-    let lower = word.to_lowercase();
-    let stems = [
-        Some(lower.as_str()),
+/// A lower-case word and the stems it has if it is a genitive
+/// (`Annas`, `Lindqvist:s`, `Jones's`).
+fn stems(lower: &str) -> impl Iterator<Item = &str> {
+    [
+        Some(lower),
         lower.strip_suffix(":s"),
         lower.strip_suffix("'s"),
         lower.strip_suffix('s'),
-    ];
+    ]
+    .into_iter()
+    .flatten()
+}
+
+fn looks(word: &str) -> Looks {
+    let lower = word.to_lowercase();
     let mut best = Looks::Unknown;
-    for stem in stems.into_iter().flatten() {
+    for stem in stems(&lower) {
         // Hyphenated names (Anna-Karin) are names if every part is.
         let parts: Vec<&str> = stem.split('-').collect();
         let all_listed = parts.iter().all(|p| NAMES.contains(*p));
@@ -323,15 +330,7 @@ pub(crate) fn replace_known_words(text: &str, known: &HashSet<String>) -> String
     }
     let is_known = |word: &str| {
         let lower = word.to_lowercase();
-        let stems = [
-            Some(lower.as_str()),
-            lower.strip_suffix(":s"),
-            lower.strip_suffix("'s"),
-            lower.strip_suffix('s'),
-        ];
-        let found = stems
-            .into_iter()
-            .flatten()
+        let found = stems(&lower)
             .any(|stem| known.contains(stem) || stem.split('-').all(|p| known.contains(p)));
         found
     };
