@@ -11,6 +11,7 @@ use lagesbild_auth::AuthChannel;
 use lagesbild_proto::v1::aggregate_service_client::AggregateServiceClient;
 use lagesbild_proto::v1::event_service_client::EventServiceClient;
 use lagesbild_proto::v1::node_service_client::NodeServiceClient;
+use lagesbild_proto::v1::picture_service_client::PictureServiceClient;
 use lagesbild_proto::v1::policy_service_client::PolicyServiceClient;
 use lagesbild_proto::v1::report_service_client::ReportServiceClient;
 use lagesbild_proto::v1::{
@@ -18,7 +19,8 @@ use lagesbild_proto::v1::{
 };
 use lagesbild_proto::v1::{
     Area, BucketKind, Category, ExplainRequest, FederationStatusRequest, InfoRequest, Person,
-    Position, ReleaseManyRequest, ReleaseRequest, Report, Source, SubmitBatchRequest, Tlp,
+    PictureRequest, Position, ReleaseManyRequest, ReleaseRequest, Report, Source,
+    SubmitBatchRequest, Tlp,
 };
 use prost::Message;
 use prost_types::Timestamp;
@@ -569,6 +571,144 @@ fn explain_json(config: &Path, peer: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// A peer allowed 100 m cells and hours, with k = 4 and no noise.
+const FINE_PEER_POLICY: &str = r#"version = 1
+
+[peer.scandic]
+scopes = ["aggregate:read"]
+purposes = ["situation-picture"]
+categories = ["all"]
+finest_cell = 100
+finest_bucket = "hour"
+k = 4
+rate_limit = 10000
+"#;
+
+/// A position in the same 1000 m cell as the canaries' but another 100 m cell.
+fn nearby() -> (f64, f64) {
+    use lagesbild_geo::{Cell, CellSize};
+    let at = |lat: f64, lon: f64, size| Cell::containing(lat, lon, size).unwrap();
+    [(0.0, 0.003), (0.0, -0.003), (0.0015, 0.0), (-0.0015, 0.0)]
+        .into_iter()
+        .map(|(dlat, dlon)| (LAT + dlat, LON + dlon))
+        .find(|&(lat, lon)| {
+            at(lat, lon, CellSize::M1000) == at(LAT, LON, CellSize::M1000)
+                && at(lat, lon, CellSize::M100) != at(LAT, LON, CellSize::M100)
+        })
+        .expect("one of the offsets stays in the 1000 m cell")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_shape_a_peer_may_ask_gives_away_a_withheld_report() {
+    let fed = TestFederation::start(&[HOLDER, PEER]).await;
+    write_policy(&fed, HOLDER, FINE_PEER_POLICY);
+    // Five violence reports in one spot and one nearby, in one hour.
+    let base = base_hour_start();
+    let mut reports: Vec<Report> = (0..5)
+        .map(|i| canary(i, base + 60 + i as i64 * 300, Category::Violence))
+        .collect();
+    let (lat, lon) = nearby();
+    reports.push(Report {
+        position: Some(Position { lat, lon }),
+        ..canary(5, base + 2_000, Category::Violence)
+    });
+    let mut writer = ReportServiceClient::new(fed.authed(HOLDER, HOLDER, &["report:write"]));
+    writer
+        .submit_batch(SubmitBatchRequest {
+            reports,
+            validate_only: false,
+        })
+        .await
+        .unwrap();
+
+    // Every shape the peer may ask sums to the five: the lone report is in
+    // none of them, so no difference between them shows it.
+    let mut client = aggregates(&fed, PEER);
+    let (from, to) = (base - 86_400 * 40, now() + 3600);
+    let area = Area {
+        south: LAT - 0.01,
+        west: LON - 0.02,
+        north: LAT + 0.01,
+        east: LON + 0.02,
+    };
+    let mut shapes = 0;
+    for cell in [100, 500, 1000] {
+        for bucket in [
+            BucketKind::Hour,
+            BucketKind::Day,
+            BucketKind::Week,
+            BucketKind::HourOfDay,
+            BucketKind::HourOfWeek,
+        ] {
+            for totals_only in [false, true] {
+                for (categories, area) in [
+                    (vec![], None),
+                    (vec![Category::Violence as i32], Some(area)),
+                ] {
+                    let asked = ReleaseRequest {
+                        totals_only,
+                        categories,
+                        area,
+                        ..request(from, to, cell, bucket)
+                    };
+                    let release = client.release(asked).await.unwrap().into_inner();
+                    let sum = release
+                        .counts
+                        .iter()
+                        .fold((0, 0), |t, v| (t.0 + v.count, t.1 + v.severity_sum));
+                    assert_eq!(sum, (5, 20), "{cell} m {bucket:?} totals {totals_only}");
+                    shapes += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(shapes, 60);
+    // 250 m cells are not made of 100 m cells: refused, in words.
+    let refused = client
+        .release(request(from, to, 250, BucketKind::Day))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert!(
+        refused.message().contains("250 m") && refused.message().contains("100 m"),
+        "{}",
+        refused.message()
+    );
+
+    // The peer's own federated picture, merged from what the holder released
+    // to it, and its profiles: five, at every cell size.
+    let mut pictures = PictureServiceClient::new(fed.authed(PEER, PEER, &["aggregate:read"]));
+    for cell in [100, 500, 1000] {
+        let picture = pictures
+            .picture(PictureRequest {
+                filters: Some(request(from, to, cell, BucketKind::Day)),
+                top: 5,
+                deadline_ms: 5000,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let holder = picture
+            .answers
+            .iter()
+            .find(|a| a.org == HOLDER)
+            .expect("the holder answered");
+        assert_eq!(
+            holder.status,
+            lagesbild_proto::v1::AnswerStatus::Ok as i32,
+            "{holder:?}"
+        );
+        let merged: u64 = picture
+            .cells
+            .iter()
+            .map(|c| c.value.as_ref().unwrap().count)
+            .sum();
+        assert_eq!(merged, 5, "{cell} m picture");
+        assert_eq!(picture.hour_of_day.iter().sum::<u64>(), 5);
+        assert_eq!(picture.hour_of_week.iter().sum::<u64>(), 5);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_spent_budget_is_refused_and_a_restart_does_not_refill_it() {
     let mut fed = TestFederation::start(&[HOLDER, NOISY_PEER]).await;
@@ -695,4 +835,59 @@ async fn a_new_policy_takes_effect_on_the_next_call_and_a_broken_one_never() {
     // svensk-handel is not a member of this two-org federation.
     assert!(!ok.status.success());
     assert!(String::from_utf8_lossy(&ok.stderr).contains("svensk-handel"));
+}
+
+#[test]
+fn scrub_shows_what_a_text_becomes_and_which_rule_removed_what() {
+    let out = run(&[
+        "scrub",
+        "--json",
+        "Johan Andersson och Anna Karlsson bråkade i lobbyn. Exakt position 59.310693, 18.105558 vid personalingången.",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        shown["scrubbed"],
+        "[namn] och [namn] bråkade i lobbyn. Exakt position [position] vid personalingången."
+    );
+    let removed: Vec<(String, String)> = shown["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["placeholder"].as_str().unwrap().to_owned(),
+                r["removed"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for expected in [
+        ("[namn]", "Johan Andersson"),
+        ("[namn]", "Anna Karlsson"),
+        ("[position]", "59.310693, 18.105558"),
+    ] {
+        assert!(
+            removed.contains(&(expected.0.into(), expected.1.into())),
+            "{removed:?}"
+        );
+    }
+    assert_eq!(removed.len(), 3, "{removed:?}");
+
+    // An ordinary sentence with a street named after a person stays as it is.
+    let plain = "Det var mörkt i trappan vid Birger Jarlsgatan i natt.";
+    let out = run(&["scrub", plain]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with(plain), "{text}");
+    assert!(text.contains("Nothing was removed."), "{text}");
+
+    let out = run(&["scrub", "  "]);
+    assert!(!out.status.success());
+    let error = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(error.lines().count(), 1, "{error}");
+    assert!(error.contains("no text to scrub"), "{error}");
 }

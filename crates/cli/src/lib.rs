@@ -44,6 +44,8 @@ enum Command {
     Query(commands::query::Args),
     /// Recall the events of a report entered in error.
     Recall(commands::watch::RecallArgs),
+    /// Show what a free text becomes before it may leave the node, rule by rule.
+    Scrub(commands::scrub::Args),
     /// Run one node.
     Serve(commands::serve::Args),
     /// Show how a node sees each peer: reachable, version, round-trip time.
@@ -74,6 +76,7 @@ pub fn main() -> ExitCode {
             Command::Ingest(args) => commands::ingest::run(args).await,
             Command::Policy(command) => commands::policy::run(command).await,
             Command::Query(args) => commands::query::run(args).await,
+            Command::Scrub(args) => commands::scrub::run(args),
             Command::Serve(args) => commands::serve::run(args).await,
             Command::Status(args) => commands::status::run(args).await,
             Command::Token(command) => commands::token::run(command),

@@ -40,6 +40,13 @@ impl CellSize {
     pub fn from_metres(metres: u32) -> Option<Self> {
         CELL_SIZES.into_iter().find(|s| s.metres() == metres)
     }
+
+    /// Whether every cell of this size is a union of cells of `finer`: 100 m
+    /// cells tile 500 m and 1000 m cells, 250 m cells tile 500 m and 1000 m
+    /// cells, but 100 m cells do not tile 250 m cells.
+    pub fn is_tiled_by(self, finer: CellSize) -> bool {
+        self.metres().is_multiple_of(finer.metres())
+    }
 }
 
 /// One square of the grid, named by its south-west corner in metres.
@@ -154,6 +161,15 @@ mod tests {
             assert_eq!(cell.northing % size.metres(), 0);
             assert!(cell.easting <= 674_325 && 674_325 < cell.easting + size.metres());
         }
+    }
+
+    #[test]
+    fn sizes_tile_the_sizes_that_are_their_multiples() {
+        assert!(CellSize::M1000.is_tiled_by(CellSize::M100));
+        assert!(CellSize::M500.is_tiled_by(CellSize::M250));
+        assert!(CellSize::M250.is_tiled_by(CellSize::M250));
+        assert!(!CellSize::M250.is_tiled_by(CellSize::M100));
+        assert!(!CellSize::M100.is_tiled_by(CellSize::M250));
     }
 
     #[test]

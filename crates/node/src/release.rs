@@ -121,9 +121,12 @@ struct AtomEntries {
 impl AtomCache {
     fn atoms(&self, store: &Store, family: CounterFamily, period: &Plan) -> Arc<Atoms> {
         let key = format!(
-            "{family:?} {} {} {:?} {:?} {}..{}",
+            "{family:?} {} {} base {} {} k {} {:?} {:?} {}..{}",
             period.cell_size.metres(),
             period.bucket,
+            period.base_cell.metres(),
+            period.base_bucket,
+            period.k,
             period.categories,
             period.area,
             period.from_hour,
@@ -364,7 +367,8 @@ mod tests {
         };
         assert_eq!(total(&cache), 5);
         assert_eq!(total(&cache), 5, "served from the cache");
-        store.insert(vec![report("b", day + 5)]).await.unwrap();
+        // In the same hour and cell: its base atom grows from 5 to 6.
+        store.insert(vec![report("b", day + 3)]).await.unwrap();
         assert_eq!(total(&cache), 6, "a new report in the period is counted");
         let held = cache.lock().atoms;
         assert!(held > 0 && held <= ATOM_CACHE_ATOMS);

@@ -39,6 +39,10 @@ pub struct Explanation {
     pub text: bool,
     /// Calls per minute.
     pub rate_limit_per_minute: u32,
+    /// What the policy lets this peer combine in ways the threshold does not
+    /// cover, in plain sentences.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// Noise settings and today's budget.
@@ -97,6 +101,7 @@ impl Explanation {
             max_tlp: "none".into(),
             text: false,
             rate_limit_per_minute: 0,
+            warnings: vec![],
         }
     }
 
@@ -124,7 +129,7 @@ impl Explanation {
             categories: p.category_names().into_iter().map(String::from).collect(),
             cell_sizes: CELL_SIZES
                 .into_iter()
-                .filter(|s| *s >= p.finest_cell)
+                .filter(|s| *s >= p.finest_cell && s.is_tiled_by(p.finest_cell))
                 .map(|s| s.metres())
                 .collect(),
             buckets: BUCKET_KINDS
@@ -137,6 +142,7 @@ impl Explanation {
             max_tlp: lagesbild_reports::category::tlp_name(p.max_tlp).to_owned(),
             text: p.text,
             rate_limit_per_minute: p.rate_limit,
+            warnings: warnings(p),
         }
     }
 
@@ -215,8 +221,41 @@ impl Explanation {
             "  rate limit:  {} calls per minute",
             self.rate_limit_per_minute
         );
+        for warning in &self.warnings {
+            let _ = writeln!(out, "  warning:     {warning}");
+        }
         out
     }
+}
+
+/// Shapes the entry allows whose releases could not be kept consistent with
+/// its others, and what the threshold then does not cover.
+fn warnings(p: &PeerPolicy) -> Vec<String> {
+    let mut out = Vec::new();
+    let finest = p.finest_cell;
+    let untiled: Vec<String> = CELL_SIZES
+        .into_iter()
+        .filter(|s| *s > finest && !s.is_tiled_by(finest))
+        .map(|s| format!("{} m", s.metres()))
+        .collect();
+    if !untiled.is_empty() {
+        out.push(format!(
+            "finest_cell = {} allows {} in name only: those cells are not made of whole {} m cells, so their values could not be sums of released {} m values, and requests for them are refused",
+            finest.metres(),
+            untiled.join(" and "),
+            finest.metres(),
+            finest.metres()
+        ));
+    }
+    let scope = |name: &str| p.scopes.iter().any(|s| s == name);
+    if scope("aggregate:read") && scope("events:read") {
+        out.push(format!(
+            "it also receives events: every report of its categories marked up to TLP:{} reaches it one by one (cell and 15-minute slot), so k = {} does not hide those reports from it",
+            lagesbild_reports::category::tlp_name(p.max_tlp).to_uppercase(),
+            p.k
+        ));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -250,8 +289,23 @@ mod tests {
         );
         let back: Explanation = serde_json::from_str(&e.to_json()).unwrap();
         assert_eq!(back, e);
+        assert!(e.warnings.is_empty(), "{:?}", e.warnings);
         let none = Explanation::of(&policy, "scandic", "imy", Epsilon::ZERO, hour);
         assert!(!none.named);
         assert!(none.to_text().contains("nothing"));
+    }
+
+    #[test]
+    fn warns_of_untiled_cells_and_of_events_beside_aggregates() {
+        let policy = Policy::parse(
+            "version = 1\n[peer.polisen]\nscopes = [\"aggregate:read\", \"events:read\"]\npurposes = [\"p\"]\ncategories = [\"theft\"]\nfinest_cell = 100\nfinest_bucket = \"hour\"\nk = 4\nmax_tlp = \"amber\"\n",
+        )
+        .unwrap();
+        let e = Explanation::of(&policy, "scandic", "polisen", Epsilon::ZERO, 0);
+        assert_eq!(e.cell_sizes, [100, 500, 1000]);
+        assert_eq!(e.warnings.len(), 2, "{:?}", e.warnings);
+        assert!(e.warnings[0].contains("250 m"), "{}", e.warnings[0]);
+        assert!(e.warnings[1].contains("TLP:AMBER"), "{}", e.warnings[1]);
+        assert!(e.to_text().contains("warning:"));
     }
 }

@@ -14,6 +14,7 @@
 //! Palmes gata`, `Gustav Adolfs torg`, `Karl XII:s torg`, `Birger Jarlsgatan`)
 //! is a place, and places of the coverage area are not personal data.
 
+use crate::scrub::Removal;
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
@@ -323,8 +324,13 @@ pub(crate) fn known_words(names: &[&str]) -> HashSet<String> {
 }
 
 /// `text` with every word of `known` (any case, in the genitive too) replaced
-/// by `[namn]`; adjacent ones, a whole name, by one placeholder.
-pub(crate) fn replace_known_words(text: &str, known: &HashSet<String>) -> String {
+/// by `[namn]`; adjacent ones, a whole name, by one placeholder. What it
+/// replaced is added to `found`.
+pub(crate) fn replace_known_words_into(
+    text: &str,
+    known: &HashSet<String>,
+    found: &mut Vec<Removal>,
+) -> String {
     if known.is_empty() {
         return text.to_owned();
     }
@@ -348,10 +354,15 @@ pub(crate) fn replace_known_words(text: &str, known: &HashSet<String>) -> String
             previous_matched = false;
         }
     }
-    splice_names(text, &spans)
+    splice_names(text, &spans, "a name of the report's own persons", found)
 }
 
-fn splice_names(text: &str, spans: &[(usize, usize)]) -> String {
+fn splice_names(
+    text: &str,
+    spans: &[(usize, usize)],
+    rule: &'static str,
+    found: &mut Vec<Removal>,
+) -> String {
     if spans.is_empty() {
         return text.to_owned();
     }
@@ -360,6 +371,11 @@ fn splice_names(text: &str, spans: &[(usize, usize)]) -> String {
     for &(start, end) in spans {
         out.push_str(&text[at..start]);
         out.push_str("[namn]");
+        found.push(Removal {
+            rule,
+            placeholder: "[namn]",
+            text: text[start..end].to_owned(),
+        });
         at = end;
     }
     out.push_str(&text[at..]);
@@ -367,7 +383,13 @@ fn splice_names(text: &str, spans: &[(usize, usize)]) -> String {
 }
 
 /// `text` with people's names it finds replaced by `[namn]`.
-pub fn replace_free_names(text: &str) -> String {
+#[cfg(test)]
+fn replace_free_names(text: &str) -> String {
+    replace_free_names_into(text, &mut Vec::new())
+}
+
+/// As [`replace_free_names`], adding what it replaced to `found`.
+pub(crate) fn replace_free_names_into(text: &str, found: &mut Vec<Removal>) -> String {
     let words = words(text);
     let word = |w: &Word| &text[w.start..w.end];
     let mut spans: Vec<(usize, usize)> = Vec::new();
@@ -428,7 +450,7 @@ pub fn replace_free_names(text: &str) -> String {
         i = end;
         done = end;
     }
-    splice_names(text, &spans)
+    splice_names(text, &spans, "a person's name", found)
 }
 
 #[cfg(test)]

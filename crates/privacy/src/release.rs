@@ -1,13 +1,17 @@
 //! Aggregate releases: generalise counters onto the fixed grid and buckets,
 //! suppress counts below k, add integer noise where the rules ask for it.
 //!
-//! A release is made of independent atoms: one (cell, bucket, category) value
-//! each, every one thresholded on its own. Nothing is ever released that is
-//! computed across atoms (no totals whose difference with released parts would
-//! give away a withheld part). Windows snap outward to whole periods — the bucket
-//! for a time series, a local calendar month for a profile — so two windows that
-//! differ by one report differ by whole periods, and a period holding one report
-//! is withheld.
+//! Every peer has a lattice fixed by its rules: its **base atoms** are the
+//! (finest bucket, category, finest cell) values of the data. A base atom is
+//! released only if it reaches k on its own; every value of every shape the
+//! peer may ask for (coarser cells, longer buckets, profiles, fewer
+//! categories, any area, totals) is the sum of the base atoms inside it that
+//! reached k, and nothing else. So no sum or difference of released values,
+//! across any number of queries and shapes, involves a withheld base atom:
+//! each stays anywhere in 0..k as far as the releases tell. Cell sizes that
+//! the finest cell does not tile (250 m under 100 m) are refused: their values
+//! would not be such sums. Windows snap outward to whole periods (the bucket
+//! for a time series, a local calendar month for a profile).
 
 use crate::calendar::BucketKind;
 use crate::noise::{discrete_laplace, Epsilon, RandomSource};
@@ -166,6 +170,15 @@ pub enum Refusal {
         /// Allowed, metres.
         finest: u32,
     },
+    /// The cells asked for are not unions of the finest cells, so their values
+    /// could not be sums of released finest values.
+    #[error("cells of {asked} m are not made of whole {finest} m cells, the finest this peer may receive, so they cannot be released consistently with them; ask for a size that is a multiple of {finest} m")]
+    CellNotTiled {
+        /// Asked, metres.
+        asked: u32,
+        /// Allowed, metres.
+        finest: u32,
+    },
     /// The buckets asked for are finer than the rules allow.
     #[error("{asked} buckets are finer than this peer may receive (finest {finest})")]
     BucketTooFine {
@@ -201,12 +214,23 @@ pub struct Plan {
     pub k: K,
     /// Noise, and the privacy loss this release costs.
     pub epsilon: Option<Epsilon>,
+    /// The cell of the peer's base atoms: its finest cell.
+    pub base_cell: CellSize,
+    /// The bucket of the peer's base atoms: hour, day or week, the time
+    /// series of its finest bucket.
+    pub base_bucket: BucketKind,
 }
 
 /// Checks `query` against `rules` and fixes the window.
 pub fn plan(rules: &ReleaseRules, query: &ReleaseQuery) -> Result<Plan, Refusal> {
     if query.cell_size < rules.finest_cell {
         return Err(Refusal::CellTooFine {
+            asked: query.cell_size.metres(),
+            finest: rules.finest_cell.metres(),
+        });
+    }
+    if !query.cell_size.is_tiled_by(rules.finest_cell) {
+        return Err(Refusal::CellNotTiled {
             asked: query.cell_size.metres(),
             finest: rules.finest_cell.metres(),
         });
@@ -242,7 +266,19 @@ pub fn plan(rules: &ReleaseRules, query: &ReleaseQuery) -> Result<Plan, Refusal>
         bucket: query.bucket,
         k: rules.k,
         epsilon: rules.epsilon_per_query,
+        base_cell: rules.finest_cell,
+        base_bucket: base_bucket(rules.finest_bucket),
     })
+}
+
+/// The time series whose buckets are a peer's base: profiles have one-hour
+/// slots, so their base is the hour.
+fn base_bucket(finest: BucketKind) -> BucketKind {
+    match finest {
+        BucketKind::Hour | BucketKind::HourOfDay | BucketKind::HourOfWeek => BucketKind::Hour,
+        BucketKind::Day => BucketKind::Day,
+        BucketKind::Week => BucketKind::Week,
+    }
 }
 
 /// One stored counter: the reports of one (hour, category, cell).
@@ -283,8 +319,8 @@ pub struct Release {
     pub plan: Plan,
     /// Released values, ordered by bucket, category, cell.
     pub counts: Vec<ReleasedCount>,
-    /// How many non-zero values were withheld. Stays on the node (for its log):
-    /// sent to a peer, it would tell that small counts exist.
+    /// How many non-zero base atoms and values were withheld. Stays on the node
+    /// (for its log): sent to a peer, it would tell that small counts exist.
     pub withheld: u64,
 }
 
@@ -330,25 +366,34 @@ impl FxHasher {
 /// (period, bucket, category, cell): one value before thresholding.
 type AtomKey = (u32, u32, u8, Cell);
 
-/// Exact, unthresholded sums of a plan's values, in key order. Internal to the
-/// node (a cache may keep them); only a [`Release`] made of them leaves it.
+/// (first hour of the base bucket, category, base cell): one base atom.
+type BaseKey = (u32, u8, Cell);
+
+/// Exact, unnoised sums of a plan's values, each the sum of the base atoms
+/// inside it that reached k, in key order; and how many non-zero base atoms
+/// were below k. Internal to the node (a cache may keep them); only a
+/// [`Release`] made of them leaves it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Atoms(Vec<(AtomKey, Sums)>);
+pub struct Atoms {
+    values: Vec<(AtomKey, Sums)>,
+    below_k: u64,
+}
 
 impl Atoms {
     /// Appends the atoms of the next period.
     pub fn extend(&mut self, next: &Atoms) {
-        self.0.extend_from_slice(&next.0);
+        self.values.extend_from_slice(&next.values);
+        self.below_k += next.below_k;
     }
 
     /// How many values.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.values.len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.values.is_empty()
     }
 }
 /// (bucket, category, cell): one released value.
@@ -369,11 +414,11 @@ fn sum_equal_keys<K: Ord + Copy>(mut values: Vec<(K, Sums)>) -> Vec<(K, Sums)> {
 }
 
 impl Plan {
-    /// The counter resolution to read: 100 m counters for 100 m cells, 250 m
-    /// counters otherwise (250 m cells nest in 500 m and 1000 m; 100 m cells
-    /// don't nest in 250 m).
+    /// The counter resolution to read: 100 m counters for a 100 m base, 250 m
+    /// counters otherwise (250 m cells tile 500 m and 1000 m; 100 m cells
+    /// don't tile 250 m).
     pub fn counter_cell_size(&self) -> CellSize {
-        if self.cell_size == CellSize::M100 {
+        if self.base_cell == CellSize::M100 {
             CellSize::M100
         } else {
             CellSize::M250
@@ -407,24 +452,26 @@ impl Plan {
         periods
     }
 
-    /// The exact sums of every value of the window before any threshold or
-    /// noise, from the counters of the window (others are ignored). They never
-    /// leave the node: only [`release_atoms`](Self::release_atoms) of them does.
+    /// The values of the window before noise, from the counters of the window
+    /// (others are ignored): the counters summed into base atoms, those below k
+    /// dropped, the rest summed into the plan's values. They never leave the
+    /// node: only [`release_atoms`](Self::release_atoms) of them does.
     pub fn atoms(&self, counters: impl IntoIterator<Item = Counter>) -> Atoms {
         let mut wanted = [false; 256];
         for category in &self.categories {
             wanted[usize::from(*category)] = true;
         }
         let counter_size = self.counter_cell_size();
-        // Atoms: one value per (period, bucket, category, cell), summed over the
-        // counters that fall into it. Hourly values on the counters' own grid
-        // are one counter each, already in key order: they are only collected.
-        // Otherwise many counters make each atom, and they are summed by hashing.
-        let one_counter_each = self.bucket == BucketKind::Hour && self.cell_size == counter_size;
-        let mut atoms: Vec<(AtomKey, Sums)> = Vec::new();
-        let mut summed: HashMap<AtomKey, Sums, BuildHasherDefault<FxHasher>> = HashMap::default();
+        // Base atoms: one value per (base period, category, base cell). Hourly
+        // base atoms on the counters' own grid are one counter each, already
+        // in key order: they are only collected. Otherwise many counters make
+        // each, and they are summed by hashing.
+        let one_counter_each =
+            self.base_bucket == BucketKind::Hour && self.base_cell == counter_size;
+        let mut base: Vec<(BaseKey, Sums)> = Vec::new();
+        let mut summed: HashMap<BaseKey, Sums, BuildHasherDefault<FxHasher>> = HashMap::default();
         // Counters come hour by hour; the calendar is worked out once per hour.
-        let mut classified: Option<(u32, (u32, u32))> = None;
+        let mut started: Option<(u32, u32)> = None;
         for counter in counters {
             if counter.hour < self.from_hour
                 || counter.hour >= self.to_hour
@@ -433,41 +480,71 @@ impl Plan {
             {
                 continue;
             }
-            let Some(cell) = counter.cell.coarsen(self.cell_size) else {
+            let Some(cell) = counter.cell.coarsen(self.base_cell) else {
                 continue;
             };
-            if self.area.is_some_and(|area| !area.holds(cell)) {
-                continue;
-            }
-            let (period, bucket) = match classified {
-                Some((hour, at)) if hour == counter.hour => at,
+            let start = match started {
+                Some((hour, start)) if hour == counter.hour => start,
                 _ => {
-                    let at = self.bucket.classify(counter.hour);
-                    classified = Some((counter.hour, at));
-                    at
+                    let start = self.base_bucket.classify(counter.hour).0;
+                    started = Some((counter.hour, start));
+                    start
                 }
             };
-            let key = (period, bucket, counter.category, cell);
+            let key = (start, counter.category, cell);
             if one_counter_each {
-                atoms.push((key, (counter.count, counter.severity_sum)));
+                base.push((key, (counter.count, counter.severity_sum)));
             } else {
                 let total = summed.entry(key).or_default();
                 total.0 += counter.count;
                 total.1 += counter.severity_sum;
             }
         }
-        atoms.extend(summed);
-        // Sorted (a check when already in order), equal keys added up.
-        Atoms(sum_equal_keys(atoms))
+        base.extend(summed);
+        let base = sum_equal_keys(base);
+
+        // Only base atoms that reach k go into any value.
+        let k = u64::from(self.k.get());
+        let below_k = base.iter().filter(|(_, (count, _))| *count < k).count() as u64;
+        let reaching_k = base.into_iter().filter(|(_, (count, _))| *count >= k);
+        let values = if self.bucket == self.base_bucket && self.cell_size == self.base_cell {
+            // The plan's values are the base atoms themselves, in key order.
+            reaching_k
+                .filter(|(key, _)| self.area.is_none_or(|area| area.holds(key.2)))
+                .map(|((start, category, cell), sums)| ((start, start, category, cell), sums))
+                .collect()
+        } else {
+            let mut classified: Option<(u32, (u32, u32))> = None;
+            let mut values = Vec::new();
+            for ((start, category, cell), sums) in reaching_k {
+                let Some(cell) = cell.coarsen(self.cell_size) else {
+                    continue;
+                };
+                if self.area.is_some_and(|area| !area.holds(cell)) {
+                    continue;
+                }
+                let (period, bucket) = match classified {
+                    Some((at, both)) if at == start => both,
+                    _ => {
+                        let both = self.bucket.classify(start);
+                        classified = Some((start, both));
+                        both
+                    }
+                };
+                values.push(((period, bucket, category, cell), sums));
+            }
+            sum_equal_keys(values)
+        };
+        Atoms { values, below_k }
     }
 
     /// The release of `atoms` (made by [`atoms`](Self::atoms) of this plan or of
     /// its [`periods`](Self::periods), concatenated): thresholds, noise, sums.
     pub fn release_atoms(&self, atoms: &Atoms, rng: &mut impl RandomSource) -> Release {
         let k = u64::from(self.k.get());
-        let mut withheld = 0;
-        let mut released: Vec<(ReleasedKey, Sums)> = Vec::with_capacity(atoms.0.len());
-        for &((_, bucket, category, cell), (count, severity_sum)) in &atoms.0 {
+        let mut withheld = atoms.below_k;
+        let mut released: Vec<(ReleasedKey, Sums)> = Vec::with_capacity(atoms.values.len());
+        for &((_, bucket, category, cell), (count, severity_sum)) in &atoms.values {
             let Some((count, severity_sum)) = self.threshold(count, severity_sum, k, rng) else {
                 if count > 0 {
                     withheld += 1;

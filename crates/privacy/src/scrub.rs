@@ -32,6 +32,31 @@ pub struct Known<'a> {
     pub plates: Vec<&'a str>,
 }
 
+/// One identifier the scrubber replaced: the rule that found it, its
+/// placeholder, and the text it replaced (for a privacy officer trying the
+/// scrubber; never sent anywhere).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removal {
+    /// What the rule looks for, in words.
+    pub rule: &'static str,
+    /// The placeholder put in its place.
+    pub placeholder: &'static str,
+    /// The text it replaced.
+    pub text: String,
+}
+
+/// What was found, as the scrubber goes.
+type Found = Vec<Removal>;
+
+fn found(found: &mut Found, rule: &'static str, placeholder: &'static str, text: &str) -> String {
+    found.push(Removal {
+        rule,
+        placeholder,
+        text: text.to_owned(),
+    });
+    placeholder.to_owned()
+}
+
 fn regex(pattern: &str) -> Regex {
     Regex::new(pattern).expect("scrubber pattern compiles")
 }
@@ -125,20 +150,26 @@ const MAX_PASSES: usize = 4;
 /// `text` with every identifier it recognises replaced by a typed placeholder,
 /// scrubbed again until nothing more changes.
 pub fn scrub(text: &str, known: &Known<'_>) -> String {
+    scrub_explained(text, known).0
+}
+
+/// As [`scrub`], with what each rule replaced, in the order the rules ran.
+pub fn scrub_explained(text: &str, known: &Known<'_>) -> (String, Vec<Removal>) {
     // Compiled once for all passes: compiling is most of a short text's cost.
     let known = KnownPatterns {
         plates: known_plates_pattern(&known.plates),
         names: crate::names::known_words(&known.names),
     };
-    let mut current = scrub_once(text, &known);
+    let mut removed = Found::new();
+    let mut current = scrub_once(text, &known, &mut removed);
     for _ in 1..MAX_PASSES {
-        let next = scrub_once(&current, &known);
+        let next = scrub_once(&current, &known, &mut removed);
         if next == current {
             break;
         }
         current = next;
     }
-    current
+    (current, removed)
 }
 
 /// One pass of every pattern.
@@ -148,16 +179,30 @@ struct KnownPatterns {
     names: std::collections::HashSet<String>,
 }
 
-fn scrub_once(text: &str, known: &KnownPatterns) -> String {
-    let text = EMAIL.replace_all(text, "[e-post]");
+fn scrub_once(text: &str, known: &KnownPatterns, removed: &mut Found) -> String {
+    let text = EMAIL.replace_all(text, |c: &Captures<'_>| {
+        found(removed, "e-mail address", "[e-post]", &c[0])
+    });
     let text = IBAN.replace_all(&text, |c: &Captures<'_>| {
         if iban_valid(&c[0]) {
-            "[kontonummer]"
+            found(removed, "IBAN", "[kontonummer]", &c[0])
         } else {
-            "[nummer]"
+            found(
+                removed,
+                "IBAN-shaped number, check digits fail",
+                "[nummer]",
+                &c[0],
+            )
         }
     });
-    let text = DEGREES_MINUTES.replace_all(&text, "[position]");
+    let text = DEGREES_MINUTES.replace_all(&text, |c: &Captures<'_>| {
+        found(
+            removed,
+            "position in degrees and minutes",
+            "[position]",
+            &c[0],
+        )
+    });
     let text = DEGREE_PAIR.replace_all(&text, |c: &Captures<'_>| {
         // Two bare numbers read as a position only with the precision of one:
         // "1.500, 2.300" is more likely two sums than a place.
@@ -165,55 +210,84 @@ fn scrub_once(text: &str, known: &KnownPatterns) -> String {
         let decimals = |s: &str| s.rsplit(['.', ',']).next().map_or(0, str::len);
         let precise = decimals(&c[1]) >= 4 && decimals(&c[2]) >= 4;
         if (marked || precise) && degree_pair(&c[1], &c[2]) {
-            "[position]".to_string()
+            found(removed, "position in decimal degrees", "[position]", &c[0])
         } else {
             c[0].to_string()
         }
     });
-    let text = DEGREE_WITH_HEMISPHERE.replace_all(&text, "[position]");
+    let text = DEGREE_WITH_HEMISPHERE.replace_all(&text, |c: &Captures<'_>| {
+        found(removed, "degrees with a hemisphere", "[position]", &c[0])
+    });
     let text = GRID_PAIR.replace_all(&text, |c: &Captures<'_>| {
         if grid_pair(&c[1], &c[2]) {
-            "[position]".to_string()
+            found(
+                removed,
+                "SWEREF 99 TM or RT 90 grid position",
+                "[position]",
+                &c[0],
+            )
         } else {
             c[0].to_string()
         }
     });
     let text = match &known.plates {
         Some(plates) => plates
-            .replace_all(&text, "[registreringsnummer]")
+            .replace_all(&text, |c: &Captures<'_>| {
+                found(
+                    removed,
+                    "the report's own vehicle plate",
+                    "[registreringsnummer]",
+                    &c[0],
+                )
+            })
             .into_owned(),
         None => text.into_owned(),
     };
-    let text = IDENTITY_NUMBER.replace_all(&text, |c: &Captures<'_>| {
-        identity_number(c).map_or_else(|| c[0].to_string(), str::to_string)
+    let text = IDENTITY_NUMBER.replace_all(&text, |c: &Captures<'_>| match identity_number(c) {
+        Some(placeholder) => found(
+            removed,
+            "personal identity or co-ordination number",
+            placeholder,
+            &c[0],
+        ),
+        None => c[0].to_string(),
     });
-    let text = PHONE_INTERNATIONAL.replace_all(&text, "[telefonnummer]");
+    let text = PHONE_INTERNATIONAL.replace_all(&text, |c: &Captures<'_>| {
+        found(removed, "phone number (+46)", "[telefonnummer]", &c[0])
+    });
     let text = PHONE_NATIONAL.replace_all(&text, |c: &Captures<'_>| {
         let digits = digits_of(&c[0]);
         if (8..=10).contains(&digits.len()) {
-            "[telefonnummer]".to_string()
+            found(removed, "phone number", "[telefonnummer]", &c[0])
         } else {
             c[0].to_string()
         }
     });
     let text = CARD.replace_all(&text, |c: &Captures<'_>| {
         if luhn_valid(&digits_of(&c[0])) {
-            "[kortnummer]"
+            found(removed, "card number (Luhn)", "[kortnummer]", &c[0])
         } else {
-            "[nummer]"
+            found(
+                removed,
+                "card-shaped number, check digit fails",
+                "[nummer]",
+                &c[0],
+            )
         }
     });
     let text = ACCOUNT.replace_all(&text, |c: &Captures<'_>| {
         let keyword = c[1].to_ascii_lowercase();
         let giro = matches!(keyword.as_str(), "bankgiro" | "bg" | "plusgiro" | "pg");
         let placeholder = if giro && !luhn_valid(&digits_of(&c[3])) {
-            "[nummer]"
+            found(removed, "giro number, check digit fails", "[nummer]", &c[3])
         } else {
-            "[kontonummer]"
+            found(removed, "account number", "[kontonummer]", &c[3])
         };
         format!("{}{}{placeholder}", &c[1], &c[2])
     });
-    let text = PLATE.replace_all(&text, "[registreringsnummer]");
+    let text = PLATE.replace_all(&text, |c: &Captures<'_>| {
+        found(removed, "vehicle plate", "[registreringsnummer]", &c[0])
+    });
     let text = STREET_NUMBER.replace_all(&text, |c: &Captures<'_>| {
         // "på plats 23.10" is a time, not an address.
         let after = &text[c.get(0).map_or(0, |m| m.end())..];
@@ -222,10 +296,11 @@ fn scrub_once(text: &str, known: &KnownPatterns) -> String {
         {
             return c[0].to_string();
         }
-        format!("{} [gatunummer]", &c[1])
+        let placeholder = found(removed, "number after a street name", "[gatunummer]", &c[2]);
+        format!("{} {placeholder}", &c[1])
     });
-    let text = crate::names::replace_known_words(&text, &known.names);
-    crate::names::replace_free_names(&text)
+    let text = crate::names::replace_known_words_into(&text, &known.names, removed);
+    crate::names::replace_free_names_into(&text, removed)
 }
 
 fn digits_of(s: &str) -> Vec<u8> {

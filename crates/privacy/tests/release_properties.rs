@@ -106,28 +106,38 @@ fn query() -> impl Strategy<Value = ReleaseQuery> {
         })
 }
 
-/// A naive release straight from the reports: per (period, bucket, category,
-/// cell) the count, withheld below k, summed over periods.
+/// A naive release straight from the reports: per base atom (finest bucket,
+/// category, finest cell) the count, dropped below k; the rest summed into the
+/// query's (period, bucket, category, cell), and over periods.
 fn naive(
     reports: &[Report],
     q: &ReleaseQuery,
-    k: u32,
+    rules: &ReleaseRules,
     categories: &BTreeSet<u8>,
 ) -> BTreeMap<(u32, u8, Cell), u64> {
     let (from, to) = q.bucket.snap(q.from_hour, q.to_hour);
-    let mut atoms: HashMap<(u32, u32, u8, Cell), u64> = HashMap::new();
+    let base_bucket = match rules.finest_bucket {
+        BucketKind::Day => BucketKind::Day,
+        BucketKind::Week => BucketKind::Week,
+        _ => BucketKind::Hour,
+    };
+    let mut base: HashMap<(u32, u8, Cell), u64> = HashMap::new();
     for r in reports
         .iter()
         .filter(|r| (from..to).contains(&r.hour) && categories.contains(&r.category))
     {
-        let (period, bucket) = q.bucket.classify(r.hour);
-        *atoms
-            .entry((period, bucket, r.category, cell_of(r, q.cell_size)))
+        let start = base_bucket.classify(r.hour).0;
+        *base
+            .entry((start, r.category, cell_of(r, rules.finest_cell)))
             .or_default() += 1;
     }
     let mut out = BTreeMap::new();
-    for ((_, bucket, category, cell), n) in atoms {
-        if n >= u64::from(k) {
+    for ((start, category, cell), n) in base {
+        if n >= u64::from(rules.k.get()) {
+            let bucket = q.bucket.classify(start).1;
+            let cell = cell
+                .coarsen(q.cell_size)
+                .expect("the plan's cells are tiled");
             *out.entry((bucket, category, cell)).or_default() += n;
         }
     }
@@ -148,6 +158,7 @@ proptest! {
             // Refused: finer than allowed or no allowed category.
             prop_assert!(
                 query.cell_size < rules.finest_cell
+                    || !query.cell_size.is_tiled_by(rules.finest_cell)
                     || !query.bucket.allowed_under(rules.finest_bucket)
                     || (!query.categories.is_empty() && query.categories.is_disjoint(&rules.categories))
             );
@@ -173,7 +184,7 @@ proptest! {
             }
         }
         if rules.epsilon_per_query.is_none() {
-            let expected = naive(&reports, &query, rules.k.get(), &plan.categories);
+            let expected = naive(&reports, &query, &rules, &plan.categories);
             let got: BTreeMap<(u32, u8, Cell), u64> =
                 release.counts.iter().map(|v| ((v.bucket, v.category, v.cell), v.count)).collect();
             prop_assert_eq!(got, expected);
@@ -196,7 +207,10 @@ proptest! {
         };
         let counters = all_counters(&reports);
         let query = ReleaseQuery { categories: BTreeSet::new(), ..query };
-        let whole = plan(&rules, &query).unwrap();
+        let Ok(whole) = plan(&rules, &query) else {
+            prop_assert!(!query.cell_size.is_tiled_by(rules.finest_cell));
+            return Ok(());
+        };
         let mut atoms = Atoms::default();
         let periods = whole.periods();
         for period in &periods {
@@ -230,7 +244,10 @@ proptest! {
             epsilon_per_query: None,
         };
         let query = ReleaseQuery { categories: BTreeSet::new(), ..query };
-        let narrow = plan(&rules, &query).unwrap();
+        let Ok(narrow) = plan(&rules, &query) else {
+            prop_assert!(!query.cell_size.is_tiled_by(rules.finest_cell));
+            return Ok(());
+        };
         // The extra report lies after the narrow window; the wide window reaches
         // just past it. Nothing else lies between the two ends.
         let hour = narrow.to_hour + extra.hour % 200;

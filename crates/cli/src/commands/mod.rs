@@ -6,6 +6,7 @@ pub(crate) mod demo;
 pub(crate) mod ingest;
 pub(crate) mod policy;
 pub(crate) mod query;
+pub(crate) mod scrub;
 pub(crate) mod serve;
 pub(crate) mod status;
 pub(crate) mod token;
