@@ -7,7 +7,7 @@
 # sampled seconds). Each sample counts once, in the first part (in the order
 # of `flush` below) whose frame is on its call stack; everything not named
 # lands in "the rest" (HTTP/2, TLS, the kernel's network and scheduling).
-# Needs `perf` and a release build (`cargo build --release`).
+# Needs `perf` and a release build (`cargo build --release --workspace`).
 #
 #   crates/bench/profile-aggregate.sh [aggregate options, e.g. --delegation]
 set -euo pipefail
@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 bench=target/release/lagesbild-bench
 command -v perf >/dev/null || { echo "profile-aggregate: perf is not installed" >&2; exit 1; }
-[ -x "$bench" ] || { echo "profile-aggregate: no $bench; run cargo build --release" >&2; exit 1; }
+[ -x "$bench" ] || { echo "profile-aggregate: no $bench; run cargo build --release --workspace" >&2; exit 1; }
 
 frequency=${FREQUENCY:-499}
 window=12

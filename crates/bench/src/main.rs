@@ -1,7 +1,7 @@
 //! End-to-end benchmarks: real `lagesbild serve` processes, real mutual TLS, loopback.
 //!
 //! ```sh
-//! cargo build --release && target/release/lagesbild-bench ingest --reports 1000000
+//! cargo build --release --workspace && target/release/lagesbild-bench ingest --reports 1000000
 //! ```
 //!
 //! The `lagesbild` binary is taken from the same folder as this one.
@@ -12,6 +12,7 @@ mod central;
 mod events;
 mod load;
 mod picture;
+mod utility;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -165,6 +166,19 @@ enum Bench {
         #[arg(long, default_value_t = 100_000)]
         reports: usize,
     },
+    /// What releases keep of the picture, now and shape by shape: released
+    /// reports and values per shape, on the demo's and the picture bench's data.
+    Utility {
+        /// Reports of each member in the picture bench's data.
+        #[arg(long, default_value_t = 1_000_000)]
+        reports: usize,
+        /// The finest cell the peer is allowed, metres: its base cell.
+        #[arg(long, default_value_t = 250)]
+        finest_cell: u32,
+        /// The finest bucket the peer is allowed (hour, day, week): its base bucket.
+        #[arg(long, default_value = "hour")]
+        finest_bucket: String,
+    },
     /// The store alone, in this process: validation and durable inserts, no network.
     Store {
         /// Reports to insert.
@@ -191,6 +205,11 @@ fn main() -> Result<()> {
             } => ingest(reports, streams, batch, cache_mb).await,
             Bench::Store { reports, batch } => store_only(reports, batch).await,
             Bench::Scrub { reports } => scrub(reports),
+            Bench::Utility {
+                reports,
+                finest_cell,
+                finest_bucket,
+            } => utility::run(reports, finest_cell, &finest_bucket),
             Bench::Audit { entries, writers } => audit::run(entries, writers).await,
             Bench::Aggregate {
                 reports,
@@ -279,7 +298,7 @@ fn sibling(name: &str) -> Result<PathBuf> {
     let path = exe.with_file_name(name);
     if !path.exists() {
         bail!(
-            "{} not found: build it with cargo build --release",
+            "{} not found: build it with cargo build --release --workspace",
             path.display()
         );
     }
