@@ -18,7 +18,7 @@
 //! | number after a street name (Drottninggatan 53B) | street name kept, `[gatunummer]` |
 //! | a position: decimal degrees as a pair (`59.310693, 18.105558`, `N 59,3107 E 18,1056`) or with a hemisphere, degrees with minutes (and seconds), SWEREF 99 TM and RT 90 grid pairs | `[position]` |
 //! | names of the report's own persons, whole or in part | `[namn]` |
-//! | people's names it recognises in the text ([`crate::names`]): listed first names and surnames, `-sson` names, names after a title | `[namn]` |
+//! | people's names it recognises in the text ([`crate::names`]): listed first names and surnames, `-sson` names and surname endings (`-qvist`, `-ström`, `-gren`, ...), names after a title | `[namn]` |
 
 use regex::{Captures, Regex};
 use std::sync::LazyLock;
