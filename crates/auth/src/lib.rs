@@ -115,14 +115,14 @@ pub struct Authorised {
 
 impl Authorised {
     /// `Ok` if the token carries `scope` and its org's role may use it.
-    pub fn require(&self, scope: &str) -> Result<(), AuthError> {
-        if !self.scopes.iter().any(|s| s == scope) {
+    pub fn require(&self, scope: Scope) -> Result<(), AuthError> {
+        if !self.scopes.iter().any(|s| s == scope.name()) {
             return Err(AuthError::Forbidden(format!(
                 "the token of {} ({}) lacks the scope {scope}",
                 self.sub, self.org
             )));
         }
-        if self.role == Role::Auditor && scope != "audit:read" {
+        if self.role == Role::Auditor && scope != Scope::AuditRead {
             return Err(AuthError::Forbidden(format!(
                 "{} is an auditor: its tokens may only read access logs, not use {scope}",
                 self.org
@@ -420,6 +420,8 @@ fn describe(error: &jsonwebtoken::errors::Error, token: &str, tls_org: &str, org
 
 #[cfg(test)]
 mod tests;
+
+pub use lagesbild_vocabulary::Scope;
 
 /// The metadata key tokens travel in.
 pub const AUTHORIZATION: &str = "authorization";

@@ -88,7 +88,7 @@ fn a_good_token_is_accepted_with_its_claims() {
     let ok = f.verifier("polisen").verify(&token, "scandic").unwrap();
     assert_eq!((ok.org.as_str(), ok.sub.as_str()), ("scandic", "anna"));
     assert_eq!(ok.purpose, "situation-picture");
-    assert!(ok.require("aggregate:read").is_ok());
+    assert!(ok.require(Scope::AggregateRead).is_ok());
     // Not single use: a person's token serves several calls.
     assert!(f.verifier("polisen").verify(&token, "scandic").is_ok());
 }
@@ -177,7 +177,7 @@ fn attacks_are_refused() {
     // Missing scope.
     let reader = polisen.verify(&stolen, "scandic").unwrap();
     assert!(matches!(
-        reader.require("audit:read"),
+        reader.require(Scope::AuditRead),
         Err(AuthError::Forbidden(_))
     ));
 
@@ -188,8 +188,8 @@ fn attacks_are_refused() {
         .issue(&grant("polisen", &audit_scopes))
         .unwrap();
     let auditor = polisen.verify(&auditor, "imy").unwrap();
-    assert!(auditor.require("audit:read").is_ok());
-    let refused = auditor.require("aggregate:read").unwrap_err();
+    assert!(auditor.require(Scope::AuditRead).is_ok());
+    let refused = auditor.require(Scope::AggregateRead).unwrap_err();
     assert!(!refused.is_unauthenticated() && refused.to_string().contains("auditor"));
 }
 

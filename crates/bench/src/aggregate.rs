@@ -483,9 +483,11 @@ pub async fn serve_without_log(config: &Path, echo_listen: &str) -> Result<()> {
     let listener = TcpListener::bind(&loaded.config.listen).await?;
     let echo_listener = TcpListener::bind(echo_listen).await?;
     let metrics = Arc::new(Metrics::default());
+    let node_org: Arc<str> = org.as_str().into();
     let checked = limited_server()
         .layer(tower::layer::layer_fn(move |inner| TokenCheck {
             inner,
+            org: node_org.clone(),
             verifier: verifier.clone(),
             metrics: metrics.clone(),
         }))
@@ -509,6 +511,7 @@ pub async fn serve_without_log(config: &Path, echo_listen: &str) -> Result<()> {
 #[derive(Clone)]
 struct TokenCheck<S> {
     inner: S,
+    org: Arc<str>,
     verifier: Arc<Verifier>,
     metrics: Arc<Metrics>,
 }
@@ -536,7 +539,7 @@ where
             .map(|p| p.identity.org.clone())
             .unwrap_or_default();
         let metrics = self.metrics.clone();
-        if let Err(status) = lagesbild_node::auth::check(&self.verifier, &mut request) {
+        if let Err(status) = lagesbild_node::auth::check(&self.org, &self.verifier, &mut request) {
             return Box::pin(async move {
                 metrics.call(
                     "inbound",

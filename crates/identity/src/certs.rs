@@ -256,9 +256,29 @@ mod tests {
         let ca = CertificateAuthority::generate("norrmalm", "scandic").unwrap();
         let again =
             CertificateAuthority::from_pem(&ca.certified.cert_pem, &ca.certified.key_pem).unwrap();
-        again
+        let leaf = again
             .issue(&LeafSpec::client("norrmalm", "scandic"))
             .unwrap();
+        // The reloaded CA signs with the original key: its leaf chains to the
+        // original CA certificate, and not to another CA's.
+        let chains_to = |root_pem: &str| {
+            let mut roots = rustls::RootCertStore::empty();
+            let root = crate::pem::parse_certificate_chain(root_pem.as_bytes()).unwrap();
+            roots.add(root[0].clone()).unwrap();
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                std::sync::Arc::new(roots),
+                std::sync::Arc::new(rustls::crypto::ring::default_provider()),
+            )
+            .build()
+            .unwrap();
+            let der = crate::pem::parse_certificate_chain(leaf.cert_pem.as_bytes()).unwrap();
+            verifier
+                .verify_client_cert(&der[0], &[], rustls_pki_types::UnixTime::now())
+                .is_ok()
+        };
+        assert!(chains_to(&ca.certified.cert_pem));
+        let other = CertificateAuthority::generate("norrmalm", "scandic").unwrap();
+        assert!(!chains_to(&other.certified.cert_pem));
     }
 
     #[test]

@@ -138,16 +138,19 @@ pub struct CallNote(pub String);
 /// The tower layer that authorises and logs every call.
 #[derive(Debug, Clone)]
 pub struct AccessLayer {
+    org: Arc<str>,
     verifier: Arc<Verifier>,
     log: AuditLog,
     metrics: Arc<Metrics>,
 }
 
 impl AccessLayer {
-    /// Checks tokens with `verifier`, records every call in `log` and counts
-    /// it in `metrics`.
-    pub fn new(verifier: Arc<Verifier>, log: AuditLog, metrics: Arc<Metrics>) -> Self {
+    /// For `org`'s node: checks callers against the authorisation table and
+    /// tokens with `verifier`, records every call in `log` and counts it in
+    /// `metrics`.
+    pub fn new(org: &str, verifier: Arc<Verifier>, log: AuditLog, metrics: Arc<Metrics>) -> Self {
         Self {
+            org: org.into(),
             verifier,
             log,
             metrics,
@@ -161,6 +164,7 @@ impl<S> tower::Layer<S> for AccessLayer {
     fn layer(&self, inner: S) -> Self::Service {
         AccessService {
             inner,
+            org: self.org.clone(),
             verifier: self.verifier.clone(),
             log: self.log.clone(),
             metrics: self.metrics.clone(),
@@ -172,6 +176,7 @@ impl<S> tower::Layer<S> for AccessLayer {
 #[derive(Debug, Clone)]
 pub struct AccessService<S> {
     inner: S,
+    org: Arc<str>,
     verifier: Arc<Verifier>,
     log: AuditLog,
     metrics: Arc<Metrics>,
@@ -249,7 +254,7 @@ where
             refused_connection: None,
         };
         let log = self.log.clone();
-        if let Err(status) = crate::auth::check(&self.verifier, &mut request) {
+        if let Err(status) = crate::auth::check(&self.org, &self.verifier, &mut request) {
             entry.code = status.code() as u32;
             entry.decision = Decision::of_grpc_code(entry.code);
             entry.reason = status.message().to_owned();

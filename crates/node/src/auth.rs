@@ -12,10 +12,11 @@ use lagesbild_auth::{
     bearer_token, AuthError, Authorised, Verifier, AUTHORIZATION, LEEWAY_SECS, MAX_DELEGATION_SECS,
 };
 use lagesbild_transport::PeerInfo;
+use lagesbild_vocabulary::Scope;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tonic::Status;
 
-/// What a call needs.
+/// What a call's token must carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Requirement {
     /// Nothing beyond the TLS client certificate.
@@ -23,32 +24,195 @@ pub enum Requirement {
     /// A valid token, whatever its scopes.
     Token,
     /// A valid token with this scope.
-    Scope(&'static str),
+    Scope(Scope),
+}
+
+/// Which organisations may call a method once their token checks out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Callers {
+    /// Any member or auditor of the federation.
+    Federation,
+    /// Only the node's own organisation: its people and tools.
+    OwnOrg,
+}
+
+/// One row of the authorisation table: what one method (or every other method
+/// of a service) needs, and who may call it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    service: &'static str,
+    /// `None`: every method of the service that no other row names.
+    method: Option<&'static str>,
+    /// What the token must carry.
+    pub need: Requirement,
+    /// Who may call.
+    pub callers: Callers,
+    /// What the method gives, for the sentence that refuses another organisation.
+    pub gives: &'static str,
+}
+
+const fn rule(
+    service: &'static str,
+    method: Option<&'static str>,
+    need: Requirement,
+    callers: Callers,
+    gives: &'static str,
+) -> Rule {
+    Rule {
+        service,
+        method,
+        need,
+        callers,
+        gives,
+    }
+}
+
+use lagesbild_proto::v1::{
+    aggregate_service_server as aggregate, audit_service_server as audit,
+    event_service_server as events, node_service_server as node, picture_service_server as picture,
+    policy_service_server as policy, report_service_server as reports,
+};
+use tonic_health::pb::health_server as health;
+use tonic_reflection::pb::{v1 as reflection_v1, v1alpha as reflection_v1alpha};
+use Callers::{Federation, OwnOrg};
+use Requirement::{Certificate, Token};
+
+/// Every method a node serves, by the generated service names: the one place
+/// that says which scope a call needs and who may make it. The access layer
+/// enforces it before any service sees a call; a method of a service not
+/// listed needs a valid token (and is then answered `UNIMPLEMENTED`).
+pub const TABLE: &[Rule] = &[
+    rule(
+        health::SERVICE_NAME,
+        None,
+        Certificate,
+        Federation,
+        "health",
+    ),
+    rule(
+        reflection_v1::server_reflection_server::SERVICE_NAME,
+        None,
+        Certificate,
+        Federation,
+        "reflection",
+    ),
+    rule(
+        reflection_v1alpha::server_reflection_server::SERVICE_NAME,
+        None,
+        Certificate,
+        Federation,
+        "reflection",
+    ),
+    rule(
+        reports::SERVICE_NAME,
+        None,
+        Requirement::Scope(Scope::ReportWrite),
+        OwnOrg,
+        "writing reports",
+    ),
+    rule(
+        aggregate::SERVICE_NAME,
+        None,
+        Requirement::Scope(Scope::AggregateRead),
+        Federation,
+        "aggregate releases",
+    ),
+    rule(
+        picture::SERVICE_NAME,
+        None,
+        Requirement::Scope(Scope::AggregateRead),
+        OwnOrg,
+        "the situation picture",
+    ),
+    rule(
+        policy::SERVICE_NAME,
+        None,
+        Requirement::Scope(Scope::PolicyAdmin),
+        OwnOrg,
+        "the policy's explanation",
+    ),
+    rule(
+        events::SERVICE_NAME,
+        Some("Subscribe"),
+        Requirement::Scope(Scope::EventsRead),
+        Federation,
+        "a member's event feed",
+    ),
+    rule(
+        events::SERVICE_NAME,
+        Some("Watch"),
+        Requirement::Scope(Scope::EventsRead),
+        OwnOrg,
+        "the node's inbox of events",
+    ),
+    rule(
+        events::SERVICE_NAME,
+        Some("Recall"),
+        Requirement::Scope(Scope::ReportWrite),
+        OwnOrg,
+        "recalling a report's events",
+    ),
+    rule(
+        audit::SERVICE_NAME,
+        Some("Checkpoint"),
+        Token,
+        Federation,
+        "checkpoints",
+    ),
+    rule(
+        audit::SERVICE_NAME,
+        Some("Witnesses"),
+        Token,
+        Federation,
+        "witness state",
+    ),
+    rule(
+        audit::SERVICE_NAME,
+        Some("ClearAlarm"),
+        Requirement::Scope(Scope::PolicyAdmin),
+        OwnOrg,
+        "clearing a witness alarm",
+    ),
+    rule(
+        audit::SERVICE_NAME,
+        None,
+        Requirement::Scope(Scope::AuditRead),
+        Federation,
+        "the access log",
+    ),
+    rule(
+        node::SERVICE_NAME,
+        Some("FederationStatus"),
+        Token,
+        OwnOrg,
+        "federation status",
+    ),
+    rule(
+        node::SERVICE_NAME,
+        None,
+        Token,
+        Federation,
+        "node information",
+    ),
+];
+
+/// A method no row names.
+const UNLISTED: Rule = rule("", None, Token, Federation, "");
+
+/// The row for a gRPC method path (`/package.Service/Method`).
+pub fn rule_for(path: &str) -> &'static Rule {
+    let mut parts = path.trim_start_matches('/').splitn(2, '/');
+    let (service, method) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    TABLE
+        .iter()
+        .filter(|r| r.service == service)
+        .find(|r| r.method.is_none_or(|m| m == method))
+        .unwrap_or(&UNLISTED)
 }
 
 /// The requirement for a gRPC method path.
 pub fn requirement(path: &str) -> Requirement {
-    let service = path.trim_start_matches('/').split('/').next().unwrap_or("");
-    match service {
-        "grpc.health.v1.Health"
-        | "grpc.reflection.v1.ServerReflection"
-        | "grpc.reflection.v1alpha.ServerReflection" => Requirement::Certificate,
-        "lagesbild.v1.ReportService" => Requirement::Scope("report:write"),
-        "lagesbild.v1.AggregateService" | "lagesbild.v1.PictureService" => {
-            Requirement::Scope("aggregate:read")
-        }
-        "lagesbild.v1.PolicyService" => Requirement::Scope("policy:admin"),
-        "lagesbild.v1.EventService" => match path.rsplit('/').next().unwrap_or("") {
-            "Recall" => Requirement::Scope("report:write"),
-            _ => Requirement::Scope("events:read"),
-        },
-        "lagesbild.v1.AuditService" => match path.rsplit('/').next().unwrap_or("") {
-            "Checkpoint" | "Witnesses" => Requirement::Token,
-            "ClearAlarm" => Requirement::Scope("policy:admin"),
-            _ => Requirement::Scope("audit:read"),
-        },
-        _ => Requirement::Token,
-    }
+    rule_for(path).need
 }
 
 /// The verified claims of a request, put there by [`AuthLayer`].
@@ -70,16 +234,27 @@ pub fn status_of(error: &AuthError) -> Status {
 
 /// Checks the caller of `request` for what its method needs and, if it passes,
 /// puts the verified claims in the request's extensions.
-pub fn check<B>(verifier: &Verifier, request: &mut http::Request<B>) -> Result<(), Status> {
+pub fn check<B>(
+    node_org: &str,
+    verifier: &Verifier,
+    request: &mut http::Request<B>,
+) -> Result<(), Status> {
     let path = request.uri().path().to_owned();
-    let need = requirement(&path);
-    if need == Requirement::Certificate {
+    let rule = rule_for(&path);
+    if rule.need == Requirement::Certificate {
         return Ok(());
     }
     let Some(peer) = request.extensions().get::<PeerInfo>() else {
         return Err(Status::unauthenticated("no verified client certificate"));
     };
     let org = peer.identity.org.clone();
+    if rule.callers == Callers::OwnOrg && org != node_org {
+        tracing::warn!(%org, call = %path, "call refused: for the node's own organisation");
+        return Err(Status::permission_denied(format!(
+            "{} is for {node_org}'s own people and tools; {org} is another organisation",
+            rule.gives
+        )));
+    }
     let header = request
         .headers()
         .get(AUTHORIZATION)
@@ -88,7 +263,7 @@ pub fn check<B>(verifier: &Verifier, request: &mut http::Request<B>) -> Result<(
         None => Err(AuthError::Missing),
         Some(token) => verifier.verify(token, &org),
     }
-    .and_then(|claims| match need {
+    .and_then(|claims| match rule.need {
         Requirement::Scope(scope) => claims.require(scope).map(|()| claims),
         _ => Ok(claims),
     });
@@ -172,22 +347,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_service_has_a_requirement() {
+    fn every_method_has_one_row() {
         assert_eq!(
             requirement("/grpc.health.v1.Health/Check"),
             Requirement::Certificate
         );
         assert_eq!(
             requirement("/lagesbild.v1.ReportService/SubmitBatch"),
-            Requirement::Scope("report:write")
+            Requirement::Scope(Scope::ReportWrite)
         );
         assert_eq!(
             requirement("/lagesbild.v1.AggregateService/Release"),
-            Requirement::Scope("aggregate:read")
+            Requirement::Scope(Scope::AggregateRead)
         );
         assert_eq!(
             requirement("/lagesbild.v1.PolicyService/Explain"),
-            Requirement::Scope("policy:admin")
+            Requirement::Scope(Scope::PolicyAdmin)
         );
         assert_eq!(
             requirement("/lagesbild.v1.NodeService/Info"),
@@ -200,11 +375,53 @@ mod tests {
         );
         assert_eq!(
             requirement("/lagesbild.v1.AuditService/Entries"),
-            Requirement::Scope("audit:read")
+            Requirement::Scope(Scope::AuditRead)
         );
         assert_eq!(
             requirement("/lagesbild.v1.AuditService/ClearAlarm"),
-            Requirement::Scope("policy:admin")
+            Requirement::Scope(Scope::PolicyAdmin)
         );
+        assert_eq!(
+            requirement("/lagesbild.v1.EventService/Recall"),
+            Requirement::Scope(Scope::ReportWrite)
+        );
+        for (path, callers) in [
+            ("/lagesbild.v1.ReportService/SubmitStream", Callers::OwnOrg),
+            ("/lagesbild.v1.PictureService/Picture", Callers::OwnOrg),
+            ("/lagesbild.v1.EventService/Watch", Callers::OwnOrg),
+            ("/lagesbild.v1.EventService/Subscribe", Callers::Federation),
+            (
+                "/lagesbild.v1.NodeService/FederationStatus",
+                Callers::OwnOrg,
+            ),
+            ("/lagesbild.v1.NodeService/Info", Callers::Federation),
+            (
+                "/lagesbild.v1.AggregateService/ReleaseMany",
+                Callers::Federation,
+            ),
+        ] {
+            assert_eq!(rule_for(path).callers, callers, "{path}");
+        }
+    }
+
+    /// Every method of every service in the descriptor set falls under a row
+    /// of its own service: none is left to the default.
+    #[test]
+    fn every_served_method_is_in_the_table() {
+        use prost::Message;
+        let set = prost_types::FileDescriptorSet::decode(lagesbild_proto::FILE_DESCRIPTOR_SET)
+            .expect("the descriptor set decodes");
+        let mut methods = 0;
+        for file in &set.file {
+            for service in &file.service {
+                let name = format!("{}.{}", file.package(), service.name());
+                for method in &service.method {
+                    let path = format!("/{name}/{}", method.name());
+                    assert_ne!(rule_for(&path), &UNLISTED, "{path} has no row");
+                    methods += 1;
+                }
+            }
+        }
+        assert!(methods >= 15, "only {methods} methods found");
     }
 }

@@ -16,13 +16,11 @@ use lagesbild_privacy::{
     plan, Atoms, BucketKind, Counter, Epsilon, Plan, Refusal, Release, ReleaseQuery, SecureRandom,
 };
 use lagesbild_store::{CounterFamily, Spend, Store};
+use lagesbild_vocabulary::Scope;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
-
-/// The scope an aggregate call needs.
-pub const AGGREGATE_SCOPE: &str = "aggregate:read";
 
 /// Why no release was made.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +107,8 @@ const ATOM_CACHE_ATOMS: usize = 250_000;
 #[derive(Debug, Default)]
 struct AtomCache {
     entries: Mutex<AtomEntries>,
+    /// Periods served from an entry, for tests and diagnostics.
+    hits: std::sync::atomic::AtomicU64,
 }
 
 /// The entries and how many atoms they hold together.
@@ -137,6 +137,7 @@ impl AtomCache {
         let stamp = store.counters_stamp(family, period.from_hour, period.to_hour);
         if let Some((held, atoms)) = self.lock().by_key.get(&key) {
             if *held == stamp {
+                self.hits.fetch_add(1, Ordering::Relaxed);
                 return atoms.clone();
             }
         }
@@ -218,7 +219,7 @@ impl ReleaseGate {
         query: ReleaseQuery,
     ) -> Result<Released, GateError> {
         let policy = self.policy.current();
-        let rules = policy.authorise(&self.org, peer, AGGREGATE_SCOPE, purpose)?;
+        let rules = policy.authorise(&self.org, peer, Scope::AggregateRead, purpose)?;
         self.rate.take(peer, rules.rate_limit)?;
         let plan = plan(&rules.release_rules(), &query)?;
 
@@ -366,10 +367,24 @@ mod tests {
                 .sum()
         };
         assert_eq!(total(&cache), 5);
+        let periods = plan.periods().len() as u64;
+        assert_eq!(cache.hits.load(Ordering::Relaxed), 0);
         assert_eq!(total(&cache), 5, "served from the cache");
+        assert_eq!(
+            cache.hits.load(Ordering::Relaxed),
+            periods,
+            "every period served from the cache"
+        );
         // In the same hour and cell: its base atom grows from 5 to 6.
         store.insert(vec![report("b", day + 3)]).await.unwrap();
         assert_eq!(total(&cache), 6, "a new report in the period is counted");
+        // The window is two local days; the new report changed one of them.
+        assert_eq!(periods, 2);
+        assert_eq!(
+            cache.hits.load(Ordering::Relaxed),
+            periods + 1,
+            "the unchanged day served, the changed one made afresh"
+        );
         let held = cache.lock().atoms;
         assert!(held > 0 && held <= ATOM_CACHE_ATOMS);
         assert_eq!(

@@ -201,7 +201,6 @@ impl Node {
             lifetime_secs,
         ));
         let report_service = ReportServiceServer::new(ReportApi::new(
-            org.clone(),
             loaded.config.reports.rules(),
             loaded.config.reports.write_purposes.clone().into(),
             store.clone(),
@@ -260,8 +259,7 @@ impl Node {
             gate,
             witness.clone(),
         ));
-        let audit_service =
-            AuditServiceServer::new(AuditApi::new(org.clone(), log.clone(), witness.clone()));
+        let audit_service = AuditServiceServer::new(AuditApi::new(log.clone(), witness.clone()));
         let checkpoint_timer = tokio::spawn(checkpoint_loop(log.clone()));
         let retention = tokio::spawn(retention_loop(
             store.clone(),
@@ -272,7 +270,7 @@ impl Node {
         let refusal_counts = tokio::spawn(refusals.clone().run());
         tracing::info!(%org, listen = ?local, version = crate::VERSION, "node serving");
         limited_server()
-            .layer(AccessLayer::new(verifier, log.clone(), metrics))
+            .layer(AccessLayer::new(&org, verifier, log.clone(), metrics))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

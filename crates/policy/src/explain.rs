@@ -1,6 +1,6 @@
 //! `policy explain`: exactly what one peer may receive now, in words and as JSON.
 
-use crate::{PeerPolicy, Policy};
+use crate::{PeerPolicy, Policy, Scope};
 use lagesbild_geo::CELL_SIZES;
 use lagesbild_privacy::calendar::{
     civil_from_days, local_day, offset_hours, start_of_local_day, BUCKET_KINDS,
@@ -124,7 +124,7 @@ impl Explanation {
             node: node.to_owned(),
             peer: peer.to_owned(),
             named: true,
-            scopes: p.scopes.clone(),
+            scopes: p.scopes.iter().map(|s| s.name().to_owned()).collect(),
             purposes: p.purposes.clone(),
             categories: p.category_names().into_iter().map(String::from).collect(),
             cell_sizes: CELL_SIZES
@@ -247,8 +247,7 @@ fn warnings(p: &PeerPolicy) -> Vec<String> {
             finest.metres()
         ));
     }
-    let scope = |name: &str| p.scopes.iter().any(|s| s == name);
-    if scope("aggregate:read") && scope("events:read") {
+    if p.scopes.contains(&Scope::AggregateRead) && p.scopes.contains(&Scope::EventsRead) {
         out.push(format!(
             "it also receives events: every report of its categories marked up to TLP:{} reaches it one by one (cell and 15-minute slot), so k = {} does not hide those reports from it",
             lagesbild_reports::category::tlp_name(p.max_tlp).to_uppercase(),

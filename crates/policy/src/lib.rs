@@ -42,14 +42,7 @@ use std::path::{Path, PathBuf};
 /// The only policy file format this version reads.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// Scopes a token may carry.
-pub const SCOPES: &[&str] = &[
-    "report:write",
-    "aggregate:read",
-    "events:read",
-    "audit:read",
-    "policy:admin",
-];
+pub use lagesbild_vocabulary::Scope;
 
 /// What can go wrong reading a policy.
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +71,7 @@ pub enum PolicyError {
 pub struct PeerPolicy {
     /// Scopes the peer may use.
     #[serde(default, deserialize_with = "scopes")]
-    pub scopes: Vec<String>,
+    pub scopes: Vec<Scope>,
     /// Purposes the peer may claim.
     #[serde(default)]
     pub purposes: Vec<String>,
@@ -128,15 +121,19 @@ fn default_rate_limit() -> u32 {
     60
 }
 
-fn scopes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    let scopes = Vec::<String>::deserialize(d)?;
-    if let Some(bad) = scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
-        return Err(serde::de::Error::custom(format!(
-            "unknown scope {bad:?} (known: {})",
-            SCOPES.join(", ")
-        )));
-    }
-    Ok(scopes)
+fn scopes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Scope>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|name| {
+            Scope::parse(name).ok_or_else(|| {
+                let known: Vec<&str> = Scope::ALL.iter().map(|s| s.name()).collect();
+                serde::de::Error::custom(format!(
+                    "unknown scope {name:?} (known: {})",
+                    known.join(", ")
+                ))
+            })
+        })
+        .collect()
 }
 
 fn categories<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeSet<u8>, D::Error> {
@@ -244,7 +241,7 @@ pub enum Denied {
         /// The peer.
         peer: String,
         /// The scope.
-        scope: String,
+        scope: Scope,
     },
     /// The purpose is not listed.
     #[error(
@@ -328,18 +325,18 @@ impl Policy {
         &self,
         node: &str,
         peer: &str,
-        scope: &str,
+        scope: Scope,
         purpose: &str,
     ) -> Result<&PeerPolicy, Denied> {
         let policy = self.peer(peer).ok_or_else(|| Denied::UnknownPeer {
             node: node.to_owned(),
             peer: peer.to_owned(),
         })?;
-        if !policy.scopes.iter().any(|s| s == scope) {
+        if !policy.scopes.contains(&scope) {
             return Err(Denied::Scope {
                 node: node.to_owned(),
                 peer: peer.to_owned(),
-                scope: scope.to_owned(),
+                scope,
             });
         }
         if !policy.purposes.iter().any(|p| p == purpose) {

@@ -20,7 +20,7 @@ rate_limit = 120
 fn denies_by_default() {
     let policy = Policy::parse("version = 1").unwrap();
     assert!(matches!(
-        policy.authorise("scandic", "polisen", "aggregate:read", "x"),
+        policy.authorise("scandic", "polisen", Scope::AggregateRead, "x"),
         Err(Denied::UnknownPeer { .. })
     ));
 }
@@ -60,14 +60,14 @@ fn a_peer_with_only_scopes_gets_the_coarsest_defaults() {
 fn authorise_checks_scope_and_purpose() {
     let policy = Policy::parse(FULL).unwrap();
     assert!(policy
-        .authorise("n", "polisen", "aggregate:read", "situation-picture")
+        .authorise("n", "polisen", Scope::AggregateRead, "situation-picture")
         .is_ok());
     assert!(matches!(
-        policy.authorise("n", "polisen", "audit:read", "situation-picture"),
+        policy.authorise("n", "polisen", Scope::AuditRead, "situation-picture"),
         Err(Denied::Scope { .. })
     ));
     let err = policy
-        .authorise("n", "polisen", "aggregate:read", "marketing")
+        .authorise("n", "polisen", Scope::AggregateRead, "marketing")
         .unwrap_err();
     assert!(err.to_string().contains("marketing"), "{err}");
 }

@@ -366,9 +366,6 @@ impl FxHasher {
 /// (period, bucket, category, cell): one value before thresholding.
 type AtomKey = (u32, u32, u8, Cell);
 
-/// (first hour of the base bucket, category, base cell): one base atom.
-type BaseKey = (u32, u8, Cell);
-
 /// Exact, unnoised sums of a plan's values, each the sum of the base atoms
 /// inside it that reached k, in key order; and how many non-zero base atoms
 /// were below k. Internal to the node (a cache may keep them); only a
@@ -468,8 +465,11 @@ impl Plan {
         // each, and they are summed by hashing.
         let one_counter_each =
             self.base_bucket == BucketKind::Hour && self.base_cell == counter_size;
-        let mut base: Vec<(BaseKey, Sums)> = Vec::new();
-        let mut summed: HashMap<BaseKey, Sums, BuildHasherDefault<FxHasher>> = HashMap::default();
+        // Keyed as the plan's values are, (start, start, category, cell), so
+        // that when the plan's shape is the base's they are its values as they stand.
+        let counters = counters.into_iter();
+        let mut base: Vec<(AtomKey, Sums)> = Vec::with_capacity(counters.size_hint().0);
+        let mut summed: HashMap<AtomKey, Sums, BuildHasherDefault<FxHasher>> = HashMap::default();
         // Counters come hour by hour; the calendar is worked out once per hour.
         let mut started: Option<(u32, u32)> = None;
         for counter in counters {
@@ -491,7 +491,7 @@ impl Plan {
                     start
                 }
             };
-            let key = (start, counter.category, cell);
+            let key = (start, start, counter.category, cell);
             if one_counter_each {
                 base.push((key, (counter.count, counter.severity_sum)));
             } else {
@@ -501,22 +501,28 @@ impl Plan {
             }
         }
         base.extend(summed);
-        let base = sum_equal_keys(base);
+        let mut base = sum_equal_keys(base);
 
         // Only base atoms that reach k go into any value.
         let k = u64::from(self.k.get());
-        let below_k = base.iter().filter(|(_, (count, _))| *count < k).count() as u64;
-        let reaching_k = base.into_iter().filter(|(_, (count, _))| *count >= k);
+        let mut below_k = 0;
+        let mut reaches_k = |count: u64| {
+            below_k += u64::from(count < k);
+            count >= k
+        };
         let values = if self.bucket == self.base_bucket && self.cell_size == self.base_cell {
             // The plan's values are the base atoms themselves, in key order.
-            reaching_k
-                .filter(|(key, _)| self.area.is_none_or(|area| area.holds(key.2)))
-                .map(|((start, category, cell), sums)| ((start, start, category, cell), sums))
-                .collect()
+            base.retain(|((_, _, _, cell), (count, _))| {
+                reaches_k(*count) && self.area.is_none_or(|area| area.holds(*cell))
+            });
+            base
         } else {
             let mut classified: Option<(u32, (u32, u32))> = None;
-            let mut values = Vec::new();
-            for ((start, category, cell), sums) in reaching_k {
+            let mut values = Vec::with_capacity(base.len());
+            for ((start, _, category, cell), sums) in base {
+                if !reaches_k(sums.0) {
+                    continue;
+                }
                 let Some(cell) = cell.coarsen(self.cell_size) else {
                     continue;
                 };

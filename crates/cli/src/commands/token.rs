@@ -3,7 +3,7 @@
 use crate::client::Client;
 use anyhow::{bail, Result};
 use lagesbild_auth::{Grant, MAX_TTL_SECS};
-use lagesbild_policy::SCOPES;
+use lagesbild_policy::Scope;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -71,10 +71,11 @@ pub(crate) fn run(command: Command) -> Result<()> {
         .filter(|s| !s.is_empty())
         .map(String::from)
         .collect();
-    if let Some(bad) = scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
+    if let Some(bad) = scopes.iter().find(|s| Scope::parse(s).is_none()) {
+        let known: Vec<&str> = Scope::ALL.iter().map(|s| s.name()).collect();
         bail!(
             "--scope {bad:?} is not a scope (known: {})",
-            SCOPES.join(", ")
+            known.join(", ")
         );
     }
     if args.purpose.trim().is_empty() {

@@ -189,7 +189,7 @@ impl Follower {
             .issue(&Grant {
                 audience: origin,
                 subject: "node",
-                scopes: &[super::publish::EVENTS_SCOPE.to_owned()],
+                scopes: &[lagesbild_vocabulary::Scope::EventsRead.name().to_owned()],
                 purpose: &self.purpose,
                 ttl: TOKEN_TTL,
                 act: None,

@@ -12,12 +12,10 @@ use lagesbild_proto::v1::{
     feed_item, EventRecall, FeedItem, GridCell, RecallReason, Report, SituationEvent,
 };
 use lagesbild_store::{NewReport, Outgoing};
+use lagesbild_vocabulary::Scope;
 use prost::Message;
 use prost_types::Timestamp;
 use std::sync::Arc;
-
-/// The scope a recipient's policy must grant for it to receive events.
-pub const EVENTS_SCOPE: &str = "events:read";
 
 /// Makes each report's events for the recipients the policy in force allows.
 #[derive(Debug)]
@@ -67,7 +65,7 @@ impl EventMaker {
             .iter()
             .filter_map(|member| {
                 let peer = policy.peer(member)?;
-                peer.scopes.iter().any(|s| s == EVENTS_SCOPE).then(|| {
+                peer.scopes.contains(&Scope::EventsRead).then(|| {
                     (
                         member.as_str(),
                         event_rules(peer),

@@ -3,7 +3,7 @@
 
 use super::caller;
 use crate::auth::authorised;
-use crate::events::publish::{still_allowed, EVENTS_SCOPE};
+use crate::events::publish::still_allowed;
 use crate::events::{unavailable, EventMaker};
 use crate::policy_watch::PolicyHandle;
 use crate::rate::RateLimits;
@@ -14,6 +14,7 @@ use lagesbild_proto::v1::{
     WatchRequest,
 };
 use lagesbild_store::{FeedRecord, RecallOutcome, Store, StoreError};
+use lagesbild_vocabulary::Scope;
 use prost::Message;
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -67,17 +68,6 @@ impl EventApi {
             maker,
             closing,
         }
-    }
-
-    fn own_org_only<T>(&self, request: &Request<T>, what: &str) -> Result<(), Status> {
-        let caller = &caller(request)?.identity.org;
-        if *caller != self.org {
-            return Err(Status::permission_denied(format!(
-                "{what} is for {}'s own people; {caller} is another organisation",
-                self.org
-            )));
-        }
-        Ok(())
     }
 }
 
@@ -175,7 +165,7 @@ impl EventService for EventApi {
         let claims = authorised(&request)?;
         let policy = self.policy.current();
         let rules = policy
-            .authorise(&self.org, &peer, EVENTS_SCOPE, &claims.purpose)
+            .authorise(&self.org, &peer, Scope::EventsRead, &claims.purpose)
             .map_err(|denied| Status::permission_denied(denied.to_string()))?;
         self.rate
             .take(&peer, rules.rate_limit)
@@ -208,7 +198,7 @@ impl EventService for EventApi {
                 // The policy may have changed since the item was made.
                 let policy = handle.snapshot();
                 let rules = policy.peer(&peer)?;
-                if !rules.scopes.iter().any(|s| s == EVENTS_SCOPE)
+                if !rules.scopes.contains(&Scope::EventsRead)
                     || !still_allowed(&mut item, rules, now())
                 {
                     return None;
@@ -224,7 +214,6 @@ impl EventService for EventApi {
         &self,
         request: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        self.own_org_only(&request, "watching events")?;
         let claims = authorised(&request)?;
         let after = request.get_ref().after;
         let until = stream_deadline(claims.expires_at);
@@ -251,7 +240,6 @@ impl EventService for EventApi {
         &self,
         request: Request<RecallRequest>,
     ) -> Result<Response<RecallResponse>, Status> {
-        self.own_org_only(&request, "recalling events")?;
         super::check_write_purpose(&request, &self.write_purposes)?;
         let request = request.into_inner();
         let reason = RecallReason::try_from(request.reason)
