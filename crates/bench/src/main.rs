@@ -607,7 +607,13 @@ async fn store_only(total: usize, batch: usize) -> Result<()> {
     let started = Instant::now();
     let mut ready = Vec::new();
     for chunk in reports.chunks(batch) {
-        ready.push(validate_batch(chunk, &rules, now, 0).map_err(|v| anyhow::anyhow!("{v:?}"))?);
+        let valid = validate_batch(chunk, &rules, now, 0).map_err(|v| anyhow::anyhow!("{v:?}"))?;
+        ready.push(
+            valid
+                .into_iter()
+                .map(lagesbild_node::services::reports::to_store)
+                .collect::<Vec<_>>(),
+        );
     }
     let validation = started.elapsed();
     let dir = tempfile::tempdir()?;

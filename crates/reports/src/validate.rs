@@ -5,11 +5,30 @@
 
 use crate::{Category, Report, Source, Tlp};
 use lagesbild_geo::{project, Cell, CellSize};
-use lagesbild_store::NewReport;
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A report that passed every check, with the keys derived from it: what a
+/// node stores (the store adds its events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidReport {
+    /// The client-supplied id.
+    pub id: String,
+    /// Hours since the Unix epoch of `observed_at`.
+    pub hour: u32,
+    /// Category code (1..=255).
+    pub category: u8,
+    /// Severity 1..=5.
+    pub severity: u8,
+    /// The 100 m cell of the position.
+    pub cell100: Cell,
+    /// The 250 m cell of the position.
+    pub cell250: Cell,
+    /// The encoded report, stored as is.
+    pub payload: Vec<u8>,
+}
 
 /// Longest report id, bytes.
 pub const MAX_ID_BYTES: usize = 128;
@@ -98,7 +117,7 @@ pub fn validate_batch(
     rules: &Rules,
     now: SystemTime,
     first_index: usize,
-) -> Result<Vec<NewReport>, Vec<Violation>> {
+) -> Result<Vec<ValidReport>, Vec<Violation>> {
     if reports.len() > MAX_BATCH {
         return Err(vec![Violation {
             index: first_index,
@@ -135,7 +154,7 @@ pub fn validate(
     report: &Report,
     rules: &Rules,
     now: SystemTime,
-) -> Result<NewReport, Vec<(&'static str, String)>> {
+) -> Result<ValidReport, Vec<(&'static str, String)>> {
     let mut problems = Vec::new();
     let mut problem = |field: &'static str, reason: String| problems.push((field, reason));
 
@@ -290,7 +309,7 @@ pub fn validate(
     }
 
     match (problems.is_empty(), observed, cells, category) {
-        (true, Some(seconds), Some((cell100, cell250)), Some(category)) => Ok(NewReport {
+        (true, Some(seconds), Some((cell100, cell250)), Some(category)) => Ok(ValidReport {
             id: report.id.clone(),
             hour: (seconds / 3600) as u32,
             category: category as i32 as u8,
@@ -298,7 +317,6 @@ pub fn validate(
             cell100,
             cell250,
             payload: report.encode_to_vec(),
-            events: Vec::new(),
         }),
         _ => Err(problems),
     }

@@ -3,8 +3,8 @@
 use crate::events::EventMaker;
 use lagesbild_proto::v1::report_service_server::ReportService;
 use lagesbild_proto::v1::{SubmitBatchRequest, SubmitSummary};
-use lagesbild_reports::validate::{validate_batch, Rules, Violation};
-use lagesbild_store::Store;
+use lagesbild_reports::validate::{validate_batch, Rules, ValidReport, Violation};
+use lagesbild_store::{NewReport, Store};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tonic::{Request, Response, Status, Streaming};
@@ -22,6 +22,20 @@ pub struct ReportApi {
     write_purposes: Arc<[String]>,
     store: Store,
     events: Arc<EventMaker>,
+}
+
+/// A validated report as the store takes it, with no events yet.
+pub fn to_store(report: ValidReport) -> NewReport {
+    NewReport {
+        id: report.id,
+        hour: report.hour,
+        category: report.category,
+        severity: report.severity,
+        cell100: report.cell100,
+        cell250: report.cell250,
+        payload: report.payload,
+        events: Vec::new(),
+    }
 }
 
 impl ReportApi {
@@ -50,11 +64,11 @@ impl ReportApi {
     /// refused here, before anything is stored.
     fn begin(&self, request: SubmitBatchRequest, first_index: usize) -> Result<Pending, Status> {
         let now = SystemTime::now();
-        let mut ready =
+        let valid =
             validate_batch(&request.reports, &self.rules, now, first_index).map_err(invalid)?;
         if request.validate_only {
             let store = self.store.clone();
-            let mut ids: Vec<String> = ready.into_iter().map(|r| r.id).collect();
+            let mut ids: Vec<String> = valid.into_iter().map(|r| r.id).collect();
             let total = ids.len() as u64;
             // A report twice in one batch is a duplicate too, as storing it would count it.
             ids.sort_unstable();
@@ -74,6 +88,7 @@ impl ReportApi {
         let now = now
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
+        let mut ready: Vec<NewReport> = valid.into_iter().map(to_store).collect();
         self.events.attach(&request.reports, &mut ready, now);
         let store = self.store.clone();
         Ok(tokio::spawn(async move {
