@@ -138,6 +138,13 @@ impl Federation {
         self.members.iter().find(|m| m.id == id)
     }
 
+    /// The members that run a node (role member, with an endpoint), in file order.
+    pub fn nodes(&self) -> impl Iterator<Item = &Member> + '_ {
+        self.members
+            .iter()
+            .filter(|m| m.role == Role::Member && m.endpoint.is_some())
+    }
+
     /// Every member except `own`, in file order: the peers of `own`'s node.
     pub fn peers_of<'a>(&'a self, own: &'a str) -> impl Iterator<Item = &'a Member> + 'a {
         self.members.iter().filter(move |m| m.id != own)

@@ -6,11 +6,14 @@
 use crate::metrics::Metrics;
 use crate::outbound::AuditedChannel;
 use lagesbild_audit::AuditLog;
+use lagesbild_auth::{AuthError, Grant, Signer, AUTHORIZATION};
 use lagesbild_identity::tls::client_config;
 use lagesbild_identity::{Federation, TlsFiles};
 use lagesbild_transport::{channel_observed, ChannelOptions};
+use lagesbild_vocabulary::Scope;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The channels of one node to each of its peers that runs a node.
 #[derive(Debug, Clone)]
@@ -52,4 +55,73 @@ impl PeerChannels {
     pub fn get(&self, org: &str) -> Option<&AuditedChannel> {
         self.by_org.get(org)
     }
+}
+
+/// What a token this node signs for a call to a peer says: the node itself as
+/// subject, at most one scope, the purpose, and for a delegation the person it
+/// acts for.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerGrant<'a> {
+    /// The scope the call needs, if any.
+    pub scope: Option<Scope>,
+    /// Why the node asks.
+    pub purpose: &'a str,
+    /// The person the node acts for.
+    pub act: Option<&'a str>,
+    /// How long the token lives.
+    pub ttl: Duration,
+}
+
+impl<'a> PeerGrant<'a> {
+    /// How long the token of one call lives: long enough for the call, short
+    /// enough that a copy is soon worthless.
+    pub const CALL_TTL: Duration = Duration::from_secs(60);
+
+    /// A token for one call with `scope` and `purpose`.
+    pub fn call(scope: Option<Scope>, purpose: &'a str) -> Self {
+        Self {
+            scope,
+            purpose,
+            act: None,
+            ttl: Self::CALL_TTL,
+        }
+    }
+
+    /// The same, on behalf of `person`.
+    pub fn acting_for(self, person: &'a str) -> Self {
+        Self {
+            act: Some(person),
+            ..self
+        }
+    }
+
+    /// The same, living `ttl` (a stream lasts as long as its token).
+    pub fn lasting(self, ttl: Duration) -> Self {
+        Self { ttl, ..self }
+    }
+}
+
+/// `message` as a request to `org`'s node, carrying a fresh token signed by
+/// `signer` as `grant` says.
+pub fn peer_request<T>(
+    signer: &Signer,
+    org: &str,
+    grant: PeerGrant<'_>,
+    message: T,
+) -> Result<tonic::Request<T>, AuthError> {
+    let scopes: Vec<String> = grant.scope.iter().map(|s| s.name().to_owned()).collect();
+    let token = signer.issue(&Grant {
+        audience: org,
+        subject: "node",
+        scopes: &scopes,
+        purpose: grant.purpose,
+        ttl: grant.ttl,
+        act: grant.act,
+    })?;
+    let value = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| AuthError::Invalid("a token must be printable ASCII".into()))?;
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(AUTHORIZATION, value);
+    Ok(request)
 }

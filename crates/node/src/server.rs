@@ -21,7 +21,6 @@ use lagesbild_audit::checkpoint::origin_of;
 use lagesbild_audit::{AuditLog, LogOptions, NoteSigner};
 use lagesbild_auth::{Signer, Verifier};
 use lagesbild_identity::tls::server_config;
-use lagesbild_identity::Role;
 use lagesbild_proto::v1::aggregate_service_server::AggregateServiceServer;
 use lagesbild_proto::v1::audit_service_server::AuditServiceServer;
 use lagesbild_proto::v1::event_service_server::EventServiceServer;
@@ -186,12 +185,7 @@ impl Node {
             path: loaded.config.data_dir.clone(),
             message: format!("pseudonym secret: {e}"),
         })?;
-        let members: Vec<String> = federation
-            .members
-            .iter()
-            .filter(|m| m.role == Role::Member && m.endpoint.is_some())
-            .map(|m| m.id.clone())
-            .collect();
+        let members: Vec<String> = federation.nodes().map(|m| m.id.clone()).collect();
         let lifetime_secs = i64::from(loaded.config.events.lifetime_minutes) * 60;
         let event_maker = Arc::new(EventMaker::new(
             org.clone(),

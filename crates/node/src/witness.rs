@@ -11,11 +11,11 @@
 
 use crate::access::now_micros;
 use crate::peers::PeerChannels;
-use crate::services::node_service::with_token;
+use crate::peers::{peer_request, PeerGrant};
 use lagesbild_audit::checkpoint::{origin_of, Checkpoint, NoteVerifier};
 use lagesbild_audit::{witness, Alarm, AuditLog, Hash, WitnessState};
-use lagesbild_auth::{Grant, Signer};
-use lagesbild_identity::{Federation, Role};
+use lagesbild_auth::Signer;
+use lagesbild_identity::Federation;
 use lagesbild_proto::v1::audit_service_client::AuditServiceClient;
 use lagesbild_proto::v1::CheckpointRequest;
 use std::collections::{HashMap, HashSet};
@@ -66,10 +66,7 @@ impl Witness {
         health: HealthReporter,
     ) -> Result<Self, String> {
         let mut verifiers = HashMap::new();
-        for member in federation.peers_of(own_org) {
-            if member.role != Role::Member || member.endpoint.is_none() {
-                continue;
-            }
+        for member in federation.nodes().filter(|m| m.id != own_org) {
             let verifier = NoteVerifier::from_pem(
                 &origin_of(&federation.name, &member.id),
                 member.token_public_key.as_bytes(),
@@ -151,25 +148,16 @@ impl Witness {
             .peers
             .get(org)
             .ok_or_else(|| format!("no channel to {org}"))?;
-        let token = self
-            .signer
-            .issue(&Grant {
-                audience: org,
-                subject: "node",
-                scopes: &[],
-                purpose: "witness",
-                ttl: Duration::from_secs(60),
-                act: None,
-            })
-            .map_err(|e| e.to_string())?;
         let held_size = held.as_ref().map_or(0, |h| h.size);
-        let request = with_token(
+        let request = peer_request(
+            &self.signer,
+            org,
+            PeerGrant::call(None, "witness"),
             CheckpointRequest {
                 witness_size: held_size,
             },
-            &token,
         )
-        .map_err(|s| s.message().to_owned())?;
+        .map_err(|e| e.to_string())?;
         let mut client = AuditServiceClient::new(channel.clone());
         let answer = tokio::time::timeout(CHECK_TIMEOUT, client.checkpoint(request))
             .await

@@ -15,7 +15,6 @@ use lagesbild_audit::merkle::{leaf_hash, verify_consistency, verify_inclusion, H
 use lagesbild_audit::verify::{reconcile, LogVerifier, Report};
 use lagesbild_audit::Entry;
 use lagesbild_auth::{AuthChannel, Bearer};
-use lagesbild_identity::Role;
 use lagesbild_proto::v1::audit_service_client::AuditServiceClient;
 use lagesbild_proto::v1::{
     CheckpointRequest, CheckpointsRequest, ClearAlarmRequest, EntriesRequest,
@@ -430,10 +429,7 @@ async fn read_entries(
 /// The checkpoints of `node`'s log that the other members' nodes hold as witnesses.
 async fn witnessed_checkpoints(client: &Client, node: &str) -> Vec<(String, String)> {
     let mut held = Vec::new();
-    for member in &client.federation.members {
-        if member.id == node || member.role != Role::Member || member.endpoint.is_none() {
-            continue;
-        }
+    for member in client.federation.nodes().filter(|m| m.id != node) {
         let Ok(mut audit) = audit_client(client, &member.id) else {
             continue;
         };

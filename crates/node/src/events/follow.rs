@@ -10,10 +10,10 @@
 use super::alerts::{Alerts, EventFacts};
 use crate::access::now_micros;
 use crate::peers::PeerChannels;
-use crate::services::node_service::with_token;
+use crate::peers::{peer_request, PeerGrant};
 use crate::witness::Witness;
 use futures::{FutureExt, StreamExt};
-use lagesbild_auth::{Grant, Signer};
+use lagesbild_auth::Signer;
 use lagesbild_geo::{Cell, CellSize};
 use lagesbild_proto::v1::event_service_client::EventServiceClient;
 use lagesbild_proto::v1::{feed_item, watch_item, Alert, FeedItem, SubscribeRequest, WatchItem};
@@ -184,19 +184,12 @@ impl Follower {
             .received_cursor(origin)
             .await
             .map_err(super::unavailable)?;
-        let token = self
-            .signer
-            .issue(&Grant {
-                audience: origin,
-                subject: "node",
-                scopes: &[lagesbild_vocabulary::Scope::EventsRead.name().to_owned()],
-                purpose: &self.purpose,
-                ttl: TOKEN_TTL,
-                act: None,
-            })
+        let grant = PeerGrant::call(Some(lagesbild_vocabulary::Scope::EventsRead), &self.purpose)
+            .lasting(TOKEN_TTL);
+        let request = peer_request(&self.signer, origin, grant, SubscribeRequest { after })
             .map_err(|e| tonic::Status::internal(e.to_string()))?;
         let mut stream = EventServiceClient::new(channel)
-            .subscribe(with_token(SubscribeRequest { after }, &token)?)
+            .subscribe(request)
             .await?
             .into_inner();
         tracing::info!(peer = %origin, after, "following the peer's events");

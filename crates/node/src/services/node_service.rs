@@ -2,10 +2,11 @@
 
 use super::caller;
 use crate::peers::PeerChannels;
+use crate::peers::{peer_request, PeerGrant};
 use crate::witness::Witness;
 use crate::VERSION;
 use futures::future::join_all;
-use lagesbild_auth::{Grant, Signer};
+use lagesbild_auth::Signer;
 use lagesbild_identity::{Federation, Member, Role};
 use lagesbild_proto::v1::node_service_client::NodeServiceClient;
 use lagesbild_proto::v1::node_service_server::NodeService;
@@ -69,28 +70,23 @@ impl NodeApi {
             status.witnessed_log_size = state.size;
             status.witness_alarm = state.alarm.map(|a| a.reason).unwrap_or_default();
         }
-        let token = match self.signer.issue(&Grant {
-            audience: &member.id,
-            subject: "node",
-            scopes: &[],
-            purpose: "status",
-            ttl: Duration::from_secs(60),
-            act: None,
-        }) {
-            Ok(token) => token,
-            Err(e) => {
-                status.error = e.to_string();
-                return status;
-            }
+        let request = |message| {
+            peer_request(
+                &self.signer,
+                &member.id,
+                PeerGrant::call(None, "status"),
+                message,
+            )
+            .map_err(|e| Status::internal(e.to_string()))
         };
         let mut client = NodeServiceClient::new(channel.clone());
         let deadline = Instant::now() + timeout;
         // The first call may include connecting; the round trip is measured on the
         // established channel, as every later call uses it.
         let info = async {
-            client.info(with_token(InfoRequest {}, &token)?).await?;
+            client.info(request(InfoRequest {})?).await?;
             let started = Instant::now();
-            let info = client.info(with_token(InfoRequest {}, &token)?).await?;
+            let info = client.info(request(InfoRequest {})?).await?;
             Ok::<_, Status>((info.into_inner(), started.elapsed()))
         };
         match tokio::time::timeout_at(deadline.into(), info).await {
@@ -110,18 +106,6 @@ impl NodeApi {
         }
         status
     }
-}
-
-/// A request carrying `token`.
-pub fn with_token<T>(message: T, token: &str) -> Result<Request<T>, Status> {
-    let mut request = Request::new(message);
-    let value = format!("Bearer {token}")
-        .parse()
-        .map_err(|_| Status::internal("token is not printable ASCII"))?;
-    request
-        .metadata_mut()
-        .insert(lagesbild_auth::AUTHORIZATION, value);
-    Ok(request)
 }
 
 /// A status as one line: transport errors carry their cause in the source chain.

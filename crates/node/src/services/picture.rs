@@ -5,15 +5,15 @@
 //! only what was released. Nothing here sees a value the gates withheld.
 
 use super::aggregate::{query_of, release_message, status_of};
-use super::node_service::with_token;
 use crate::auth::authorised;
 use crate::peers::PeerChannels;
+use crate::peers::{peer_request, PeerGrant};
 use crate::release::ReleaseGate;
 use crate::witness::Witness;
 use futures::future::join_all;
-use lagesbild_auth::{Grant, Signer};
+use lagesbild_auth::Signer;
 use lagesbild_geo::{Cell, CellSize};
-use lagesbild_identity::{Federation, Role};
+use lagesbild_identity::Federation;
 use lagesbild_proto::v1::aggregate_service_client::AggregateServiceClient;
 use lagesbild_proto::v1::picture_service_server::PictureService;
 use lagesbild_proto::v1::{
@@ -71,13 +71,7 @@ impl PictureApi {
         purpose: &str,
         deadline: Duration,
     ) -> Vec<(String, Vec<Answer>, Duration)> {
-        let members: Vec<&str> = self
-            .federation
-            .members
-            .iter()
-            .filter(|m| m.role == Role::Member && m.endpoint.is_some())
-            .map(|m| m.id.as_str())
-            .collect();
+        let members: Vec<&str> = self.federation.nodes().map(|m| m.id.as_str()).collect();
         let asks = members.into_iter().map(|org| async move {
             let started = Instant::now();
             let answers = if org == self.org {
@@ -124,22 +118,12 @@ impl PictureApi {
             .peers
             .get(org)
             .ok_or((AnswerStatus::Unavailable, "no channel".to_owned()))?;
-        let token = self
-            .signer
-            .issue(&Grant {
-                audience: org,
-                subject: "node",
-                scopes: &[Scope::AggregateRead.name().to_owned()],
-                purpose,
-                ttl: Duration::from_secs(60),
-                act: Some(analyst),
-            })
-            .map_err(|e| (AnswerStatus::Error, e.to_string()))?;
         let many = ReleaseManyRequest {
             requests: queries.to_vec(),
         };
-        let mut request =
-            with_token(many, &token).map_err(|s| (AnswerStatus::Error, s.message().to_owned()))?;
+        let grant = PeerGrant::call(Some(Scope::AggregateRead), purpose).acting_for(analyst);
+        let mut request = peer_request(&self.signer, org, grant, many)
+            .map_err(|e| (AnswerStatus::Error, e.to_string()))?;
         request.set_timeout(deadline);
         let mut client = AggregateServiceClient::new(channel.clone());
         let answer = tokio::time::timeout(deadline, client.release_many(request)).await;
