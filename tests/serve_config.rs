@@ -137,3 +137,12 @@ fn another_orgs_node_certificate_is_named() {
     let _ = dir;
     assert_refused(&config, "expected spiffe://testfed/org/alpha/node");
 }
+
+#[test]
+fn a_config_of_another_version_is_named_as_such() {
+    let (_dir, config) = provision();
+    // A newer file: another version and a key this build does not know.
+    edit(&config, "version = 1", "version = 2");
+    edit(&config, "data_dir", "people_provider = \"oidc\"\ndata_dir");
+    assert_refused(&config, "version 2 is not supported");
+}

@@ -77,6 +77,16 @@ impl Federation {
 
     /// Parses and checks the text of a federation file.
     pub fn parse(text: &str) -> Result<Self, IdentityError> {
+        // The version first, so that a file of another format is named as one.
+        if let Ok(table) = text.parse::<toml::Table>() {
+            if let Some(toml::Value::Integer(v)) = table.get("version") {
+                if *v != i64::from(FORMAT_VERSION) {
+                    return Err(IdentityError::Federation(format!(
+                        "version {v} is not supported: this build reads version {FORMAT_VERSION}"
+                    )));
+                }
+            }
+        }
         let federation: Self = toml::from_str(text)
             .map_err(|e| IdentityError::Federation(one_line(&e.to_string())))?;
         federation.check()?;
@@ -166,5 +176,21 @@ fn is_excerpt(line: &str) -> bool {
     match line.split_once('|') {
         Some((before, _)) => before.trim().chars().all(|c| c.is_ascii_digit()),
         None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_of_another_version_is_named_as_such_not_by_its_keys() {
+        let newer = "version = 2\nname = \"norrmalm\"\nwitness_quorum = 2\nmember = []\n";
+        let error = Federation::parse(newer).unwrap_err().to_string();
+        assert!(error.contains("version 2 is not supported"), "{error}");
+        let error = Federation::parse(&newer.replace("version = 2", "version = 1"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("witness_quorum"), "{error}");
     }
 }

@@ -191,6 +191,7 @@ impl NodeConfig {
             message,
         };
         let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        lagesbild_policy::check_format_version(&text, FORMAT_VERSION).map_err(fail)?;
         let mut config: NodeConfig = toml::from_str(&text)
             .map_err(|e| fail(lagesbild_policy::describe_toml_error(&text, &e)))?;
         if config.version != FORMAT_VERSION {

@@ -282,6 +282,7 @@ impl Policy {
 
     /// Parses and checks the text of a policy file.
     pub fn parse(text: &str) -> Result<Self, String> {
+        check_format_version(text, FORMAT_VERSION)?;
         let policy: Self = toml::from_str(text).map_err(|e| describe_toml_error(text, &e))?;
         if policy.version != FORMAT_VERSION {
             return Err(format!(
@@ -375,6 +376,27 @@ impl PeerPolicy {
             .filter_map(|&c| lagesbild_reports::Category::try_from(i32::from(c)).ok())
             .map(category_name)
             .collect()
+    }
+}
+
+/// Checks the `version` of a TOML document before it is parsed strictly, so
+/// that a file of another format is named as one rather than by the keys this
+/// build does not know. A missing or malformed `version`, and syntax errors,
+/// are left to the strict parse.
+pub fn check_format_version(text: &str, supported: u32) -> Result<(), String> {
+    let Ok(table) = text.parse::<toml::Table>() else {
+        return Ok(());
+    };
+    match table.get("version") {
+        Some(toml::Value::Integer(v)) if *v != i64::from(supported) => Err(format!(
+            "version {v} is not supported: this build reads version {supported}{}",
+            if *v > i64::from(supported) {
+                "; the file was written for a newer Lägesbild"
+            } else {
+                ""
+            }
+        )),
+        _ => Ok(()),
     }
 }
 

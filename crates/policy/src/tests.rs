@@ -136,3 +136,15 @@ fn all_means_every_category() {
     let policy = Policy::parse("version = 1\n[peer.x]\ncategories = [\"all\"]\n").unwrap();
     assert_eq!(policy.peer("x").unwrap().categories.len(), CATEGORIES.len());
 }
+
+#[test]
+fn a_file_of_another_version_is_named_as_such_not_by_its_keys() {
+    let newer = "version = 2\n[peer.polisen]\nscopes = [\"aggregate:read\"]\nlattice = \"fixed\"\n";
+    let error = Policy::parse(newer).unwrap_err();
+    assert!(error.contains("version 2 is not supported"), "{error}");
+    assert!(error.contains("newer"), "{error}");
+    // The same keys under version 1: the unknown key is what is wrong.
+    let error = Policy::parse(&newer.replace("version = 2", "version = 1")).unwrap_err();
+    assert!(error.contains("lattice"), "{error}");
+    assert!(check_format_version("version = 1\n", FORMAT_VERSION).is_ok());
+}
