@@ -48,11 +48,65 @@ pub enum Decision {
 impl Decision {
     /// The decision a gRPC status code stands for.
     pub fn of_grpc_code(code: u32) -> Self {
+        Outcome::of_grpc_code(code).decision()
+    }
+}
+
+/// How a call ended, from its gRPC status code: the one taxonomy of outcomes.
+/// The access log records its [`Decision`]; the metrics count it by
+/// [`label`](Self::label), finer within a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Outcome {
+    /// Answered (OK).
+    Allowed,
+    /// Not authenticated or not authorised (UNAUTHENTICATED, PERMISSION_DENIED).
+    Refused,
+    /// A budget or rate limit spent (RESOURCE_EXHAUSTED).
+    Exhausted,
+    /// The request was not acceptable (INVALID_ARGUMENT, NOT_FOUND,
+    /// ALREADY_EXISTS, FAILED_PRECONDITION, OUT_OF_RANGE).
+    Invalid,
+    /// Out of time (DEADLINE_EXCEEDED).
+    Deadline,
+    /// Could not be served now (UNAVAILABLE).
+    Unavailable,
+    /// Anything else.
+    Failed,
+}
+
+impl Outcome {
+    /// The outcome a gRPC status code stands for.
+    pub fn of_grpc_code(code: u32) -> Self {
         match code {
             0 => Self::Allowed,
-            // UNAUTHENTICATED, PERMISSION_DENIED, RESOURCE_EXHAUSTED
-            16 | 7 | 8 => Self::Refused,
+            7 | 16 => Self::Refused,
+            8 => Self::Exhausted,
+            3 | 5 | 6 | 9 | 11 => Self::Invalid,
+            4 => Self::Deadline,
+            14 => Self::Unavailable,
             _ => Self::Failed,
+        }
+    }
+
+    /// The decision the access log records.
+    pub fn decision(self) -> Decision {
+        match self {
+            Self::Allowed => Decision::Allowed,
+            Self::Refused | Self::Exhausted => Decision::Refused,
+            Self::Invalid | Self::Deadline | Self::Unavailable | Self::Failed => Decision::Failed,
+        }
+    }
+
+    /// The name the metrics use.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::Refused => "refused",
+            Self::Exhausted => "exhausted",
+            Self::Invalid => "invalid",
+            Self::Deadline => "deadline",
+            Self::Unavailable => "unavailable",
+            Self::Failed => "failed",
         }
     }
 }
@@ -480,5 +534,12 @@ mod tests {
         assert_eq!(Decision::of_grpc_code(7), Decision::Refused);
         assert_eq!(Decision::of_grpc_code(8), Decision::Refused);
         assert_eq!(Decision::of_grpc_code(3), Decision::Failed);
+        // Every code has one outcome, and the log's decision is its projection.
+        for code in 0..=20 {
+            let outcome = Outcome::of_grpc_code(code);
+            assert_eq!(Decision::of_grpc_code(code), outcome.decision(), "{code}");
+            let refused = matches!(outcome.label(), "refused" | "exhausted");
+            assert_eq!(outcome.decision() == Decision::Refused, refused, "{code}");
+        }
     }
 }

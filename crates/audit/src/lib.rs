@@ -22,7 +22,9 @@ pub mod verify;
 pub mod witness;
 
 pub use checkpoint::{origin_of, Checkpoint, NoteError, NoteSigner, NoteVerifier};
-pub use entry::{Decision, Direction, Entry, Receipt, RefusedConnection, Released, TokenFacts};
+pub use entry::{
+    Decision, Direction, Entry, Outcome, Receipt, RefusedConnection, Released, TokenFacts,
+};
 pub use log::{AuditLog, LogOptions};
 pub use merkle::{Hash, ProofError};
 pub use witness::{Alarm, WitnessState};

@@ -4,7 +4,7 @@
 //! rewrite: an alarm that stays until an operator clears it.
 
 use crate::checkpoint::Checkpoint;
-use crate::merkle::{verify_consistency, Hash};
+use crate::merkle::{verify_consistency, Hash, ProofError};
 use serde::{Deserialize, Serialize};
 
 /// What a node holds of one peer's log.
@@ -32,20 +32,47 @@ pub struct Alarm {
     pub evidence: String,
 }
 
+/// Why a new checkpoint of a peer's log was not accepted: evidence of a fork
+/// or a rewrite.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Inconsistent {
+    /// The log is smaller than a checkpoint already held.
+    #[error("log shrank: held a checkpoint of {held} entries, now shown {shown}")]
+    Shrank {
+        /// Entries of the held checkpoint.
+        held: u64,
+        /// Entries of the new one.
+        shown: u64,
+    },
+    /// The consistency proof from the held checkpoint does not verify.
+    #[error(
+        "checkpoint of {shown} entries is not consistent with the held one of {held}: {proof}"
+    )]
+    Proof {
+        /// Entries of the held checkpoint.
+        held: u64,
+        /// Entries of the new one.
+        shown: u64,
+        /// What failed.
+        proof: ProofError,
+    },
+}
+
 /// Checks a new (signature-checked) checkpoint against the held one, with the
 /// consistency proof the peer gave from `held.size` to `new.size`.
-pub fn check(held: &Checkpoint, new: &Checkpoint, proof: &[Hash]) -> Result<(), String> {
+pub fn check(held: &Checkpoint, new: &Checkpoint, proof: &[Hash]) -> Result<(), Inconsistent> {
     if new.size < held.size {
-        return Err(format!(
-            "log shrank: held a checkpoint of {} entries, now shown {}",
-            held.size, new.size
-        ));
+        return Err(Inconsistent::Shrank {
+            held: held.size,
+            shown: new.size,
+        });
     }
-    verify_consistency(held.size, new.size, &held.root, &new.root, proof).map_err(|e| {
-        format!(
-            "checkpoint of {} entries is not consistent with the held one of {}: {e}",
-            new.size, held.size
-        )
+    verify_consistency(held.size, new.size, &held.root, &new.root, proof).map_err(|proof| {
+        Inconsistent::Proof {
+            held: held.size,
+            shown: new.size,
+            proof,
+        }
     })
 }
 
@@ -99,8 +126,9 @@ mod tests {
         assert!(check(&held, &forged, &proof).is_err());
 
         let truncated = checkpoint(&honest, 2);
-        assert!(check(&held, &truncated, &[])
-            .unwrap_err()
-            .contains("shrank"));
+        assert_eq!(
+            check(&held, &truncated, &[]).unwrap_err(),
+            Inconsistent::Shrank { held: 3, shown: 2 }
+        );
     }
 }

@@ -87,7 +87,7 @@ pub(crate) fn run(bench_reports: usize, finest_cell: u32, finest_bucket: &str) -
             println!("|---|---|---|---|---|");
             for (cell, bucket) in SHAPES {
                 let rules = ReleaseRules {
-                    k: K::new(k).map_err(anyhow::Error::msg)?,
+                    k: K::new(k)?,
                     finest_cell,
                     finest_bucket,
                     categories: CATEGORIES.iter().map(|(c, _)| *c as i32 as u8).collect(),

@@ -8,7 +8,7 @@
 //! the one place every call passes; the rest is read when scraped.
 
 use crate::release::ReleaseGate;
-use lagesbild_audit::AuditLog;
+use lagesbild_audit::{AuditLog, Outcome};
 use lagesbild_store::Store;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -57,17 +57,10 @@ pub struct Metrics {
     counters: Mutex<Counters>,
 }
 
-/// What a call's gRPC status says about the decision.
+/// What a call's gRPC status says about the decision: the access log's
+/// taxonomy ([`Outcome`]), by its metrics label.
 pub fn decision_of(code: u32) -> &'static str {
-    match code {
-        0 => "allowed",
-        7 | 16 => "refused",
-        8 => "exhausted",
-        3 | 5 | 6 | 9 | 11 => "invalid",
-        4 => "deadline",
-        14 => "unavailable",
-        _ => "failed",
-    }
+    Outcome::of_grpc_code(code).label()
 }
 
 fn split_path(path: &str) -> (String, String) {

@@ -183,7 +183,9 @@ impl Witness {
                 .map_err(|e| format!("held checkpoint of {org} no longer verifies: {e}"))?;
             let proof = hashes(&answer.consistency);
             let verdict = match proof {
-                Some(proof) => witness::check(&held_checkpoint, &new, &proof),
+                Some(proof) => {
+                    witness::check(&held_checkpoint, &new, &proof).map_err(|e| e.to_string())
+                }
                 None => Err("consistency proof holds a hash that is not 32 bytes".into()),
             };
             if let Err(reason) = verdict {

@@ -50,19 +50,27 @@ impl Epsilon {
     }
 }
 
-impl TryFrom<f64> for Epsilon {
-    type Error = String;
+/// A number that cannot be an epsilon.
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+pub enum InvalidEpsilon {
+    /// Zero, negative or not a number.
+    #[error("epsilon must be a positive number, not {0}")]
+    NotPositive(f64),
+    /// Below a millionth or above the largest epsilon.
+    #[error("epsilon {0} is out of range (0.000001 to {max})", max = MAX_EPSILON.as_f64())]
+    OutOfRange(f64),
+}
 
-    fn try_from(value: f64) -> Result<Self, String> {
+impl TryFrom<f64> for Epsilon {
+    type Error = InvalidEpsilon;
+
+    fn try_from(value: f64) -> Result<Self, InvalidEpsilon> {
         if !value.is_finite() || value <= 0.0 {
-            return Err(format!("epsilon must be a positive number, not {value}"));
+            return Err(InvalidEpsilon::NotPositive(value));
         }
         let micros = (value * 1e6).round();
         if micros < 1.0 || micros > MAX_EPSILON.0 as f64 {
-            return Err(format!(
-                "epsilon {value} is out of range (0.000001 to {})",
-                MAX_EPSILON.as_f64()
-            ));
+            return Err(InvalidEpsilon::OutOfRange(value));
         }
         Ok(Self(micros as u64))
     }

@@ -35,7 +35,7 @@ pub struct K(u32);
 
 impl K {
     /// The threshold `k`, if it is at least [`MIN_K`].
-    pub fn new(k: u32) -> Result<Self, String> {
+    pub fn new(k: u32) -> Result<Self, BelowMinimumK> {
         Self::try_from(k)
     }
 
@@ -45,12 +45,17 @@ impl K {
     }
 }
 
-impl TryFrom<u32> for K {
-    type Error = String;
+/// A threshold below [`MIN_K`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("k = {0} is below the minimum of {MIN_K}")]
+pub struct BelowMinimumK(pub u32);
 
-    fn try_from(k: u32) -> Result<Self, String> {
+impl TryFrom<u32> for K {
+    type Error = BelowMinimumK;
+
+    fn try_from(k: u32) -> Result<Self, BelowMinimumK> {
         if k < MIN_K {
-            Err(format!("k = {k} is below the minimum of {MIN_K}"))
+            Err(BelowMinimumK(k))
         } else {
             Ok(Self(k))
         }
