@@ -21,6 +21,7 @@ use lagesbild_audit::checkpoint::origin_of;
 use lagesbild_audit::{AuditLog, LogOptions, NoteSigner};
 use lagesbild_auth::{Signer, Verifier};
 use lagesbild_identity::tls::server_config;
+use lagesbild_identity::Federation;
 use lagesbild_proto::v1::aggregate_service_server::AggregateServiceServer;
 use lagesbild_proto::v1::audit_service_server::AuditServiceServer;
 use lagesbild_proto::v1::event_service_server::EventServiceServer;
@@ -37,6 +38,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tonic::transport::Server;
+use tonic_health::server::HealthReporter;
 
 /// A node ready to serve: configuration loaded, store open, listener bound.
 pub struct Node {
@@ -92,7 +94,62 @@ impl Node {
             listener,
             store,
         } = self;
-        let federation = Arc::new(loaded.federation);
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<NodeServiceServer<NodeApi>>().await;
+        let core = Core::open(loaded, store, health).await?;
+        let (closing, closing_seen) = tokio::sync::watch::channel(false);
+        let background = Background::start(&core).await?;
+        let served = core
+            .serve(listener, health_service, closing_seen, async {
+                shutdown.await;
+                core.health
+                    .set_not_serving::<NodeServiceServer<NodeApi>>()
+                    .await;
+                // Event streams never end on their own; in-flight unary calls do.
+                closing.send_replace(true);
+                background.stop_following();
+                tracing::info!("shutting down: finishing in-flight calls");
+            })
+            .await;
+        background.stop();
+        core.close().await?;
+        served
+    }
+}
+
+/// What a running node is made of, built once from its configuration: the
+/// access log, keys, TLS, peers, witness, the policy in force and its gate,
+/// the event maker and the metrics.
+struct Core {
+    org: String,
+    loaded: LoadedConfig,
+    federation: Arc<Federation>,
+    store: Store,
+    log: AuditLog,
+    tls: Arc<rustls::ServerConfig>,
+    signer: Arc<Signer>,
+    verifier: Arc<Verifier>,
+    metrics: Arc<Metrics>,
+    refusals: Arc<RefusalRecorder>,
+    peers: PeerChannels,
+    health: HealthReporter,
+    witness: Arc<Witness>,
+    policy: Arc<PolicyHandle>,
+    gate: Arc<ReleaseGate>,
+    event_maker: Arc<EventMaker>,
+    /// The members that run a node, this one included.
+    members: Vec<String>,
+}
+
+impl Core {
+    /// Opens the access log, reads the keys and TLS files, and builds the
+    /// parts every service shares.
+    async fn open(
+        loaded: LoadedConfig,
+        store: Store,
+        health: HealthReporter,
+    ) -> Result<Self, NodeError> {
+        let federation = Arc::new(loaded.federation.clone());
         let org = loaded.config.org.clone();
         let config_error = |message: String| NodeError::Config {
             path: loaded.path.clone(),
@@ -130,25 +187,12 @@ impl Node {
             &metrics,
         )
         .map_err(config_error)?;
-
-        let (health, health_service) = tonic_health::server::health_reporter();
-        health.set_serving::<NodeServiceServer<NodeApi>>().await;
-        let reflection_v1 = reflection()
-            .build_v1()
-            .map_err(|e| NodeError::Startup(format!("reflection: {e}")))?;
-        let reflection_v1alpha = reflection()
-            .build_v1alpha()
-            .map_err(|e| NodeError::Startup(format!("reflection: {e}")))?;
-
         let signer =
             Arc::new(Signer::from_pem(&org, &token_pem).map_err(|e| config_error(e.to_string()))?);
-        let verifier =
-            Arc::new(
-                Verifier::new(&org, &federation).map_err(|e| NodeError::Config {
-                    path: loaded.path.clone(),
-                    message: format!("federation: {e}"),
-                })?,
-            );
+        let verifier = Arc::new(
+            Verifier::new(&org, &federation)
+                .map_err(|e| config_error(format!("federation: {e}")))?,
+        );
         let recalled = crate::auth::recall_used_delegations(&log, &verifier, CALL_DEADLINE)
             .map_err(|e| NodeError::Store {
                 path: audit_dir.clone(),
@@ -170,13 +214,6 @@ impl Node {
             .map_err(config_error)?,
         );
         witness.publish_health().await;
-        let node_service = NodeServiceServer::new(NodeApi::new(
-            org.clone(),
-            federation.clone(),
-            peers.clone(),
-            signer.clone(),
-            witness.clone(),
-        ));
         let policy = Arc::new(PolicyHandle::new(
             loaded.config.policy.clone(),
             loaded.policy.clone(),
@@ -194,77 +231,107 @@ impl Node {
             &secret,
             lifetime_secs,
         ));
+        let gate = Arc::new(ReleaseGate::new(org.clone(), policy.clone(), store.clone()));
+        Ok(Self {
+            org,
+            loaded,
+            federation,
+            store,
+            log,
+            tls,
+            signer,
+            verifier,
+            metrics,
+            refusals,
+            peers,
+            health,
+            witness,
+            policy,
+            gate,
+            event_maker,
+            members,
+        })
+    }
+
+    /// Serves every service behind the access layer on `listener` until
+    /// `shutdown` completes and the calls in flight have finished.
+    async fn serve(
+        &self,
+        listener: TcpListener,
+        health_service: impl tower::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<tonic::body::Body>,
+                Error = std::convert::Infallible,
+                Future: Send + 'static,
+            > + tonic::server::NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        closing: tokio::sync::watch::Receiver<bool>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), NodeError> {
+        let org = &self.org;
+        let reflection_v1 = reflection()
+            .build_v1()
+            .map_err(|e| NodeError::Startup(format!("reflection: {e}")))?;
+        let reflection_v1alpha = reflection()
+            .build_v1alpha()
+            .map_err(|e| NodeError::Startup(format!("reflection: {e}")))?;
+        let node_service = NodeServiceServer::new(NodeApi::new(
+            org.clone(),
+            self.federation.clone(),
+            self.peers.clone(),
+            self.signer.clone(),
+            self.witness.clone(),
+        ));
+        let write_purposes: Arc<[String]> =
+            self.loaded.config.reports.write_purposes.clone().into();
         let report_service = ReportServiceServer::new(ReportApi::new(
-            loaded.config.reports.rules(),
-            loaded.config.reports.write_purposes.clone().into(),
-            store.clone(),
-            event_maker.clone(),
+            self.loaded.config.reports.rules(),
+            write_purposes.clone(),
+            self.store.clone(),
+            self.event_maker.clone(),
         ))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
-        let gate = Arc::new(ReleaseGate::new(org.clone(), policy.clone(), store.clone()));
-        let (closing, closing_seen) = tokio::sync::watch::channel(false);
         let event_service = EventServiceServer::new(EventApi::new(
             org.clone(),
-            store.clone(),
-            policy.clone(),
-            gate.rate_limits(),
-            loaded.config.reports.write_purposes.clone().into(),
-            event_maker,
-            closing_seen,
+            self.store.clone(),
+            self.policy.clone(),
+            self.gate.rate_limits(),
+            write_purposes,
+            self.event_maker.clone(),
+            closing,
         ));
-        let follower = Arc::new(Follower::new(
-            org.clone(),
-            store.clone(),
-            loaded.alerts.clone(),
-            peers.clone(),
-            signer.clone(),
-            witness.clone(),
-            loaded.config.events.purpose.clone(),
-        ));
-        let following = follower.start(&members);
-        let policy_watch = tokio::spawn(policy.watch(POLICY_CHECK_INTERVAL));
-        let metrics_server = match &loaded.config.metrics {
-            Some(section) => {
-                let address = section.listen.clone();
-                let listener = TcpListener::bind(&address)
-                    .await
-                    .map_err(|source| NodeError::Bind { address, source })?;
-                tracing::info!(listen = ?listener.local_addr().ok(), "metrics served");
-                Some(tokio::spawn(crate::metrics::serve(
-                    listener,
-                    metrics.clone(),
-                    Sources {
-                        log: log.clone(),
-                        gate: gate.clone(),
-                        store: store.clone(),
-                    },
-                )))
-            }
-            None => None,
-        };
         let aggregate_service =
-            AggregateServiceServer::new(AggregateApi::new(org.clone(), gate.clone()));
-        let policy_service = PolicyServiceServer::new(PolicyApi::new(org.clone(), gate.clone()));
+            AggregateServiceServer::new(AggregateApi::new(org.clone(), self.gate.clone()));
+        let policy_service =
+            PolicyServiceServer::new(PolicyApi::new(org.clone(), self.gate.clone()));
         let picture_service = PictureServiceServer::new(PictureApi::new(
             org.clone(),
-            federation.clone(),
-            peers,
-            signer,
-            gate,
-            witness.clone(),
+            self.federation.clone(),
+            self.peers.clone(),
+            self.signer.clone(),
+            self.gate.clone(),
+            self.witness.clone(),
         ));
-        let audit_service = AuditServiceServer::new(AuditApi::new(log.clone(), witness.clone()));
-        let checkpoint_timer = tokio::spawn(checkpoint_loop(log.clone()));
-        let retention = tokio::spawn(retention_loop(
-            store.clone(),
-            loaded.config.reports.retention(),
-        ));
+        let audit_service =
+            AuditServiceServer::new(AuditApi::new(self.log.clone(), self.witness.clone()));
         let local = listener.local_addr().ok();
-        let incoming = serve_tls(listener, tls, federation, refusals.sink());
-        let refusal_counts = tokio::spawn(refusals.clone().run());
+        let incoming = serve_tls(
+            listener,
+            self.tls.clone(),
+            self.federation.clone(),
+            self.refusals.sink(),
+        );
         tracing::info!(%org, listen = ?local, version = crate::VERSION, "node serving");
         limited_server()
-            .layer(AccessLayer::new(&org, verifier, log.clone(), metrics))
+            .layer(AccessLayer::new(
+                org,
+                self.verifier.clone(),
+                self.log.clone(),
+                self.metrics.clone(),
+            ))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -275,32 +342,85 @@ impl Node {
             .add_service(picture_service)
             .add_service(audit_service)
             .add_service(event_service)
-            .serve_with_incoming_shutdown(incoming, async {
-                shutdown.await;
-                health.set_not_serving::<NodeServiceServer<NodeApi>>().await;
-                // Event streams never end on their own; in-flight unary calls do.
-                closing.send_replace(true);
-                for task in &following {
-                    task.abort();
-                }
-                tracing::info!("shutting down: finishing in-flight calls");
-            })
+            .serve_with_incoming_shutdown(incoming, shutdown)
             .await?;
-        retention.abort();
-        if let Some(server) = metrics_server {
-            server.abort();
-        }
-        policy_watch.abort();
-        checkpoint_timer.abort();
-        refusal_counts.abort();
-        refusals.flush(true).await;
-        store.flush().await.map_err(|e| NodeError::Store {
-            path: loaded.config.data_dir.clone(),
+        Ok(())
+    }
+
+    /// Writes what is still counted of refused handshakes, flushes the store
+    /// and closes the access log.
+    async fn close(self) -> Result<(), NodeError> {
+        self.refusals.flush(true).await;
+        self.store.flush().await.map_err(|e| NodeError::Store {
+            path: self.loaded.config.data_dir.clone(),
             message: e.to_string(),
         })?;
-        log.close().await;
-        tracing::info!(%org, "node stopped");
+        self.log.close().await;
+        tracing::info!(org = %self.org, "node stopped");
         Ok(())
+    }
+}
+
+/// The node's tasks besides serving calls: following every member's events,
+/// watching the policy file, metrics, checkpoints, retention and the counts of
+/// refused handshakes.
+struct Background {
+    following: Vec<tokio::task::JoinHandle<()>>,
+    others: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Background {
+    async fn start(core: &Core) -> Result<Self, NodeError> {
+        let follower = Arc::new(Follower::new(
+            core.org.clone(),
+            core.store.clone(),
+            core.loaded.alerts.clone(),
+            core.peers.clone(),
+            core.signer.clone(),
+            core.witness.clone(),
+            core.loaded.config.events.purpose.clone(),
+        ));
+        let following = follower.start(&core.members);
+        let mut others = vec![
+            tokio::spawn(core.policy.clone().watch(POLICY_CHECK_INTERVAL)),
+            tokio::spawn(checkpoint_loop(core.log.clone())),
+            tokio::spawn(retention_loop(
+                core.store.clone(),
+                core.loaded.config.reports.retention(),
+            )),
+            tokio::spawn(core.refusals.clone().run()),
+        ];
+        if let Some(section) = &core.loaded.config.metrics {
+            let address = section.listen.clone();
+            let listener = TcpListener::bind(&address)
+                .await
+                .map_err(|source| NodeError::Bind { address, source })?;
+            tracing::info!(listen = ?listener.local_addr().ok(), "metrics served");
+            others.push(tokio::spawn(crate::metrics::serve(
+                listener,
+                core.metrics.clone(),
+                Sources {
+                    log: core.log.clone(),
+                    gate: core.gate.clone(),
+                    store: core.store.clone(),
+                },
+            )));
+        }
+        Ok(Self { following, others })
+    }
+
+    /// Stops following peers' events (their streams would not end on their own).
+    fn stop_following(&self) {
+        for task in &self.following {
+            task.abort();
+        }
+    }
+
+    fn stop(&self) {
+        self.stop_following();
+        for task in &self.others {
+            task.abort();
+        }
     }
 }
 
