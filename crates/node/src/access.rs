@@ -31,15 +31,6 @@ pub fn now_micros() -> i64 {
         .map_or(0, |d| d.as_micros() as i64)
 }
 
-/// Methods whose answers are streams: logged when the stream starts, without a
-/// response digest (the answer can't be held back until it ends).
-pub fn streams_its_answer(path: &str) -> bool {
-    matches!(
-        path,
-        "/lagesbild.v1.EventService/Subscribe" | "/lagesbild.v1.EventService/Watch"
-    )
-}
-
 /// The entry of a stream's end: how many messages it sent and their digest,
 /// appended when the stream is done (or dropped, when the caller went away).
 struct StreamEnd {
@@ -202,6 +193,109 @@ fn status_answer(status: &Status, receipt: Option<&str>) -> http::Response<Body>
     response
 }
 
+/// Logs `entry` as ended with `status`, then answers with the status and the
+/// entry's receipt (or withholds it if the log could not record it).
+async fn refuse(
+    log: &AuditLog,
+    metrics: &Metrics,
+    mut entry: Entry,
+    status: Status,
+    started: Instant,
+) -> http::Response<Body> {
+    entry.code = status.code() as u32;
+    entry.decision = Decision::of_grpc_code(entry.code);
+    entry.reason = status.message().to_owned();
+    entry.released = Released::default();
+    match record(log, metrics, &entry, started).await {
+        Ok(receipt) => status_answer(&status, Some(&receipt_value(&receipt))),
+        Err(e) => unlogged(e),
+    }
+}
+
+/// A streamed answer: logged as it starts, with the receipt in its headers,
+/// and again when it ends ([`StreamEnd`]).
+async fn stream_answer(
+    log: AuditLog,
+    metrics: &Metrics,
+    mut entry: Entry,
+    response: http::Response<Body>,
+    started: Instant,
+) -> http::Response<Body> {
+    let (code, reason) = grpc_status(response.headers(), None);
+    entry.code = if response.headers().contains_key("grpc-status") {
+        code
+    } else {
+        0
+    };
+    entry.decision = Decision::of_grpc_code(entry.code);
+    entry.reason = reason;
+    let (mut parts, body) = response.into_parts();
+    let receipt = match record(&log, metrics, &entry, started).await {
+        Ok(receipt) => receipt,
+        Err(e) => return unlogged(e),
+    };
+    if let Ok(value) = receipt_value(&receipt).parse() {
+        parts.headers.insert(RECEIPT_HEADER, value);
+    }
+    // What the stream sent is logged when it ends.
+    let end = (entry.code == 0).then(|| StreamEnd {
+        entry,
+        digest: Digest::default(),
+        counter: MessageCounter::default(),
+        log,
+    });
+    http::Response::from_parts(parts, Body::new(EndLogged { inner: body, end }))
+}
+
+/// A unary answer: held until its entry (with the response's digest) is on
+/// disk, then sent with the receipt in its trailers.
+async fn unary_answer(
+    log: &AuditLog,
+    metrics: &Metrics,
+    mut entry: Entry,
+    note: Option<String>,
+    response: http::Response<Body>,
+    started: Instant,
+) -> http::Response<Body> {
+    let (mut parts, body) = response.into_parts();
+    let (data, mut trailers) = match body.collect().await {
+        Ok(collected) => {
+            let trailers = collected.trailers().cloned();
+            (collected.to_bytes(), trailers)
+        }
+        // The answer broke while being encoded: log that, send the status.
+        Err(status) => return refuse(log, metrics, entry, status, started).await,
+    };
+    let (code, reason) = grpc_status(&parts.headers, trailers.as_ref());
+    if let Some(status) = crate::wire::oversize(code, &reason) {
+        return refuse(log, metrics, entry, status, started).await;
+    }
+    entry.code = code;
+    entry.decision = Decision::of_grpc_code(code);
+    entry.reason = match note {
+        Some(note) if code == 0 => note,
+        _ => reason,
+    };
+    if code != 0 {
+        entry.released = Released::default();
+    }
+    entry.response_digest = Some(Digest::of(&data));
+    let receipt = match record(log, metrics, &entry, started).await {
+        Ok(receipt) => receipt,
+        Err(e) => return unlogged(e),
+    };
+    match (&mut trailers, receipt_value(&receipt).parse().ok()) {
+        (Some(trailers), Some(value)) => {
+            trailers.insert(RECEIPT_HEADER, value);
+        }
+        (None, Some(value)) => {
+            parts.headers.insert(RECEIPT_HEADER, value);
+        }
+        _ => {}
+    }
+    http::Response::from_parts(parts, Body::new(Replay::new(data, trailers)))
+}
+
 fn unlogged(error: impl std::fmt::Display) -> http::Response<Body> {
     tracing::error!(error = %error, "access log could not record a call; answer withheld");
     Status::unavailable(
@@ -255,16 +349,9 @@ where
         };
         let log = self.log.clone();
         if let Err(status) = crate::auth::check(&self.org, &self.verifier, &mut request) {
-            entry.code = status.code() as u32;
-            entry.decision = Decision::of_grpc_code(entry.code);
-            entry.reason = status.message().to_owned();
-            return Box::pin(async move {
-                let appended = record(&log, &metrics, &entry, started).await;
-                match appended {
-                    Ok(receipt) => Ok(status_answer(&status, Some(&receipt_value(&receipt)))),
-                    Err(e) => Ok(unlogged(e)),
-                }
-            });
+            return Box::pin(
+                async move { Ok(refuse(&log, &metrics, entry, status, started).await) },
+            );
         }
         entry.token = token_facts(request.extensions().get::<Authorised>());
         let request_digest = Digest::default();
@@ -278,94 +365,11 @@ where
             if let Some(released) = response.extensions().get::<Released>() {
                 entry.released = *released;
             }
+            if crate::auth::rule_for(&path).streams {
+                return Ok(stream_answer(log, &metrics, entry, response, started).await);
+            }
             let note = response.extensions().get::<CallNote>().map(|n| n.0.clone());
-            if streams_its_answer(&path) {
-                let (code, reason) = grpc_status(response.headers(), None);
-                entry.code = if response.headers().contains_key("grpc-status") {
-                    code
-                } else {
-                    0
-                };
-                entry.decision = Decision::of_grpc_code(entry.code);
-                entry.reason = reason;
-                let (mut parts, body) = response.into_parts();
-                let appended = record(&log, &metrics, &entry, started).await;
-                return Ok(match appended {
-                    Ok(receipt) => {
-                        if let Ok(value) = receipt_value(&receipt).parse() {
-                            parts.headers.insert(RECEIPT_HEADER, value);
-                        }
-                        // What the stream sent is logged when it ends.
-                        let end = (entry.code == 0).then(|| StreamEnd {
-                            entry,
-                            digest: Digest::default(),
-                            counter: MessageCounter::default(),
-                            log: log.clone(),
-                        });
-                        http::Response::from_parts(parts, Body::new(EndLogged { inner: body, end }))
-                    }
-                    Err(e) => unlogged(e),
-                });
-            }
-            let (mut parts, body) = response.into_parts();
-            let (data, mut trailers) = match body.collect().await {
-                Ok(collected) => {
-                    let trailers = collected.trailers().cloned();
-                    (collected.to_bytes(), trailers)
-                }
-                Err(status) => {
-                    // The answer broke while being encoded: log that, send the status.
-                    entry.code = status.code() as u32;
-                    entry.decision = Decision::of_grpc_code(entry.code);
-                    entry.reason = status.message().to_owned();
-                    let appended = record(&log, &metrics, &entry, started).await;
-                    return Ok(match appended {
-                        Ok(receipt) => status_answer(&status, Some(&receipt_value(&receipt))),
-                        Err(e) => unlogged(e),
-                    });
-                }
-            };
-            let (code, reason) = grpc_status(&parts.headers, trailers.as_ref());
-            if let Some(status) = crate::wire::oversize(code, &reason) {
-                entry.code = status.code() as u32;
-                entry.decision = Decision::of_grpc_code(entry.code);
-                entry.reason = status.message().to_owned();
-                entry.released = Released::default();
-                let appended = record(&log, &metrics, &entry, started).await;
-                return Ok(match appended {
-                    Ok(receipt) => status_answer(&status, Some(&receipt_value(&receipt))),
-                    Err(e) => unlogged(e),
-                });
-            }
-            entry.code = code;
-            entry.decision = Decision::of_grpc_code(code);
-            entry.reason = match note {
-                Some(note) if code == 0 => note,
-                _ => reason,
-            };
-            if code != 0 {
-                entry.released = Released::default();
-            }
-            entry.response_digest = Some(Digest::of(&data));
-            let appended = record(&log, &metrics, &entry, started).await;
-            let receipt = match appended {
-                Ok(receipt) => receipt,
-                Err(e) => return Ok(unlogged(e)),
-            };
-            let value = receipt_value(&receipt).parse().ok();
-            match (&mut trailers, value) {
-                (Some(trailers), Some(value)) => {
-                    trailers.insert(RECEIPT_HEADER, value);
-                }
-                (None, Some(value)) => {
-                    parts.headers.insert(RECEIPT_HEADER, value);
-                }
-                _ => {}
-            }
-            Ok(http::Response::from_parts(
-                parts,
-                Body::new(Replay::new(data, trailers)),
-            ))
+            Ok(unary_answer(&log, &metrics, entry, note, response, started).await)
         })
     }
 }

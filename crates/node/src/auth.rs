@@ -49,6 +49,36 @@ pub struct Rule {
     pub callers: Callers,
     /// What the method gives, for the sentence that refuses another organisation.
     pub gives: &'static str,
+    /// Whether its answer is a stream: logged when the stream starts, without
+    /// a response digest (it can't be held back until it ends), and again at
+    /// its end.
+    pub streams: bool,
+    /// What aggregate releases its answer carries, for the log.
+    pub releases: Releases,
+}
+
+/// The aggregate releases a method's answer carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Releases {
+    /// None.
+    Nothing,
+    /// One `AggregateRelease`.
+    One,
+    /// A `ReleaseManyResponse`: one outcome per request.
+    Many,
+}
+
+impl Rule {
+    const fn answering(self, releases: Releases) -> Rule {
+        Rule { releases, ..self }
+    }
+
+    const fn streaming(self) -> Rule {
+        Rule {
+            streams: true,
+            ..self
+        }
+    }
 }
 
 const fn rule(
@@ -64,6 +94,8 @@ const fn rule(
         need,
         callers,
         gives,
+        streams: false,
+        releases: Releases::Nothing,
     }
 }
 
@@ -112,6 +144,22 @@ pub const TABLE: &[Rule] = &[
     ),
     rule(
         aggregate::SERVICE_NAME,
+        Some("Release"),
+        Requirement::Scope(Scope::AggregateRead),
+        Federation,
+        "aggregate releases",
+    )
+    .answering(Releases::One),
+    rule(
+        aggregate::SERVICE_NAME,
+        Some("ReleaseMany"),
+        Requirement::Scope(Scope::AggregateRead),
+        Federation,
+        "aggregate releases",
+    )
+    .answering(Releases::Many),
+    rule(
+        aggregate::SERVICE_NAME,
         None,
         Requirement::Scope(Scope::AggregateRead),
         Federation,
@@ -137,14 +185,16 @@ pub const TABLE: &[Rule] = &[
         Requirement::Scope(Scope::EventsRead),
         Federation,
         "a member's event feed",
-    ),
+    )
+    .streaming(),
     rule(
         events::SERVICE_NAME,
         Some("Watch"),
         Requirement::Scope(Scope::EventsRead),
         OwnOrg,
         "the node's inbox of events",
-    ),
+    )
+    .streaming(),
     rule(
         events::SERVICE_NAME,
         Some("Recall"),
@@ -385,6 +435,9 @@ mod tests {
             requirement("/lagesbild.v1.EventService/Recall"),
             Requirement::Scope(Scope::ReportWrite)
         );
+        assert!(rule_for("/lagesbild.v1.EventService/Subscribe").streams);
+        assert!(rule_for("/lagesbild.v1.EventService/Watch").streams);
+        assert!(!rule_for("/lagesbild.v1.EventService/Recall").streams);
         for (path, callers) in [
             ("/lagesbild.v1.ReportService/SubmitStream", Callers::OwnOrg),
             ("/lagesbild.v1.PictureService/Picture", Callers::OwnOrg),

@@ -93,16 +93,15 @@ fn own_token_facts(headers: &http::HeaderMap) -> TokenFacts {
 /// (`Release`) or the released outcomes of several (`ReleaseMany`), summed;
 /// cells are counted once however many releases name them.
 fn released_in(path: &str, body: &[u8]) -> Released {
+    use crate::auth::Releases;
     use lagesbild_proto::v1::{AggregateRelease, ReleaseManyResponse};
     use prost::Message;
     let Some(message) = grpc_messages(body).first().copied() else {
         return Released::default();
     };
-    let releases: Vec<AggregateRelease> = match path {
-        "/lagesbild.v1.AggregateService/Release" => {
-            AggregateRelease::decode(message).into_iter().collect()
-        }
-        "/lagesbild.v1.AggregateService/ReleaseMany" => ReleaseManyResponse::decode(message)
+    let releases: Vec<AggregateRelease> = match crate::auth::rule_for(path).releases {
+        Releases::One => AggregateRelease::decode(message).into_iter().collect(),
+        Releases::Many => ReleaseManyResponse::decode(message)
             .map(|many| {
                 many.outcomes
                     .into_iter()
@@ -110,7 +109,7 @@ fn released_in(path: &str, body: &[u8]) -> Released {
                     .collect()
             })
             .unwrap_or_default(),
-        _ => return Released::default(),
+        Releases::Nothing => return Released::default(),
     };
     let mut cells = std::collections::BTreeSet::new();
     let mut released = Released::default();
@@ -226,7 +225,7 @@ impl tower::Service<http::Request<Body>> for AuditedChannel {
                 }
             };
             let (parts, body) = response.into_parts();
-            if crate::access::streams_its_answer(&path) {
+            if crate::auth::rule_for(&path).streams {
                 // Logged as it opens, with the receipt the peer sent in its headers.
                 let opened = !parts.headers.contains_key("grpc-status");
                 let (code, reason) = if opened {
