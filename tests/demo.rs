@@ -97,6 +97,7 @@ fn headless(browser: &Path, page: &Path, profile: &Path, extra: &[&str]) -> Stri
             let _ = child.kill();
             panic!("the browser did not finish within 120 s");
         }
+        #[allow(clippy::disallowed_methods, reason = "a plain test thread")]
         std::thread::sleep(Duration::from_millis(100));
     }
     let out = child.wait_with_output().unwrap();

@@ -55,6 +55,7 @@ fn serve(config: &Path) -> Option<(i32, String)> {
                 String::from_utf8_lossy(&output.stderr).into_owned(),
             ));
         }
+        #[allow(clippy::disallowed_methods, reason = "a plain test thread")]
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = child.kill();

@@ -407,6 +407,7 @@ impl Writer {
                     break;
                 }
                 lingered = true;
+                #[allow(clippy::disallowed_methods, reason = "the log's own writer thread")]
                 std::thread::sleep(LINGER);
                 next = queue.try_recv().ok();
             }

@@ -36,6 +36,7 @@ impl DurableDb {
     }
 
     /// Writes everything to disk, durably.
+    #[allow(clippy::disallowed_methods, reason = "the store's one flush")]
     pub(crate) fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         self.file
