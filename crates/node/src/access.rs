@@ -198,7 +198,7 @@ fn status_answer(status: &Status, receipt: Option<&str>) -> http::Response<Body>
 async fn refuse(
     log: &AuditLog,
     metrics: &Metrics,
-    mut entry: Entry,
+    entry: &mut Entry,
     status: Status,
     started: Instant,
 ) -> http::Response<Body> {
@@ -206,7 +206,7 @@ async fn refuse(
     entry.decision = Decision::of_grpc_code(entry.code);
     entry.reason = status.message().to_owned();
     entry.released = Released::default();
-    match record(log, metrics, &entry, started).await {
+    match record(log, metrics, entry, started).await {
         Ok(receipt) => status_answer(&status, Some(&receipt_value(&receipt))),
         Err(e) => unlogged(e),
     }
@@ -252,7 +252,7 @@ async fn stream_answer(
 async fn unary_answer(
     log: &AuditLog,
     metrics: &Metrics,
-    mut entry: Entry,
+    entry: &mut Entry,
     note: Option<String>,
     response: http::Response<Body>,
     started: Instant,
@@ -280,7 +280,7 @@ async fn unary_answer(
         entry.released = Released::default();
     }
     entry.response_digest = Some(Digest::of(&data));
-    let receipt = match record(log, metrics, &entry, started).await {
+    let receipt = match record(log, metrics, entry, started).await {
         Ok(receipt) => receipt,
         Err(e) => return unlogged(e),
     };
@@ -349,9 +349,9 @@ where
         };
         let log = self.log.clone();
         if let Err(status) = crate::auth::check(&self.org, &self.verifier, &mut request) {
-            return Box::pin(
-                async move { Ok(refuse(&log, &metrics, entry, status, started).await) },
-            );
+            return Box::pin(async move {
+                Ok(refuse(&log, &metrics, &mut entry, status, started).await)
+            });
         }
         entry.token = token_facts(request.extensions().get::<Authorised>());
         let request_digest = Digest::default();
@@ -369,7 +369,7 @@ where
                 return Ok(stream_answer(log, &metrics, entry, response, started).await);
             }
             let note = response.extensions().get::<CallNote>().map(|n| n.0.clone());
-            Ok(unary_answer(&log, &metrics, entry, note, response, started).await)
+            Ok(unary_answer(&log, &metrics, &mut entry, note, response, started).await)
         })
     }
 }
