@@ -446,12 +446,19 @@ impl Bearer {
     }
 }
 
+impl Bearer {
+    /// Puts the token on one request.
+    pub fn authorise<T>(&self, request: &mut tonic::Request<T>) {
+        request.metadata_mut().insert(AUTHORIZATION, self.0.clone());
+    }
+}
+
 impl tonic::service::Interceptor for Bearer {
     fn call(
         &mut self,
         mut request: tonic::Request<()>,
     ) -> Result<tonic::Request<()>, tonic::Status> {
-        request.metadata_mut().insert(AUTHORIZATION, self.0.clone());
+        self.authorise(&mut request);
         Ok(request)
     }
 }

@@ -348,11 +348,14 @@ where
             refused_connection: None,
         };
         let log = self.log.clone();
-        if let Err(status) = crate::auth::check(&self.org, &self.verifier, &mut request) {
-            return Box::pin(async move {
-                Ok(refuse(&log, &metrics, &mut entry, status, started).await)
-            });
-        }
+        let rule = match crate::auth::check(&self.org, &self.verifier, &mut request) {
+            Ok(rule) => rule,
+            Err(status) => {
+                return Box::pin(async move {
+                    Ok(refuse(&log, &metrics, &mut entry, status, started).await)
+                })
+            }
+        };
         entry.token = token_facts(request.extensions().get::<Authorised>());
         let request_digest = Digest::default();
         let request = request.map(|body| Body::new(Digesting::new(body, request_digest.clone())));
@@ -365,7 +368,7 @@ where
             if let Some(released) = response.extensions().get::<Released>() {
                 entry.released = *released;
             }
-            if crate::auth::rule_for(&path).streams {
+            if rule.streams {
                 return Ok(stream_answer(log, &metrics, entry, response, started).await);
             }
             let note = response.extensions().get::<CallNote>().map(|n| n.0.clone());

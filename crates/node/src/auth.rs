@@ -283,16 +283,17 @@ pub fn status_of(error: &AuthError) -> Status {
 }
 
 /// Checks the caller of `request` for what its method needs and, if it passes,
-/// puts the verified claims in the request's extensions.
+/// puts the verified claims in the request's extensions. Returns the method's
+/// row of the table.
 pub fn check<B>(
     node_org: &str,
     verifier: &Verifier,
     request: &mut http::Request<B>,
-) -> Result<(), Status> {
+) -> Result<&'static Rule, Status> {
     let path = request.uri().path().to_owned();
     let rule = rule_for(&path);
     if rule.need == Requirement::Certificate {
-        return Ok(());
+        return Ok(rule);
     }
     let Some(peer) = request.extensions().get::<PeerInfo>() else {
         return Err(Status::unauthenticated("no verified client certificate"));
@@ -320,7 +321,7 @@ pub fn check<B>(
     match result {
         Ok(claims) => {
             request.extensions_mut().insert(claims);
-            Ok(())
+            Ok(rule)
         }
         Err(e) => {
             tracing::warn!(%org, call = %path, reason = %e, "call refused");

@@ -6,7 +6,7 @@
 use crate::metrics::Metrics;
 use crate::outbound::AuditedChannel;
 use lagesbild_audit::AuditLog;
-use lagesbild_auth::{AuthError, Grant, Signer, AUTHORIZATION};
+use lagesbild_auth::{AuthError, Bearer, Grant, Signer};
 use lagesbild_identity::tls::client_config;
 use lagesbild_identity::{Federation, TlsFiles};
 use lagesbild_transport::{channel_observed, ChannelOptions};
@@ -118,10 +118,7 @@ pub fn peer_request<T>(
         ttl: grant.ttl,
         act: grant.act,
     })?;
-    let value = format!("Bearer {token}")
-        .parse()
-        .map_err(|_| AuthError::Invalid("a token must be printable ASCII".into()))?;
     let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert(AUTHORIZATION, value);
+    Bearer::new(&token)?.authorise(&mut request);
     Ok(request)
 }
