@@ -353,3 +353,98 @@ pub fn log_entries(fed: &TestFederation, as_org: &str, node: &str) -> Vec<serde_
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+/// A small ext4 file system on a loop device, for power-cut tests.
+///
+/// A crash (SIGKILL) keeps the kernel's page cache, so it cannot show that a
+/// write was synced. A copy of the loop device's backing image holds only what
+/// the file system sent to the device: what a disk holds when the power goes.
+/// The journal commits only when something syncs (`commit=600`), so
+/// metadata a sync did not force is not in the copy either. Needs root.
+pub struct LoopDisk {
+    pub image: PathBuf,
+    pub mount: PathBuf,
+    device: String,
+}
+
+fn sh(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("{program}: {e} (power-cut tests need root, losetup, mount and mkfs.ext4)")
+        });
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {} (power-cut tests need root and loop devices)",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+impl LoopDisk {
+    /// Makes a 128 MiB ext4 image at `image` and mounts it at `mount`.
+    pub fn create(image: &Path, mount: &Path) -> Self {
+        let file = std::fs::File::create(image).unwrap();
+        file.set_len(128 << 20).unwrap();
+        drop(file);
+        sh("mkfs.ext4", &["-q", "-F", image.to_str().unwrap()]);
+        Self::mount(image, mount)
+    }
+
+    /// Mounts the ext4 image at `image` (replaying its journal) at `mount`.
+    pub fn mount(image: &Path, mount: &Path) -> Self {
+        std::fs::create_dir_all(mount).unwrap();
+        let device = sh("losetup", &["--find", "--show", image.to_str().unwrap()]);
+        sh(
+            "mount",
+            &["-o", "commit=600", &device, mount.to_str().unwrap()],
+        );
+        Self {
+            image: image.to_owned(),
+            mount: mount.to_owned(),
+            device,
+        }
+    }
+
+    /// What the disk holds if the power went now: a copy of the image, at `to`.
+    pub fn power_cut(&self, to: &Path) {
+        std::fs::copy(&self.image, to).unwrap();
+    }
+}
+
+impl Drop for LoopDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("--lazy")
+            .arg(&self.mount)
+            .output();
+        let _ = Command::new("losetup").args(["-d", &self.device]).output();
+    }
+}
+
+impl TestFederation {
+    /// Moves `org`'s data folder to `dir` (fresh): its node keeps its store
+    /// and access log there from its next start.
+    pub fn move_data_dir(&self, org: &str, dir: &Path) {
+        let config = self.org_dir(org).join("node.toml");
+        let text = std::fs::read_to_string(&config).unwrap();
+        let moved: Vec<String> = text
+            .lines()
+            .map(|line| {
+                if line.starts_with("data_dir") {
+                    format!("data_dir = {:?}", dir.display().to_string())
+                } else {
+                    line.to_owned()
+                }
+            })
+            .collect();
+        assert!(moved.iter().any(|l| l.starts_with("data_dir")), "{text}");
+        std::fs::write(&config, moved.join("\n") + "\n").unwrap();
+    }
+
+    /// The store folder under a data folder.
+    pub fn store_under(data_dir: &Path) -> PathBuf {
+        data_dir.join("store")
+    }
+}

@@ -7,6 +7,7 @@
 //! hands the [`Authorised`] claims to the service in the request's extensions.
 //! Health checks and reflection need no token (they carry no data).
 
+use crate::status::IntoStatus;
 use lagesbild_audit::{AuditError, AuditLog, Direction, Entry};
 use lagesbild_auth::{
     bearer_token, AuthError, Authorised, Verifier, AUTHORIZATION, LEEWAY_SECS, MAX_DELEGATION_SECS,
@@ -273,15 +274,6 @@ pub fn authorised<T>(request: &tonic::Request<T>) -> Result<&Authorised, Status>
         .ok_or_else(|| Status::unauthenticated("no verified token"))
 }
 
-/// The status a refused token gets.
-pub fn status_of(error: &AuthError) -> Status {
-    if error.is_unauthenticated() {
-        Status::unauthenticated(error.to_string())
-    } else {
-        Status::permission_denied(error.to_string())
-    }
-}
-
 /// Checks the caller of `request` for what its method needs and, if it passes,
 /// puts the verified claims in the request's extensions. Returns the method's
 /// row of the table.
@@ -325,7 +317,7 @@ pub fn check<B>(
         }
         Err(e) => {
             tracing::warn!(%org, call = %path, reason = %e, "call refused");
-            Err(status_of(&e))
+            Err(e.into_status())
         }
     }
 }

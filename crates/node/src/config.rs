@@ -191,7 +191,8 @@ impl NodeConfig {
             message,
         };
         let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
-        lagesbild_policy::check_format_version(&text, FORMAT_VERSION).map_err(fail)?;
+        lagesbild_policy::check_format_version(&text, FORMAT_VERSION)
+            .map_err(|e| fail(e.to_string()))?;
         let mut config: NodeConfig = toml::from_str(&text)
             .map_err(|e| fail(lagesbild_policy::describe_toml_error(&text, &e)))?;
         if config.version != FORMAT_VERSION {
@@ -216,9 +217,10 @@ impl NodeConfig {
         if config.events.lifetime_minutes == 0 {
             return Err(fail("events.lifetime_minutes: must be at least 1".into()));
         }
-        let alerts = Alerts::new(&config.alerts, &config.playbooks).map_err(fail)?;
+        let alerts =
+            Alerts::new(&config.alerts, &config.playbooks).map_err(|e| fail(e.to_string()))?;
         if let Some(metrics) = &config.metrics {
-            crate::metrics::loopback_address(&metrics.listen).map_err(fail)?;
+            crate::metrics::loopback_address(&metrics.listen).map_err(|e| fail(e.to_string()))?;
         }
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [

@@ -36,6 +36,7 @@ pub mod refusals;
 pub mod release;
 pub mod server;
 pub mod services;
+pub mod status;
 pub mod wire;
 pub mod witness;
 

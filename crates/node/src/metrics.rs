@@ -263,16 +263,25 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, sources: Source
     }
 }
 
+/// Why a metrics address was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetricsAddressError {
+    /// Not an address and port.
+    #[error("metrics.listen {0:?} is not IP:PORT")]
+    NotAnAddress(String),
+    /// Not on loopback.
+    #[error("metrics.listen {0} is not a loopback address (127.0.0.0/8 or ::1); metrics are served without TLS")]
+    NotLoopback(SocketAddr),
+}
+
 /// Checks that a metrics address is on loopback: the metrics name peers and
 /// their budgets, and have no authentication of their own.
-pub fn loopback_address(text: &str) -> Result<SocketAddr, String> {
+pub fn loopback_address(text: &str) -> Result<SocketAddr, MetricsAddressError> {
     let address: SocketAddr = text
         .parse()
-        .map_err(|_| format!("metrics.listen {text:?} is not IP:PORT"))?;
+        .map_err(|_| MetricsAddressError::NotAnAddress(text.to_owned()))?;
     if !address.ip().is_loopback() {
-        return Err(format!(
-            "metrics.listen {text:?} is not a loopback address (127.0.0.0/8 or ::1); metrics are served without TLS"
-        ));
+        return Err(MetricsAddressError::NotLoopback(address));
     }
     Ok(address)
 }

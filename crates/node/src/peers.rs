@@ -15,6 +15,30 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Why the channels to the peers could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerSetupError {
+    /// The node's own certificate or key could not be read.
+    #[error("the node's TLS files: {0}")]
+    OwnTls(#[source] lagesbild_identity::IdentityError),
+    /// A peer's TLS settings could not be made from the federation file.
+    #[error("peer {org}: {cause}")]
+    PeerTls {
+        /// The peer.
+        org: String,
+        /// Why.
+        cause: lagesbild_identity::IdentityError,
+    },
+    /// A peer's endpoint is not usable.
+    #[error("peer {org}: {cause}")]
+    Endpoint {
+        /// The peer.
+        org: String,
+        /// Why.
+        cause: lagesbild_transport::TransportError,
+    },
+}
+
 /// The channels of one node to each of its peers that runs a node.
 #[derive(Debug, Clone)]
 pub struct PeerChannels {
@@ -32,17 +56,25 @@ impl PeerChannels {
         options: ChannelOptions,
         log: &AuditLog,
         metrics: &Arc<Metrics>,
-    ) -> Result<Self, String> {
-        let (chain, key) = tls.load().map_err(|e| e.to_string())?;
+    ) -> Result<Self, PeerSetupError> {
+        let (chain, key) = tls.load().map_err(PeerSetupError::OwnTls)?;
         let mut by_org = BTreeMap::new();
         for peer in federation.peers_of(own_org) {
             let Some(endpoint) = &peer.endpoint else {
                 continue;
             };
             let config = client_config(federation, &peer.id, chain.clone(), key.clone_key())
-                .map_err(|e| format!("peer {}: {e}", peer.id))?;
-            let (channel, fingerprint) = channel_observed(endpoint, config, options)
-                .map_err(|e| format!("peer {}: {e}", peer.id))?;
+                .map_err(|cause| PeerSetupError::PeerTls {
+                    org: peer.id.clone(),
+                    cause,
+                })?;
+            let (channel, fingerprint) =
+                channel_observed(endpoint, config, options).map_err(|cause| {
+                    PeerSetupError::Endpoint {
+                        org: peer.id.clone(),
+                        cause,
+                    }
+                })?;
             by_org.insert(
                 peer.id.clone(),
                 AuditedChannel::new(channel, &peer.id, fingerprint, log.clone(), metrics.clone()),

@@ -49,8 +49,11 @@ pub enum GateError {
     #[error("{0}")]
     RateLimited(#[from] RateLimited),
     /// The store failed.
-    #[error("store: {0}")]
-    Store(String),
+    #[error("{0}")]
+    Store(#[from] lagesbild_store::StoreError),
+    /// The task making the release panicked or was cancelled.
+    #[error("the release task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// A release and what is left of the budget.
@@ -234,8 +237,7 @@ impl ReleaseGate {
                     per_query.micros(),
                     per_day.micros(),
                 )
-                .await
-                .map_err(|e| GateError::Store(e.to_string()))?;
+                .await?;
             match spend {
                 Spend::Spent { total } => {
                     budget_left = Some(per_day.saturating_sub(Epsilon::from_micros(total)));
@@ -296,9 +298,7 @@ impl ReleaseGate {
         let release = if small {
             make()
         } else {
-            tokio::task::spawn_blocking(make)
-                .await
-                .map_err(|e| GateError::Store(format!("release task: {e}")))?
+            tokio::task::spawn_blocking(make).await?
         };
         Ok(Released {
             release,

@@ -186,7 +186,7 @@ impl Core {
             &log,
             &metrics,
         )
-        .map_err(config_error)?;
+        .map_err(|e| config_error(e.to_string()))?;
         let signer =
             Arc::new(Signer::from_pem(&org, &token_pem).map_err(|e| config_error(e.to_string()))?);
         let verifier = Arc::new(
@@ -211,7 +211,7 @@ impl Core {
                 signer.clone(),
                 health.clone(),
             )
-            .map_err(config_error)?,
+            .map_err(|e| config_error(e.to_string()))?,
         );
         witness.publish_health().await;
         let policy = Arc::new(PolicyHandle::new(

@@ -36,6 +36,48 @@ pub const HEALTH_SERVICE: &str = "lagesbild.v1.Witness";
 /// How long one witness check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Why a witness round could not run. (A peer whose log does not verify is
+/// not an error of the round: that raises the alarm.)
+#[derive(Debug, thiserror::Error)]
+pub enum WitnessError {
+    /// A member's published key is not an Ed25519 public key.
+    #[error("member {org}: {cause}")]
+    MemberKey {
+        /// The member.
+        org: String,
+        /// Why.
+        cause: lagesbild_audit::checkpoint::NoteError,
+    },
+    /// The org does not run a node this node can reach.
+    #[error("{0} is not a peer with a node")]
+    NotAPeer(String),
+    /// The node's own access log could not be read or written.
+    #[error("the access log: {0}")]
+    Log(#[from] lagesbild_audit::AuditError),
+    /// The node could not sign its request.
+    #[error("signing the request: {0}")]
+    Token(#[from] lagesbild_auth::AuthError),
+    /// The peer did not answer in time.
+    #[error("no answer within {} s", CHECK_TIMEOUT.as_secs())]
+    NoAnswer,
+    /// The peer refused or failed.
+    #[error("the peer answered {code:?}: {message}")]
+    Refused {
+        /// The status code.
+        code: tonic::Code,
+        /// Its message.
+        message: String,
+    },
+    /// A checkpoint this node kept no longer verifies (its key changed).
+    #[error("the held checkpoint of {org} no longer verifies: {cause}")]
+    HeldCheckpoint {
+        /// The peer.
+        org: String,
+        /// Why.
+        cause: lagesbild_audit::checkpoint::NoteError,
+    },
+}
+
 /// The witness of one node.
 pub struct Witness {
     log: AuditLog,
@@ -64,14 +106,17 @@ impl Witness {
         peers: PeerChannels,
         signer: Arc<Signer>,
         health: HealthReporter,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, WitnessError> {
         let mut verifiers = HashMap::new();
         for member in federation.nodes().filter(|m| m.id != own_org) {
             let verifier = NoteVerifier::from_pem(
                 &origin_of(&federation.name, &member.id),
                 member.token_public_key.as_bytes(),
             )
-            .map_err(|e| format!("member {}: {e}", member.id))?;
+            .map_err(|cause| WitnessError::MemberKey {
+                org: member.id.clone(),
+                cause,
+            })?;
             verifiers.insert(member.id.clone(), verifier);
         }
         Ok(Self {
@@ -135,19 +180,19 @@ impl Witness {
     }
 
     /// One witness round with `org`: fetch, verify, keep or raise the alarm.
-    pub async fn check(&self, org: &str) -> Result<(), String> {
+    pub async fn check(&self, org: &str) -> Result<(), WitnessError> {
         let verifier = self
             .verifiers
             .get(org)
-            .ok_or_else(|| format!("{org} is not a peer with a node"))?;
-        let held = self.log.witnessed(org).map_err(|e| e.to_string())?;
+            .ok_or_else(|| WitnessError::NotAPeer(org.to_owned()))?;
+        let held = self.log.witnessed(org)?;
         if held.as_ref().is_some_and(|h| h.alarm.is_some()) {
             return Ok(());
         }
         let channel = self
             .peers
             .get(org)
-            .ok_or_else(|| format!("no channel to {org}"))?;
+            .ok_or_else(|| WitnessError::NotAPeer(org.to_owned()))?;
         let held_size = held.as_ref().map_or(0, |h| h.size);
         let request = peer_request(
             &self.signer,
@@ -156,13 +201,15 @@ impl Witness {
             CheckpointRequest {
                 witness_size: held_size,
             },
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         let mut client = AuditServiceClient::new(channel.clone());
         let answer = tokio::time::timeout(CHECK_TIMEOUT, client.checkpoint(request))
             .await
-            .map_err(|_| "no answer".to_owned())?
-            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
+            .map_err(|_| WitnessError::NoAnswer)?
+            .map_err(|s| WitnessError::Refused {
+                code: s.code(),
+                message: s.message().to_owned(),
+            })?
             .into_inner();
         let new = match verifier.verify(&answer.checkpoint) {
             Ok(checkpoint) => checkpoint,
@@ -178,9 +225,12 @@ impl Witness {
             }
         };
         if let Some(held_state) = &held {
-            let held_checkpoint = verifier
-                .verify(&held_state.checkpoint)
-                .map_err(|e| format!("held checkpoint of {org} no longer verifies: {e}"))?;
+            let held_checkpoint = verifier.verify(&held_state.checkpoint).map_err(|cause| {
+                WitnessError::HeldCheckpoint {
+                    org: org.to_owned(),
+                    cause,
+                }
+            })?;
             let proof = hashes(&answer.consistency);
             let verdict = match proof {
                 Some(proof) => {
@@ -195,17 +245,14 @@ impl Witness {
         self.keep(org, &new, &answer.checkpoint).await
     }
 
-    async fn keep(&self, org: &str, new: &Checkpoint, note: &str) -> Result<(), String> {
+    async fn keep(&self, org: &str, new: &Checkpoint, note: &str) -> Result<(), WitnessError> {
         let state = WitnessState {
             checkpoint: note.to_owned(),
             size: new.size,
             seen_micros: now_micros(),
             alarm: None,
         };
-        self.log
-            .record_witness(org, &state)
-            .await
-            .map_err(|e| e.to_string())
+        Ok(self.log.record_witness(org, &state).await?)
     }
 
     async fn raise(
@@ -214,7 +261,7 @@ impl Witness {
         held: Option<WitnessState>,
         reason: String,
         evidence: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), WitnessError> {
         tracing::error!(peer = %org, %reason, "ALARM: peer's access log forked or was rewritten; the peer is not queried until an operator clears it");
         let mut state = held.unwrap_or(WitnessState {
             checkpoint: String::new(),
@@ -227,10 +274,7 @@ impl Witness {
             at_micros: now_micros(),
             evidence: evidence.to_owned(),
         });
-        self.log
-            .record_witness(org, &state)
-            .await
-            .map_err(|e| e.to_string())?;
+        self.log.record_witness(org, &state).await?;
         self.health
             .set_service_status(HEALTH_SERVICE, ServingStatus::NotServing)
             .await;
@@ -238,8 +282,8 @@ impl Witness {
     }
 
     /// Clears `org`'s alarm: its next checkpoint is taken as the new start.
-    pub async fn clear(&self, org: &str) -> Result<bool, String> {
-        let Some(state) = self.log.witnessed(org).map_err(|e| e.to_string())? else {
+    pub async fn clear(&self, org: &str) -> Result<bool, WitnessError> {
+        let Some(state) = self.log.witnessed(org)? else {
             return Ok(false);
         };
         let Some(alarm) = state.alarm else {
@@ -247,10 +291,7 @@ impl Witness {
         };
         tracing::warn!(peer = %org, reason = %alarm.reason, "witness alarm cleared by an operator");
         // Start over from whatever the peer shows next.
-        self.log
-            .forget_witness(org)
-            .await
-            .map_err(|e| e.to_string())?;
+        self.log.forget_witness(org).await?;
         self.publish_health().await;
         Ok(true)
     }

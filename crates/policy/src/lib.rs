@@ -56,12 +56,62 @@ pub enum PolicyError {
         cause: std::io::Error,
     },
     /// The file is not a valid policy.
-    #[error("{path}: {message}")]
+    #[error("{path}: {cause}")]
     Invalid {
         /// The file.
         path: PathBuf,
         /// What is wrong, with the line and key.
-        message: String,
+        cause: InvalidPolicy,
+    },
+}
+
+/// A file written for another format version than this build reads.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("version {found} is not supported: this build reads version {supported}{}", if *.found > i64::from(*.supported) { "; the file was written for a newer Lägesbild" } else { "" })]
+pub struct UnsupportedVersion {
+    /// The version the file declares.
+    pub found: i64,
+    /// The one this build reads.
+    pub supported: u32,
+}
+
+/// Why the text of a policy is not a valid policy. Each message names the
+/// line and key, and what is accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidPolicy {
+    /// Another format version.
+    #[error(transparent)]
+    Version(#[from] UnsupportedVersion),
+    /// Not TOML of the policy's shape (the sentence names line and key).
+    #[error("{0}")]
+    Syntax(String),
+    /// Only one of the two epsilon settings is given.
+    #[error("{line}peer.{org}: epsilon_per_query and epsilon_per_day go together")]
+    EpsilonAlone {
+        /// `line N: ` where the peer's table starts.
+        line: String,
+        /// The peer.
+        org: String,
+    },
+    /// More epsilon per query than per day.
+    #[error("{line}peer.{org}: epsilon_per_query ({query}) is more than epsilon_per_day ({day})")]
+    EpsilonOrder {
+        /// `line N: ` where the peer's table starts.
+        line: String,
+        /// The peer.
+        org: String,
+        /// Per query.
+        query: Epsilon,
+        /// Per day.
+        day: Epsilon,
+    },
+    /// A rate limit of zero.
+    #[error("{line}peer.{org}.rate_limit: must be at least 1 call per minute (leave the peer out to deny it)")]
+    ZeroRateLimit {
+        /// `line N: ` where the peer's table starts.
+        line: String,
+        /// The peer.
+        org: String,
     },
 }
 
@@ -274,43 +324,48 @@ impl Policy {
             path: path.to_owned(),
             cause,
         })?;
-        Self::parse(&text).map_err(|message| PolicyError::Invalid {
+        Self::parse(&text).map_err(|cause| PolicyError::Invalid {
             path: path.to_owned(),
-            message,
+            cause,
         })
     }
 
     /// Parses and checks the text of a policy file.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, InvalidPolicy> {
         check_format_version(text, FORMAT_VERSION)?;
-        let policy: Self = toml::from_str(text).map_err(|e| describe_toml_error(text, &e))?;
+        let policy: Self = toml::from_str(text)
+            .map_err(|e| InvalidPolicy::Syntax(describe_toml_error(text, &e)))?;
         if policy.version != FORMAT_VERSION {
-            return Err(format!(
-                "version {} is not supported (expected {FORMAT_VERSION})",
-                policy.version
-            ));
+            return Err(UnsupportedVersion {
+                found: i64::from(policy.version),
+                supported: FORMAT_VERSION,
+            }
+            .into());
         }
         for (org, peer) in &policy.peers {
+            let line = || line_of_table(text, org);
             match (peer.epsilon_per_query, peer.epsilon_per_day) {
                 (Some(_), None) | (None, Some(_)) => {
-                    return Err(format!(
-                        "{}peer.{org}: epsilon_per_query and epsilon_per_day go together",
-                        line_of_table(text, org)
-                    ))
+                    return Err(InvalidPolicy::EpsilonAlone {
+                        line: line(),
+                        org: org.clone(),
+                    })
                 }
                 (Some(query), Some(day)) if query > day => {
-                    return Err(format!(
-                        "{}peer.{org}: epsilon_per_query ({query}) is more than epsilon_per_day ({day})",
-                        line_of_table(text, org)
-                    ))
+                    return Err(InvalidPolicy::EpsilonOrder {
+                        line: line(),
+                        org: org.clone(),
+                        query,
+                        day,
+                    })
                 }
                 _ => {}
             }
             if peer.rate_limit == 0 {
-                return Err(format!(
-                    "{}peer.{org}.rate_limit: must be at least 1 call per minute (leave the peer out to deny it)",
-                    line_of_table(text, org)
-                ));
+                return Err(InvalidPolicy::ZeroRateLimit {
+                    line: line(),
+                    org: org.clone(),
+                });
             }
         }
         Ok(policy)
@@ -383,19 +438,15 @@ impl PeerPolicy {
 /// that a file of another format is named as one rather than by the keys this
 /// build does not know. A missing or malformed `version`, and syntax errors,
 /// are left to the strict parse.
-pub fn check_format_version(text: &str, supported: u32) -> Result<(), String> {
+pub fn check_format_version(text: &str, supported: u32) -> Result<(), UnsupportedVersion> {
     let Ok(table) = text.parse::<toml::Table>() else {
         return Ok(());
     };
     match table.get("version") {
-        Some(toml::Value::Integer(v)) if *v != i64::from(supported) => Err(format!(
-            "version {v} is not supported: this build reads version {supported}{}",
-            if *v > i64::from(supported) {
-                "; the file was written for a newer Lägesbild"
-            } else {
-                ""
-            }
-        )),
+        Some(toml::Value::Integer(v)) if *v != i64::from(supported) => Err(UnsupportedVersion {
+            found: *v,
+            supported,
+        }),
         _ => Ok(()),
     }
 }

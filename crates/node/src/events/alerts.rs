@@ -62,6 +62,46 @@ fn default_radius() -> u32 {
     250
 }
 
+/// An alert rule that cannot be used: which one, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("alerts[{index}] ({name:?}): {problem}")]
+pub struct InvalidAlertRule {
+    /// Its place in the list.
+    pub index: usize,
+    /// Its name.
+    pub name: String,
+    /// What is wrong.
+    pub problem: RuleProblem,
+}
+
+/// What is wrong with an alert rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleProblem {
+    /// Its playbook is not defined.
+    #[error("playbook {named:?} is not defined (defined: {defined})")]
+    UnknownPlaybook {
+        /// The name it gives.
+        named: String,
+        /// The names defined.
+        defined: String,
+    },
+    /// A category name that does not exist.
+    #[error("unknown category {0:?}")]
+    UnknownCategory(String),
+    /// A place name that is not known.
+    #[error("unknown place {0:?}")]
+    UnknownPlace(String),
+    /// A cell that is not on the grid.
+    #[error("cell {0:?} is not <100|250|500|1000>m:<easting>:<northing> on the grid")]
+    Cell(String),
+    /// Hours that are not a range.
+    #[error("hours {0:?} is not START-END in whole hours 0-24")]
+    Hours(String),
+    /// A severity outside 1-5.
+    #[error("min_severity {0} is not 1-5")]
+    Severity(u32),
+}
+
 /// A rule, checked and ready to match.
 #[derive(Debug, Clone)]
 struct Rule {
@@ -113,16 +153,19 @@ impl Alerts {
     pub fn new(
         rules: &[AlertRule],
         playbooks: &BTreeMap<String, Playbook>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, InvalidAlertRule> {
         let mut checked = Vec::with_capacity(rules.len());
-        for (i, rule) in rules.iter().enumerate() {
-            let fail = |what: String| format!("alerts[{i}] ({:?}): {what}", rule.name);
+        for (index, rule) in rules.iter().enumerate() {
+            let fail = |problem: RuleProblem| InvalidAlertRule {
+                index,
+                name: rule.name.clone(),
+                problem,
+            };
             let playbook = playbooks.get(&rule.playbook).ok_or_else(|| {
-                fail(format!(
-                    "playbook {:?} is not defined (defined: {})",
-                    rule.playbook,
-                    playbooks.keys().cloned().collect::<Vec<_>>().join(", ")
-                ))
+                fail(RuleProblem::UnknownPlaybook {
+                    named: rule.playbook.clone(),
+                    defined: playbooks.keys().cloned().collect::<Vec<_>>().join(", "),
+                })
             })?;
             let categories = rule
                 .categories
@@ -130,7 +173,7 @@ impl Alerts {
                 .map(|name| {
                     parse_category(name)
                         .map(|c| c as i32 as u8)
-                        .ok_or_else(|| fail(format!("unknown category {name:?}")))
+                        .ok_or_else(|| fail(RuleProblem::UnknownCategory(name.clone())))
                 })
                 .collect::<Result<_, _>>()?;
             let areas = rule
@@ -142,28 +185,22 @@ impl Alerts {
                             let at = project(p.lat, p.lon);
                             (at.easting, at.northing)
                         })
-                        .ok_or_else(|| fail(format!("unknown place {name:?}")))
+                        .ok_or_else(|| fail(RuleProblem::UnknownPlace(name.clone())))
                 })
                 .collect::<Result<_, _>>()?;
             let cells = rule
                 .cells
                 .iter()
-                .map(|text| parse_cell(text).ok_or_else(|| fail(format!("cell {text:?} is not <100|250|500|1000>m:<easting>:<northing> on the grid"))))
+                .map(|text| parse_cell(text).ok_or_else(|| fail(RuleProblem::Cell(text.clone()))))
                 .collect::<Result<_, _>>()?;
             let hours = rule
                 .hours
                 .as_deref()
-                .map(|text| {
-                    parse_hours(text).ok_or_else(|| {
-                        fail(format!(
-                            "hours {text:?} is not START-END in whole hours 0-24"
-                        ))
-                    })
-                })
+                .map(|text| parse_hours(text).ok_or_else(|| fail(RuleProblem::Hours(text.into()))))
                 .transpose()?;
             if let Some(severity) = rule.min_severity {
                 if !(1..=5).contains(&severity) {
-                    return Err(fail(format!("min_severity {severity} is not 1-5")));
+                    return Err(fail(RuleProblem::Severity(severity)));
                 }
             }
             checked.push(Rule {
@@ -332,14 +369,15 @@ mod tests {
         let playbooks = BTreeMap::new();
         let error = Alerts::new(&[rule()], &playbooks).unwrap_err();
         assert!(
-            error.contains("alerts[0]") && error.contains("playbook"),
+            matches!(error.problem, RuleProblem::UnknownPlaybook { .. }) && error.index == 0,
             "{error}"
         );
+        assert!(error.to_string().starts_with("alerts[0] "), "{error}");
         let mut bad = rule();
         bad.cells = vec!["250m:100:7".into()];
         let playbooks = [("night".to_owned(), Playbook { actions: vec![] })].into();
         let error = Alerts::new(&[bad], &playbooks).unwrap_err();
-        assert!(error.contains("cell"), "{error}");
+        assert_eq!(error.problem, RuleProblem::Cell("250m:100:7".into()));
         assert_eq!(parse_cell("250m:674250:6580750").unwrap().easting, 674_250);
         assert_eq!(parse_hours("22-06"), Some((22, 6)));
         assert_eq!(parse_hours("7-7"), None);

@@ -187,7 +187,7 @@ impl Follower {
         let grant = PeerGrant::call(Some(lagesbild_vocabulary::Scope::EventsRead), &self.purpose)
             .lasting(TOKEN_TTL);
         let request = peer_request(&self.signer, origin, grant, SubscribeRequest { after })
-            .map_err(|e| tonic::Status::internal(e.to_string()))?;
+            .map_err(|e| crate::status::unsigned(&e))?;
         let mut stream = EventServiceClient::new(channel)
             .subscribe(request)
             .await?

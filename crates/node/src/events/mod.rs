@@ -65,6 +65,5 @@ pub fn pseudonym_secret(data_dir: &Path) -> Result<Vec<u8>, std::io::Error> {
 
 /// A store failure as the status a caller gets.
 pub(crate) fn unavailable(error: StoreError) -> tonic::Status {
-    tracing::error!(error = %error, "event store failed");
-    tonic::Status::unavailable("the node could not read or write its event store; try again")
+    crate::status::IntoStatus::into_status(error)
 }

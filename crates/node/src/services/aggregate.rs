@@ -2,7 +2,8 @@
 
 use super::caller;
 use crate::access::CallNote;
-use crate::release::{GateError, ReleaseGate, Released};
+use crate::release::{ReleaseGate, Released};
+use crate::status::IntoStatus;
 use futures::future::join_all;
 use lagesbild_geo::CellSize;
 use lagesbild_privacy::{Area, BucketKind, ReleaseQuery};
@@ -117,22 +118,6 @@ fn timestamp_of_hour(hour: u32) -> Timestamp {
     }
 }
 
-/// The status a refused release gets.
-pub fn status_of(error: GateError) -> Status {
-    match error {
-        GateError::Denied(_) | GateError::Refused(_) => {
-            Status::permission_denied(error.to_string())
-        }
-        GateError::Budget { .. } | GateError::RateLimited(_) => {
-            Status::resource_exhausted(error.to_string())
-        }
-        GateError::Store(_) => {
-            tracing::error!(error = %error, "release failed");
-            Status::unavailable("the node could not read its store; try again")
-        }
-    }
-}
-
 /// Most requests in one `ReleaseMany` call.
 pub const MAX_RELEASES_PER_CALL: usize = 8;
 
@@ -158,7 +143,7 @@ impl AggregateApi {
             .await
             .map_err(|e| {
                 tracing::warn!(%peer, %purpose, reason = %e, "release refused");
-                status_of(e)
+                e.into_status()
             })?;
         // Each call is in the access log already; at thousands of calls a
         // second, a line each would drown the node's own log.

@@ -2,8 +2,9 @@
 //! trails, and its checkpoints to witnesses.
 
 use crate::auth::authorised;
+use crate::status::IntoStatus;
 use crate::witness::Witness;
-use lagesbild_audit::{AuditError, AuditLog, Entry};
+use lagesbild_audit::{AuditLog, Entry};
 use lagesbild_identity::Role;
 use lagesbild_proto::v1::audit_service_server::AuditService;
 use lagesbild_proto::v1::{
@@ -31,16 +32,6 @@ impl AuditApi {
     /// The service of a node with this access log and witness.
     pub fn new(log: AuditLog, witness: Arc<Witness>) -> Self {
         Self { log, witness }
-    }
-}
-
-fn status(error: AuditError) -> Status {
-    match error {
-        AuditError::Proof(e) => Status::invalid_argument(e.to_string()),
-        other => {
-            tracing::error!(error = %other, "access log read failed");
-            Status::unavailable("the access log could not be read; try again")
-        }
     }
 }
 
@@ -77,7 +68,7 @@ impl AuditService for AuditApi {
         let proof = self
             .log
             .consistency_proof(witness_size, size)
-            .map_err(status)?;
+            .map_err(IntoStatus::into_status)?;
         Ok(Response::new(CheckpointResponse {
             checkpoint: note,
             size,
@@ -99,7 +90,7 @@ impl AuditService for AuditApi {
         let page = self
             .log
             .entries(asked.start, limit, MAX_PAGE_BYTES)
-            .map_err(status)?;
+            .map_err(IntoStatus::into_status)?;
         let next = page.last().map_or(size.max(asked.start), |(i, _, _)| i + 1);
         let entries = page
             .into_iter()
@@ -130,7 +121,10 @@ impl AuditService for AuditApi {
             asked.tree_size
         };
         if let Some(org) = reader {
-            let entry = self.log.entry(asked.index).map_err(status)?;
+            let entry = self
+                .log
+                .entry(asked.index)
+                .map_err(IntoStatus::into_status)?;
             if !entry.is_some_and(|e| about(&e, &org)) {
                 return Err(Status::permission_denied(format!(
                     "entry {} is not about a call of {org}; members may prove only their own",
@@ -141,8 +135,11 @@ impl AuditService for AuditApi {
         let path = self
             .log
             .inclusion_proof(asked.index, size)
-            .map_err(status)?;
-        let leaf = self.log.leaf(asked.index).map_err(status)?;
+            .map_err(IntoStatus::into_status)?;
+        let leaf = self
+            .log
+            .leaf(asked.index)
+            .map_err(IntoStatus::into_status)?;
         Ok(Response::new(InclusionProofResponse {
             tree_size: size,
             leaf_hash: leaf.to_vec(),
@@ -163,7 +160,7 @@ impl AuditService for AuditApi {
         let proof = self
             .log
             .consistency_proof(asked.old_size, asked.new_size)
-            .map_err(status)?;
+            .map_err(IntoStatus::into_status)?;
         Ok(Response::new(ConsistencyProofResponse {
             proof: proof.iter().map(|h| h.to_vec()).collect(),
         }))
@@ -173,7 +170,7 @@ impl AuditService for AuditApi {
         &self,
         _request: Request<CheckpointsRequest>,
     ) -> Result<Response<CheckpointsResponse>, Status> {
-        let mut checkpoints = self.log.checkpoints().map_err(status)?;
+        let mut checkpoints = self.log.checkpoints().map_err(IntoStatus::into_status)?;
         let (_, latest) = self.log.latest();
         if checkpoints.last() != Some(&latest) {
             checkpoints.push(latest);
@@ -217,7 +214,7 @@ impl AuditService for AuditApi {
             Ok(false) => Err(Status::failed_precondition(format!(
                 "there is no witness alarm for {org:?}"
             ))),
-            Err(e) => Err(Status::unavailable(e)),
+            Err(e) => Err(e.into_status()),
         }
     }
 }

@@ -77,7 +77,7 @@ impl NodeApi {
                 PeerGrant::call(None, "status"),
                 message,
             )
-            .map_err(|e| Status::internal(e.to_string()))
+            .map_err(|e| crate::status::unsigned(&e))
         };
         let mut client = NodeServiceClient::new(channel.clone());
         let deadline = Instant::now() + timeout;

@@ -4,11 +4,12 @@
 //! peer, and asks each peer concurrently with a delegation token; then it merges
 //! only what was released. Nothing here sees a value the gates withheld.
 
-use super::aggregate::{query_of, release_message, status_of};
+use super::aggregate::{query_of, release_message};
 use crate::auth::authorised;
 use crate::peers::PeerChannels;
 use crate::peers::{peer_request, PeerGrant};
 use crate::release::ReleaseGate;
+use crate::status::IntoStatus;
 use crate::witness::Witness;
 use futures::future::join_all;
 use lagesbild_auth::Signer;
@@ -94,7 +95,7 @@ impl PictureApi {
         let query = query_of(filters).map_err(|s| (AnswerStatus::Error, s.message().to_owned()))?;
         match self.gate.aggregate(&self.org, purpose, query).await {
             Ok(released) => Ok(release_message(&self.org, &released, filters.totals_only)),
-            Err(e) => Err(classify(&status_of(e))),
+            Err(e) => Err(classify(&e.into_status())),
         }
     }
 

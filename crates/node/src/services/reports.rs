@@ -1,6 +1,7 @@
 //! `lagesbild.v1.ReportService`: the org's own people and tools write reports.
 
 use crate::events::EventMaker;
+use crate::status::IntoStatus;
 use lagesbild_proto::v1::report_service_server::ReportService;
 use lagesbild_proto::v1::{SubmitBatchRequest, SubmitSummary};
 use lagesbild_reports::validate::{validate_batch, Rules, ValidReport, Violation};
@@ -75,10 +76,10 @@ impl ReportApi {
             ids.dedup();
             let repeated = total - ids.len() as u64;
             return Ok(tokio::spawn(async move {
-                let stored_already = store.count_stored(ids).await.map_err(|e| {
-                    tracing::error!(error = %e, "reading report ids failed");
-                    Status::unavailable("the node's store could not be read; try again")
-                })?;
+                let stored_already = store
+                    .count_stored(ids)
+                    .await
+                    .map_err(IntoStatus::into_status)?;
                 Ok(SubmitSummary {
                     stored: total - repeated - stored_already,
                     duplicates: repeated + stored_already,
@@ -92,10 +93,7 @@ impl ReportApi {
         self.events.attach(&request.reports, &mut ready, now);
         let store = self.store.clone();
         Ok(tokio::spawn(async move {
-            let stored = store.insert(ready).await.map_err(|e| {
-                tracing::error!(error = %e, "storing reports failed");
-                Status::unavailable(format!("reports not stored: {e}"))
-            })?;
+            let stored = store.insert(ready).await.map_err(IntoStatus::into_status)?;
             Ok(SubmitSummary {
                 stored: stored.stored,
                 duplicates: stored.duplicates,
@@ -109,9 +107,10 @@ type Pending = tokio::task::JoinHandle<Result<SubmitSummary, Status>>;
 
 /// Waits until `pending` is on disk (or failed).
 async fn finish(pending: Pending) -> Result<SubmitSummary, Status> {
-    pending
-        .await
-        .map_err(|e| Status::internal(format!("store task: {e}")))?
+    pending.await.map_err(|e| {
+        tracing::error!(error = %e, "a store task failed");
+        Status::unavailable("the node could not store the reports; nothing was acknowledged")
+    })?
 }
 
 /// `INVALID_ARGUMENT` listing each bad report by index, field and reason, in the
