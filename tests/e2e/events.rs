@@ -3,9 +3,9 @@
 //! exactly once; a recall reaches the peers that had the event and no others;
 //! reports marked above a peer's highest TLP never make events for it.
 
-mod common;
+use crate::common;
 
-use common::{now, TestFederation};
+use crate::common::{now, TestFederation};
 use lagesbild_proto::v1::event_service_client::EventServiceClient;
 use lagesbild_proto::v1::report_service_client::ReportServiceClient;
 use lagesbild_proto::v1::{

@@ -1,9 +1,7 @@
 //! A bad node configuration stops `serve` with one clear line naming the file
 //! and the problem, and a good one starts.
 
-mod common;
-
-use common::{free_ports, lagesbild, read, FEDERATION};
+use crate::common::{free_ports, lagesbild, read, FEDERATION};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};

@@ -3,9 +3,9 @@
 //! pictures and event streams, for a bounded time, while health checks and
 //! every call must come back throughout.
 
-mod common;
+use crate::common;
 
-use common::{now, TestFederation, PURPOSE};
+use crate::common::{now, TestFederation, PURPOSE};
 use lagesbild_proto::v1::aggregate_service_client::AggregateServiceClient;
 use lagesbild_proto::v1::event_service_client::EventServiceClient;
 use lagesbild_proto::v1::picture_service_client::PictureServiceClient;

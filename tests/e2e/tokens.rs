@@ -1,11 +1,9 @@
 //! Token attacks against a real node: each refused with UNAUTHENTICATED or
 //! PERMISSION_DENIED, and each refusal logged.
 
-mod common;
-
+use crate::common::{now, run, TestFederation, PURPOSE};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use common::{now, run, TestFederation, PURPOSE};
 use lagesbild_auth::{new_jti, Bearer, Grant, Signer};
 use lagesbild_proto::v1::aggregate_service_client::AggregateServiceClient;
 use lagesbild_proto::v1::{BucketKind, ReleaseRequest};

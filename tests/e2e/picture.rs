@@ -2,9 +2,7 @@
 //! each member released; a killed peer is reported unavailable within the
 //! deadline; a peer without a policy for the caller is reported denied.
 
-mod common;
-
-use common::{now, TestFederation, PURPOSE};
+use crate::common::{now, TestFederation, PURPOSE};
 use lagesbild_proto::v1::aggregate_service_client::AggregateServiceClient;
 use lagesbild_proto::v1::picture_service_client::PictureServiceClient;
 use lagesbild_proto::v1::report_service_client::ReportServiceClient;

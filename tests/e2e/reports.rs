@@ -1,9 +1,9 @@
 //! Reports: durable, atomic, idempotent writes by the org's own tools only, and
 //! the `ingest` command on files with good and bad lines.
 
-mod common;
+use crate::common;
 
-use common::{run, TestFederation};
+use crate::common::{run, TestFederation};
 use lagesbild_auth::AuthChannel;
 use lagesbild_proto::v1::report_service_client::ReportServiceClient;
 use lagesbild_proto::v1::{Category, Position, Report, Source, SubmitBatchRequest, Tlp};

@@ -3,9 +3,7 @@
 //! Every refusal here has a positive control with the same path, so each test
 //! fails if the check it is about were removed.
 
-mod common;
-
-use common::{run, TestFederation, FEDERATION};
+use crate::common::{run, TestFederation, FEDERATION};
 use lagesbild_identity::certs::{CertificateAuthority, LeafSpec};
 use lagesbild_proto::v1::node_service_client::NodeServiceClient;
 use lagesbild_proto::v1::{FederationStatusRequest, InfoRequest};

@@ -1,8 +1,8 @@
 //! Running a node unattended: metrics on a loopback port, limits.
 
-mod common;
+use crate::common;
 
-use common::{free_ports, TestFederation};
+use crate::common::{free_ports, TestFederation};
 use lagesbild_proto::v1::aggregate_service_client::AggregateServiceClient;
 use lagesbild_proto::v1::{BucketKind, ReleaseRequest};
 use std::io::{Read, Write};

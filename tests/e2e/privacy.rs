@@ -4,9 +4,7 @@
 //! budget holds across a restart; a new policy takes effect on the
 //! next call and a broken one never does.
 
-mod common;
-
-use common::{now, run, TestFederation};
+use crate::common::{now, run, TestFederation};
 use lagesbild_auth::AuthChannel;
 use lagesbild_proto::v1::aggregate_service_client::AggregateServiceClient;
 use lagesbild_proto::v1::event_service_client::EventServiceClient;
@@ -31,7 +29,7 @@ use tonic::Code;
 const HOLDER: &str = "polisen";
 const PEER: &str = "scandic";
 const NOISY_PEER: &str = "svensk-handel";
-use common::PURPOSE;
+use crate::common::PURPOSE;
 
 /// Canaries: what must never cross the wire.
 const NAME: &str = "Ingegerd Zetterqvist";

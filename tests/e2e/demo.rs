@@ -1,7 +1,7 @@
 //! `lagesbild demo --once`: five nodes start, all healthy, each reaches every peer,
 //! and all stop cleanly; the picture it writes opens in a real headless browser.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

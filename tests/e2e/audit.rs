@@ -4,9 +4,9 @@
 //! `audit verify`, and a node that rewrites or truncates its log is caught by
 //! the peers that witness it.
 
-mod common;
+use crate::common;
 
-use common::{now, run, TestFederation, FEDERATION, PURPOSE};
+use crate::common::{now, run, TestFederation, FEDERATION, PURPOSE};
 use lagesbild_audit::checkpoint::origin_of;
 use lagesbild_audit::{AuditLog, Entry, LogOptions, NoteSigner};
 use lagesbild_identity::certs::LeafSpec;

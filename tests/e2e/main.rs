@@ -1,0 +1,18 @@
+//! The end-to-end tests: real `lagesbild serve` processes on loopback, real
+//! mutual TLS, real stores, the real command line. One test binary, so the
+//! world is linked once; each module is one area of the product.
+
+mod common;
+
+mod audit;
+mod availability;
+mod demo;
+mod events;
+mod federation_tls;
+mod layering;
+mod operations;
+mod picture;
+mod privacy;
+mod reports;
+mod serve_config;
+mod tokens;
