@@ -602,7 +602,7 @@ async fn tampering_is_named_and_rewrites_are_caught_by_witnesses() {
     let log = fed
         .nodes
         .iter()
-        .find(|n| n.org == "scandic")
+        .find(|n| n.org() == "scandic")
         .unwrap()
         .log_text();
     assert!(

@@ -346,7 +346,7 @@ async fn a_node_keeps_answering_under_budgeted_releases_ingest_pictures_and_stre
     let node_log = fed
         .nodes
         .iter()
-        .find(|n| n.org == HOLDER)
+        .find(|n| n.org() == HOLDER)
         .unwrap()
         .log_text();
     assert!(

@@ -808,7 +808,7 @@ async fn a_new_policy_takes_effect_on_the_next_call_and_a_broken_one_never() {
     let log = fed
         .nodes
         .iter()
-        .find(|n| n.org == HOLDER)
+        .find(|n| n.org() == HOLDER)
         .unwrap()
         .log_text();
     assert!(log.contains("new policy refused"), "{log}");

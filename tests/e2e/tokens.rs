@@ -275,7 +275,12 @@ async fn token_attacks_are_refused_and_logged() {
         replayed.message()
     );
 
-    let log = fed.nodes.iter().find(|n| n.org == NODE).unwrap().log_text();
+    let log = fed
+        .nodes
+        .iter()
+        .find(|n| n.org() == NODE)
+        .unwrap()
+        .log_text();
     let refusals = log
         .lines()
         .filter(|l| l.contains("call refused") || l.contains("release refused"))

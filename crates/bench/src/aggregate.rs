@@ -17,6 +17,7 @@ use crate::{sibling, start_node, OneNode};
 use anyhow::{bail, Context, Result};
 use futures::future::BoxFuture;
 use lagesbild_auth::{Grant, Verifier, AUTHORIZATION, MAX_DELEGATION_SECS};
+use lagesbild_harness::NodeProcess;
 use lagesbild_identity::tls::server_config;
 use lagesbild_node::config::NodeConfig;
 use lagesbild_node::metrics::Metrics;
@@ -35,7 +36,7 @@ use lagesbild_transport::{serve_tls, PeerInfo};
 use prost::Message;
 use std::future::Future;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant, SystemTime};
@@ -108,15 +109,13 @@ pub async fn run(shape: Shape) -> Result<()> {
         let with_log = aggregate_load(&node, &endpoint, &request, shape).await?;
         with_log.print(&format!("round {round}: node (mTLS, token, access log)"));
         node.replace(NODE, || {
-            Ok(Command::new(sibling("lagesbild-bench")?)
+            let mut command = Command::new(sibling("lagesbild-bench")?);
+            command
                 .arg("serve-without-log")
                 .arg("--config")
                 .arg(&config)
-                .args(["--echo-listen", &echo_endpoint])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()?)
+                .args(["--echo-listen", &echo_endpoint]);
+            Ok(NodeProcess::start(NODE, &mut command, None)?)
         })
         .await?;
         let without_log = aggregate_load(&node, &endpoint, &request, shape).await?;
@@ -162,14 +161,13 @@ pub async fn run(shape: Shape) -> Result<()> {
 }
 
 /// A `lagesbild serve` of `config`.
-fn spawn_node_process(config: &Path) -> Result<std::process::Child> {
-    Ok(Command::new(crate::lagesbild()?)
-        .args(["serve", "--config"])
-        .arg(config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?)
+fn spawn_node_process(config: &Path) -> Result<NodeProcess> {
+    Ok(NodeProcess::spawn(
+        &crate::lagesbild()?,
+        NODE,
+        config,
+        None,
+    )?)
 }
 
 fn format_endpoint(node: &OneNode) -> Result<String> {
@@ -293,7 +291,7 @@ async fn aggregate_load(
                     .map(AggregateServiceClient::new)
             })
             .collect::<Result<Vec<_>>>()?;
-        return Ok(hammer(clients, node.node.id(), shape, move |mut client| {
+        return Ok(hammer(clients, node.node.pid(), shape, move |mut client| {
             let (request, tokens, issue) = (request.clone(), tokens.clone(), issue.clone());
             Box::pin(async move {
                 let presigned = tokens.lock().map_err(|_| "token pool")?.pop();
@@ -319,7 +317,7 @@ async fn aggregate_load(
         );
         clients.push(AggregateServiceClient::new(channel));
     }
-    Ok(hammer(clients, node.node.id(), shape, move |mut client| {
+    Ok(hammer(clients, node.node.pid(), shape, move |mut client| {
         let request = request.clone();
         Box::pin(async move {
             client
@@ -377,7 +375,7 @@ async fn echo_load(node: &OneNode, endpoint: &str, shape: Shape) -> Result<Load>
     let clients = (0..shape.connections)
         .map(|_| node.channel_to(endpoint, NODE, PEER).map(HealthClient::new))
         .collect::<Result<Vec<HealthClient<Channel>>>>()?;
-    Ok(hammer(clients, node.node.id(), shape, |mut client| {
+    Ok(hammer(clients, node.node.pid(), shape, |mut client| {
         Box::pin(async move {
             client
                 .check(HealthCheckRequest::default())

@@ -205,8 +205,8 @@ pub async fn run(rate: usize, seconds: u64, batch: usize) -> Result<()> {
         ms(at(0.99)),
         ms(at(1.0))
     );
-    let pids = std::iter::once(federation.node.id())
-        .chain(federation.others.iter().map(|c| c.id()))
+    let pids = std::iter::once(federation.node.pid())
+        .chain(federation.others.iter().map(|c| c.pid()))
         .map(|pid| crate::proc_status_kib(pid, "VmRSS:").map(|kib| kib / 1024))
         .collect::<Result<Vec<_>>>()?;
     println!("  resident memory of the nodes afterwards, MB: {pids:?}");

@@ -10,6 +10,7 @@
 
 use crate::{spawn_node, start_node, OneNode};
 use anyhow::{bail, Context, Result};
+use lagesbild_harness::NodeProcess;
 use lagesbild_proto::v1::aggregate_service_client::AggregateServiceClient;
 use lagesbild_proto::v1::audit_service_client::AuditServiceClient;
 use lagesbild_proto::v1::event_service_client::EventServiceClient;
@@ -220,7 +221,7 @@ pub async fn run(
             next_sample += Duration::from_secs(30);
             let f = federation.lock().expect("federation");
             for (i, org) in MEMBERS.iter().enumerate() {
-                let pid = child(&f, i).id();
+                let pid = child(&f, i).pid();
                 if let Ok(kib) = crate::proc_status_kib(pid, "VmRSS:") {
                     samples.entry(org).or_default().push(kib / 1024);
                 }
@@ -237,9 +238,7 @@ pub async fn run(
                 );
                 {
                     let mut f = federation.lock().expect("federation");
-                    let node = child_mut(&mut f, victim);
-                    let _ = node.kill();
-                    let _ = node.wait();
+                    child_mut(&mut f, victim).kill();
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 restart_shared(&federation, victim).await?;
@@ -265,13 +264,11 @@ pub async fn run(
     for (i, org) in MEMBERS.iter().enumerate() {
         let before = {
             let f = federation.lock().expect("federation");
-            crate::proc_status_kib(child(&f, i).id(), "VmRSS:")? / 1024
+            crate::proc_status_kib(child(&f, i).pid(), "VmRSS:")? / 1024
         };
         {
             let mut f = federation.lock().expect("federation");
-            let node = child_mut(&mut f, i);
-            let _ = node.kill();
-            let _ = node.wait();
+            child_mut(&mut f, i).kill();
         }
         restart_shared(&federation, i).await?;
         // Read the whole log and every feed once, as the run did.
@@ -294,7 +291,7 @@ pub async fn run(
         }
         let after = {
             let f = federation.lock().expect("federation");
-            crate::proc_status_kib(child(&f, i).id(), "VmRSS:")? / 1024
+            crate::proc_status_kib(child(&f, i).pid(), "VmRSS:")? / 1024
         };
         restarted.push(format!("{org} {before} -> {after}"));
     }
@@ -334,7 +331,7 @@ pub async fn run(
     Ok(())
 }
 
-fn child(f: &OneNode, i: usize) -> &std::process::Child {
+fn child(f: &OneNode, i: usize) -> &NodeProcess {
     if i == 0 {
         &f.node
     } else {
@@ -342,7 +339,7 @@ fn child(f: &OneNode, i: usize) -> &std::process::Child {
     }
 }
 
-fn child_mut(f: &mut OneNode, i: usize) -> &mut std::process::Child {
+fn child_mut(f: &mut OneNode, i: usize) -> &mut NodeProcess {
     if i == 0 {
         &mut f.node
     } else {
@@ -373,7 +370,7 @@ async fn restart_shared(f: &Mutex<OneNode>, i: usize) -> Result<()> {
         }
         let exited = {
             let mut guard = f.lock().expect("federation");
-            child_mut(&mut guard, i).try_wait()?.is_some()
+            child_mut(&mut guard, i).exited()?.is_some()
         };
         if exited {
             // The store's lock was not yet free: start it again.

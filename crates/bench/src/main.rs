@@ -17,6 +17,7 @@ mod utility;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use lagesbild_auth::{AuthChannel, Bearer, Grant, Signer};
+use lagesbild_harness::NodeProcess;
 use lagesbild_identity::tls::client_config;
 use lagesbild_identity::{Federation, TlsFiles};
 use lagesbild_proto::v1::report_service_client::ReportServiceClient;
@@ -24,11 +25,9 @@ use lagesbild_proto::v1::SubmitBatchRequest;
 use lagesbild_reports::synthetic;
 use lagesbild_transport::{channel, ChannelOptions};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 use tonic::transport::Channel;
-use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 
 #[derive(Debug, Parser)]
 #[command(about = "End-to-end benchmarks of Lägesbild on loopback")]
@@ -273,19 +272,10 @@ fn main() -> Result<()> {
 /// A federation in a temporary folder with one member's node running.
 struct OneNode {
     dir: tempfile::TempDir,
-    node: Child,
+    node: NodeProcess,
     /// Nodes of the other members, where started.
-    others: Vec<Child>,
+    others: Vec<NodeProcess>,
     federation: Federation,
-}
-
-impl Drop for OneNode {
-    fn drop(&mut self) {
-        for node in std::iter::once(&mut self.node).chain(&mut self.others) {
-            let _ = node.kill();
-            let _ = node.wait();
-        }
-    }
 }
 
 fn lagesbild() -> Result<PathBuf> {
@@ -306,9 +296,7 @@ fn sibling(name: &str) -> Result<PathBuf> {
 }
 
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(lagesbild_harness::free_loopback_ports(1)?[0])
 }
 
 /// Provisions a federation of `orgs` and starts the first one's node.
@@ -335,7 +323,7 @@ async fn start_node(orgs: &[&str]) -> Result<OneNode> {
     let federation = Federation::load(&dir.path().join("federation.toml"))?;
     let org = orgs[0];
     let node = spawn_node(dir.path(), org)?;
-    let one = OneNode {
+    let mut one = OneNode {
         dir,
         node,
         others: Vec::new(),
@@ -354,35 +342,27 @@ fn set_store_cache(node_dir: &Path, mb: u32) -> Result<()> {
     Ok(())
 }
 
-fn spawn_node(dir: &Path, org: &str) -> Result<Child> {
-    Ok(Command::new(lagesbild()?)
-        .args(["serve", "--config"])
-        .arg(dir.join(org).join("node.toml"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?)
+fn spawn_node(dir: &Path, org: &str) -> Result<NodeProcess> {
+    let config = dir.join(org).join("node.toml");
+    Ok(NodeProcess::spawn(&lagesbild()?, org, &config, None)?)
 }
 
 impl OneNode {
     /// Stops the first member's server, starts another with `start` in its
     /// place and waits until it answers health checks. A server that exits at
     /// once (the store's lock not yet released by the last one) is started again.
-    async fn replace(&mut self, org: &str, start: impl Fn() -> Result<Child>) -> Result<()> {
-        let _ = self.node.kill();
-        let _ = self.node.wait();
+    async fn replace(&mut self, org: &str, start: impl Fn() -> Result<NodeProcess>) -> Result<()> {
+        self.node.kill();
         for _ in 0..50 {
             self.node = start()?;
-            let mut health = HealthClient::new(self.channel(org, org)?);
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                if health.check(HealthCheckRequest::default()).await.is_ok() {
-                    return Ok(());
-                }
-                if self.node.try_wait()?.is_some() || Instant::now() > deadline {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            let channel = self.channel(org, org)?;
+            if self
+                .node
+                .wait_healthy(channel, Duration::from_secs(30))
+                .await
+                .is_ok()
+            {
+                return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -396,16 +376,13 @@ impl OneNode {
     }
 
     /// Waits until `org`'s node answers health checks.
-    async fn wait_healthy(&self, org: &str) -> Result<()> {
-        let mut health = HealthClient::new(self.channel(org, org)?);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while health.check(HealthCheckRequest::default()).await.is_err() {
-            if Instant::now() > deadline {
-                bail!("{org}'s node did not become healthy");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(())
+    async fn wait_healthy(&mut self, org: &str) -> Result<()> {
+        let channel = self.channel(org, org)?;
+        let node = std::iter::once(&mut self.node)
+            .chain(&mut self.others)
+            .find(|n| n.org() == org)
+            .ok_or_else(|| anyhow::anyhow!("{org}'s node was not started"))?;
+        Ok(node.wait_healthy(channel, Duration::from_secs(30)).await?)
     }
 
     /// A channel to `node_org`'s node as `as_org`, whose calls carry a token of
@@ -541,7 +518,7 @@ async fn ingest(total: usize, streams: usize, batch: usize, cache_mb: Option<u32
     }
     let channel = node.authed(org, org, &["report:write"])?;
     eprintln!("streaming over {streams} streams, {batch} reports a batch ...");
-    let pid = node.node.id();
+    let pid = node.node.pid();
     let cpu_before = cpu_seconds(pid)?;
     let started = Instant::now();
     let tasks: Vec<_> = work

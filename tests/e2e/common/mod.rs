@@ -12,9 +12,9 @@ use rustls::ClientConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tempfile::TempDir;
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -50,35 +50,10 @@ pub fn run(args: &[&str]) -> Output {
 
 /// Ports the kernel calls free now (released before the nodes bind them).
 pub fn free_ports(count: usize) -> Vec<u16> {
-    let listeners: Vec<_> = (0..count)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
+    lagesbild_harness::free_loopback_ports(count).unwrap()
 }
 
-/// A running node process, killed when dropped.
-pub struct NodeProcess {
-    pub org: String,
-    pub endpoint: String,
-    pub log: PathBuf,
-    child: Child,
-}
-
-impl NodeProcess {
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+pub use lagesbild_harness::NodeProcess;
 
 /// A federation of member nodes plus an auditor, made by `lagesbild certs init`.
 pub struct TestFederation {
@@ -129,8 +104,8 @@ impl TestFederation {
             federation,
             nodes: Vec::new(),
         };
-        for (org, port) in members.iter().zip(&ports) {
-            fed.spawn(org, &format!("127.0.0.1:{port}"));
+        for org in members {
+            fed.spawn(org);
         }
         for org in members {
             fed.wait_healthy(org).await;
@@ -140,47 +115,24 @@ impl TestFederation {
 
     /// Starts `org`'s node again (after [`kill`](Self::kill)) and waits for health.
     pub async fn restart(&mut self, org: &str) {
-        let endpoint = self.endpoint(org);
-        self.spawn(org, &endpoint);
+        self.spawn(org);
         self.wait_healthy(org).await;
     }
 
-    fn spawn(&mut self, org: &str, endpoint: &str) {
+    fn spawn(&mut self, org: &str) {
         let log = self.dir.path().join(org).join("node.log");
-        let file = std::fs::File::create(&log).unwrap();
-        let child = lagesbild()
-            .args(["serve", "--config"])
-            .arg(self.org_dir(org).join("node.toml"))
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .unwrap();
-        self.nodes.push(NodeProcess {
-            org: org.into(),
-            endpoint: endpoint.into(),
-            log,
-            child,
-        });
+        let config = self.org_dir(org).join("node.toml");
+        let exe = Path::new(env!("CARGO_BIN_EXE_lagesbild"));
+        self.nodes
+            .push(NodeProcess::spawn(exe, org, &config, Some(&log)).unwrap());
     }
 
     /// Waits until `org`'s node answers the standard health check over mTLS.
     pub async fn wait_healthy(&mut self, org: &str) {
-        let deadline = Instant::now() + Duration::from_secs(60);
         let channel = self.channel(org, self.client_tls(org, org));
-        let mut health = HealthClient::new(channel);
-        loop {
-            let node = self.nodes.iter_mut().find(|n| n.org == org).unwrap();
-            if let Some(status) = node.child.try_wait().unwrap() {
-                panic!("{org}'s node exited ({status}):\n{}", node.log_text());
-            }
-            match health.check(HealthCheckRequest::default()).await {
-                Ok(r) if r.get_ref().status == ServingStatus::Serving as i32 => return,
-                _ if Instant::now() > deadline => {
-                    panic!("{org}'s node not healthy:\n{}", node.log_text())
-                }
-                _ => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
+        let node = self.nodes.iter_mut().find(|n| n.org() == org).unwrap();
+        if let Err(e) = node.wait_healthy(channel, Duration::from_secs(60)).await {
+            panic!("{e}\n{}", node.log_text());
         }
     }
 
@@ -236,7 +188,7 @@ impl TestFederation {
 
     /// Kills `org`'s node with SIGKILL: no shutdown, no flush.
     pub fn kill(&mut self, org: &str) {
-        self.nodes.retain(|n| n.org != org);
+        self.nodes.retain(|n| n.org() != org);
     }
 
     /// The sled folder of `org`'s node.

@@ -12,6 +12,7 @@ use crate::commands::serve::shutdown_signal;
 use crate::commands::status::{federation_status, render};
 use crate::provision::{FederationPlan, OrgPlan, WrittenFederation};
 use anyhow::{bail, Context, Result};
+use lagesbild_harness::NodeProcess;
 use lagesbild_identity::Role;
 use lagesbild_proto::v1::event_service_client::EventServiceClient;
 use lagesbild_proto::v1::report_service_client::ReportServiceClient;
@@ -19,15 +20,8 @@ use lagesbild_proto::v1::{
     Category, Person, Position, Report, Source, SubmitBatchRequest, Tlp, WatchRequest,
 };
 use lagesbild_reports::{places, synthetic};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
-use tokio::process::{Child, Command};
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 
 /// The demo federation's name.
 const FEDERATION: &str = "norrmalm";
@@ -179,28 +173,13 @@ fn clear_previous_demo(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Ports the kernel hands out as free right now. They are released before the
-/// nodes bind them; on a loopback-only demo the window is harmless.
 fn free_loopback_ports(count: usize) -> Result<Vec<u16>> {
-    let listeners = (0..count)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<Vec<_>>>()
-        .context("finding free loopback ports")?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr()?.port()))
-        .collect()
-}
-
-struct RunningNode {
-    org: String,
-    log: PathBuf,
-    child: Child,
+    lagesbild_harness::free_loopback_ports(count).context("finding free loopback ports")
 }
 
 #[derive(Default)]
 struct Nodes {
-    running: Vec<RunningNode>,
+    running: Vec<NodeProcess>,
 }
 
 impl Nodes {
@@ -211,72 +190,49 @@ impl Nodes {
             .as_ref()
             .context("member without a node config")?;
         let log = files.dir.join("node.log");
-        let log_file =
-            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let exe = std::env::current_exe().context("finding the lagesbild executable")?;
-        let child = Command::new(exe)
-            .arg("serve")
-            .arg("--config")
-            .arg(config)
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone()?)
-            .stderr(log_file)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {org}'s node"))?;
+        let node = NodeProcess::spawn(&exe, org, config, Some(&log))?;
         let endpoint = written_endpoint(written, org)?;
-        println!(
-            "  started {org:<18} {endpoint:<22} pid {}",
-            child.id().unwrap_or(0)
-        );
-        self.running.push(RunningNode {
-            org: org.to_owned(),
-            log,
-            child,
-        });
+        println!("  started {org:<18} {endpoint:<22} pid {}", node.pid());
+        self.running.push(node);
         Ok(())
     }
 
     /// A line saying which node exited first; pends forever if none runs.
     async fn first_exit(&mut self) -> String {
-        if self.running.is_empty() {
-            return std::future::pending().await;
+        loop {
+            for node in &mut self.running {
+                match node.exited() {
+                    Ok(Some(status)) => {
+                        let log = node.log().map(|l| l.display().to_string());
+                        return format!(
+                            "{}'s node exited ({status}); see {}",
+                            node.org(),
+                            log.unwrap_or_default()
+                        );
+                    }
+                    Err(e) => return e.to_string(),
+                    Ok(None) => {}
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let waits = self.running.iter_mut().map(|n| {
-            Box::pin(async move {
-                let status = n.child.wait().await;
-                format!(
-                    "{}'s node exited ({status:?}); see {}",
-                    n.org,
-                    n.log.display()
-                )
-            })
-        });
-        futures::future::select_all(waits).await.0
     }
 
     /// SIGTERM to every node, then wait; a node that doesn't stop in time is killed.
     async fn stop_all(&mut self) -> Result<()> {
         for node in &self.running {
-            if let Some(pid) = node.child.id() {
-                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-            }
+            node.terminate();
         }
         let mut unclean = Vec::new();
         for node in &mut self.running {
-            match tokio::time::timeout(STOP_TIMEOUT, node.child.wait()).await {
-                Ok(Ok(status)) if status.success() => {}
-                Ok(Ok(status)) => unclean.push(format!("{} ({status})", node.org)),
-                Ok(Err(e)) => unclean.push(format!("{} ({e})", node.org)),
-                Err(_) => {
-                    let _ = node.child.kill().await;
-                    unclean.push(format!("{} (killed after {:?})", node.org, STOP_TIMEOUT));
-                }
+            if let Err(e) = node.wait_stopped(STOP_TIMEOUT).await {
+                unclean.push(e.to_string());
             }
         }
         self.running.clear();
         if !unclean.is_empty() {
-            bail!("nodes that did not stop cleanly: {}", unclean.join(", "));
+            bail!("nodes that did not stop cleanly: {}", unclean.join("; "));
         }
         Ok(())
     }
@@ -287,35 +243,18 @@ fn written_endpoint(written: &WrittenFederation, org: &str) -> Result<String> {
     client.config.node.context("member without a node endpoint")
 }
 
-/// Polls each node's standard health service over mutual TLS until it serves.
+/// Waits until each node's standard health service serves over mutual TLS.
 async fn wait_until_healthy(written: &WrittenFederation, nodes: &mut Nodes) -> Result<()> {
     let deadline = Instant::now() + STARTUP_TIMEOUT;
     for node in &mut nodes.running {
-        let client = Client::load(&written.org(&node.org).context("unknown org")?.client_config)?;
-        let mut health = HealthClient::new(client.own_node()?);
-        loop {
-            if let Some(status) = node.child.try_wait()? {
-                bail!(
-                    "{}'s node exited during start-up ({status}); last lines of {}:\n{}",
-                    node.org,
-                    node.log.display(),
-                    tail(&node.log, 5)
-                );
-            }
-            let check = health.check(HealthCheckRequest {
-                service: String::new(),
-            });
-            match tokio::time::timeout(Duration::from_secs(1), check).await {
-                Ok(Ok(r)) if r.get_ref().status == ServingStatus::Serving as i32 => break,
-                _ if Instant::now() > deadline => bail!(
-                    "{}'s node is not healthy after {:?}; see {}",
-                    node.org,
-                    STARTUP_TIMEOUT,
-                    node.log.display()
-                ),
-                _ => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
+        let client = Client::load(
+            &written
+                .org(node.org())
+                .context("unknown org")?
+                .client_config,
+        )?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        node.wait_healthy(client.own_node()?, left).await?;
     }
     Ok(())
 }
@@ -497,10 +436,4 @@ async fn show_status(written: &WrittenFederation) -> Result<()> {
     }
     println!();
     Ok(())
-}
-
-fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<_> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
