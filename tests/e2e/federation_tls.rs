@@ -151,7 +151,7 @@ async fn a_member_ca_cannot_vouch_for_another_org() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_certificate_is_refused() {
     let fed = TestFederation::start(&MEMBERS[..1]).await;
-    let now = OffsetDateTime::now_utc();
+    let now = OffsetDateTime::from(lagesbild_vocabulary::SystemClock.now());
     let mut spec = LeafSpec::client(FEDERATION, "alpha");
     spec.not_before = now - Duration::days(30);
     spec.not_after = now - Duration::days(1);

@@ -8,11 +8,12 @@ use lagesbild_auth::AuthChannel;
 use lagesbild_proto::v1::report_service_client::ReportServiceClient;
 use lagesbild_proto::v1::{Category, Position, Report, Source, SubmitBatchRequest, Tlp};
 use lagesbild_store::{CounterFamily, Store, StoreOptions};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 use tonic_types::StatusExt;
 
 fn report(id: &str, minutes_ago: i64) -> Report {
-    let now = SystemTime::now()
+    let now = lagesbild_vocabulary::SystemClock
+        .now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
@@ -314,7 +315,8 @@ fn ingest(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_loads_csv_only_when_every_line_is_good_unless_told() {
     let fed = TestFederation::start(&["alpha"]).await;
-    let now = time::OffsetDateTime::now_utc() - time::Duration::hours(2);
+    let now = time::OffsetDateTime::from(lagesbild_vocabulary::SystemClock.now())
+        - time::Duration::hours(2);
     let at = now
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
@@ -371,9 +373,10 @@ async fn ingest_reads_json_lines_and_the_police_feed() {
     // The police sample is from March 2026; keep it within retention whenever this runs.
     let fed = TestFederation::start_with(&["alpha"], &["--retention-days", "36500"]).await;
     let jsonl = fed.dir.path().join("reports.jsonl");
-    let at = (time::OffsetDateTime::now_utc() - time::Duration::hours(1))
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
+    let at = (time::OffsetDateTime::from(lagesbild_vocabulary::SystemClock.now())
+        - time::Duration::hours(1))
+    .format(&time::format_description::well_known::Rfc3339)
+    .unwrap();
     std::fs::write(
         &jsonl,
         format!(

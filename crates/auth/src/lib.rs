@@ -17,10 +17,11 @@
 
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use lagesbild_identity::{Federation, Role};
+use lagesbild_vocabulary::{Clock, SharedClock, SystemClock};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Clock skew tolerated on `exp`, `nbf` and `iat`.
 pub const LEEWAY_SECS: u64 = 30;
@@ -132,10 +133,8 @@ impl Authorised {
     }
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+fn secs(clock: &dyn Clock) -> u64 {
+    u64::try_from(clock.unix_seconds()).unwrap_or(0)
 }
 
 /// A random token id: 128 bits, hex.
@@ -152,6 +151,7 @@ pub fn new_jti() -> String {
 pub struct Signer {
     org: String,
     key: EncodingKey,
+    clock: SharedClock,
 }
 
 impl std::fmt::Debug for Signer {
@@ -187,7 +187,15 @@ impl Signer {
         Ok(Self {
             org: org.to_owned(),
             key,
+            clock: SystemClock::shared(),
         })
+    }
+
+    /// The same signer, dating its tokens by `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The organisation it signs for.
@@ -197,7 +205,7 @@ impl Signer {
 
     /// A signed token.
     pub fn issue(&self, grant: &Grant<'_>) -> Result<String, AuthError> {
-        let now = now_secs();
+        let now = secs(&*self.clock);
         let claims = Claims {
             iss: self.org.clone(),
             sub: grant.subject.to_owned(),
@@ -222,6 +230,7 @@ pub struct Verifier {
     org: String,
     keys: HashMap<String, (DecodingKey, Role)>,
     seen: Mutex<SeenJtis>,
+    clock: SharedClock,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -247,7 +256,15 @@ impl Verifier {
             org: org.to_owned(),
             keys,
             seen: Mutex::new(SeenJtis::default()),
+            clock: SystemClock::shared(),
         })
+    }
+
+    /// The same verifier, judging `exp`, `nbf` and `iat` by `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Verifies `token` arriving on a connection whose certificate is `tls_org`'s.
@@ -258,15 +275,26 @@ impl Verifier {
             ))
         })?;
         let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.leeway = LEEWAY_SECS;
-        validation.validate_nbf = true;
+        // Times are judged below by the verifier's clock, not the library's.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         validation.set_audience(&[&self.org]);
         validation.set_issuer(&[tls_org]);
         validation.set_required_spec_claims(&["exp", "iat", "aud", "iss", "sub"]);
         let claims = decode::<Claims>(token, key, &validation)
             .map_err(|e| AuthError::Invalid(describe(&e, token, tls_org, &self.org)))?
             .claims;
-        let now = now_secs();
+        let now = secs(&*self.clock);
+        if claims.exp + LEEWAY_SECS < now {
+            return Err(AuthError::Invalid(
+                "it has expired (exp); sign a new one for each session".into(),
+            ));
+        }
+        if claims.nbf.is_some_and(|nbf| nbf > now + LEEWAY_SECS) {
+            return Err(AuthError::Invalid(
+                "it is not valid yet (nbf); check the signer's clock".into(),
+            ));
+        }
         if claims.iat > now + LEEWAY_SECS {
             return Err(AuthError::Invalid(
                 "it was issued in the future (iat); check the signer's clock".into(),
@@ -312,7 +340,7 @@ impl Verifier {
         // longest delegation, and `iat` at most the skew after its arrival.
         let until = arrived + LEEWAY_SECS + MAX_DELEGATION_SECS;
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        seen.first_use(issuer, jti, until, now_secs());
+        seen.first_use(issuer, jti, until, secs(&*self.clock));
     }
 
     /// Records a delegation `jti` of `issuer`; refuses one already seen while it

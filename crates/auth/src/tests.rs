@@ -72,7 +72,7 @@ fn forge(header: &str, claims: &serde_json::Value, sign: impl Fn(&[u8]) -> Vec<u
 }
 
 fn claims_json(iss: &str, aud: &str, exp_offset: i64) -> serde_json::Value {
-    let now = now_secs() as i64;
+    let now = SystemClock.unix_seconds();
     serde_json::json!({
         "iss": iss, "sub": "anna", "aud": aud, "iat": now, "nbf": now,
         "exp": now + exp_offset, "jti": new_jti(),
@@ -279,4 +279,39 @@ fn a_quiet_nodes_remembered_jtis_do_not_pile_up() {
         most <= 3 * (MAX_DELEGATION_SECS + LEEWAY_SECS) as usize,
         "{most}"
     );
+}
+
+#[test]
+fn token_times_are_judged_by_the_verifiers_clock() {
+    let f = fixture();
+    let start = 1_800_000_000;
+    let signing = lagesbild_vocabulary::ManualClock::at(start);
+    let judging = lagesbild_vocabulary::ManualClock::at(start);
+    let signer = f.signer("scandic").with_clock(signing.clone());
+    let verifier = f.verifier("polisen").with_clock(judging.clone());
+    let read = scopes(&["aggregate:read"]);
+    let mut ttl_60 = grant("polisen", &read);
+    ttl_60.ttl = Duration::from_secs(60);
+    let token = signer.issue(&ttl_60).unwrap();
+    // Within its minute (and the skew allowed after it): accepted.
+    assert!(verifier.verify(&token, "scandic").is_ok());
+    judging.advance(Duration::from_secs(60 + LEEWAY_SECS));
+    assert!(verifier.verify(&token, "scandic").is_ok());
+    // Past it: expired, though the wall clock would still accept it.
+    judging.advance(Duration::from_secs(1));
+    let error = verifier.verify(&token, "scandic").unwrap_err().to_string();
+    assert!(error.contains("expired (exp)"), "{error}");
+    // Control: a verifier on the wall clock accepts nothing dated 2027.
+    let wall = f.verifier("polisen");
+    let error = wall.verify(&token, "scandic").unwrap_err().to_string();
+    assert!(
+        error.contains("future") || error.contains("not valid yet"),
+        "{error}"
+    );
+    // A token from a signer whose clock runs ahead is not valid yet.
+    signing.advance(Duration::from_secs(3600));
+    judging.set(start);
+    let early = signer.issue(&ttl_60).unwrap();
+    let error = verifier.verify(&early, "scandic").unwrap_err().to_string();
+    assert!(error.contains("not valid yet (nbf)"), "{error}");
 }

@@ -39,7 +39,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tonic::body::Body;
 use tonic::transport::{Channel, Server};
@@ -197,7 +197,8 @@ fn peer_query() -> ReleaseRequest {
 }
 
 async fn load_reports(node: &OneNode, total: usize) -> Result<()> {
-    let mut reports = synthetic::generate(NODE, 7, total, 30, SystemTime::now());
+    let mut reports =
+        synthetic::generate(NODE, 7, total, 30, lagesbild_vocabulary::SystemClock.now());
     for (i, r) in reports.iter_mut().enumerate() {
         r.id = format!("bench-{i}");
     }

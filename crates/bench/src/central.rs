@@ -295,7 +295,7 @@ async fn central_cells_only(
 }
 
 pub async fn run(reports: usize, queries: usize, windows: &[u32]) -> Result<()> {
-    let end = SystemTime::now();
+    let end = lagesbild_vocabulary::SystemClock.now();
     let now = end.duration_since(UNIX_EPOCH)?.as_secs() as i64;
     let postgres = start_postgres().await?;
     let pg = connect(postgres.port).await?;

@@ -12,7 +12,7 @@ use lagesbild_proto::v1::{
     watch_item, Category, Position, Report, Source, SubmitBatchRequest, Tlp, WatchRequest,
 };
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 const MEMBERS: [&str; 5] = [
     "polisen",
@@ -84,7 +84,8 @@ pub async fn run(rate: usize, seconds: u64, batch: usize) -> Result<()> {
     let mut writer =
         ReportServiceClient::new(federation.authed(origin, origin, &["report:write"])?);
     let now = || {
-        SystemTime::now()
+        lagesbild_vocabulary::SystemClock
+            .now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64)
     };

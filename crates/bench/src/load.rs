@@ -23,7 +23,7 @@ use lagesbild_proto::v1::{
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 const MEMBERS: [&str; 3] = ["polisen", "stockholm-stad", "scandic"];
 const AUDITOR: &str = "audit";
@@ -45,7 +45,8 @@ const BULK: u64 = 3_000;
 const BULK_EVERY: Duration = Duration::from_secs(15);
 
 fn now() -> i64 {
-    SystemTime::now()
+    lagesbild_vocabulary::SystemClock
+        .now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
 }

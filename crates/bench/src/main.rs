@@ -26,7 +26,7 @@ use lagesbild_reports::synthetic;
 use lagesbild_transport::{channel, ChannelOptions};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
 #[derive(Debug, Parser)]
@@ -445,7 +445,8 @@ impl OneNode {
 
 /// A release of the last `hours` hours at 250 m × hour, all categories.
 fn last_hours_at_250m(hours: u32) -> lagesbild_proto::v1::ReleaseRequest {
-    let now = SystemTime::now()
+    let now = lagesbild_vocabulary::SystemClock
+        .now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     let at = |seconds| Some(prost_types::Timestamp { seconds, nanos: 0 });
@@ -504,7 +505,8 @@ async fn ingest(total: usize, streams: usize, batch: usize, cache_mb: Option<u32
         node.replace(org, || spawn_node(&dir, org)).await?;
     }
     eprintln!("generating {total} synthetic reports ...");
-    let mut reports = synthetic::generate(org, 1, total, 30, SystemTime::now());
+    let mut reports =
+        synthetic::generate(org, 1, total, 30, lagesbild_vocabulary::SystemClock.now());
     for (i, r) in reports.iter_mut().enumerate() {
         r.id = format!("bench-{i}");
     }
@@ -572,7 +574,7 @@ async fn ingest(total: usize, streams: usize, batch: usize, cache_mb: Option<u32
 async fn store_only(total: usize, batch: usize) -> Result<()> {
     use lagesbild_reports::validate::{validate_batch, Coverage, Rules};
     use lagesbild_store::{Store, StoreOptions};
-    let now = SystemTime::now();
+    let now = lagesbild_vocabulary::SystemClock.now();
     let mut reports = synthetic::generate("polisen", 1, total, 30, now);
     for (i, r) in reports.iter_mut().enumerate() {
         r.id = format!("bench-{i}");
@@ -619,7 +621,13 @@ async fn store_only(total: usize, batch: usize) -> Result<()> {
 /// and plates as the known identifiers) and prints the rate.
 fn scrub(total: usize) -> Result<()> {
     use lagesbild_privacy::scrub::{scrub, Known};
-    let reports = synthetic::generate("polisen", 7, total, 30, std::time::SystemTime::now());
+    let reports = synthetic::generate(
+        "polisen",
+        7,
+        total,
+        30,
+        lagesbild_vocabulary::SystemClock.now(),
+    );
     let bytes: usize = reports.iter().map(|r| r.text.len()).sum();
     let started = Instant::now();
     let mut changed = 0usize;

@@ -51,7 +51,7 @@ pub(crate) async fn loaded_federation(reports: usize, end: SystemTime) -> Result
 pub async fn run(reports: usize, queries: usize, windows: &[u32]) -> Result<()> {
     let home = MEMBERS[0];
     let loading = Instant::now();
-    let federation = loaded_federation(reports, SystemTime::now()).await?;
+    let federation = loaded_federation(reports, lagesbild_vocabulary::SystemClock.now()).await?;
     println!(
         "picture bench: 5 nodes x {reports} reports over 30 days (loaded in {:.0} s); {home}'s analyst asks, 250 m x hour, all categories, one picture at a time",
         loading.elapsed().as_secs_f64()

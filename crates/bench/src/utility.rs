@@ -15,7 +15,7 @@ use lagesbild_privacy::{
 use lagesbild_reports::category::CATEGORIES;
 use lagesbild_reports::synthetic;
 use std::collections::{BTreeMap, HashMap};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 /// The shapes measured: the picture's own (250 m × hour), what an analyst
 /// zooms out to, and the picture's profiles.
@@ -48,7 +48,7 @@ pub(crate) fn run(bench_reports: usize, finest_cell: u32, finest_bucket: &str) -
         .ok_or_else(|| {
             anyhow::anyhow!("--finest-bucket {finest_bucket}: expected hour, day or week")
         })?;
-    let now = SystemTime::now();
+    let now = lagesbild_vocabulary::SystemClock.now();
     let end_hour = (now.duration_since(UNIX_EPOCH)?.as_secs() / 3600) as u32 + 1;
     let window = (end_hour - 30 * 24, end_hour);
     println!(

@@ -39,7 +39,7 @@ pub struct CertificateAuthority {
 impl CertificateAuthority {
     /// Makes a new self-signed CA for `org`.
     pub fn generate(federation: &str, org: &str) -> Result<Self, IdentityError> {
-        let now = OffsetDateTime::now_utc();
+        let now = OffsetDateTime::from(lagesbild_vocabulary::SystemClock.now());
         Self::generate_valid(
             federation,
             org,
@@ -151,7 +151,7 @@ impl LeafSpec {
     }
 
     fn with_validity(id: SpiffeId, server: bool, hosts: Vec<String>) -> Self {
-        let now = OffsetDateTime::now_utc();
+        let now = OffsetDateTime::from(lagesbild_vocabulary::SystemClock.now());
         Self {
             id,
             server,

@@ -16,19 +16,19 @@ use http_body_util::BodyExt;
 use lagesbild_audit::{AuditLog, Decision, Direction, Entry, Released, TokenFacts};
 use lagesbild_auth::{Authorised, Verifier};
 use lagesbild_transport::PeerInfo;
+use lagesbild_vocabulary::{Clock, SharedClock, SystemClock};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 use tonic::body::Body;
 use tonic::Status;
 
-/// Microseconds since the Unix epoch, now.
+/// Microseconds since the Unix epoch, now, by the wall clock (for the
+/// records of parts that are not given a clock of their own).
 pub fn now_micros() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
+    SystemClock.unix_micros()
 }
 
 /// The entry of a stream's end: how many messages it sent and their digest,
@@ -133,6 +133,7 @@ pub struct AccessLayer {
     verifier: Arc<Verifier>,
     log: AuditLog,
     metrics: Arc<Metrics>,
+    clock: SharedClock,
 }
 
 impl AccessLayer {
@@ -145,7 +146,15 @@ impl AccessLayer {
             verifier,
             log,
             metrics,
+            clock: SystemClock::shared(),
         }
+    }
+
+    /// The same layer, dating entries by `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 }
 
@@ -159,6 +168,7 @@ impl<S> tower::Layer<S> for AccessLayer {
             verifier: self.verifier.clone(),
             log: self.log.clone(),
             metrics: self.metrics.clone(),
+            clock: self.clock.clone(),
         }
     }
 }
@@ -171,6 +181,7 @@ pub struct AccessService<S> {
     verifier: Arc<Verifier>,
     log: AuditLog,
     metrics: Arc<Metrics>,
+    clock: SharedClock,
 }
 
 type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
@@ -322,7 +333,7 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
-        let arrived = now_micros();
+        let arrived = self.clock.unix_micros();
         let started = Instant::now();
         let metrics = self.metrics.clone();
         let path = request.uri().path().to_owned();

@@ -14,7 +14,8 @@ use lagesbild_auth::{
 };
 use lagesbild_transport::PeerInfo;
 use lagesbild_vocabulary::Scope;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use lagesbild_vocabulary::{Clock, SystemClock};
+use std::time::Duration;
 use tonic::Status;
 
 /// What a call's token must carry.
@@ -340,9 +341,7 @@ pub fn recall_used_delegations(
     verifier: &Verifier,
     longest_call: Duration,
 ) -> Result<usize, AuditError> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = u64::try_from(SystemClock.unix_seconds()).unwrap_or(0);
     // A delegation token arriving now is accepted at most until its `iat`
     // (up to the skew after arrival) plus its life plus the skew.
     let still_valid_from = now.saturating_sub(MAX_DELEGATION_SECS + 2 * LEEWAY_SECS);

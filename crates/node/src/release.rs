@@ -17,10 +17,10 @@ use lagesbild_privacy::{
 };
 use lagesbild_store::{CounterFamily, Spend, Store};
 use lagesbild_vocabulary::Scope;
+use lagesbild_vocabulary::{SharedClock, SystemClock};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Why no release was made.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +76,7 @@ pub struct ReleaseGate {
     /// The local day whose old budget accounts were last pruned.
     pruned_day: AtomicU32,
     atoms: Arc<AtomCache>,
+    clock: SharedClock,
 }
 
 /// The counters of `plan`'s window, for the privacy engine.
@@ -171,17 +172,9 @@ fn budget_account(peer: &str, day: u32) -> String {
     format!("budget/{day:08}/{peer}")
 }
 
-/// Budget spent by `peer` today, as recorded in `store`.
-pub fn spent_today(store: &Store, peer: &str) -> Epsilon {
-    Epsilon::from_micros(store.spent(&budget_account(peer, local_day(now_hour()))))
-}
-
-/// The current UTC hour since the epoch.
-pub fn now_hour() -> u32 {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    (secs / 3600) as u32
+/// Budget spent by `peer` on the local day of the UTC `hour`, as recorded in `store`.
+pub fn spent_on_day_of(store: &Store, peer: &str, hour: u32) -> Epsilon {
+    Epsilon::from_micros(store.spent(&budget_account(peer, local_day(hour))))
 }
 
 impl ReleaseGate {
@@ -195,7 +188,20 @@ impl ReleaseGate {
             rate: Arc::new(RateLimits::default()),
             pruned_day: AtomicU32::new(0),
             atoms: Arc::new(AtomCache::default()),
+            clock: SystemClock::shared(),
         }
+    }
+
+    /// The same gate, reading the budget's day from `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The UTC hour now, by the gate's clock.
+    pub fn hour_now(&self) -> u32 {
+        self.clock.utc_hour()
     }
 
     /// The per-peer rate limits this gate takes from, for other calls that
@@ -211,7 +217,7 @@ impl ReleaseGate {
 
     /// Budget spent by `peer` today.
     pub fn spent_today(&self, peer: &str) -> Epsilon {
-        spent_today(&self.store, peer)
+        spent_on_day_of(&self.store, peer, self.hour_now())
     }
 
     /// The release for `peer` asking `query` for `purpose`, or why not.
@@ -228,7 +234,7 @@ impl ReleaseGate {
 
         let mut budget_left = None;
         if let (Some(per_query), Some(per_day)) = (plan.epsilon, rules.epsilon_per_day) {
-            let hour = now_hour();
+            let hour = self.hour_now();
             let day = local_day(hour);
             let spend = self
                 .store
@@ -396,5 +402,44 @@ mod tests {
                 .map(|(_, a)| a.len())
                 .sum::<usize>()
         );
+    }
+
+    #[tokio::test]
+    async fn the_budget_refills_on_the_next_local_day_by_the_gates_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store"), StoreOptions::default()).unwrap();
+        let policy_path = dir.path().join("policy.toml");
+        let text = "version = 1\n[peer.scandic]\nscopes = [\"aggregate:read\"]\npurposes = [\"p\"]\ncategories = [\"all\"]\n\
+                    finest_cell = 250\nfinest_bucket = \"hour\"\nepsilon_per_query = 1.0\nepsilon_per_day = 2.0\n";
+        std::fs::write(&policy_path, text).unwrap();
+        let policy = lagesbild_policy::Policy::parse(text).unwrap();
+        let handle = Arc::new(PolicyHandle::new(policy_path, policy));
+        // 2027-03-01 12:00 UTC: 13:00 in Stockholm.
+        let noon = 1_804_075_200;
+        let clock = lagesbild_vocabulary::ManualClock::at(noon);
+        let gate = ReleaseGate::new("polisen".into(), handle, store).with_clock(clock.clone());
+        let hour = u32::try_from(noon / 3600).unwrap();
+        let query = || ReleaseQuery {
+            from_hour: hour - 24,
+            to_hour: hour,
+            categories: Default::default(),
+            area: None,
+            cell_size: CellSize::M250,
+            bucket: BucketKind::Day,
+        };
+        for _ in 0..2 {
+            gate.aggregate("scandic", "p", query()).await.unwrap();
+        }
+        let spent = gate.aggregate("scandic", "p", query()).await.unwrap_err();
+        assert!(matches!(spent, GateError::Budget { .. }), "{spent}");
+        assert!(spent.to_string().contains("refills at"), "{spent}");
+        // Still the same local day at 23:30 Stockholm time.
+        clock.advance(std::time::Duration::from_secs(10 * 3600 + 1800));
+        let still = gate.aggregate("scandic", "p", query()).await.unwrap_err();
+        assert!(matches!(still, GateError::Budget { .. }), "{still}");
+        // Past local midnight: a new day, a new budget.
+        clock.advance(std::time::Duration::from_secs(3600));
+        gate.aggregate("scandic", "p", query()).await.unwrap();
+        assert_eq!(gate.spent_today("scandic"), Epsilon::from_micros(1_000_000));
     }
 }

@@ -31,11 +31,12 @@ use lagesbild_proto::v1::policy_service_server::PolicyServiceServer;
 use lagesbild_proto::v1::report_service_server::ReportServiceServer;
 use lagesbild_store::{Store, StoreOptions};
 use lagesbild_transport::{serve_tls, ChannelOptions};
+use lagesbild_vocabulary::{SharedClock, SystemClock};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
@@ -139,6 +140,8 @@ struct Core {
     event_maker: Arc<EventMaker>,
     /// The members that run a node, this one included.
     members: Vec<String>,
+    /// Where every part that depends on the time reads it.
+    clock: SharedClock,
 }
 
 impl Core {
@@ -151,6 +154,7 @@ impl Core {
     ) -> Result<Self, NodeError> {
         let federation = Arc::new(loaded.federation.clone());
         let org = loaded.config.org.clone();
+        let clock = SystemClock::shared();
         let config_error = |message: String| NodeError::Config {
             path: loaded.path.clone(),
             message,
@@ -187,11 +191,15 @@ impl Core {
             &metrics,
         )
         .map_err(|e| config_error(e.to_string()))?;
-        let signer =
-            Arc::new(Signer::from_pem(&org, &token_pem).map_err(|e| config_error(e.to_string()))?);
+        let signer = Arc::new(
+            Signer::from_pem(&org, &token_pem)
+                .map_err(|e| config_error(e.to_string()))?
+                .with_clock(clock.clone()),
+        );
         let verifier = Arc::new(
             Verifier::new(&org, &federation)
-                .map_err(|e| config_error(format!("federation: {e}")))?,
+                .map_err(|e| config_error(format!("federation: {e}")))?
+                .with_clock(clock.clone()),
         );
         let recalled = crate::auth::recall_used_delegations(&log, &verifier, CALL_DEADLINE)
             .map_err(|e| NodeError::Store {
@@ -231,7 +239,9 @@ impl Core {
             &secret,
             lifetime_secs,
         ));
-        let gate = Arc::new(ReleaseGate::new(org.clone(), policy.clone(), store.clone()));
+        let gate = Arc::new(
+            ReleaseGate::new(org.clone(), policy.clone(), store.clone()).with_clock(clock.clone()),
+        );
         Ok(Self {
             org,
             loaded,
@@ -250,6 +260,7 @@ impl Core {
             gate,
             event_maker,
             members,
+            clock,
         })
     }
 
@@ -287,12 +298,15 @@ impl Core {
         ));
         let write_purposes: Arc<[String]> =
             self.loaded.config.reports.write_purposes.clone().into();
-        let report_service = ReportServiceServer::new(ReportApi::new(
-            self.loaded.config.reports.rules(),
-            write_purposes.clone(),
-            self.store.clone(),
-            self.event_maker.clone(),
-        ))
+        let report_service = ReportServiceServer::new(
+            ReportApi::new(
+                self.loaded.config.reports.rules(),
+                write_purposes.clone(),
+                self.store.clone(),
+                self.event_maker.clone(),
+            )
+            .with_clock(self.clock.clone()),
+        )
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
         let event_service = EventServiceServer::new(EventApi::new(
             org.clone(),
@@ -326,12 +340,15 @@ impl Core {
         );
         tracing::info!(%org, listen = ?local, version = crate::VERSION, "node serving");
         limited_server()
-            .layer(AccessLayer::new(
-                org,
-                self.verifier.clone(),
-                self.log.clone(),
-                self.metrics.clone(),
-            ))
+            .layer(
+                AccessLayer::new(
+                    org,
+                    self.verifier.clone(),
+                    self.log.clone(),
+                    self.metrics.clone(),
+                )
+                .with_clock(self.clock.clone()),
+            )
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -387,6 +404,7 @@ impl Background {
             tokio::spawn(retention_loop(
                 core.store.clone(),
                 core.loaded.config.reports.retention(),
+                core.clock.clone(),
             )),
             tokio::spawn(core.refusals.clone().run()),
         ];
@@ -467,11 +485,12 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Purges reports past `retention`, and expired events, at start-up and then
 /// every [`PURGE_INTERVAL`].
-async fn retention_loop(store: Store, retention: Duration) {
+async fn retention_loop(store: Store, retention: Duration, clock: SharedClock) {
     let mut tick = tokio::time::interval(PURGE_INTERVAL);
     loop {
         tick.tick().await;
-        let cutoff = SystemTime::now()
+        let cutoff = clock
+            .now()
             .checked_sub(retention)
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map_or(0, |d| (d.as_secs() / 3600) as u32);
@@ -485,10 +504,7 @@ async fn retention_loop(store: Store, retention: Duration) {
             Ok(_) => tracing::debug!(before_hour = cutoff, "retention purge: nothing to remove"),
             Err(e) => tracing::error!(error = %e, "retention purge failed"),
         }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        match store.purge_expired_events(now).await {
+        match store.purge_expired_events(clock.unix_seconds()).await {
             Ok(removed) if removed > 0 => {
                 tracing::info!(removed, "expired events removed from feeds and inbox")
             }

@@ -631,7 +631,7 @@ mod tests {
 
     #[test]
     fn generated_reports_are_valid_and_shaped() {
-        let end = SystemTime::now();
+        let end = lagesbild_vocabulary::SystemClock.now();
         let rules = Rules {
             coverage: Coverage::STOCKHOLM_INNER_CITY,
             retention: Duration::from_secs(365 * 86_400),

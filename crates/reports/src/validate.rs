@@ -356,7 +356,7 @@ mod tests {
 
     #[test]
     fn a_good_report_gets_its_keys() {
-        let now = SystemTime::now();
+        let now = lagesbild_vocabulary::SystemClock.now();
         let new = validate(&good(now), &rules(), now).unwrap();
         assert_eq!(new.category, Category::Violence as i32 as u8);
         assert_eq!(new.cell100.easting % 100, 0);
@@ -365,7 +365,7 @@ mod tests {
 
     #[test]
     fn every_problem_is_listed_by_index_and_field() {
-        let now = SystemTime::now();
+        let now = lagesbild_vocabulary::SystemClock.now();
         let mut bad = good(now);
         bad.severity = 9;
         bad.category = 99;
@@ -403,7 +403,7 @@ mod tests {
 
     #[test]
     fn too_old_and_unset_fields_are_refused() {
-        let now = SystemTime::now();
+        let now = lagesbild_vocabulary::SystemClock.now();
         let mut old = good(now);
         old.observed_at.as_mut().unwrap().seconds -= 400 * 86_400;
         old.tlp = 0;

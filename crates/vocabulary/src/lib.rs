@@ -1,11 +1,14 @@
 //! The words of Lägesbild as types, shared by every crate that speaks them:
-//! what a token may be used for ([`Scope`]).
+//! what a token may be used for ([`Scope`]), and where the time comes from
+//! ([`Clock`]).
 //!
 //! Names and parsing only: no checks of who may do what (that is `auth` and
-//! the node's authorisation table), no I/O.
+//! the node's authorisation table), no I/O but reading the clock.
 
 #![warn(missing_docs)]
 
+pub mod clock;
 mod scope;
 
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use scope::Scope;

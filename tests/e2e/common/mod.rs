@@ -23,7 +23,8 @@ use tonic_health::pb::HealthCheckRequest;
 
 /// Seconds since the Unix epoch, now.
 pub fn now() -> i64 {
-    std::time::SystemTime::now()
+    lagesbild_vocabulary::SystemClock
+        .now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64

@@ -266,7 +266,7 @@ const DAYS: u32 = 30;
 
 /// Loads each member's synthetic month into its own node, as its tools would.
 async fn load_reports(written: &WrittenFederation) -> Result<()> {
-    let end = std::time::SystemTime::now();
+    let end = lagesbild_vocabulary::SystemClock.now();
     println!(
         "loading {DAYS} days of synthetic reports (seed {SEED}) into each node over mutual TLS:"
     );
@@ -356,7 +356,9 @@ async fn show_events(written: &WrittenFederation) -> Result<()> {
     for (member, place, category, severity, text, persons) in LIVE_REPORTS {
         let at = places::place(place).with_context(|| format!("place {place}"))?;
         let writer = Client::load(&written.org(member).context("unknown org")?.client_config)?;
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+        let now = lagesbild_vocabulary::SystemClock
+            .now()
+            .duration_since(std::time::UNIX_EPOCH)?;
         ReportServiceClient::new(writer.own_node_as(&["report:write"], "ingest")?)
             .submit_batch(SubmitBatchRequest {
                 reports: vec![Report {

@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use lagesbild_auth::{Bearer, Grant, Signer};
 use lagesbild_identity::tls::client_config;
 use lagesbild_identity::Federation;
-use lagesbild_node::release::{now_hour, spent_today};
+use lagesbild_node::release::spent_on_day_of;
 use lagesbild_node::NodeConfig;
 use lagesbild_policy::{Explanation, Policy};
 use lagesbild_privacy::Epsilon;
@@ -12,6 +12,7 @@ use lagesbild_proto::v1::policy_service_client::PolicyServiceClient;
 use lagesbild_proto::v1::ExplainRequest;
 use lagesbild_store::{Store, StoreOptions};
 use lagesbild_transport::{channel, ChannelOptions};
+use lagesbild_vocabulary::{Clock, SystemClock};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -71,7 +72,15 @@ fn check(file: PathBuf, federation: Option<PathBuf>, json: bool) -> Result<()> {
     let explanations: Vec<Explanation> = policy
         .peers
         .keys()
-        .map(|org| Explanation::of(&policy, "this node", org, Epsilon::ZERO, now_hour()))
+        .map(|org| {
+            Explanation::of(
+                &policy,
+                "this node",
+                org,
+                Epsilon::ZERO,
+                SystemClock.utc_hour(),
+            )
+        })
         .collect();
     if json {
         println!("{}", serde_json::to_string_pretty(&explanations)?);
@@ -104,8 +113,9 @@ async fn explain(config: PathBuf, peer: String, json: bool) -> Result<()> {
                 StoreOptions::default(),
             )
             .context("opening the node's store (is the node running but unreachable?)")?;
-            let spent = spent_today(&store, &peer);
-            Explanation::of(&loaded.policy, &loaded.config.org, &peer, spent, now_hour())
+            let hour = SystemClock.utc_hour();
+            let spent = spent_on_day_of(&store, &peer, hour);
+            Explanation::of(&loaded.policy, &loaded.config.org, &peer, spent, hour)
         }
         Err(e) => return Err(e),
     };

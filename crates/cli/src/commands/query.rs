@@ -97,7 +97,7 @@ fn bucket_kind(name: &str) -> Result<BucketKind> {
 
 /// Asks the org's own node for the federated picture.
 pub(crate) async fn picture(client: &Client, args: &Args) -> Result<SituationPicture> {
-    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let now = OffsetDateTime::from(lagesbild_vocabulary::SystemClock.now()).unix_timestamp();
     let from = match &args.from {
         Some(t) => timestamp(t, "from")?,
         None => prost_types::Timestamp {

@@ -15,11 +15,12 @@ use lagesbild_proto::v1::{
 };
 use lagesbild_store::{FeedRecord, RecallOutcome, Store, StoreError};
 use lagesbild_vocabulary::Scope;
+use lagesbild_vocabulary::{Clock, SystemClock};
 use prost::Message;
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
@@ -41,9 +42,7 @@ pub struct EventApi {
 }
 
 fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    SystemClock.unix_seconds()
 }
 
 impl EventApi {

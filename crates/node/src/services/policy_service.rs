@@ -32,7 +32,7 @@ impl PolicyService for PolicyApi {
             return Err(Status::invalid_argument("peer: required"));
         }
         let spent = self.gate.spent_today(&peer);
-        let hour = crate::release::now_hour();
+        let hour = self.gate.hour_now();
         let explanation =
             Explanation::of(&self.gate.policy().current(), &self.org, &peer, spent, hour);
         Ok(Response::new(ExplainResponse {

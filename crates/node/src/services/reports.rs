@@ -6,8 +6,9 @@ use lagesbild_proto::v1::report_service_server::ReportService;
 use lagesbild_proto::v1::{SubmitBatchRequest, SubmitSummary};
 use lagesbild_reports::validate::{validate_batch, Rules, ValidReport, Violation};
 use lagesbild_store::{NewReport, Store};
+use lagesbild_vocabulary::{SharedClock, SystemClock};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 use tonic::{Request, Response, Status, Streaming};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -23,6 +24,7 @@ pub struct ReportApi {
     write_purposes: Arc<[String]>,
     store: Store,
     events: Arc<EventMaker>,
+    clock: SharedClock,
 }
 
 /// A validated report as the store takes it, with no events yet.
@@ -52,7 +54,15 @@ impl ReportApi {
             write_purposes,
             store,
             events,
+            clock: SystemClock::shared(),
         }
+    }
+
+    /// The same service, judging reports' times by `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     fn authorise<T>(&self, request: &Request<T>) -> Result<(), Status> {
@@ -64,7 +74,7 @@ impl ReportApi {
     /// returned task answers once the batch is on disk. Invalid batches are
     /// refused here, before anything is stored.
     fn begin(&self, request: SubmitBatchRequest, first_index: usize) -> Result<Pending, Status> {
-        let now = SystemTime::now();
+        let now = self.clock.now();
         let valid =
             validate_batch(&request.reports, &self.rules, now, first_index).map_err(invalid)?;
         if request.validate_only {
