@@ -19,29 +19,26 @@ use futures::future::BoxFuture;
 use lagesbild_auth::{Grant, Verifier, AUTHORIZATION, MAX_DELEGATION_SECS};
 use lagesbild_harness::NodeProcess;
 use lagesbild_identity::tls::server_config;
+use lagesbild_node::access::{CheckLayer, CountLayer};
 use lagesbild_node::config::NodeConfig;
 use lagesbild_node::metrics::Metrics;
 use lagesbild_node::policy_watch::PolicyHandle;
 use lagesbild_node::release::ReleaseGate;
 use lagesbild_node::server::limited_server;
 use lagesbild_node::services::aggregate::AggregateApi;
-use lagesbild_node::wire::grpc_status;
 use lagesbild_proto::v1::aggregate_service_client::AggregateServiceClient;
 use lagesbild_proto::v1::aggregate_service_server::AggregateServiceServer;
 use lagesbild_proto::v1::report_service_client::ReportServiceClient;
 use lagesbild_proto::v1::{ReleaseRequest, SubmitBatchRequest};
 use lagesbild_reports::synthetic;
 use lagesbild_store::{Store, StoreOptions};
-use lagesbild_transport::{serve_tls, PeerInfo};
+use lagesbild_transport::serve_tls;
 use prost::Message;
-use std::future::Future;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tonic::body::Body;
 use tonic::transport::{Channel, Server};
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
@@ -459,8 +456,8 @@ where
     load
 }
 
-/// Serves `config`'s aggregate service behind the token check alone (no access
-/// log), and a bare health service on `echo_listen`; both over the node's mutual
+/// Serves `config`'s aggregate service behind the node's check and count layers
+/// alone (no access log), and a bare health service on `echo_listen`; both over the node's mutual
 /// TLS. For the comparison in [`run`] only: a real node never answers unlogged.
 pub async fn serve_without_log(config: &Path, echo_listen: &str) -> Result<()> {
     let loaded = NodeConfig::load(config)?;
@@ -476,20 +473,24 @@ pub async fn serve_without_log(config: &Path, echo_listen: &str) -> Result<()> {
         loaded.config.policy.clone(),
         loaded.policy.clone(),
     ));
-    let gate = Arc::new(ReleaseGate::new(org.clone(), policy, store));
+    let gate = Arc::new(ReleaseGate::new(
+        org.clone(),
+        policy,
+        store,
+        Default::default(),
+    ));
     let verifier = Arc::new(Verifier::new(&org, &federation)?);
     let (_reporter, health) = tonic_health::server::health_reporter();
     let listener = TcpListener::bind(&loaded.config.listen).await?;
     let echo_listener = TcpListener::bind(echo_listen).await?;
     let metrics = Arc::new(Metrics::default());
-    let node_org: Arc<str> = org.as_str().into();
     let checked = limited_server()
-        .layer(tower::layer::layer_fn(move |inner| TokenCheck {
-            inner,
-            org: node_org.clone(),
-            verifier: verifier.clone(),
-            metrics: metrics.clone(),
-        }))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(CountLayer::new(metrics))
+                .layer(CheckLayer::new(&org, verifier))
+                .into_inner(),
+        )
         .add_service(health.clone())
         .add_service(AggregateServiceServer::new(AggregateApi::new(org, gate)))
         .serve_with_incoming(serve_tls(
@@ -503,59 +504,4 @@ pub async fn serve_without_log(config: &Path, echo_listen: &str) -> Result<()> {
         .serve_with_incoming(serve_tls(echo_listener, tls, federation, Arc::new(|_| {})));
     tokio::try_join!(checked, bare)?;
     Ok(())
-}
-
-/// What the node's access layer does besides the log: the token check
-/// ([`lagesbild_node::auth::check`]) and counting the call in the metrics.
-#[derive(Clone)]
-struct TokenCheck<S> {
-    inner: S,
-    org: Arc<str>,
-    verifier: Arc<Verifier>,
-    metrics: Arc<Metrics>,
-}
-
-impl<S> tower::Service<http::Request<Body>> for TokenCheck<S>
-where
-    S: tower::Service<http::Request<Body>, Response = http::Response<Body>>,
-    S::Future: Future<Output = Result<http::Response<Body>, S::Error>> + Send + 'static,
-    S::Error: Send + 'static,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<http::Response<Body>, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
-        let started = Instant::now();
-        let path = request.uri().path().to_owned();
-        let peer = request
-            .extensions()
-            .get::<PeerInfo>()
-            .map(|p| p.identity.org.clone())
-            .unwrap_or_default();
-        let metrics = self.metrics.clone();
-        if let Err(status) = lagesbild_node::auth::check(&self.org, &self.verifier, &mut request) {
-            return Box::pin(async move {
-                metrics.call(
-                    "inbound",
-                    &path,
-                    &peer,
-                    status.code() as u32,
-                    started.elapsed(),
-                );
-                Ok(status.into_http())
-            });
-        }
-        let answer = self.inner.call(request);
-        Box::pin(async move {
-            let response = answer.await?;
-            let (code, _) = grpc_status(response.headers(), None);
-            metrics.call("inbound", &path, &peer, code, started.elapsed());
-            Ok(response)
-        })
-    }
 }

@@ -267,7 +267,7 @@ pub fn requirement(path: &str) -> Requirement {
     rule_for(path).need
 }
 
-/// The verified claims of a request, put there by [`AuthLayer`].
+/// The verified claims of a request, put there by [`crate::access::CheckLayer`].
 pub fn authorised<T>(request: &tonic::Request<T>) -> Result<&Authorised, Status> {
     request
         .extensions()

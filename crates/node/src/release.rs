@@ -178,14 +178,20 @@ pub fn spent_on_day_of(store: &Store, peer: &str, hour: u32) -> Epsilon {
 }
 
 impl ReleaseGate {
-    /// The gate of `org`'s node.
-    pub fn new(org: String, policy: Arc<PolicyHandle>, store: Store) -> Self {
+    /// The gate of `org`'s node; each release takes one call from the
+    /// peer's bucket in `rate` (shared with the other calls that count).
+    pub fn new(
+        org: String,
+        policy: Arc<PolicyHandle>,
+        store: Store,
+        rate: Arc<RateLimits>,
+    ) -> Self {
         Self {
             org,
             policy,
             store,
             rng: Arc::new(Mutex::new(SecureRandom::default())),
-            rate: Arc::new(RateLimits::default()),
+            rate,
             pruned_day: AtomicU32::new(0),
             atoms: Arc::new(AtomCache::default()),
             clock: SystemClock::shared(),
@@ -202,12 +208,6 @@ impl ReleaseGate {
     /// The UTC hour now, by the gate's clock.
     pub fn hour_now(&self) -> u32 {
         self.clock.utc_hour()
-    }
-
-    /// The per-peer rate limits this gate takes from, for other calls that
-    /// count against them.
-    pub fn rate_limits(&self) -> Arc<RateLimits> {
-        self.rate.clone()
     }
 
     /// The policy in force.
@@ -417,7 +417,8 @@ mod tests {
         // 2027-03-01 12:00 UTC: 13:00 in Stockholm.
         let noon = 1_804_075_200;
         let clock = lagesbild_vocabulary::ManualClock::at(noon);
-        let gate = ReleaseGate::new("polisen".into(), handle, store).with_clock(clock.clone());
+        let gate = ReleaseGate::new("polisen".into(), handle, store, Default::default())
+            .with_clock(clock.clone());
         let hour = u32::try_from(noon / 3600).unwrap();
         let query = || ReleaseQuery {
             from_hour: hour - 24,

@@ -1,11 +1,12 @@
 //! Running a node: bind, wire the services behind mutual TLS, serve until shutdown.
 
-use crate::access::AccessLayer;
+use crate::access;
 use crate::config::{LoadedConfig, NodeConfig};
 use crate::events::{pseudonym_secret, EventMaker, Follower};
 use crate::metrics::{Metrics, Sources};
 use crate::peers::PeerChannels;
 use crate::policy_watch::PolicyHandle;
+use crate::rate::RateLimits;
 use crate::refusals::RefusalRecorder;
 use crate::release::ReleaseGate;
 use crate::services::aggregate::AggregateApi;
@@ -142,6 +143,8 @@ struct Core {
     members: Vec<String>,
     /// Where every part that depends on the time reads it.
     clock: SharedClock,
+    /// Each peer's calls per minute, taken by releases and subscriptions.
+    rate: Arc<RateLimits>,
 }
 
 impl Core {
@@ -155,6 +158,7 @@ impl Core {
         let federation = Arc::new(loaded.federation.clone());
         let org = loaded.config.org.clone();
         let clock = SystemClock::shared();
+        let rate = Arc::new(RateLimits::default());
         let config_error = |message: String| NodeError::Config {
             path: loaded.path.clone(),
             message,
@@ -240,7 +244,8 @@ impl Core {
             lifetime_secs,
         ));
         let gate = Arc::new(
-            ReleaseGate::new(org.clone(), policy.clone(), store.clone()).with_clock(clock.clone()),
+            ReleaseGate::new(org.clone(), policy.clone(), store.clone(), rate.clone())
+                .with_clock(clock.clone()),
         );
         Ok(Self {
             org,
@@ -261,6 +266,7 @@ impl Core {
             event_maker,
             members,
             clock,
+            rate,
         })
     }
 
@@ -312,7 +318,7 @@ impl Core {
             org.clone(),
             self.store.clone(),
             self.policy.clone(),
-            self.gate.rate_limits(),
+            self.rate.clone(),
             write_purposes,
             self.event_maker.clone(),
             closing,
@@ -340,15 +346,13 @@ impl Core {
         );
         tracing::info!(%org, listen = ?local, version = crate::VERSION, "node serving");
         limited_server()
-            .layer(
-                AccessLayer::new(
-                    org,
-                    self.verifier.clone(),
-                    self.log.clone(),
-                    self.metrics.clone(),
-                )
-                .with_clock(self.clock.clone()),
-            )
+            .layer(access::layers(
+                org,
+                self.verifier.clone(),
+                self.log.clone(),
+                self.metrics.clone(),
+                self.clock.clone(),
+            ))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

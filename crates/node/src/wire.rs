@@ -53,6 +53,14 @@ pub fn receipt_in(headers: &HeaderMap, trailers: Option<&HeaderMap>) -> Option<R
         .and_then(parse_receipt)
 }
 
+/// The gRPC status code in `headers`, if they carry one (a trailers-only answer).
+pub fn header_code(headers: &HeaderMap) -> Option<u32> {
+    headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
 /// The gRPC status code and message of an answer: from the trailers, or from
 /// the headers of a trailers-only answer. No status at all is `UNKNOWN`.
 pub fn grpc_status(headers: &HeaderMap, trailers: Option<&HeaderMap>) -> (u32, String) {

@@ -1,34 +1,30 @@
-//! The access layer: the one place every call to a node passes through.
-//!
-//! For each call it checks the caller ([`crate::auth::check`]), lets the service
-//! answer, and then writes one access-log entry for the decision (who, which
-//! token, which call, digests of the request and response bytes as they crossed
-//! the wire, the status, what was released) and waits until that entry is on
-//! disk. Only then does the answer leave, carrying the receipt (log index, leaf
-//! hash, checkpoint) in its trailers. If the log can't record the call, the
-//! answer is withheld and the caller gets `UNAVAILABLE`: nothing leaves unlogged.
+//! The log layer: one access-log entry per call, on disk before the answer
+//! leaves, its receipt in the answer; and one more when a stream ends.
 
-use crate::metrics::Metrics;
+use super::{now_micros, BoxFuture, Verdict};
 use crate::wire::{
     grpc_status, receipt_value, Digest, Digesting, MessageCounter, Replay, RECEIPT_HEADER,
 };
 use http_body_util::BodyExt;
 use lagesbild_audit::{AuditLog, Decision, Direction, Entry, Released, TokenFacts};
-use lagesbild_auth::{Authorised, Verifier};
 use lagesbild_transport::PeerInfo;
-use lagesbild_vocabulary::{Clock, SharedClock, SystemClock};
-use std::future::Future;
+use lagesbild_vocabulary::SharedClock;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 use tonic::body::Body;
 use tonic::Status;
 
-/// Microseconds since the Unix epoch, now, by the wall clock (for the
-/// records of parts that are not given a clock of their own).
-pub fn now_micros() -> i64 {
-    SystemClock.unix_micros()
+/// What the log recorded of a call, for the layers outside it (a response
+/// extension).
+#[derive(Debug, Clone, Copy)]
+pub struct Recorded {
+    /// The gRPC status code the entry holds.
+    pub code: u32,
+}
+
+fn recorded(mut response: http::Response<Body>, code: u32) -> http::Response<Body> {
+    response.extensions_mut().insert(Recorded { code });
+    response
 }
 
 /// The entry of a stream's end: how many messages it sent and their digest,
@@ -103,96 +99,43 @@ where
     }
 }
 
-/// Appends `entry` (waiting until it is on disk) and counts the call.
-async fn record(
-    log: &AuditLog,
-    metrics: &Metrics,
-    entry: &Entry,
-    started: Instant,
-) -> Result<lagesbild_audit::Receipt, lagesbild_audit::AuditError> {
-    let appended = log.append(entry).await;
-    metrics.call(
-        "inbound",
-        &entry.call,
-        &entry.peer_org,
-        entry.code,
-        started.elapsed(),
-    );
-    appended
-}
-
 /// What a service adds to the reason of a call it answered with OK (a response
 /// extension): refusals of parts of the call, so the log names them too.
 #[derive(Debug, Clone)]
 pub struct CallNote(pub String);
 
-/// The tower layer that authorises and logs every call.
+/// Records every call in the access log before its answer leaves.
 #[derive(Debug, Clone)]
-pub struct AccessLayer {
-    org: Arc<str>,
-    verifier: Arc<Verifier>,
+pub struct LogLayer {
     log: AuditLog,
-    metrics: Arc<Metrics>,
     clock: SharedClock,
 }
 
-impl AccessLayer {
-    /// For `org`'s node: checks callers against the authorisation table and
-    /// tokens with `verifier`, records every call in `log` and counts it in
-    /// `metrics`.
-    pub fn new(org: &str, verifier: Arc<Verifier>, log: AuditLog, metrics: Arc<Metrics>) -> Self {
-        Self {
-            org: org.into(),
-            verifier,
-            log,
-            metrics,
-            clock: SystemClock::shared(),
-        }
-    }
-
-    /// The same layer, dating entries by `clock`.
-    #[must_use]
-    pub fn with_clock(mut self, clock: SharedClock) -> Self {
-        self.clock = clock;
-        self
+impl LogLayer {
+    /// Recording in `log`, entries dated by `clock`.
+    pub fn new(log: AuditLog, clock: SharedClock) -> Self {
+        Self { log, clock }
     }
 }
 
-impl<S> tower::Layer<S> for AccessLayer {
-    type Service = AccessService<S>;
+impl<S> tower::Layer<S> for LogLayer {
+    type Service = LogService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        AccessService {
+        LogService {
             inner,
-            org: self.org.clone(),
-            verifier: self.verifier.clone(),
             log: self.log.clone(),
-            metrics: self.metrics.clone(),
             clock: self.clock.clone(),
         }
     }
 }
 
-/// The service [`AccessLayer`] wraps around the routes.
+/// The service [`LogLayer`] wraps.
 #[derive(Debug, Clone)]
-pub struct AccessService<S> {
+pub struct LogService<S> {
     inner: S,
-    org: Arc<str>,
-    verifier: Arc<Verifier>,
     log: AuditLog,
-    metrics: Arc<Metrics>,
     clock: SharedClock,
-}
-
-type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
-
-fn token_facts(claims: Option<&Authorised>) -> TokenFacts {
-    claims.map_or_else(TokenFacts::default, |c| TokenFacts {
-        sub: c.sub.clone(),
-        act: c.act.clone().unwrap_or_default(),
-        jti: c.jti.clone(),
-        purpose: c.purpose.clone(),
-    })
 }
 
 /// A status answer carrying a receipt.
@@ -206,19 +149,16 @@ fn status_answer(status: &Status, receipt: Option<&str>) -> http::Response<Body>
 
 /// Logs `entry` as ended with `status`, then answers with the status and the
 /// entry's receipt (or withholds it if the log could not record it).
-async fn refuse(
-    log: &AuditLog,
-    metrics: &Metrics,
-    entry: &mut Entry,
-    status: Status,
-    started: Instant,
-) -> http::Response<Body> {
+async fn refuse(log: &AuditLog, entry: &mut Entry, status: Status) -> http::Response<Body> {
     entry.code = status.code() as u32;
     entry.decision = Decision::of_grpc_code(entry.code);
     entry.reason = status.message().to_owned();
     entry.released = Released::default();
-    match record(log, metrics, entry, started).await {
-        Ok(receipt) => status_answer(&status, Some(&receipt_value(&receipt))),
+    match log.append(entry).await {
+        Ok(receipt) => recorded(
+            status_answer(&status, Some(&receipt_value(&receipt))),
+            entry.code,
+        ),
         Err(e) => unlogged(e),
     }
 }
@@ -227,10 +167,8 @@ async fn refuse(
 /// and again when it ends ([`StreamEnd`]).
 async fn stream_answer(
     log: AuditLog,
-    metrics: &Metrics,
     mut entry: Entry,
     response: http::Response<Body>,
-    started: Instant,
 ) -> http::Response<Body> {
     let (code, reason) = grpc_status(response.headers(), None);
     entry.code = if response.headers().contains_key("grpc-status") {
@@ -241,13 +179,14 @@ async fn stream_answer(
     entry.decision = Decision::of_grpc_code(entry.code);
     entry.reason = reason;
     let (mut parts, body) = response.into_parts();
-    let receipt = match record(&log, metrics, &entry, started).await {
+    let receipt = match log.append(&entry).await {
         Ok(receipt) => receipt,
         Err(e) => return unlogged(e),
     };
     if let Ok(value) = receipt_value(&receipt).parse() {
         parts.headers.insert(RECEIPT_HEADER, value);
     }
+    let code = entry.code;
     // What the stream sent is logged when it ends.
     let end = (entry.code == 0).then(|| StreamEnd {
         entry,
@@ -255,18 +194,19 @@ async fn stream_answer(
         counter: MessageCounter::default(),
         log,
     });
-    http::Response::from_parts(parts, Body::new(EndLogged { inner: body, end }))
+    recorded(
+        http::Response::from_parts(parts, Body::new(EndLogged { inner: body, end })),
+        code,
+    )
 }
 
 /// A unary answer: held until its entry (with the response's digest) is on
 /// disk, then sent with the receipt in its trailers.
 async fn unary_answer(
     log: &AuditLog,
-    metrics: &Metrics,
     entry: &mut Entry,
     note: Option<String>,
     response: http::Response<Body>,
-    started: Instant,
 ) -> http::Response<Body> {
     let (mut parts, body) = response.into_parts();
     let (data, mut trailers) = match body.collect().await {
@@ -275,11 +215,11 @@ async fn unary_answer(
             (collected.to_bytes(), trailers)
         }
         // The answer broke while being encoded: log that, send the status.
-        Err(status) => return refuse(log, metrics, entry, status, started).await,
+        Err(status) => return refuse(log, entry, status).await,
     };
     let (code, reason) = grpc_status(&parts.headers, trailers.as_ref());
     if let Some(status) = crate::wire::oversize(code, &reason) {
-        return refuse(log, metrics, entry, status, started).await;
+        return refuse(log, entry, status).await;
     }
     entry.code = code;
     entry.decision = Decision::of_grpc_code(code);
@@ -291,7 +231,7 @@ async fn unary_answer(
         entry.released = Released::default();
     }
     entry.response_digest = Some(Digest::of(&data));
-    let receipt = match record(log, metrics, entry, started).await {
+    let receipt = match log.append(entry).await {
         Ok(receipt) => receipt,
         Err(e) => return unlogged(e),
     };
@@ -304,18 +244,22 @@ async fn unary_answer(
         }
         _ => {}
     }
-    http::Response::from_parts(parts, Body::new(Replay::new(data, trailers)))
+    recorded(
+        http::Response::from_parts(parts, Body::new(Replay::new(data, trailers))),
+        code,
+    )
 }
 
 fn unlogged(error: impl std::fmt::Display) -> http::Response<Body> {
     tracing::error!(error = %error, "access log could not record a call; answer withheld");
-    Status::unavailable(
+    let response = Status::unavailable(
         "the node could not record this call in its access log; nothing was answered",
     )
-    .into_http()
+    .into_http();
+    recorded(response, tonic::Code::Unavailable as u32)
 }
 
-impl<S> tower::Service<http::Request<Body>> for AccessService<S>
+impl<S> tower::Service<http::Request<Body>> for LogService<S>
 where
     S: tower::Service<http::Request<Body>, Response = http::Response<Body>>
         + Clone
@@ -332,23 +276,19 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
-        let arrived = self.clock.unix_micros();
-        let started = Instant::now();
-        let metrics = self.metrics.clone();
-        let path = request.uri().path().to_owned();
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         let (peer_org, peer_fingerprint) = request
             .extensions()
             .get::<PeerInfo>()
             .map(|p| (p.identity.org.clone(), p.identity.fingerprint.clone()))
             .unwrap_or_default();
         let mut entry = Entry {
-            time_micros: arrived,
+            time_micros: self.clock.unix_micros(),
             direction: Direction::Inbound,
             peer_org,
             peer_fingerprint,
             token: TokenFacts::default(),
-            call: path.clone(),
+            call: request.uri().path().to_owned(),
             request_digest: None,
             decision: Decision::Refused,
             code: 0,
@@ -359,31 +299,31 @@ where
             refused_connection: None,
         };
         let log = self.log.clone();
-        let rule = match crate::auth::check(&self.org, &self.verifier, &mut request) {
-            Ok(rule) => rule,
-            Err(status) => {
-                return Box::pin(async move {
-                    Ok(refuse(&log, &metrics, &mut entry, status, started).await)
-                })
-            }
-        };
-        entry.token = token_facts(request.extensions().get::<Authorised>());
         let request_digest = Digest::default();
         let request = request.map(|body| Body::new(Digesting::new(body, request_digest.clone())));
         // The clone that was made ready is the one that must be called.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
-            let response = inner.call(request).await?;
+            let mut response = inner.call(request).await?;
+            let streams = match response.extensions_mut().remove::<Verdict>() {
+                Some(Verdict::Refused(status)) => return Ok(refuse(&log, &mut entry, status).await),
+                Some(Verdict::Allowed { streams, token }) => {
+                    entry.token = *token;
+                    streams
+                }
+                // No check inside this layer: logged as a unary call.
+                None => false,
+            };
             entry.request_digest = Some(request_digest.finish());
             if let Some(released) = response.extensions().get::<Released>() {
                 entry.released = *released;
             }
-            if rule.streams {
-                return Ok(stream_answer(log, &metrics, entry, response, started).await);
+            if streams {
+                return Ok(stream_answer(log, entry, response).await);
             }
             let note = response.extensions().get::<CallNote>().map(|n| n.0.clone());
-            Ok(unary_answer(&log, &metrics, &mut entry, note, response, started).await)
+            Ok(unary_answer(&log, &mut entry, note, response).await)
         })
     }
 }

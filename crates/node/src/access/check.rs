@@ -1,0 +1,162 @@
+//! The check layer: the caller against the authorisation table.
+
+use super::BoxFuture;
+use lagesbild_audit::TokenFacts;
+use lagesbild_auth::{Authorised, Verifier};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tonic::body::Body;
+use tonic::Status;
+
+/// What the check decided, for the layers outside it (a response extension).
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    /// Refused with this status; no service saw the call.
+    Refused(Status),
+    /// Let through.
+    Allowed {
+        /// Whether the method's answer is a stream.
+        streams: bool,
+        /// The verified token's facts, for the log.
+        token: Box<TokenFacts>,
+    },
+}
+
+/// Checks every call against the authorisation table before a service sees it.
+#[derive(Debug, Clone)]
+pub struct CheckLayer {
+    org: Arc<str>,
+    verifier: Arc<Verifier>,
+}
+
+impl CheckLayer {
+    /// For `org`'s node, verifying tokens with `verifier`.
+    pub fn new(org: &str, verifier: Arc<Verifier>) -> Self {
+        Self {
+            org: org.into(),
+            verifier,
+        }
+    }
+}
+
+impl<S> tower::Layer<S> for CheckLayer {
+    type Service = CheckService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CheckService {
+            inner,
+            org: self.org.clone(),
+            verifier: self.verifier.clone(),
+        }
+    }
+}
+
+/// The service [`CheckLayer`] wraps.
+#[derive(Debug, Clone)]
+pub struct CheckService<S> {
+    inner: S,
+    org: Arc<str>,
+    verifier: Arc<Verifier>,
+}
+
+fn token_facts(claims: Option<&Authorised>) -> TokenFacts {
+    claims.map_or_else(TokenFacts::default, |c| TokenFacts {
+        sub: c.sub.clone(),
+        act: c.act.clone().unwrap_or_default(),
+        jti: c.jti.clone(),
+        purpose: c.purpose.clone(),
+    })
+}
+
+impl<S> tower::Service<http::Request<Body>> for CheckService<S>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        let rule = match crate::auth::check(&self.org, &self.verifier, &mut request) {
+            Ok(rule) => rule,
+            Err(status) => {
+                let mut response = status.clone().into_http::<Body>();
+                response.extensions_mut().insert(Verdict::Refused(status));
+                return Box::pin(std::future::ready(Ok(response)));
+            }
+        };
+        let verdict = Verdict::Allowed {
+            streams: rule.streams,
+            token: Box::new(token_facts(request.extensions().get::<Authorised>())),
+        };
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let mut response = answer.await?;
+            response.extensions_mut().insert(verdict);
+            Ok(response)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lagesbild_identity::{Federation, Member, Role};
+    use std::convert::Infallible;
+    use tower::{Layer, Service, ServiceExt};
+
+    fn verifier() -> Arc<Verifier> {
+        let key = lagesbild_identity::certs::TokenKey::generate().unwrap();
+        let federation = Federation {
+            version: 1,
+            name: "f".into(),
+            members: vec![Member {
+                id: "polisen".into(),
+                display_name: "Polisen".into(),
+                role: Role::Member,
+                endpoint: None,
+                ca_cert: String::new(),
+                token_public_key: key.public_pem,
+            }],
+        };
+        Arc::new(Verifier::new("polisen", &federation).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_call_without_a_certificate_never_reaches_the_service() {
+        let reached = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = reached.clone();
+        let inner = tower::service_fn(move |_: http::Request<Body>| {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { Ok::<_, Infallible>(http::Response::new(Body::empty())) }
+        });
+        let mut service = CheckLayer::new("polisen", verifier()).layer(inner);
+        let request = http::Request::builder()
+            .uri("/lagesbild.v1.AggregateService/Release")
+            .body(Body::empty())
+            .unwrap();
+        let response = service.ready().await.unwrap().call(request).await.unwrap();
+        let Some(Verdict::Refused(status)) = response.extensions().get::<Verdict>() else {
+            panic!("not refused: {:?}", response.extensions().get::<Verdict>());
+        };
+        assert_eq!(status.code(), tonic::Code::Unauthenticated);
+        assert_eq!(reached.load(std::sync::atomic::Ordering::SeqCst), 0);
+        // Control: health needs only the certificate's TLS, and reaches it.
+        let request = http::Request::builder()
+            .uri("/grpc.health.v1.Health/Check")
+            .body(Body::empty())
+            .unwrap();
+        let response = service.ready().await.unwrap().call(request).await.unwrap();
+        assert!(matches!(
+            response.extensions().get::<Verdict>(),
+            Some(Verdict::Allowed { .. })
+        ));
+        assert_eq!(reached.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+}
