@@ -15,7 +15,7 @@ use lagesbild_privacy::calendar::local_day;
 use lagesbild_privacy::{
     plan, Atoms, BucketKind, Counter, Epsilon, Plan, Refusal, Release, ReleaseQuery, SecureRandom,
 };
-use lagesbild_store::{CounterFamily, Spend, Store};
+use lagesbild_store::{BudgetAccount, CounterFamily, Spend, Store};
 use lagesbild_vocabulary::Scope;
 use lagesbild_vocabulary::{SharedClock, SystemClock};
 use std::collections::HashMap;
@@ -166,15 +166,9 @@ impl AtomCache {
     }
 }
 
-/// The ledger account of `peer`'s budget on local day `day`; fixed width, so
-/// older days sort first.
-fn budget_account(peer: &str, day: u32) -> String {
-    format!("budget/{day:08}/{peer}")
-}
-
 /// Budget spent by `peer` on the local day of the UTC `hour`, as recorded in `store`.
 pub fn spent_on_day_of(store: &Store, peer: &str, hour: u32) -> Epsilon {
-    Epsilon::from_micros(store.spent(&budget_account(peer, local_day(hour))))
+    Epsilon::from_micros(store.spent(&BudgetAccount::new(peer, local_day(hour))))
 }
 
 impl ReleaseGate {
@@ -239,7 +233,7 @@ impl ReleaseGate {
             let spend = self
                 .store
                 .spend(
-                    &budget_account(peer, day),
+                    &BudgetAccount::new(peer, day),
                     per_query.micros(),
                     per_day.micros(),
                 )
@@ -262,9 +256,9 @@ impl ReleaseGate {
             // not on every query.
             if self.pruned_day.swap(day, Ordering::Relaxed) != day {
                 let store = self.store.clone();
-                let bound = budget_account("", day.saturating_sub(1));
+                let yesterday = day.saturating_sub(1);
                 tokio::spawn(async move {
-                    if let Err(e) = store.forget_accounts_before(&bound).await {
+                    if let Err(e) = store.forget_budgets_before(yesterday).await {
                         tracing::warn!(error = %e, "old budget accounts not removed");
                     }
                 });

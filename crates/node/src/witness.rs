@@ -87,6 +87,9 @@ pub struct Witness {
     health: HealthReporter,
     /// Peers being checked now, and when each check last started.
     busy: Mutex<(HashSet<String>, HashMap<String, Instant>)>,
+    /// The reason of each raised alarm, by peer: what every query to a peer
+    /// asks, kept in memory (the disk holds the evidence).
+    alarms: Mutex<HashMap<String, String>>,
 }
 
 impl std::fmt::Debug for Witness {
@@ -119,6 +122,11 @@ impl Witness {
             })?;
             verifiers.insert(member.id.clone(), verifier);
         }
+        let alarms = log
+            .witnessed_all()?
+            .into_iter()
+            .filter_map(|(org, state)| state.alarm.map(|a| (org, a.reason)))
+            .collect();
         Ok(Self {
             log,
             verifiers,
@@ -126,16 +134,13 @@ impl Witness {
             signer,
             health,
             busy: Mutex::new((HashSet::new(), HashMap::new())),
+            alarms: Mutex::new(alarms),
         })
     }
 
     /// Sets health from the alarms kept on disk (at start-up).
     pub async fn publish_health(&self) {
-        let alarmed = self
-            .log
-            .witnessed_all()
-            .map(|all| all.iter().any(|(_, s)| s.alarm.is_some()))
-            .unwrap_or(true);
+        let alarmed = !self.alarms.lock().expect("witness alarms").is_empty();
         let status = if alarmed {
             ServingStatus::NotServing
         } else {
@@ -146,10 +151,11 @@ impl Witness {
 
     /// Why `org` must not be queried, if it must not.
     pub fn alarm(&self, org: &str) -> Option<String> {
-        match self.log.witnessed(org) {
-            Ok(state) => state.and_then(|s| s.alarm).map(|a| a.reason),
-            Err(e) => Some(format!("witness state unreadable: {e}")),
-        }
+        self.alarms
+            .lock()
+            .expect("witness alarms")
+            .get(org)
+            .cloned()
     }
 
     /// Checks `org`'s log in the background, unless a check of it is running
@@ -270,11 +276,15 @@ impl Witness {
             alarm: None,
         });
         state.alarm = Some(Alarm {
-            reason,
+            reason: reason.clone(),
             at_micros: now_micros(),
             evidence: evidence.to_owned(),
         });
         self.log.record_witness(org, &state).await?;
+        self.alarms
+            .lock()
+            .expect("witness alarms")
+            .insert(org.to_owned(), reason);
         self.health
             .set_service_status(HEALTH_SERVICE, ServingStatus::NotServing)
             .await;
@@ -292,6 +302,7 @@ impl Witness {
         tracing::warn!(peer = %org, reason = %alarm.reason, "witness alarm cleared by an operator");
         // Start over from whatever the peer shows next.
         self.log.forget_witness(org).await?;
+        self.alarms.lock().expect("witness alarms").remove(org);
         self.publish_health().await;
         Ok(true)
     }

@@ -61,9 +61,47 @@ pub enum StoreError {
     /// A group commit failed; none of its writes were acknowledged.
     #[error("store: commit failed: {0}")]
     Commit(String),
+    /// The store on disk was written in a format this build does not read.
+    #[error("store: format {found} is not supported: this build reads format {FORMAT} (and upgrades older ones)")]
+    Format {
+        /// The format on disk.
+        found: u32,
+    },
     /// The writer task is gone (the store is shutting down).
     #[error("store: writer stopped")]
     WriterStopped,
+}
+
+/// One peer's privacy budget on one local day: an account of the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BudgetAccount {
+    /// The local day (days since the epoch, in the node's time zone).
+    pub day: u32,
+    /// The peer organisation.
+    pub peer: String,
+}
+
+impl BudgetAccount {
+    /// `peer`'s account for `day`.
+    pub fn new(peer: &str, day: u32) -> Self {
+        Self {
+            day,
+            peer: peer.to_owned(),
+        }
+    }
+
+    /// Its key in the ledger; days sort in order.
+    fn key(&self) -> Vec<u8> {
+        let mut key = Self::day_prefix(self.day);
+        key.extend_from_slice(self.peer.as_bytes());
+        key
+    }
+
+    /// The start of every key of `day`, and the bound below which all earlier
+    /// days' keys sort.
+    fn day_prefix(day: u32) -> Vec<u8> {
+        format!("budget/{day:08}/").into_bytes()
+    }
 }
 
 /// The outcome of [`Store::spend`].
@@ -126,6 +164,36 @@ fn drop_legacy_time_index(db: &DurableDb, data: &sled::Tree) -> Result<(), Store
         tracing::info!(keys = removed, "store upgraded: retention index removed");
     }
     Ok(())
+}
+
+/// The layout of the store on disk. A store without a mark is of this format
+/// once the upgrades at open have run; a newer one is refused, not misread.
+pub const FORMAT: u32 = 1;
+
+/// Where the format mark lives (in sled's default tree).
+const FORMAT_KEY: &[u8] = b"lagesbild-store-format";
+
+/// Refuses a store of a newer format; marks one without a mark (new, or from
+/// before the mark) as of this format.
+fn check_format(db: &DurableDb) -> Result<(), StoreError> {
+    match db.get(FORMAT_KEY)? {
+        Some(bytes) => {
+            let found = <[u8; 4]>::try_from(bytes.as_ref())
+                .map(u32::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(FORMAT_KEY).into_owned(),
+                    reason: "not a 4-byte format number".into(),
+                })?;
+            if found != FORMAT {
+                return Err(StoreError::Format { found });
+            }
+            Ok(())
+        }
+        None => {
+            db.insert(FORMAT_KEY, &FORMAT.to_be_bytes())?;
+            Ok(())
+        }
+    }
 }
 
 /// Rebuilds the counter blocks of a store written with one key per counter:
@@ -231,6 +299,7 @@ impl Store {
     /// Must be called inside a tokio runtime.
     pub fn open(dir: &Path, options: StoreOptions) -> Result<Self, StoreError> {
         let db = DurableDb::open(dir, options.cache_bytes)?;
+        check_format(&db)?;
         let data = db.open_tree("data")?;
         let ledger = Arc::new(ledger::Ledger::open(db.open_tree("ledger")?)?);
         let index = Arc::new(counters::CounterIndex::default());
@@ -478,8 +547,13 @@ impl Store {
     /// `limit`, atomically, and returns once the new total is on disk. Used for
     /// privacy budgets: a restart must not give back what was spent. Spends
     /// join the writer's group commit, so concurrent spends share one flush.
-    pub async fn spend(&self, account: &str, amount: u64, limit: u64) -> Result<Spend, StoreError> {
-        let account = account.as_bytes().to_vec();
+    pub async fn spend(
+        &self,
+        account: &BudgetAccount,
+        amount: u64,
+        limit: u64,
+    ) -> Result<Spend, StoreError> {
+        let account = account.key();
         self.submit(|reply| writer::Job::Spend {
             account,
             amount,
@@ -490,13 +564,13 @@ impl Store {
     }
 
     /// The running total of `account` (0 if nothing was spent), from memory.
-    pub fn spent(&self, account: &str) -> u64 {
-        self.ledger.total(account.as_bytes())
+    pub fn spent(&self, account: &BudgetAccount) -> u64 {
+        self.ledger.total(&account.key())
     }
 
-    /// Removes ledger accounts whose name sorts before `prefix_bound` (old days).
-    pub async fn forget_accounts_before(&self, prefix_bound: &str) -> Result<usize, StoreError> {
-        let before = prefix_bound.as_bytes().to_vec();
+    /// Removes the budget accounts of every day before `day`.
+    pub async fn forget_budgets_before(&self, day: u32) -> Result<usize, StoreError> {
+        let before = BudgetAccount::day_prefix(day);
         self.submit(|reply| writer::Job::ForgetAccounts { before, reply })
             .await
     }
@@ -658,19 +732,31 @@ mod tests {
         {
             let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
             assert_eq!(
-                store.spend("p/1", 3, 5).await.unwrap(),
+                store
+                    .spend(&BudgetAccount::new("p", 1), 3, 5)
+                    .await
+                    .unwrap(),
                 Spend::Spent { total: 3 }
             );
             assert_eq!(
-                store.spend("p/1", 3, 5).await.unwrap(),
+                store
+                    .spend(&BudgetAccount::new("p", 1), 3, 5)
+                    .await
+                    .unwrap(),
                 Spend::Refused { spent: 3 }
             );
             assert_eq!(
-                store.spend("p/1", 2, 5).await.unwrap(),
+                store
+                    .spend(&BudgetAccount::new("p", 1), 2, 5)
+                    .await
+                    .unwrap(),
                 Spend::Spent { total: 5 }
             );
             assert_eq!(
-                store.spend("q/1", 1, 5).await.unwrap(),
+                store
+                    .spend(&BudgetAccount::new("q", 1), 1, 5)
+                    .await
+                    .unwrap(),
                 Spend::Spent { total: 1 }
             );
         }
@@ -680,9 +766,12 @@ mod tests {
                 Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
             }
         };
-        assert_eq!(store.spent("p/1"), 5);
+        assert_eq!(store.spent(&BudgetAccount::new("p", 1)), 5);
         assert_eq!(
-            store.spend("p/1", 1, 5).await.unwrap(),
+            store
+                .spend(&BudgetAccount::new("p", 1), 1, 5)
+                .await
+                .unwrap(),
             Spend::Refused { spent: 5 }
         );
     }
@@ -694,7 +783,12 @@ mod tests {
         let spends: Vec<_> = (0..200)
             .map(|_| {
                 let store = store.clone();
-                tokio::spawn(async move { store.spend("p/9", 1, 120).await.unwrap() })
+                tokio::spawn(async move {
+                    store
+                        .spend(&BudgetAccount::new("p", 9), 1, 120)
+                        .await
+                        .unwrap()
+                })
             })
             .collect();
         let inserts: Vec<_> = (0..10)
@@ -718,10 +812,10 @@ mod tests {
             assert_eq!(insert.await.unwrap().stored, 300);
         }
         assert_eq!(spent, 120);
-        assert_eq!(store.spent("p/9"), 120);
+        assert_eq!(store.spent(&BudgetAccount::new("p", 9)), 120);
         drop(store);
         let store = reopen(dir.path()).await;
-        assert_eq!(store.spent("p/9"), 120);
+        assert_eq!(store.spent(&BudgetAccount::new("p", 9)), 120);
         assert_eq!(store.report_count(), 3_000);
     }
 
@@ -729,21 +823,63 @@ mod tests {
     async fn forgotten_accounts_are_gone_from_memory_and_disk() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
-        store.spend("budget/00000001/a", 2, 10).await.unwrap();
-        store.spend("budget/00000002/a", 3, 10).await.unwrap();
-        assert_eq!(
-            store
-                .forget_accounts_before("budget/00000002/")
-                .await
-                .unwrap(),
-            1
-        );
-        assert_eq!(store.spent("budget/00000001/a"), 0);
+        let (old, new) = (BudgetAccount::new("a", 1), BudgetAccount::new("a", 2));
+        store.spend(&old, 2, 10).await.unwrap();
+        store.spend(&new, 3, 10).await.unwrap();
+        // A peer whose name sorts before any day's prefix stays with its day.
+        store
+            .spend(&BudgetAccount::new("0", 2), 1, 10)
+            .await
+            .unwrap();
+        assert_eq!(store.forget_budgets_before(2).await.unwrap(), 1);
+        assert_eq!(store.spent(&old), 0);
         store.flush().await.unwrap();
         drop(store);
         let store = reopen(dir.path()).await;
-        assert_eq!(store.spent("budget/00000001/a"), 0);
-        assert_eq!(store.spent("budget/00000002/a"), 3);
+        assert_eq!(store.spent(&old), 0);
+        assert_eq!(store.spent(&new), 3);
+        assert_eq!(store.spent(&BudgetAccount::new("0", 2)), 1);
+        // The key format existing ledgers hold.
+        assert_eq!(new.key(), b"budget/00000002/a");
+    }
+
+    #[tokio::test]
+    async fn a_store_of_a_newer_format_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path(), StoreOptions::default()).unwrap());
+        // Control: the mark written at first open is read back as ours.
+        let store = reopen(dir.path()).await;
+        drop(store);
+        {
+            // The dropped store's writer lets go of the lock shortly.
+            let db = loop {
+                match sled::open(dir.path()) {
+                    Ok(db) => break db,
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+                }
+            };
+            assert_eq!(
+                db.get(FORMAT_KEY).unwrap().as_deref(),
+                Some(&FORMAT.to_be_bytes()[..])
+            );
+            db.insert(FORMAT_KEY, &(FORMAT + 1).to_be_bytes()).unwrap();
+            #[allow(clippy::disallowed_methods, reason = "a test writing a raw sled file")]
+            db.flush().unwrap();
+        }
+        let error = loop {
+            match Store::open(dir.path(), StoreOptions::default()) {
+                Err(StoreError::Sled(_)) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await
+                }
+                Err(e) => break e,
+                Ok(_) => panic!("a store of format {} was opened", FORMAT + 1),
+            }
+        };
+        assert!(matches!(error, StoreError::Format { found } if found == FORMAT + 1));
+        assert!(
+            error.to_string().contains("format 2 is not supported"),
+            "{error}"
+        );
     }
 
     #[tokio::test]
