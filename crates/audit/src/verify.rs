@@ -22,7 +22,7 @@ pub struct Finding {
 
 /// What a verification checked and what failed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Report {
+pub struct Verification {
     /// The log.
     pub origin: String,
     /// Entries recomputed.
@@ -35,7 +35,7 @@ pub struct Report {
     pub failures: Vec<Finding>,
 }
 
-impl Report {
+impl Verification {
     /// Whether nothing failed.
     pub fn ok(&self) -> bool {
         self.failures.is_empty()
@@ -224,7 +224,7 @@ impl LogVerifier {
     }
 
     /// Ends the verification.
-    pub fn finish(mut self) -> Report {
+    pub fn finish(mut self) -> Verification {
         let entries = self.frontier.size();
         for (size, held) in std::mem::take(&mut self.checkpoints) {
             for (source, _) in held {
@@ -285,7 +285,7 @@ impl LogVerifier {
                 self.promised_ok
             ));
         }
-        Report {
+        Verification {
             origin: self.verifier.origin().to_owned(),
             entries,
             root: hex(&self.frontier.root()),

@@ -29,6 +29,7 @@ pub mod config;
 pub mod events;
 pub mod metrics;
 pub mod outbound;
+pub mod peer_client;
 pub mod peers;
 pub mod policy_watch;
 pub mod rate;

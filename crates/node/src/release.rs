@@ -58,7 +58,7 @@ pub enum GateError {
 
 /// A release and what is left of the budget.
 #[derive(Debug)]
-pub struct Released {
+pub struct GateRelease {
     /// The engine's release.
     pub release: Release,
     /// Budget left today after this release (when it had noise).
@@ -220,7 +220,7 @@ impl ReleaseGate {
         peer: &str,
         purpose: &str,
         query: ReleaseQuery,
-    ) -> Result<Released, GateError> {
+    ) -> Result<GateRelease, GateError> {
         let policy = self.policy.current();
         let rules = policy.authorise(&self.org, peer, Scope::AggregateRead, purpose)?;
         self.rate.take(peer, rules.rate_limit)?;
@@ -300,7 +300,7 @@ impl ReleaseGate {
         } else {
             tokio::task::spawn_blocking(make).await?
         };
-        Ok(Released {
+        Ok(GateRelease {
             release,
             budget_left,
         })

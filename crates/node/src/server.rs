@@ -4,6 +4,7 @@ use crate::access;
 use crate::config::{LoadedConfig, NodeConfig};
 use crate::events::{pseudonym_secret, EventMaker, Follower};
 use crate::metrics::{Metrics, Sources};
+use crate::peer_client::PeerClient;
 use crate::peers::PeerChannels;
 use crate::policy_watch::PolicyHandle;
 use crate::rate::RateLimits;
@@ -270,6 +271,15 @@ impl Core {
         })
     }
 
+    /// The client through which services ask peers.
+    fn peer_client(&self) -> PeerClient {
+        PeerClient::new(
+            self.peers.clone(),
+            self.signer.clone(),
+            self.witness.clone(),
+        )
+    }
+
     /// Serves every service behind the access layer on `listener` until
     /// `shutdown` completes and the calls in flight have finished.
     async fn serve(
@@ -298,9 +308,7 @@ impl Core {
         let node_service = NodeServiceServer::new(NodeApi::new(
             org.clone(),
             self.federation.clone(),
-            self.peers.clone(),
-            self.signer.clone(),
-            self.witness.clone(),
+            self.peer_client(),
         ));
         let write_purposes: Arc<[String]> =
             self.loaded.config.reports.write_purposes.clone().into();
@@ -330,10 +338,8 @@ impl Core {
         let picture_service = PictureServiceServer::new(PictureApi::new(
             org.clone(),
             self.federation.clone(),
-            self.peers.clone(),
-            self.signer.clone(),
+            self.peer_client(),
             self.gate.clone(),
-            self.witness.clone(),
         ));
         let audit_service =
             AuditServiceServer::new(AuditApi::new(self.log.clone(), self.witness.clone()));
@@ -396,9 +402,7 @@ impl Background {
             core.org.clone(),
             core.store.clone(),
             core.loaded.alerts.clone(),
-            core.peers.clone(),
-            core.signer.clone(),
-            core.witness.clone(),
+            core.peer_client(),
             core.loaded.config.events.purpose.clone(),
         ));
         let following = follower.start(&core.members);

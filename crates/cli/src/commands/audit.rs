@@ -12,7 +12,7 @@ use lagesbild_audit::checkpoint::{origin_of, NoteVerifier};
 use lagesbild_audit::entry::hex;
 use lagesbild_audit::export::{ExportReader, ExportWriter, Record};
 use lagesbild_audit::merkle::{leaf_hash, verify_consistency, verify_inclusion, Hash};
-use lagesbild_audit::verify::{reconcile, LogVerifier, Report};
+use lagesbild_audit::verify::{reconcile, LogVerifier, Verification};
 use lagesbild_audit::Entry;
 use lagesbild_auth::{AuthChannel, Bearer};
 use lagesbild_proto::v1::audit_service_client::AuditServiceClient;
@@ -456,7 +456,7 @@ fn check_log(
     log: &FetchedLog,
     witnessed: &[(String, String)],
     receipts: &[(u64, Hash, String, String)],
-) -> Report {
+) -> Verification {
     let mut check = LogVerifier::new(verifier);
     for note in &log.checkpoints {
         check.checkpoint(note, "the log");
@@ -507,7 +507,7 @@ fn decoded_prefix(log: &FetchedLog, len: usize) -> Vec<(u64, Entry)> {
         .collect()
 }
 
-fn print_report(report: &Report, json: bool) -> Result<()> {
+fn print_report(report: &Verification, json: bool) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(report)?);
     } else {

@@ -9,11 +9,9 @@
 
 use super::alerts::{Alerts, EventFacts};
 use crate::access::now_micros;
-use crate::peers::PeerChannels;
-use crate::peers::{peer_request, PeerGrant};
-use crate::witness::Witness;
+use crate::peer_client::{NotAsked, PeerClient};
+use crate::peers::PeerGrant;
 use futures::{FutureExt, StreamExt};
-use lagesbild_auth::Signer;
 use lagesbild_geo::{Cell, CellSize};
 use lagesbild_proto::v1::event_service_client::EventServiceClient;
 use lagesbild_proto::v1::{feed_item, watch_item, Alert, FeedItem, SubscribeRequest, WatchItem};
@@ -44,9 +42,7 @@ pub struct Follower {
     org: String,
     store: Store,
     alerts: Alerts,
-    peers: PeerChannels,
-    signer: Arc<Signer>,
-    witness: Arc<Witness>,
+    peers: PeerClient,
     purpose: String,
 }
 
@@ -56,9 +52,7 @@ impl Follower {
         org: String,
         store: Store,
         alerts: Alerts,
-        peers: PeerChannels,
-        signer: Arc<Signer>,
-        witness: Arc<Witness>,
+        peers: PeerClient,
         purpose: String,
     ) -> Self {
         Self {
@@ -66,8 +60,6 @@ impl Follower {
             store,
             alerts,
             peers,
-            signer,
-            witness,
             purpose,
         }
     }
@@ -169,16 +161,6 @@ impl Follower {
 
     /// One subscription to `origin`, until it ends.
     async fn subscribe_once(&self, origin: &str) -> Result<(), tonic::Status> {
-        if let Some(reason) = self.witness.alarm(origin) {
-            return Err(tonic::Status::failed_precondition(format!(
-                "not subscribing: its access log failed witnessing ({reason})"
-            )));
-        }
-        let channel = self
-            .peers
-            .get(origin)
-            .ok_or_else(|| tonic::Status::unavailable("no channel"))?
-            .clone();
         let after = self
             .store
             .received_cursor(origin)
@@ -186,8 +168,16 @@ impl Follower {
             .map_err(super::unavailable)?;
         let grant = PeerGrant::call(Some(lagesbild_vocabulary::Scope::EventsRead), &self.purpose)
             .lasting(TOKEN_TTL);
-        let request = peer_request(&self.signer, origin, grant, SubscribeRequest { after })
-            .map_err(|e| crate::status::unsigned(&e))?;
+        let (channel, request) = self
+            .peers
+            .prepare(origin, grant, SubscribeRequest { after })
+            .map_err(|e| match e {
+                NotAsked::WitnessAlarm(reason) => tonic::Status::failed_precondition(format!(
+                    "not subscribing: its access log failed witnessing ({reason})"
+                )),
+                NotAsked::NoChannel => tonic::Status::unavailable("no channel"),
+                NotAsked::Unsigned(e) => crate::status::unsigned(&e),
+            })?;
         let mut stream = EventServiceClient::new(channel)
             .subscribe(request)
             .await?

@@ -2,7 +2,7 @@
 
 use super::caller;
 use crate::access::CallNote;
-use crate::release::{ReleaseGate, Released};
+use crate::release::{GateRelease, ReleaseGate};
 use crate::status::IntoStatus;
 use futures::future::join_all;
 use lagesbild_geo::CellSize;
@@ -128,7 +128,7 @@ impl AggregateApi {
         peer: &str,
         purpose: &str,
         request: &ReleaseRequest,
-    ) -> Result<Released, Status> {
+    ) -> Result<GateRelease, Status> {
         // The purpose is the token's; a request may restate it, not change it.
         if !request.purpose.is_empty() && request.purpose != purpose {
             return Err(Status::permission_denied(format!(
@@ -241,7 +241,7 @@ impl AggregateService for AggregateApi {
 }
 
 /// What a release gave away, for the access log.
-pub fn audit_summary(released: &Released) -> lagesbild_audit::Released {
+pub fn audit_summary(released: &GateRelease) -> lagesbild_audit::Released {
     let release = &released.release;
     let mut cells: Vec<_> = release.counts.iter().map(|v| v.cell).collect();
     cells.sort_unstable();
@@ -256,7 +256,7 @@ pub fn audit_summary(released: &Released) -> lagesbild_audit::Released {
 
 /// The wire form of a release; with `totals_only`, one value per bucket: the
 /// sum of the released values over cells and categories.
-pub fn release_message(org: &str, released: &Released, totals_only: bool) -> AggregateRelease {
+pub fn release_message(org: &str, released: &GateRelease, totals_only: bool) -> AggregateRelease {
     let plan = &released.release.plan;
     let profile = plan.bucket.is_profile();
     let mut message = AggregateRelease {

@@ -1,12 +1,10 @@
 //! `lagesbild.v1.NodeService`: who this node is and how it sees its peers.
 
 use super::caller;
-use crate::peers::PeerChannels;
-use crate::peers::{peer_request, PeerGrant};
-use crate::witness::Witness;
+use crate::peer_client::PeerClient;
+use crate::peers::PeerGrant;
 use crate::VERSION;
 use futures::future::join_all;
-use lagesbild_auth::Signer;
 use lagesbild_identity::{Federation, Member, Role};
 use lagesbild_proto::v1::node_service_client::NodeServiceClient;
 use lagesbild_proto::v1::node_service_server::NodeService;
@@ -28,26 +26,16 @@ const MAX_STATUS_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct NodeApi {
     org: String,
     federation: Arc<Federation>,
-    peers: PeerChannels,
-    signer: Arc<Signer>,
-    witness: Arc<Witness>,
+    peers: PeerClient,
 }
 
 impl NodeApi {
-    /// The service of `org`'s node; `signer` signs its calls to peers.
-    pub fn new(
-        org: String,
-        federation: Arc<Federation>,
-        peers: PeerChannels,
-        signer: Arc<Signer>,
-        witness: Arc<Witness>,
-    ) -> Self {
+    /// The service of `org`'s node, asking its peers through `peers`.
+    pub fn new(org: String, federation: Arc<Federation>, peers: PeerClient) -> Self {
         Self {
             org,
             federation,
             peers,
-            signer,
-            witness,
         }
     }
 
@@ -62,22 +50,19 @@ impl NodeApi {
             endpoint: member.endpoint.clone().unwrap_or_default(),
             ..PeerStatus::default()
         };
-        let Some(channel) = self.peers.get(&member.id) else {
+        let Some(channel) = self.peers.channel(&member.id) else {
             status.error = "runs no node".into();
             return status;
         };
-        if let Some(state) = self.witness.state(&member.id) {
+        if let Some(state) = self.peers.witnessed(&member.id) {
             status.witnessed_log_size = state.size;
             status.witness_alarm = state.alarm.map(|a| a.reason).unwrap_or_default();
         }
+        // Status is asked of an alarmed peer too: it shows the alarm.
         let request = |message| {
-            peer_request(
-                &self.signer,
-                &member.id,
-                PeerGrant::call(None, "status"),
-                message,
-            )
-            .map_err(|e| crate::status::unsigned(&e))
+            self.peers
+                .request(&member.id, PeerGrant::call(None, "status"), message)
+                .map_err(|e| crate::status::unsigned(&e))
         };
         let mut client = NodeServiceClient::new(channel.clone());
         let deadline = Instant::now() + timeout;
@@ -96,7 +81,7 @@ impl NodeApi {
                     status.error = format!("answered as {:?}", info.org);
                 } else {
                     status.reachable = true;
-                    self.witness.observe(&member.id);
+                    self.peers.answered(&member.id);
                 }
                 status.version = info.version;
                 status.seen_as = info.caller_org;

@@ -6,13 +6,11 @@
 
 use super::aggregate::{query_of, release_message};
 use crate::auth::authorised;
-use crate::peers::PeerChannels;
-use crate::peers::{peer_request, PeerGrant};
+use crate::peer_client::{NotAsked, PeerClient};
+use crate::peers::PeerGrant;
 use crate::release::ReleaseGate;
 use crate::status::IntoStatus;
-use crate::witness::Witness;
 use futures::future::join_all;
-use lagesbild_auth::Signer;
 use lagesbild_geo::{Cell, CellSize};
 use lagesbild_identity::Federation;
 use lagesbild_proto::v1::aggregate_service_client::AggregateServiceClient;
@@ -37,10 +35,8 @@ const DEFAULT_TOP: usize = 10;
 pub struct PictureApi {
     org: String,
     federation: Arc<Federation>,
-    peers: PeerChannels,
-    signer: Arc<Signer>,
+    peers: PeerClient,
     gate: Arc<ReleaseGate>,
-    witness: Arc<Witness>,
 }
 
 impl PictureApi {
@@ -48,18 +44,14 @@ impl PictureApi {
     pub fn new(
         org: String,
         federation: Arc<Federation>,
-        peers: PeerChannels,
-        signer: Arc<Signer>,
+        peers: PeerClient,
         gate: Arc<ReleaseGate>,
-        witness: Arc<Witness>,
     ) -> Self {
         Self {
             org,
             federation,
             peers,
-            signer,
             gate,
-            witness,
         }
     }
 
@@ -109,24 +101,20 @@ impl PictureApi {
         purpose: &str,
         deadline: Duration,
     ) -> Result<Vec<Answer>, (AnswerStatus, String)> {
-        if let Some(reason) = self.witness.alarm(org) {
-            return Err((
-                AnswerStatus::WitnessAlarm,
-                format!("not asked: its access log failed witnessing ({reason})"),
-            ));
-        }
-        let channel = self
-            .peers
-            .get(org)
-            .ok_or((AnswerStatus::Unavailable, "no channel".to_owned()))?;
         let many = ReleaseManyRequest {
             requests: queries.to_vec(),
         };
         let grant = PeerGrant::call(Some(Scope::AggregateRead), purpose).acting_for(analyst);
-        let mut request = peer_request(&self.signer, org, grant, many)
-            .map_err(|e| (AnswerStatus::Error, e.to_string()))?;
+        let (channel, mut request) = self.peers.prepare(org, grant, many).map_err(|e| {
+            let status = match e {
+                NotAsked::WitnessAlarm(_) => AnswerStatus::WitnessAlarm,
+                NotAsked::NoChannel => AnswerStatus::Unavailable,
+                NotAsked::Unsigned(_) => AnswerStatus::Error,
+            };
+            (status, e.to_string())
+        })?;
         request.set_timeout(deadline);
-        let mut client = AggregateServiceClient::new(channel.clone());
+        let mut client = AggregateServiceClient::new(channel);
         let answer = tokio::time::timeout(deadline, client.release_many(request)).await;
         let answered = match &answer {
             Ok(Ok(_)) => true,
@@ -135,7 +123,7 @@ impl PictureApi {
         };
         if answered {
             // It answered: check its log grew consistently since last time.
-            self.witness.observe(org);
+            self.peers.answered(org);
         }
         let outcomes = match answer {
             Ok(Ok(response)) => response.into_inner().outcomes,
