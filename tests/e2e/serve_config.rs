@@ -145,3 +145,16 @@ fn a_config_of_another_version_is_named_as_such() {
     edit(&config, "data_dir", "people_provider = \"oidc\"\ndata_dir");
     assert_refused(&config, "version 2 is not supported");
 }
+
+#[test]
+fn a_token_key_that_is_no_key_is_named_at_load() {
+    let (dir, config) = provision();
+    // Control: the key that certs init wrote parses (the node serves).
+    assert_eq!(serve(&config), None);
+    std::fs::write(
+        dir.path().join("alpha/token.key"),
+        "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    assert_refused(&config, "token.key: not an Ed25519 private key in PKCS#8 PEM");
+}

@@ -89,7 +89,12 @@ impl std::fmt::Debug for AuditLog {
 impl AuditLog {
     /// Opens (or creates) the log in `dir`, signing checkpoints with `signer`.
     /// Must be called inside a tokio runtime.
-    pub fn open(dir: &Path, signer: NoteSigner, options: LogOptions) -> Result<Self, AuditError> {
+    pub fn open(
+        dir: &Path,
+        signer: impl Into<Arc<NoteSigner>>,
+        options: LogOptions,
+    ) -> Result<Self, AuditError> {
+        let signer: Arc<NoteSigner> = signer.into();
         let (files, recovery) = LogFiles::open(dir)?;
         if recovery.cut_bytes > 0 {
             tracing::warn!(
@@ -124,7 +129,7 @@ impl AuditLog {
         let writer = Writer {
             files: files.clone(),
             head: head.clone(),
-            signer: Arc::new(signer),
+            signer,
             frontier,
             entries_end: recovery.entries_end,
             allocated: recovery.allocated,

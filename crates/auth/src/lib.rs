@@ -148,6 +148,7 @@ pub fn new_jti() -> String {
 }
 
 /// Signs tokens for one organisation.
+#[derive(Clone)]
 pub struct Signer {
     org: String,
     key: EncodingKey,

@@ -467,8 +467,11 @@ pub async fn serve_without_log(config: &Path, echo_listen: &str) -> Result<()> {
         &loaded.config.data_dir.join("store"),
         StoreOptions::default(),
     )?;
-    let (chain, key) = loaded.tls.load()?;
-    let tls = server_config(&federation, chain, key)?;
+    let tls = server_config(
+        &federation,
+        loaded.keys.tls_chain.clone(),
+        loaded.keys.tls_key.clone_key(),
+    )?;
     let policy = Arc::new(PolicyHandle::new(
         loaded.config.policy.clone(),
         loaded.policy.clone(),

@@ -6,13 +6,17 @@
 
 use crate::events::alerts::{AlertRule, Alerts, Playbook};
 use crate::NodeError;
+use lagesbild_audit::checkpoint::{origin_of, NoteSigner};
+use lagesbild_auth::Signer;
 use lagesbild_identity::spiffe::SpiffeId;
 use lagesbild_identity::{Federation, Role, TlsFiles};
 use lagesbild_policy::Policy;
 use lagesbild_reports::validate::{Coverage, Rules};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The only config format this version reads.
@@ -166,8 +170,31 @@ fn default_events_purpose() -> String {
     "situation-picture".into()
 }
 
+/// The node's keys, parsed when the configuration is loaded: a key that
+/// does not parse stops the node at load, naming the file.
+pub struct NodeKeys {
+    /// Signs the node's tokens to its peers.
+    pub token: Signer,
+    /// Signs the checkpoints of the node's access log.
+    pub log: Arc<NoteSigner>,
+    /// The node certificate's chain.
+    pub tls_chain: Vec<CertificateDer<'static>>,
+    /// The node certificate's key.
+    pub tls_key: PrivateKeyDer<'static>,
+}
+
+impl std::fmt::Debug for NodeKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeKeys")
+            .field("token", &self.token)
+            .field("log", &self.log)
+            .field("tls_chain", &self.tls_chain.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// A checked configuration with everything it names loaded.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct LoadedConfig {
     /// Where the config was read from.
     pub path: PathBuf,
@@ -181,6 +208,8 @@ pub struct LoadedConfig {
     pub tls: TlsFiles,
     /// The alert rules, checked.
     pub alerts: Alerts,
+    /// The keys, parsed.
+    pub keys: NodeKeys,
 }
 
 impl NodeConfig {
@@ -256,7 +285,7 @@ impl NodeConfig {
             cert: config.tls.cert.clone(),
             key: config.tls.key.clone(),
         };
-        let (chain, _key) = tls.load().map_err(|e| fail(format!("tls: {e}")))?;
+        let (chain, tls_key) = tls.load().map_err(|e| fail(format!("tls: {e}")))?;
         let expected = SpiffeId::new(&federation.name, &config.org, "node");
         match SpiffeId::from_certificate(chain[0].as_ref()) {
             Ok(id) if id == expected => {}
@@ -268,8 +297,25 @@ impl NodeConfig {
             }
             Err(e) => return Err(fail(format!("tls.cert {}: {e}", config.tls.cert.display()))),
         }
-        std::fs::read(&config.token_key)
+        let token_pem = std::fs::read(&config.token_key)
             .map_err(|e| fail(format!("token_key {}: {e}", config.token_key.display())))?;
+        // The libraries' reasons name their internals; the file and the
+        // format expected say what to fix.
+        let bad_key = || {
+            fail(format!(
+                "token_key {}: not an Ed25519 private key in PKCS#8 PEM (as `lagesbild certs init` writes it)",
+                config.token_key.display()
+            ))
+        };
+        let token = Signer::from_pem(&config.org, &token_pem).map_err(|_| bad_key())?;
+        let log = NoteSigner::from_pem(&origin_of(&federation.name, &config.org), &token_pem)
+            .map_err(|_| bad_key())?;
+        let keys = NodeKeys {
+            token,
+            log: Arc::new(log),
+            tls_chain: chain,
+            tls_key,
+        };
         Ok(LoadedConfig {
             path: path.to_owned(),
             config,
@@ -277,6 +323,7 @@ impl NodeConfig {
             policy,
             tls,
             alerts,
+            keys,
         })
     }
 }

@@ -8,9 +8,10 @@ use crate::outbound::AuditedChannel;
 use lagesbild_audit::AuditLog;
 use lagesbild_auth::{AuthError, Bearer, Grant, Signer};
 use lagesbild_identity::tls::client_config;
-use lagesbild_identity::{Federation, TlsFiles};
+use lagesbild_identity::Federation;
 use lagesbild_transport::{channel_observed, ChannelOptions};
 use lagesbild_vocabulary::Scope;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,9 +19,6 @@ use std::time::Duration;
 /// Why the channels to the peers could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum PeerSetupError {
-    /// The node's own certificate or key could not be read.
-    #[error("the node's TLS files: {0}")]
-    OwnTls(#[source] lagesbild_identity::IdentityError),
     /// A peer's TLS settings could not be made from the federation file.
     #[error("peer {org}: {cause}")]
     PeerTls {
@@ -47,23 +45,22 @@ pub struct PeerChannels {
 
 impl PeerChannels {
     /// A channel to every member of `federation` other than `own_org` that has an
-    /// endpoint, each presenting the node certificate in `tls`, each call logged
+    /// endpoint, each presenting the node certificate (`chain`, `key`), each call logged
     /// in `log` and counted in `metrics`.
     pub fn connect(
         federation: &Federation,
         own_org: &str,
-        tls: &TlsFiles,
+        (chain, key): (&[CertificateDer<'static>], &PrivateKeyDer<'static>),
         options: ChannelOptions,
         log: &AuditLog,
         metrics: &Arc<Metrics>,
     ) -> Result<Self, PeerSetupError> {
-        let (chain, key) = tls.load().map_err(PeerSetupError::OwnTls)?;
         let mut by_org = BTreeMap::new();
         for peer in federation.peers_of(own_org) {
             let Some(endpoint) = &peer.endpoint else {
                 continue;
             };
-            let config = client_config(federation, &peer.id, chain.clone(), key.clone_key())
+            let config = client_config(federation, &peer.id, chain.to_vec(), key.clone_key())
                 .map_err(|cause| PeerSetupError::PeerTls {
                     org: peer.id.clone(),
                     cause,

@@ -19,8 +19,7 @@ use crate::services::policy_service::PolicyApi;
 use crate::services::reports::{ReportApi, MAX_MESSAGE_BYTES};
 use crate::witness::Witness;
 use crate::NodeError;
-use lagesbild_audit::checkpoint::origin_of;
-use lagesbild_audit::{AuditLog, LogOptions, NoteSigner};
+use lagesbild_audit::{AuditLog, LogOptions};
 use lagesbild_auth::{Signer, Verifier};
 use lagesbild_identity::tls::server_config;
 use lagesbild_identity::Federation;
@@ -164,43 +163,33 @@ impl Core {
             path: loaded.path.clone(),
             message,
         };
-        let token_pem = std::fs::read(&loaded.config.token_key).map_err(|e| {
-            config_error(format!(
-                "token_key {}: {e}",
-                loaded.config.token_key.display()
-            ))
-        })?;
-        let note_signer = NoteSigner::from_pem(&origin_of(&federation.name, &org), &token_pem)
-            .map_err(|e| config_error(format!("token_key: {e}")))?;
         let audit_dir = loaded.config.data_dir.join("audit");
-        let log = AuditLog::open(&audit_dir, note_signer, LogOptions::default()).map_err(|e| {
+        let log_signer = loaded.keys.log.clone();
+        let log = AuditLog::open(&audit_dir, log_signer, LogOptions::default()).map_err(|e| {
             NodeError::Store {
                 path: audit_dir.clone(),
                 message: e.to_string(),
             }
         })?;
-        let (chain, key) = loaded
-            .tls
-            .load()
-            .map_err(|e| config_error(format!("tls: {e}")))?;
-        let tls =
-            server_config(&federation, chain, key).map_err(|e| config_error(e.to_string()))?;
+        let keys = &loaded.keys;
+        let tls = server_config(
+            &federation,
+            keys.tls_chain.clone(),
+            keys.tls_key.clone_key(),
+        )
+        .map_err(|e| config_error(e.to_string()))?;
         let refusals = RefusalRecorder::new(log.clone(), &federation);
         let metrics = Arc::new(Metrics::default());
         let peers = PeerChannels::connect(
             &federation,
             &org,
-            &loaded.tls,
+            (&keys.tls_chain, &keys.tls_key),
             ChannelOptions::default(),
             &log,
             &metrics,
         )
         .map_err(|e| config_error(e.to_string()))?;
-        let signer = Arc::new(
-            Signer::from_pem(&org, &token_pem)
-                .map_err(|e| config_error(e.to_string()))?
-                .with_clock(clock.clone()),
-        );
+        let signer = Arc::new(keys.token.clone().with_clock(clock.clone()));
         let verifier = Arc::new(
             Verifier::new(&org, &federation)
                 .map_err(|e| config_error(format!("federation: {e}")))?

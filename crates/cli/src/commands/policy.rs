@@ -1,7 +1,7 @@
 //! `lagesbild policy check|explain`: see what a policy lets each peer receive.
 
 use anyhow::{bail, Context, Result};
-use lagesbild_auth::{Bearer, Grant, Signer};
+use lagesbild_auth::{Bearer, Grant};
 use lagesbild_identity::tls::client_config;
 use lagesbild_identity::Federation;
 use lagesbild_node::release::spent_on_day_of;
@@ -147,15 +147,18 @@ async fn ask_node(
         .listen
         .replace("0.0.0.0", "127.0.0.1")
         .replace("[::]", "[::1]");
-    let (chain, key) = loaded.tls.load()?;
-    let tls = client_config(&loaded.federation, org, chain, key)?;
+    let keys = &loaded.keys;
+    let tls = client_config(
+        &loaded.federation,
+        org,
+        keys.tls_chain.clone(),
+        keys.tls_key.clone_key(),
+    )?;
     let options = ChannelOptions {
         connect_timeout: Duration::from_secs(2),
         ..ChannelOptions::default()
     };
-    let pem = std::fs::read(&loaded.config.token_key)
-        .with_context(|| format!("token key {}", loaded.config.token_key.display()))?;
-    let token = Signer::from_pem(org, &pem)?.issue(&Grant {
+    let token = keys.token.issue(&Grant {
         audience: org,
         subject: &crate::client::operator(),
         scopes: &["policy:admin".to_string()],
