@@ -156,5 +156,8 @@ fn a_token_key_that_is_no_key_is_named_at_load() {
         "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n",
     )
     .unwrap();
-    assert_refused(&config, "token.key: not an Ed25519 private key in PKCS#8 PEM");
+    assert_refused(
+        &config,
+        "token.key: not an Ed25519 private key in PKCS#8 PEM",
+    );
 }

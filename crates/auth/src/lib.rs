@@ -17,7 +17,7 @@
 
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use lagesbild_identity::{Federation, Role};
-use lagesbild_vocabulary::{Clock, SharedClock, SystemClock};
+use lagesbild_vocabulary::{Clock, OrgId, SharedClock, SystemClock};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -96,7 +96,7 @@ impl AuthError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authorised {
     /// The calling organisation (= `iss` = the TLS peer's org).
-    pub org: String,
+    pub org: OrgId,
     /// The person or service.
     pub sub: String,
     /// On a federated call, who the calling node acts for.
@@ -320,8 +320,11 @@ impl Verifier {
             }
             self.first_use(&claims.iss, &claims.jti, claims.exp, now)?;
         }
+        // `iss` is the TLS peer's org, a member of the federation file.
+        let org = OrgId::parse(&claims.iss)
+            .map_err(|e| AuthError::Invalid(format!("its issuer (iss): {e}")))?;
         Ok(Authorised {
-            org: claims.iss,
+            org,
             sub: claims.sub,
             act: claims.act.map(|a| a.sub),
             scopes: claims.scope.split_whitespace().map(String::from).collect(),

@@ -477,7 +477,7 @@ pub async fn serve_without_log(config: &Path, echo_listen: &str) -> Result<()> {
         loaded.policy.clone(),
     ));
     let gate = Arc::new(ReleaseGate::new(
-        org.clone(),
+        lagesbild_vocabulary::OrgId::parse(&org)?,
         policy,
         store,
         Default::default(),

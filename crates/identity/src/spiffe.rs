@@ -102,11 +102,7 @@ impl fmt::Display for SpiffeId {
 
 /// Ids of federations, orgs and workloads: lower-case ASCII letters, digits, `-`, `_`, `.`.
 pub fn valid_segment(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
-        })
+    lagesbild_vocabulary::is_id_segment(s)
 }
 
 #[cfg(test)]

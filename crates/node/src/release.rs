@@ -17,7 +17,7 @@ use lagesbild_privacy::{
 };
 use lagesbild_store::{BudgetAccount, CounterFamily, Spend, Store};
 use lagesbild_vocabulary::Scope;
-use lagesbild_vocabulary::{SharedClock, SystemClock};
+use lagesbild_vocabulary::{OrgId, Purpose, SharedClock, SystemClock};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,7 +35,7 @@ pub enum GateError {
     #[error("privacy budget of {peer} for today is spent: {left} of {per_day} left, a query costs {per_query}; it refills at {refills_at}")]
     Budget {
         /// The peer.
-        peer: String,
+        peer: OrgId,
         /// Left today.
         left: Epsilon,
         /// The daily budget.
@@ -68,7 +68,7 @@ pub struct GateRelease {
 /// Enforces the policy on every aggregate release.
 #[derive(Debug)]
 pub struct ReleaseGate {
-    org: String,
+    org: OrgId,
     policy: Arc<PolicyHandle>,
     store: Store,
     rng: Arc<Mutex<SecureRandom>>,
@@ -174,12 +174,7 @@ pub fn spent_on_day_of(store: &Store, peer: &str, hour: u32) -> Epsilon {
 impl ReleaseGate {
     /// The gate of `org`'s node; each release takes one call from the
     /// peer's bucket in `rate` (shared with the other calls that count).
-    pub fn new(
-        org: String,
-        policy: Arc<PolicyHandle>,
-        store: Store,
-        rate: Arc<RateLimits>,
-    ) -> Self {
+    pub fn new(org: OrgId, policy: Arc<PolicyHandle>, store: Store, rate: Arc<RateLimits>) -> Self {
         Self {
             org,
             policy,
@@ -204,6 +199,11 @@ impl ReleaseGate {
         self.clock.utc_hour()
     }
 
+    /// The org whose node this gate guards.
+    pub fn org(&self) -> &OrgId {
+        &self.org
+    }
+
     /// The policy in force.
     pub fn policy(&self) -> &PolicyHandle {
         &self.policy
@@ -217,8 +217,8 @@ impl ReleaseGate {
     /// The release for `peer` asking `query` for `purpose`, or why not.
     pub async fn aggregate(
         &self,
-        peer: &str,
-        purpose: &str,
+        peer: &OrgId,
+        purpose: &Purpose,
         query: ReleaseQuery,
     ) -> Result<GateRelease, GateError> {
         let policy = self.policy.current();
@@ -244,7 +244,7 @@ impl ReleaseGate {
                 }
                 Spend::Refused { spent } => {
                     return Err(GateError::Budget {
-                        peer: peer.to_owned(),
+                        peer: peer.clone(),
                         left: per_day.saturating_sub(Epsilon::from_micros(spent)),
                         per_day,
                         per_query,
@@ -411,8 +411,17 @@ mod tests {
         // 2027-03-01 12:00 UTC: 13:00 in Stockholm.
         let noon = 1_804_075_200;
         let clock = lagesbild_vocabulary::ManualClock::at(noon);
-        let gate = ReleaseGate::new("polisen".into(), handle, store, Default::default())
-            .with_clock(clock.clone());
+        let (scandic, p) = (
+            OrgId::parse("scandic").unwrap(),
+            Purpose::parse("p").unwrap(),
+        );
+        let gate = ReleaseGate::new(
+            OrgId::parse("polisen").unwrap(),
+            handle,
+            store,
+            Default::default(),
+        )
+        .with_clock(clock.clone());
         let hour = u32::try_from(noon / 3600).unwrap();
         let query = || ReleaseQuery {
             from_hour: hour - 24,
@@ -423,18 +432,18 @@ mod tests {
             bucket: BucketKind::Day,
         };
         for _ in 0..2 {
-            gate.aggregate("scandic", "p", query()).await.unwrap();
+            gate.aggregate(&scandic, &p, query()).await.unwrap();
         }
-        let spent = gate.aggregate("scandic", "p", query()).await.unwrap_err();
+        let spent = gate.aggregate(&scandic, &p, query()).await.unwrap_err();
         assert!(matches!(spent, GateError::Budget { .. }), "{spent}");
         assert!(spent.to_string().contains("refills at"), "{spent}");
         // Still the same local day at 23:30 Stockholm time.
         clock.advance(std::time::Duration::from_secs(10 * 3600 + 1800));
-        let still = gate.aggregate("scandic", "p", query()).await.unwrap_err();
+        let still = gate.aggregate(&scandic, &p, query()).await.unwrap_err();
         assert!(matches!(still, GateError::Budget { .. }), "{still}");
         // Past local midnight: a new day, a new budget.
         clock.advance(std::time::Duration::from_secs(3600));
-        gate.aggregate("scandic", "p", query()).await.unwrap();
+        gate.aggregate(&scandic, &p, query()).await.unwrap();
         assert_eq!(gate.spent_today("scandic"), Epsilon::from_micros(1_000_000));
     }
 }

@@ -32,7 +32,7 @@ use lagesbild_proto::v1::policy_service_server::PolicyServiceServer;
 use lagesbild_proto::v1::report_service_server::ReportServiceServer;
 use lagesbild_store::{Store, StoreOptions};
 use lagesbild_transport::{serve_tls, ChannelOptions};
-use lagesbild_vocabulary::{SharedClock, SystemClock};
+use lagesbild_vocabulary::{OrgId, SharedClock, SystemClock};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -158,6 +158,10 @@ impl Core {
         let federation = Arc::new(loaded.federation.clone());
         let org = loaded.config.org.clone();
         let clock = SystemClock::shared();
+        let org_id = OrgId::parse(&org).map_err(|e| NodeError::Config {
+            path: loaded.path.clone(),
+            message: format!("org: {e}"),
+        })?;
         let rate = Arc::new(RateLimits::default());
         let config_error = |message: String| NodeError::Config {
             path: loaded.path.clone(),
@@ -234,7 +238,7 @@ impl Core {
             lifetime_secs,
         ));
         let gate = Arc::new(
-            ReleaseGate::new(org.clone(), policy.clone(), store.clone(), rate.clone())
+            ReleaseGate::new(org_id, policy.clone(), store.clone(), rate.clone())
                 .with_clock(clock.clone()),
         );
         Ok(Self {
@@ -312,7 +316,7 @@ impl Core {
         )
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
         let event_service = EventServiceServer::new(EventApi::new(
-            org.clone(),
+            self.gate.org().clone(),
             self.store.clone(),
             self.policy.clone(),
             self.rate.clone(),

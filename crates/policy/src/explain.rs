@@ -125,7 +125,7 @@ impl Explanation {
             peer: peer.to_owned(),
             named: true,
             scopes: p.scopes.iter().map(|s| s.name().to_owned()).collect(),
-            purposes: p.purposes.clone(),
+            purposes: p.purposes.iter().map(|p| p.to_string()).collect(),
             categories: p.category_names().into_iter().map(String::from).collect(),
             cell_sizes: CELL_SIZES
                 .into_iter()

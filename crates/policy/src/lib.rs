@@ -42,7 +42,7 @@ use std::path::{Path, PathBuf};
 /// The only policy file format this version reads.
 pub const FORMAT_VERSION: u32 = 1;
 
-pub use lagesbild_vocabulary::Scope;
+pub use lagesbild_vocabulary::{OrgId, Purpose, Scope};
 
 /// What can go wrong reading a policy.
 #[derive(Debug, thiserror::Error)]
@@ -123,8 +123,8 @@ pub struct PeerPolicy {
     #[serde(default, deserialize_with = "scopes")]
     pub scopes: Vec<Scope>,
     /// Purposes the peer may claim.
-    #[serde(default)]
-    pub purposes: Vec<String>,
+    #[serde(default, deserialize_with = "purposes")]
+    pub purposes: Vec<Purpose>,
     /// Category codes it may see.
     #[serde(default, deserialize_with = "categories")]
     pub categories: BTreeSet<u8>,
@@ -183,6 +183,13 @@ fn scopes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Scope>, D::Error> {
                 ))
             })
         })
+        .collect()
+}
+
+fn purposes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Purpose>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|text| Purpose::parse(text).map_err(serde::de::Error::custom))
         .collect()
 }
 
@@ -279,17 +286,17 @@ pub enum Denied {
     #[error("the policy of {node} gives {peer} nothing")]
     UnknownPeer {
         /// The node's org.
-        node: String,
+        node: OrgId,
         /// The peer.
-        peer: String,
+        peer: OrgId,
     },
     /// The scope is not granted.
     #[error("the policy of {node} does not grant {peer} the scope {scope}")]
     Scope {
         /// The node's org.
-        node: String,
+        node: OrgId,
         /// The peer.
-        peer: String,
+        peer: OrgId,
         /// The scope.
         scope: Scope,
     },
@@ -299,11 +306,11 @@ pub enum Denied {
     )]
     Purpose {
         /// The node's org.
-        node: String,
+        node: OrgId,
         /// The peer.
-        peer: String,
+        peer: OrgId,
         /// The purpose asked for.
-        purpose: String,
+        purpose: Purpose,
         /// The purposes listed.
         listed: String,
     },
@@ -379,28 +386,33 @@ impl Policy {
     /// The rules for a call by `peer` with `scope` and `purpose`, or why not.
     pub fn authorise(
         &self,
-        node: &str,
-        peer: &str,
+        node: &OrgId,
+        peer: &OrgId,
         scope: Scope,
-        purpose: &str,
+        purpose: &Purpose,
     ) -> Result<&PeerPolicy, Denied> {
         let policy = self.peer(peer).ok_or_else(|| Denied::UnknownPeer {
-            node: node.to_owned(),
-            peer: peer.to_owned(),
+            node: node.clone(),
+            peer: peer.clone(),
         })?;
         if !policy.scopes.contains(&scope) {
             return Err(Denied::Scope {
-                node: node.to_owned(),
-                peer: peer.to_owned(),
+                node: node.clone(),
+                peer: peer.clone(),
                 scope,
             });
         }
-        if !policy.purposes.iter().any(|p| p == purpose) {
+        if !policy.purposes.contains(purpose) {
             return Err(Denied::Purpose {
-                node: node.to_owned(),
-                peer: peer.to_owned(),
-                purpose: purpose.to_owned(),
-                listed: policy.purposes.join(", "),
+                node: node.clone(),
+                peer: peer.clone(),
+                purpose: purpose.clone(),
+                listed: policy
+                    .purposes
+                    .iter()
+                    .map(Purpose::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
             });
         }
         Ok(policy)

@@ -1,5 +1,13 @@
 use super::*;
 
+fn org(id: &str) -> OrgId {
+    OrgId::parse(id).unwrap()
+}
+
+fn purpose(text: &str) -> Purpose {
+    Purpose::parse(text).unwrap()
+}
+
 const FULL: &str = r#"version = 1
 
 [peer.polisen]
@@ -20,7 +28,12 @@ rate_limit = 120
 fn denies_by_default() {
     let policy = Policy::parse("version = 1").unwrap();
     assert!(matches!(
-        policy.authorise("scandic", "polisen", Scope::AggregateRead, "x"),
+        policy.authorise(
+            &org("scandic"),
+            &org("polisen"),
+            Scope::AggregateRead,
+            &purpose("x")
+        ),
         Err(Denied::UnknownPeer { .. })
     ));
 }
@@ -60,14 +73,29 @@ fn a_peer_with_only_scopes_gets_the_coarsest_defaults() {
 fn authorise_checks_scope_and_purpose() {
     let policy = Policy::parse(FULL).unwrap();
     assert!(policy
-        .authorise("n", "polisen", Scope::AggregateRead, "situation-picture")
+        .authorise(
+            &org("n"),
+            &org("polisen"),
+            Scope::AggregateRead,
+            &purpose("situation-picture")
+        )
         .is_ok());
     assert!(matches!(
-        policy.authorise("n", "polisen", Scope::AuditRead, "situation-picture"),
+        policy.authorise(
+            &org("n"),
+            &org("polisen"),
+            Scope::AuditRead,
+            &purpose("situation-picture")
+        ),
         Err(Denied::Scope { .. })
     ));
     let err = policy
-        .authorise("n", "polisen", Scope::AggregateRead, "marketing")
+        .authorise(
+            &org("n"),
+            &org("polisen"),
+            Scope::AggregateRead,
+            &purpose("marketing"),
+        )
         .unwrap_err();
     assert!(err.to_string().contains("marketing"), "{err}");
 }

@@ -1,6 +1,6 @@
 //! `lagesbild.v1.AggregateService`: releases to peers, through the [`ReleaseGate`].
 
-use super::caller;
+use super::who_and_why;
 use crate::access::CallNote;
 use crate::release::{GateRelease, ReleaseGate};
 use crate::status::IntoStatus;
@@ -12,6 +12,7 @@ use lagesbild_proto::v1::{
     AggregateRelease, BucketKind as WireBucket, Category, GridCell, ReleaseManyRequest,
     ReleaseManyResponse, ReleaseOutcome, ReleaseRequest, ReleasedCount,
 };
+use lagesbild_vocabulary::{OrgId, Purpose};
 use prost_types::Timestamp;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -125,12 +126,12 @@ impl AggregateApi {
     /// One release for `peer`, exactly as `Release` makes it.
     async fn release_one(
         &self,
-        peer: &str,
-        purpose: &str,
+        peer: &OrgId,
+        purpose: &Purpose,
         request: &ReleaseRequest,
     ) -> Result<GateRelease, Status> {
         // The purpose is the token's; a request may restate it, not change it.
-        if !request.purpose.is_empty() && request.purpose != purpose {
+        if !request.purpose.is_empty() && request.purpose != purpose.as_str() {
             return Err(Status::permission_denied(format!(
                 "the request's purpose {:?} is not the token's purpose {purpose:?}",
                 request.purpose
@@ -165,8 +166,7 @@ impl AggregateService for AggregateApi {
         &self,
         request: Request<ReleaseRequest>,
     ) -> Result<Response<AggregateRelease>, Status> {
-        let peer = caller(&request)?.identity.org.clone();
-        let purpose = crate::auth::authorised(&request)?.purpose.clone();
+        let (peer, purpose) = who_and_why(&request)?;
         let released = self.release_one(&peer, &purpose, request.get_ref()).await?;
         let mut response = Response::new(release_message(
             &self.org,
@@ -181,8 +181,7 @@ impl AggregateService for AggregateApi {
         &self,
         request: Request<ReleaseManyRequest>,
     ) -> Result<Response<ReleaseManyResponse>, Status> {
-        let peer = caller(&request)?.identity.org.clone();
-        let purpose = crate::auth::authorised(&request)?.purpose.clone();
+        let (peer, purpose) = who_and_why(&request)?;
         let requests = &request.get_ref().requests;
         if requests.is_empty() || requests.len() > MAX_RELEASES_PER_CALL {
             return Err(invalid(format!(

@@ -41,7 +41,7 @@ fn reader_of<T>(request: &Request<T>) -> Result<Option<String>, Status> {
     let token = authorised(request)?;
     Ok(match token.role {
         Role::Auditor => None,
-        Role::Member => Some(token.org.clone()),
+        Role::Member => Some(token.org.to_string()),
     })
 }
 

@@ -1,7 +1,6 @@
 //! `lagesbild.v1.EventService`: peers subscribe to their feeds, the org's own
 //! people watch what arrived, and recall what was entered in error.
 
-use super::caller;
 use crate::auth::authorised;
 use crate::events::publish::still_allowed;
 use crate::events::{unavailable, EventMaker};
@@ -15,7 +14,7 @@ use lagesbild_proto::v1::{
 };
 use lagesbild_store::{FeedRecord, RecallOutcome, Store, StoreError};
 use lagesbild_vocabulary::Scope;
-use lagesbild_vocabulary::{Clock, SystemClock};
+use lagesbild_vocabulary::{Clock, OrgId, SystemClock};
 use prost::Message;
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -31,7 +30,7 @@ const PAGE: usize = 256;
 /// The event service of one node.
 #[derive(Debug, Clone)]
 pub struct EventApi {
-    org: String,
+    org: OrgId,
     store: Store,
     policy: Arc<PolicyHandle>,
     rate: Arc<RateLimits>,
@@ -50,7 +49,7 @@ impl EventApi {
     /// (the node is shutting down and waits for calls in flight). Opening a
     /// subscription takes from the peer's `rate`.
     pub fn new(
-        org: String,
+        org: OrgId,
         store: Store,
         policy: Arc<PolicyHandle>,
         rate: Arc<RateLimits>,
@@ -160,11 +159,11 @@ impl EventService for EventApi {
         &self,
         request: Request<SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let peer = caller(&request)?.identity.org.clone();
+        let (peer, purpose) = super::who_and_why(&request)?;
         let claims = authorised(&request)?;
         let policy = self.policy.current();
         let rules = policy
-            .authorise(&self.org, &peer, Scope::EventsRead, &claims.purpose)
+            .authorise(&self.org, &peer, Scope::EventsRead, &purpose)
             .map_err(|denied| Status::permission_denied(denied.to_string()))?;
         self.rate
             .take(&peer, rules.rate_limit)

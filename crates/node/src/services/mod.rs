@@ -10,6 +10,7 @@ pub mod reports;
 
 use crate::auth::authorised;
 use lagesbild_transport::PeerInfo;
+use lagesbild_vocabulary::{OrgId, Purpose};
 use tonic::{Request, Status};
 
 /// Refuses a write (`report:write`) whose token claims a purpose not in
@@ -27,6 +28,15 @@ pub fn check_write_purpose<T>(request: &Request<T>, purposes: &[String]) -> Resu
 
 /// The verified caller of a request, or `UNAUTHENTICATED` if the request did not
 /// come through the mutual-TLS acceptor (which can't happen on a served node).
+/// Who calls (the verified token's org) and why (the purpose its token claims).
+pub fn who_and_why<T>(request: &Request<T>) -> Result<(OrgId, Purpose), Status> {
+    let claims = crate::auth::authorised(request)?;
+    let purpose = Purpose::parse(&claims.purpose)
+        .map_err(|e| Status::permission_denied(format!("the token's purpose claim: {e}")))?;
+    Ok((claims.org.clone(), purpose))
+}
+
+/// The verified certificate of the caller.
 pub fn caller<T>(request: &Request<T>) -> Result<&PeerInfo, Status> {
     lagesbild_transport::peer_of(request)
         .ok_or_else(|| Status::unauthenticated("no verified client certificate"))

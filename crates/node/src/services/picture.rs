@@ -19,6 +19,7 @@ use lagesbild_proto::v1::{
     AggregateRelease, AnswerStatus, BucketKind, GridCell, PeerAnswer, PictureCell, PictureRequest,
     RankedPlace, ReleaseManyRequest, ReleaseRequest, ReleasedCount, SituationPicture,
 };
+use lagesbild_vocabulary::Purpose;
 use lagesbild_vocabulary::Scope;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -85,7 +86,8 @@ impl PictureApi {
 
     async fn ask_self(&self, filters: &ReleaseRequest, purpose: &str) -> Answer {
         let query = query_of(filters).map_err(|s| (AnswerStatus::Error, s.message().to_owned()))?;
-        match self.gate.aggregate(&self.org, purpose, query).await {
+        let purpose = Purpose::parse(purpose).map_err(|e| (AnswerStatus::Error, e.to_string()))?;
+        match self.gate.aggregate(self.gate.org(), &purpose, query).await {
             Ok(released) => Ok(release_message(&self.org, &released, filters.totals_only)),
             Err(e) => Err(classify(&e.into_status())),
         }
