@@ -96,6 +96,9 @@ async fn acknowledged_reports_survive_kill_9() {
 /// image, without the page cache) is what the node starts from again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_reports_survive_a_power_cut() {
+    if !common::LoopDisk::available() {
+        return;
+    }
     let mut fed = TestFederation::start(&["alpha"]).await;
     fed.kill("alpha");
     let work = tempfile::tempdir().unwrap();

@@ -336,6 +336,31 @@ fn sh(program: &str, args: &[&str]) -> String {
 }
 
 impl LoopDisk {
+    /// Whether this machine can make one: root, `losetup` and `mkfs.ext4`.
+    /// Where it cannot, the test says so and passes, unless
+    /// `LAGESBILD_REQUIRE_POWER_CUT=1` (as in CI) makes it fail.
+    pub fn available() -> bool {
+        let tools = ["losetup", "mkfs.ext4", "mount"].iter().all(|tool| {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        if tools && root {
+            return true;
+        }
+        assert!(
+            std::env::var("LAGESBILD_REQUIRE_POWER_CUT").as_deref() != Ok("1"),
+            "the power-cut test needs root, losetup, mount and mkfs.ext4"
+        );
+        eprintln!("note: power-cut test skipped: it needs root, losetup, mount and mkfs.ext4");
+        false
+    }
+
     /// Makes a 128 MiB ext4 image at `image` and mounts it at `mount`.
     pub fn create(image: &Path, mount: &Path) -> Self {
         let file = std::fs::File::create(image).unwrap();
