@@ -6,6 +6,7 @@ use lagesbild_identity::tls::client_config;
 use lagesbild_identity::{Federation, TlsFiles};
 use lagesbild_node::config::TlsSection;
 use lagesbild_transport::{channel, ChannelOptions};
+use lagesbild_vocabulary::Scope;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use tonic::transport::Channel;
@@ -127,8 +128,8 @@ impl Client {
     }
 
     /// A token for the person running this command, for `audience`'s node.
-    pub fn token(&self, audience: &str, scopes: &[&str], purpose: &str) -> Result<String> {
-        let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+    pub fn token(&self, audience: &str, scopes: &[Scope], purpose: &str) -> Result<String> {
+        let scopes: Vec<String> = scopes.iter().map(|s| s.name().to_owned()).collect();
         Ok(self.signer()?.issue(&Grant {
             audience,
             subject: &operator(),
@@ -140,7 +141,7 @@ impl Client {
     }
 
     /// A channel to the org's own node whose calls carry a token with `scopes`.
-    pub fn own_node_as(&self, scopes: &[&str], purpose: &str) -> Result<AuthChannel> {
+    pub fn own_node_as(&self, scopes: &[Scope], purpose: &str) -> Result<AuthChannel> {
         let token = self.token(&self.config.org, scopes, purpose)?;
         Ok(AuthChannel::new(self.own_node()?, Bearer::new(&token)?))
     }

@@ -20,6 +20,7 @@ use lagesbild_proto::v1::{
     CheckpointRequest, CheckpointsRequest, ClearAlarmRequest, EntriesRequest,
     InclusionProofRequest, WitnessesRequest,
 };
+use lagesbild_vocabulary::Scope;
 use std::collections::BTreeMap;
 use std::io::{BufReader, BufWriter};
 use std::path::PathBuf;
@@ -146,7 +147,7 @@ fn verifier_of(client: &Client, org: &str) -> Result<NoteVerifier> {
 }
 
 fn audit_client(client: &Client, org: &str) -> Result<AuditServiceClient<AuthChannel>> {
-    let token = client.token(org, &["audit:read"], "audit")?;
+    let token = client.token(org, &[Scope::AuditRead], "audit")?;
     Ok(AuditServiceClient::new(AuthChannel::new(
         client.channel_to(org)?,
         Bearer::new(&token)?,
@@ -648,7 +649,8 @@ async fn export(target: &Target, out: &std::path::Path) -> Result<()> {
 
 async fn clear(config: &std::path::Path, peer: &str) -> Result<()> {
     let client = Client::load(config)?;
-    let mut audit = AuditServiceClient::new(client.own_node_as(&["policy:admin"], "operations")?);
+    let mut audit =
+        AuditServiceClient::new(client.own_node_as(&[Scope::PolicyAdmin], "operations")?);
     audit
         .clear_alarm(ClearAlarmRequest {
             org: peer.to_owned(),

@@ -20,6 +20,7 @@ use lagesbild_proto::v1::{
     Category, Person, Position, Report, Source, SubmitBatchRequest, Tlp, WatchRequest,
 };
 use lagesbild_reports::{places, synthetic};
+use lagesbild_vocabulary::Scope;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -274,7 +275,7 @@ async fn load_reports(written: &WrittenFederation) -> Result<()> {
         let client = Client::load(&written.org(org).context("unknown org")?.client_config)?;
         let reports = synthetic::generate(org, SEED, synthetic::demo_count(org), DAYS, end);
         let mut service =
-            ReportServiceClient::new(client.own_node_as(&["report:write"], "ingest")?);
+            ReportServiceClient::new(client.own_node_as(&[Scope::ReportWrite], "ingest")?);
         let started = Instant::now();
         let summary = upload(&mut service, &reports, false, None)
             .await
@@ -331,7 +332,7 @@ const LIVE_REPORTS: &[LiveReport] = &[
 async fn show_events(written: &WrittenFederation) -> Result<()> {
     let org = MEMBERS[0];
     let client = Client::load(&written.org(org).context("unknown org")?.client_config)?;
-    let watch = client.own_node_as(&["events:read"], "situation-picture")?;
+    let watch = client.own_node_as(&[Scope::EventsRead], "situation-picture")?;
     let mut stream = EventServiceClient::new(watch)
         .watch(WatchRequest { after: 0 })
         .await
@@ -359,7 +360,7 @@ async fn show_events(written: &WrittenFederation) -> Result<()> {
         let now = lagesbild_vocabulary::SystemClock
             .now()
             .duration_since(std::time::UNIX_EPOCH)?;
-        ReportServiceClient::new(writer.own_node_as(&["report:write"], "ingest")?)
+        ReportServiceClient::new(writer.own_node_as(&[Scope::ReportWrite], "ingest")?)
             .submit_batch(SubmitBatchRequest {
                 reports: vec![Report {
                     id: format!("live-{member}-{}", now.as_millis()),

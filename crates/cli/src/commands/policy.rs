@@ -12,6 +12,7 @@ use lagesbild_proto::v1::policy_service_client::PolicyServiceClient;
 use lagesbild_proto::v1::ExplainRequest;
 use lagesbild_store::{Store, StoreOptions};
 use lagesbild_transport::{channel, ChannelOptions};
+use lagesbild_vocabulary::Scope;
 use lagesbild_vocabulary::{Clock, SystemClock};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -161,7 +162,7 @@ async fn ask_node(
     let token = keys.token.issue(&Grant {
         audience: org,
         subject: &crate::client::operator(),
-        scopes: &["policy:admin".to_string()],
+        scopes: &[Scope::PolicyAdmin.name().to_owned()],
         purpose: "policy-explain",
         ttl: Duration::from_secs(60),
         act: None,
