@@ -822,3 +822,53 @@ async fn every_refused_handshake_is_counted_unattributed_and_at_a_bounded_rate()
     // stockholm-stad's own view of polisen's log shows none of it as its call.
     assert!(refusal_entries(&fed, "stockholm-stad", "polisen").is_empty());
 }
+
+/// What whoever holds an org's client configuration can sign is no checkpoint
+/// of its node's log: checkpoints are signed with the log key, which only the
+/// node's configuration names.
+#[test]
+fn a_checkpoint_signed_with_the_token_key_is_refused() {
+    use lagesbild_audit::checkpoint::{log_verifier, origin_of, NoteSigner};
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&[
+        "certs",
+        "init",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--federation",
+        FEDERATION,
+        "--org",
+        "polisen",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let org_dir = dir.path().join("polisen");
+    let client = std::fs::read_to_string(org_dir.join("client.toml")).unwrap();
+    assert!(
+        !client.contains("log"),
+        "the client configuration names no log key: {client}"
+    );
+    let federation =
+        lagesbild_identity::Federation::load(&dir.path().join("federation.toml")).unwrap();
+    let vkey = federation
+        .member("polisen")
+        .unwrap()
+        .log_vkey
+        .clone()
+        .unwrap();
+    // As witnesses and `audit verify` build it.
+    let verifier = log_verifier(FEDERATION, "polisen", &vkey).unwrap();
+    let origin = origin_of(FEDERATION, "polisen");
+    let sign_with = |file: &str| {
+        let pem = std::fs::read(org_dir.join(file)).unwrap();
+        NoteSigner::from_pem(&origin, &pem)
+            .unwrap()
+            .sign(42, [9; 32])
+    };
+    assert!(verifier.verify(&sign_with("token.key")).is_err());
+    // Control: the node's log key signs checkpoints that verify.
+    assert_eq!(verifier.verify(&sign_with("log.key")).unwrap().size, 42);
+}

@@ -161,3 +161,74 @@ fn a_token_key_that_is_no_key_is_named_at_load() {
         "token.key: not an Ed25519 private key in PKCS#8 PEM",
     );
 }
+
+/// The configuration of a node from before log keys: no `log_key` in node.toml,
+/// no `log_vkey` in the federation file.
+fn as_before_log_keys(dir: &Path, config: &Path) {
+    let without = |text: String, key: &str| -> String {
+        text.lines()
+            .filter(|l| !l.starts_with(key))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    std::fs::write(config, without(read(config), "log_key")).unwrap();
+    let federation = dir.join("federation.toml");
+    std::fs::write(&federation, without(read(&federation), "log_vkey")).unwrap();
+    std::fs::remove_file(dir.join("alpha/log.key")).unwrap();
+}
+
+#[test]
+fn a_configuration_from_before_log_keys_is_named_and_moved_by_certs_log_key() {
+    let (dir, config) = provision();
+    as_before_log_keys(dir.path(), &config);
+    assert_refused(&config, "has no log_vkey");
+    assert_refused(&config, "lagesbild certs log-key --config");
+
+    let out = lagesbild()
+        .args(["certs", "log-key", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let line = printed
+        .lines()
+        .find(|l| l.starts_with("log_vkey = \"testfed/alpha/audit+"))
+        .unwrap_or_else(|| panic!("no log_vkey line in: {printed}"))
+        .to_owned();
+    assert!(read(&config).contains("log_key = \"log.key\""));
+    // Until the federation file lists the key, the node still refuses to start.
+    assert_refused(&config, "has no log_vkey");
+    let federation = dir.path().join("federation.toml");
+    let listed =
+        read(&federation).replacen("id = \"alpha\"\n", &format!("id = \"alpha\"\n{line}\n"), 1);
+    std::fs::write(&federation, listed).unwrap();
+    assert_eq!(serve(&config), None, "the moved configuration serves");
+    // A second run would replace the key: refused.
+    let again = lagesbild()
+        .args(["certs", "log-key", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+}
+
+#[test]
+fn a_log_key_that_is_not_the_published_one_is_named() {
+    let (dir, config) = provision();
+    // Another node's key in alpha's place.
+    let other = provision().0;
+    std::fs::copy(
+        other.path().join("alpha/log.key"),
+        dir.path().join("alpha/log.key"),
+    )
+    .unwrap();
+    assert_refused(
+        &config,
+        "is not the key federation.toml publishes for alpha",
+    );
+}

@@ -221,6 +221,46 @@ impl NoteVerifier {
         })
     }
 
+    /// The C2SP verifier key (vkey) of this key: `<name>+<key id, hex>+<base64
+    /// of 0x01 and the Ed25519 public key>`, as the federation file publishes it.
+    pub fn vkey(&self) -> String {
+        let mut blob = Vec::with_capacity(33);
+        blob.push(0x01);
+        blob.extend_from_slice(&self.public);
+        let id: String = self.id.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}+{id}+{}", self.name, STANDARD.encode(blob))
+    }
+
+    /// A verifier from a C2SP verifier key (see [`vkey`](Self::vkey)); its key
+    /// id must be the one its name and key give.
+    pub fn from_vkey(vkey: &str) -> Result<Self, NoteError> {
+        let bad = |why: &str| NoteError::Key(format!("verifier key {vkey:?}: {why}"));
+        // Names hold no '+'; base64 keys may.
+        let mut parts = vkey.splitn(3, '+');
+        let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(bad("expected <name>+<key id>+<key>"));
+        };
+        check_name(name)?;
+        let blob = STANDARD
+            .decode(key)
+            .map_err(|_| bad("the key is not base64"))?;
+        if blob.len() != 33 || blob[0] != 0x01 {
+            return Err(bad("the key is not an Ed25519 key (type 0x01, 32 bytes)"));
+        }
+        let mut public = [0u8; 32];
+        public.copy_from_slice(&blob[1..]);
+        let verifier = Self {
+            name: name.to_owned(),
+            id: key_id(name, &public),
+            public,
+        };
+        let expected: String = verifier.id.iter().map(|b| format!("{b:02x}")).collect();
+        if id != expected {
+            return Err(bad("the key id does not match the name and key"));
+        }
+        Ok(verifier)
+    }
+
     /// The log's origin.
     pub fn origin(&self) -> &str {
         &self.name
@@ -277,6 +317,20 @@ impl NoteVerifier {
     }
 }
 
+/// The verifier of `org`'s access log from the verifier key the federation file
+/// publishes for it; the key must name that log's origin.
+pub fn log_verifier(federation: &str, org: &str, vkey: &str) -> Result<NoteVerifier, NoteError> {
+    let verifier = NoteVerifier::from_vkey(vkey)?;
+    let origin = origin_of(federation, org);
+    if verifier.origin() != origin {
+        return Err(NoteError::Key(format!(
+            "the log key of {org} names {:?}, not its log {origin:?}",
+            verifier.origin()
+        )));
+    }
+    Ok(verifier)
+}
+
 /// The origin of the access log of `org` in federation `federation`.
 pub fn origin_of(federation: &str, org: &str) -> String {
     format!("{federation}/{org}/audit")
@@ -328,5 +382,24 @@ pub(crate) mod tests {
         assert!(Checkpoint::parse_body(body).is_err());
         let body = "o\n+7\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n";
         assert!(Checkpoint::parse_body(body).is_err());
+    }
+
+    #[test]
+    fn a_verifier_key_round_trips_and_binds_its_name() {
+        let signer = NoteSigner::from_pem("fed/org/a/audit", TEST_KEY.as_bytes()).unwrap();
+        let vkey = signer.verifier().vkey();
+        let verifier = NoteVerifier::from_vkey(&vkey).unwrap();
+        assert_eq!(verifier, signer.verifier());
+        let note = signer.sign(3, [7; 32]);
+        assert_eq!(verifier.verify(&note).unwrap().size, 3);
+        // Another name with the same key: the key id no longer matches.
+        let renamed = vkey.replacen("fed/org/a/audit", "fed/org/b/audit", 1);
+        assert!(NoteVerifier::from_vkey(&renamed).is_err());
+        // A note by another key is refused by this one.
+        let other = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIPGY6ObutcdPiDKqP2Djog4htDLf0QLNoz/IKwZUkqGc\n-----END PRIVATE KEY-----\n";
+        let forged = NoteSigner::from_pem("fed/org/a/audit", other.as_bytes())
+            .unwrap()
+            .sign(3, [7; 32]);
+        assert!(verifier.verify(&forged).is_err());
     }
 }

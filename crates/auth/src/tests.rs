@@ -25,6 +25,7 @@ fn fixture() -> Fixture {
             endpoint: None,
             ca_cert: String::new(),
             token_public_key: key.public_pem.clone(),
+            log_vkey: None,
         });
         keys.insert(id.to_owned(), key);
     }

@@ -1,11 +1,12 @@
 //! Laying out a federation's files: what `certs init` and `demo` write.
 //!
 //! ```text
-//! DIR/federation.toml        every member: id, name, role, endpoint, CA, token key
+//! DIR/federation.toml        every member: id, name, role, endpoint, CA, token key, log vkey
 //! DIR/<org>/ca.pem, ca.key   the org's development CA
 //! DIR/<org>/node.pem, .key   the node certificate (members only)
 //! DIR/<org>/client.pem, .key the certificate of the org's people and tools
 //! DIR/<org>/token.key, .pub  the Ed25519 token-signing key pair
+//! DIR/<org>/log.key          the key that signs the node's checkpoints (members only)
 //! DIR/<org>/node.toml        the node's config (members only)
 //! DIR/<org>/policy.toml      the node's policy: deny by default (members only)
 //! DIR/<org>/client.toml      the config of the org's command-line tools
@@ -13,6 +14,7 @@
 
 use crate::client::ClientConfig;
 use anyhow::{bail, Context, Result};
+use lagesbild_audit::checkpoint::{origin_of, NoteSigner};
 use lagesbild_identity::certs::{CertificateAuthority, LeafSpec, TokenKey};
 use lagesbild_identity::federation::FORMAT_VERSION;
 use lagesbild_identity::spiffe::valid_segment;
@@ -137,6 +139,7 @@ impl FederationPlan {
             let token = TokenKey::generate()?;
             write_secret(&org_dir.join("token.key"), &token.private_pem)?;
             write_file(&org_dir.join("token.pub"), &token.public_pem)?;
+            let mut log_vkey = None;
 
             let node_config = match (&org.role, &org.endpoint) {
                 (Role::Member, Some(endpoint)) => {
@@ -148,6 +151,11 @@ impl FederationPlan {
                         ca.issue(&LeafSpec::node(&self.name, &org.id, &[host.to_owned()]))?;
                     write_pair(&org_dir, "node", &node.cert_pem, &node.key_pem)?;
                     write_file(&org_dir.join("policy.toml"), DENY_ALL_POLICY)?;
+                    log_vkey = Some(write_log_key(
+                        &org_dir.join("log.key"),
+                        &self.name,
+                        &org.id,
+                    )?);
                     let config = NodeConfig {
                         version: lagesbild_node::config::FORMAT_VERSION,
                         org: org.id.clone(),
@@ -156,6 +164,7 @@ impl FederationPlan {
                         federation: "../federation.toml".into(),
                         policy: "policy.toml".into(),
                         token_key: "token.key".into(),
+                        log_key: Some("log.key".into()),
                         tls: TlsSection {
                             cert: "node.pem".into(),
                             key: "node.key".into(),
@@ -199,6 +208,7 @@ impl FederationPlan {
                 endpoint: org.endpoint.clone(),
                 ca_cert: ca.certified.cert_pem.clone(),
                 token_public_key: token.public_pem,
+                log_vkey,
             });
             written.push(WrittenOrg {
                 id: org.id.clone(),
@@ -226,6 +236,14 @@ const DENY_ALL_POLICY: &str = "\
 # a peer not named here gets nothing.
 version = 1
 ";
+
+/// Writes a fresh log key for `org`'s node at `path`; returns its C2SP verifier key.
+pub fn write_log_key(path: &Path, federation: &str, org: &str) -> Result<String> {
+    let key = TokenKey::generate()?;
+    let signer = NoteSigner::from_pem(&origin_of(federation, org), key.private_pem.as_bytes())?;
+    write_secret(path, &key.private_pem)?;
+    Ok(signer.verifier().vkey())
+}
 
 fn write_pair(dir: &Path, stem: &str, cert_pem: &str, key_pem: &str) -> Result<()> {
     write_file(&dir.join(format!("{stem}.pem")), cert_pem)?;

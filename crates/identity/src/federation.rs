@@ -41,6 +41,11 @@ pub struct Member {
     pub ca_cert: String,
     /// The member's Ed25519 token-signing public key (PEM, SubjectPublicKeyInfo).
     pub token_public_key: String,
+    /// The C2SP verifier key of the member's access log (`<origin>+<key id>+<key>`):
+    /// checkpoints are signed with a log key of their own, which only the
+    /// member's node holds. Every member that runs a node has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_vkey: Option<String>,
 }
 
 impl Member {
@@ -132,6 +137,21 @@ impl Federation {
             member.ca_der()?;
             if member.role == Role::Member && member.endpoint.is_none() {
                 return fail(format!("member {} has no endpoint", member.id));
+            }
+            match (&member.role, &member.log_vkey) {
+                (Role::Member, None) => {
+                    return fail(format!(
+                        "member {} has no log_vkey: checkpoints are signed with a log key of the node's own, not the token key; the member runs `lagesbild certs log-key --config <its node.toml>` and adds the line it prints to this member here",
+                        member.id
+                    ))
+                }
+                (_, Some(vkey)) if vkey.splitn(3, '+').count() != 3 => {
+                    return fail(format!(
+                        "member {}: log_vkey is not a verifier key (<origin>+<key id>+<key>)",
+                        member.id
+                    ))
+                }
+                _ => {}
             }
             if !member.token_public_key.contains("BEGIN PUBLIC KEY") {
                 return fail(format!(

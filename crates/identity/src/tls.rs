@@ -449,6 +449,8 @@ mod tests {
                 endpoint: Some(format!("127.0.0.1:{}", 7000 + i)),
                 ca_cert: ca.certified.cert_pem.clone(),
                 token_public_key: TokenKey::generate().unwrap().public_pem,
+                // TLS never reads it; the federation check wants its shape.
+                log_vkey: Some(format!("testfed/org/{org}/audit+00000000+AQ==")),
             });
             cas.insert(org, ca);
         }

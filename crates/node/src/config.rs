@@ -84,6 +84,11 @@ pub struct NodeConfig {
     pub policy: PathBuf,
     /// The org's Ed25519 token-signing key (PKCS#8 PEM).
     pub token_key: PathBuf,
+    /// The node's Ed25519 key that signs its access log's checkpoints (PKCS#8
+    /// PEM); only the node holds it. Absent in configurations written before
+    /// it existed, which are refused with how to make one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_key: Option<PathBuf>,
     /// The node's certificate and key.
     pub tls: TlsSection,
     /// Report validation and retention.
@@ -168,6 +173,36 @@ fn default_lifetime_minutes() -> u32 {
 
 fn default_events_purpose() -> String {
     "situation-picture".into()
+}
+
+/// The node's log key, checked against the verifier key the federation file
+/// publishes for its org.
+fn load_log_key(config: &NodeConfig, federation: &Federation) -> Result<NoteSigner, String> {
+    let Some(path) = &config.log_key else {
+        return Err(
+            "log_key: missing; checkpoints are now signed with a log key of the node's own, not the token key. Run `lagesbild certs log-key --config <this file>`, which writes the key, names it here and prints the line for federation.toml".into(),
+        );
+    };
+    let pem = std::fs::read(path).map_err(|e| format!("log_key {}: {e}", path.display()))?;
+    let origin = origin_of(&federation.name, &config.org);
+    let signer = NoteSigner::from_pem(&origin, &pem).map_err(|_| {
+        format!(
+            "log_key {}: not an Ed25519 private key in PKCS#8 PEM (as `lagesbild certs init` writes it)",
+            path.display()
+        )
+    })?;
+    let published = federation
+        .member(&config.org)
+        .and_then(|m| m.log_vkey.as_deref());
+    if published != Some(signer.verifier().vkey().as_str()) {
+        return Err(format!(
+            "log_key {} is not the key federation.toml publishes for {} (log_vkey); its verifier key is {}",
+            path.display(),
+            config.org,
+            signer.verifier().vkey()
+        ));
+    }
+    Ok(signer)
 }
 
 /// The node's keys, parsed when the configuration is loaded: a key that
@@ -262,6 +297,9 @@ impl NodeConfig {
         ] {
             *p = base.join(&*p);
         }
+        if let Some(log_key) = &mut config.log_key {
+            *log_key = base.join(&*log_key);
+        }
         let federation =
             Federation::load(&config.federation).map_err(|e| fail(format!("federation: {e}")))?;
         match federation.member(&config.org) {
@@ -308,8 +346,7 @@ impl NodeConfig {
             ))
         };
         let token = Signer::from_pem(&config.org, &token_pem).map_err(|_| bad_key())?;
-        let log = NoteSigner::from_pem(&origin_of(&federation.name, &config.org), &token_pem)
-            .map_err(|_| bad_key())?;
+        let log = load_log_key(&config, &federation).map_err(fail)?;
         let keys = NodeKeys {
             token,
             log: Arc::new(log),

@@ -12,7 +12,7 @@
 use crate::access::now_micros;
 use crate::peers::PeerChannels;
 use crate::peers::{peer_request, PeerGrant};
-use lagesbild_audit::checkpoint::{origin_of, Checkpoint, NoteVerifier};
+use lagesbild_audit::checkpoint::{log_verifier, Checkpoint, NoteVerifier};
 use lagesbild_audit::{witness, Alarm, AuditLog, Hash, WitnessState};
 use lagesbild_auth::Signer;
 use lagesbild_identity::Federation;
@@ -112,9 +112,10 @@ impl Witness {
     ) -> Result<Self, WitnessError> {
         let mut verifiers = HashMap::new();
         for member in federation.nodes().filter(|m| m.id != own_org) {
-            let verifier = NoteVerifier::from_pem(
-                &origin_of(&federation.name, &member.id),
-                member.token_public_key.as_bytes(),
+            let verifier = log_verifier(
+                &federation.name,
+                &member.id,
+                member.log_vkey.as_deref().unwrap_or_default(),
             )
             .map_err(|cause| WitnessError::MemberKey {
                 org: member.id.clone(),

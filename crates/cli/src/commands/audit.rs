@@ -8,7 +8,7 @@
 
 use crate::client::Client;
 use anyhow::{bail, Context, Result};
-use lagesbild_audit::checkpoint::{origin_of, NoteVerifier};
+use lagesbild_audit::checkpoint::{log_verifier, origin_of, NoteVerifier};
 use lagesbild_audit::entry::hex;
 use lagesbild_audit::export::{ExportReader, ExportWriter, Record};
 use lagesbild_audit::merkle::{leaf_hash, verify_consistency, verify_inclusion, Hash};
@@ -140,10 +140,11 @@ fn verifier_of(client: &Client, org: &str) -> Result<NoteVerifier> {
         .federation
         .member(org)
         .with_context(|| format!("{org} is not a member of the federation"))?;
-    Ok(NoteVerifier::from_pem(
-        &origin_of(&client.federation.name, org),
-        member.token_public_key.as_bytes(),
-    )?)
+    let vkey = member
+        .log_vkey
+        .as_deref()
+        .with_context(|| format!("{org} publishes no log key (log_vkey) in the federation file"))?;
+    Ok(log_verifier(&client.federation.name, org, vkey)?)
 }
 
 fn audit_client(client: &Client, org: &str) -> Result<AuditServiceClient<AuthChannel>> {

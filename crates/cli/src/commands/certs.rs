@@ -1,5 +1,6 @@
 //! `lagesbild certs init`: a CA per org, node and client certificates, token keys,
-//! configs, and the federation file.
+//! log keys, configs, and the federation file. `lagesbild certs log-key`: a log
+//! key for a node configured before log keys existed.
 
 use crate::provision::{FederationPlan, OrgPlan};
 use anyhow::{bail, Context, Result};
@@ -11,6 +12,17 @@ use std::path::PathBuf;
 pub(crate) enum Command {
     /// Make a new federation's development credentials and configuration files.
     Init(InitArgs),
+    /// Give a node configured before log keys existed its own log key: writes
+    /// `log.key` beside the config, names it there, and prints the line the
+    /// federation file needs for this member.
+    LogKey(LogKeyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct LogKeyArgs {
+    /// The node's configuration (node.toml).
+    #[arg(long)]
+    config: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -48,7 +60,65 @@ pub(crate) struct InitArgs {
 pub(crate) fn run(command: Command) -> Result<()> {
     match command {
         Command::Init(args) => init(args),
+        Command::LogKey(args) => log_key(&args.config),
     }
+}
+
+fn log_key(config: &std::path::Path) -> Result<()> {
+    let text =
+        std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .with_context(|| format!("{} is not TOML", config.display()))?;
+    if table.contains_key("log_key") {
+        bail!("{} already names a log_key", config.display());
+    }
+    let text_of = |key: &str| {
+        table
+            .get(key)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+            .with_context(|| format!("{}: no {key}", config.display()))
+    };
+    let org = text_of("org")?;
+    let base = config.parent().unwrap_or(std::path::Path::new("."));
+    let federation_path = base.join(text_of("federation")?);
+    let federation: toml::Table = std::fs::read_to_string(&federation_path)
+        .with_context(|| format!("reading {}", federation_path.display()))?
+        .parse()
+        .with_context(|| format!("{} is not TOML", federation_path.display()))?;
+    let name = federation
+        .get("name")
+        .and_then(|v| v.as_str())
+        .with_context(|| format!("{}: no name", federation_path.display()))?;
+    let key_path = base.join("log.key");
+    if key_path.exists() {
+        bail!("{} exists already; move it away first", key_path.display());
+    }
+    let vkey = crate::provision::write_log_key(&key_path, name, &org)?;
+    // A top-level key goes before the first table.
+    let mut lines: Vec<&str> = text.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with('['))
+        .unwrap_or(lines.len());
+    lines.insert(at, "log_key = \"log.key\"");
+    let updated = lines.join("\n") + "\n";
+    let temporary = config.with_extension("toml.new");
+    std::fs::write(&temporary, updated)
+        .with_context(|| format!("writing {}", temporary.display()))?;
+    std::fs::rename(&temporary, config).with_context(|| format!("writing {}", config.display()))?;
+    println!(
+        "wrote {} and named it in {}",
+        key_path.display(),
+        config.display()
+    );
+    println!(
+        "add this line to member {org} in {} (every member's copy):",
+        federation_path.display()
+    );
+    println!("log_vkey = \"{vkey}\"");
+    Ok(())
 }
 
 fn init(args: InitArgs) -> Result<()> {

@@ -123,6 +123,7 @@ mod tests {
                 endpoint: None,
                 ca_cert: String::new(),
                 token_public_key: key.public_pem,
+                log_vkey: None,
             }],
         };
         Arc::new(Verifier::new("polisen", &federation).unwrap())
