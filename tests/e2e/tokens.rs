@@ -415,3 +415,98 @@ async fn token_keys_round_trip_through_openssl() {
     let refused = as_peer(&old_token).release(request()).await.unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
 }
+
+/// A machine client of the org has a certificate of its own and may use only
+/// the scopes `[workloads]` lists for it, whatever its token claims.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workload_may_use_only_its_listed_scopes() {
+    use lagesbild_auth::AuthChannel;
+    use lagesbild_identity::certs::{CertifiedKey, LeafSpec};
+    use lagesbild_proto::v1::policy_service_client::PolicyServiceClient;
+    use lagesbild_proto::v1::report_service_client::ReportServiceClient;
+    use lagesbild_proto::v1::{ExplainRequest, SubmitBatchRequest};
+    const NODE: &str = "polisen";
+    let mut fed = TestFederation::start(&[NODE]).await;
+    fed.kill(NODE);
+    let config = fed.org_dir(NODE).join("node.toml");
+    let out = run(&[
+        "certs",
+        "workload",
+        "--config",
+        config.to_str().unwrap(),
+        "--name",
+        "nightly-ingest",
+        "--scope",
+        "report:write",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fed.restart(NODE).await;
+    let read = |file: &str| std::fs::read_to_string(fed.org_dir(NODE).join(file)).unwrap();
+    let job = CertifiedKey {
+        cert_pem: read("nightly-ingest.pem"),
+        key_pem: read("nightly-ingest.key"),
+    };
+    let as_job = |scopes: &[&str]| {
+        AuthChannel::new(
+            fed.channel(NODE, fed.tls_with(NODE, &job)),
+            fed.bearer(NODE, NODE, scopes),
+        )
+    };
+    // Its listed scope: the call reaches the service (an empty batch is valid).
+    let submitted = ReportServiceClient::new(as_job(&["report:write"]))
+        .submit_batch(SubmitBatchRequest {
+            reports: vec![],
+            validate_only: true,
+        })
+        .await;
+    assert!(submitted.is_ok(), "{submitted:?}");
+    // A scope its token claims but the node does not list for it: refused.
+    let refused = PolicyServiceClient::new(as_job(&["policy:admin"]))
+        .explain(ExplainRequest { peer: "x".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(
+        refused
+            .message()
+            .contains("workload \"nightly-ingest\" of polisen may use report:write"),
+        "{}",
+        refused.message()
+    );
+    // Control: the org's people and tools (the client certificate) may.
+    let explained = PolicyServiceClient::new(fed.authed(NODE, NODE, &["policy:admin"]))
+        .explain(ExplainRequest { peer: "x".into() })
+        .await;
+    assert!(explained.is_ok(), "{explained:?}");
+    // A workload the node does not list at all: refused, by name.
+    let stranger = fed
+        .ca_of(NODE)
+        .issue(&LeafSpec::workload(
+            crate::common::FEDERATION,
+            NODE,
+            "backup",
+        ))
+        .unwrap();
+    let refused = ReportServiceClient::new(AuthChannel::new(
+        fed.channel(NODE, fed.tls_with(NODE, &stranger)),
+        fed.bearer(NODE, NODE, &["report:write"]),
+    ))
+    .submit_batch(SubmitBatchRequest {
+        reports: vec![],
+        validate_only: true,
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert!(
+        refused
+            .message()
+            .contains("\"backup\" of polisen is not listed"),
+        "{}",
+        refused.message()
+    );
+}

@@ -491,7 +491,11 @@ pub async fn serve_without_log(config: &Path, echo_listen: &str) -> Result<()> {
         .layer(
             tower::ServiceBuilder::new()
                 .layer(CountLayer::new(metrics))
-                .layer(CheckLayer::new(&org, verifier))
+                .layer(CheckLayer::new(
+                    &org,
+                    verifier,
+                    Arc::new(loaded.workloads.clone()),
+                ))
                 .into_inner(),
         )
         .add_service(health.clone())

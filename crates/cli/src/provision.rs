@@ -179,6 +179,7 @@ impl FederationPlan {
                         alerts: coordinated_plan::alerts(),
                         storage: Default::default(),
                         metrics: None,
+                        workloads: Default::default(),
                     };
                     let path = org_dir.join("node.toml");
                     write_file(&path, &toml::to_string_pretty(&config)?)?;
@@ -245,7 +246,7 @@ pub fn write_log_key(path: &Path, federation: &str, org: &str) -> Result<String>
     Ok(signer.verifier().vkey())
 }
 
-fn write_pair(dir: &Path, stem: &str, cert_pem: &str, key_pem: &str) -> Result<()> {
+pub(crate) fn write_pair(dir: &Path, stem: &str, cert_pem: &str, key_pem: &str) -> Result<()> {
     write_file(&dir.join(format!("{stem}.pem")), cert_pem)?;
     write_secret(&dir.join(format!("{stem}.key")), key_pem)
 }

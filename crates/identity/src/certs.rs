@@ -150,6 +150,11 @@ impl LeafSpec {
         Self::with_validity(SpiffeId::new(federation, org, "client"), false, Vec::new())
     }
 
+    /// A client certificate for one of the org's machine clients (`name`).
+    pub fn workload(federation: &str, org: &str, name: &str) -> Self {
+        Self::with_validity(SpiffeId::new(federation, org, name), false, Vec::new())
+    }
+
     fn with_validity(id: SpiffeId, server: bool, hosts: Vec<String>) -> Self {
         let now = OffsetDateTime::from(lagesbild_vocabulary::SystemClock.now());
         Self {

@@ -275,12 +275,100 @@ pub fn authorised<T>(request: &tonic::Request<T>) -> Result<&Authorised, Status>
         .ok_or_else(|| Status::unauthenticated("no verified token"))
 }
 
+use lagesbild_identity::spiffe::NODE_WORKLOAD;
+
+/// The org's machine clients and the scopes each may use (`[workloads]` in
+/// node.toml). The org's people and tools (`client`) and its node (`node`) are
+/// not limited here; any other workload of the org must be listed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Workloads {
+    scopes: std::collections::BTreeMap<String, Vec<Scope>>,
+}
+
+/// Why a `[workloads]` entry cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidWorkload {
+    /// The name is no SPIFFE path segment, or a reserved one.
+    #[error("workloads.{0}: a workload name is 1 to 63 lower-case letters, digits, '-', '_' or '.', and not \"client\" or \"node\"")]
+    Name(String),
+    /// A scope that does not exist.
+    #[error("workloads.{workload}: unknown scope {scope:?} (known: {known})")]
+    Scope {
+        /// The workload.
+        workload: String,
+        /// The name given.
+        scope: String,
+        /// The names known.
+        known: String,
+    },
+}
+
+impl Workloads {
+    /// The workloads of `[workloads]`: each name with its scope names.
+    pub fn parse<'a>(
+        entries: impl IntoIterator<Item = (&'a String, &'a Vec<String>)>,
+    ) -> Result<Self, InvalidWorkload> {
+        let mut scopes = std::collections::BTreeMap::new();
+        for (name, names) in entries {
+            if !lagesbild_vocabulary::is_id_segment(name) || name == "client" || name == "node" {
+                return Err(InvalidWorkload::Name(name.clone()));
+            }
+            let parsed = names
+                .iter()
+                .map(|n| {
+                    Scope::parse(n).ok_or_else(|| InvalidWorkload::Scope {
+                        workload: name.clone(),
+                        scope: n.clone(),
+                        known: Scope::ALL
+                            .iter()
+                            .map(|s| s.name())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            scopes.insert(name.clone(), parsed);
+        }
+        Ok(Self { scopes })
+    }
+
+    /// Whether the org's `workload` may make a call that needs `need`, or why not.
+    fn allows(&self, org: &str, workload: &str, need: Requirement) -> Result<(), Status> {
+        if workload == "client" || workload == NODE_WORKLOAD {
+            return Ok(());
+        }
+        let Some(allowed) = self.scopes.get(workload) else {
+            return Err(Status::permission_denied(format!(
+                "workload {workload:?} of {org} is not listed in this node's [workloads]; a machine client needs an entry naming the scopes it may use"
+            )));
+        };
+        match need {
+            Requirement::Scope(scope) if !allowed.contains(&scope) => {
+                Err(Status::permission_denied(format!(
+                    "workload {workload:?} of {org} may use {}; this call needs {scope}",
+                    if allowed.is_empty() {
+                        "no scope".to_owned()
+                    } else {
+                        allowed
+                            .iter()
+                            .map(|s| s.name())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Checks the caller of `request` for what its method needs and, if it passes,
 /// puts the verified claims in the request's extensions. Returns the method's
 /// row of the table.
 pub fn check<B>(
     node_org: &str,
     verifier: &Verifier,
+    workloads: &Workloads,
     request: &mut http::Request<B>,
 ) -> Result<&'static Rule, Status> {
     let path = request.uri().path().to_owned();
@@ -298,6 +386,9 @@ pub fn check<B>(
             "{} is for {node_org}'s own people and tools; {org} is another organisation",
             rule.gives
         )));
+    }
+    if org == node_org {
+        workloads.allows(&org, &peer.identity.workload, rule.need)?;
     }
     let header = request
         .headers()
@@ -468,5 +559,41 @@ mod tests {
             }
         }
         assert!(methods >= 15, "only {methods} methods found");
+    }
+
+    #[test]
+    fn workload_entries_are_checked_and_limit_scoped_calls() {
+        let entry = |name: &str, scopes: &[&str]| {
+            let name = name.to_owned();
+            let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+            Workloads::parse([(&name, &scopes)])
+        };
+        assert!(matches!(
+            entry("client", &[]),
+            Err(InvalidWorkload::Name(_))
+        ));
+        assert!(matches!(
+            entry("Nightly", &[]),
+            Err(InvalidWorkload::Name(_))
+        ));
+        assert!(matches!(
+            entry("job", &["report:wrote"]),
+            Err(InvalidWorkload::Scope { .. })
+        ));
+        let jobs = entry("job", &["report:write"]).unwrap();
+        assert!(jobs
+            .allows("o", "job", Requirement::Scope(Scope::ReportWrite))
+            .is_ok());
+        assert!(jobs
+            .allows("o", "job", Requirement::Scope(Scope::AuditRead))
+            .is_err());
+        assert!(jobs.allows("o", "other", Requirement::Token).is_err());
+        // The org's people and tools, and its node, are not limited here.
+        assert!(jobs
+            .allows("o", "client", Requirement::Scope(Scope::AuditRead))
+            .is_ok());
+        assert!(jobs
+            .allows("o", "node", Requirement::Scope(Scope::PolicyAdmin))
+            .is_ok());
     }
 }

@@ -108,6 +108,18 @@ pub struct NodeConfig {
     /// Metrics over plain HTTP on loopback; absent for none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<MetricsSection>,
+    /// The org's machine clients, each with a certificate of its own
+    /// (`spiffe://<federation>/org/<org>/<name>`) and the scopes it may use.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub workloads: BTreeMap<String, WorkloadSection>,
+}
+
+/// One machine client of the org.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSection {
+    /// The scopes its calls may use (names, e.g. `report:write`).
+    pub scopes: Vec<String>,
 }
 
 /// How much memory the report store may cache (the access log is plain files,
@@ -245,6 +257,8 @@ pub struct LoadedConfig {
     pub alerts: Alerts,
     /// The keys, parsed.
     pub keys: NodeKeys,
+    /// The org's machine clients and their scopes, checked.
+    pub workloads: crate::auth::Workloads,
 }
 
 impl NodeConfig {
@@ -283,6 +297,9 @@ impl NodeConfig {
         }
         let alerts =
             Alerts::new(&config.alerts, &config.playbooks).map_err(|e| fail(e.to_string()))?;
+        let workloads =
+            crate::auth::Workloads::parse(config.workloads.iter().map(|(n, w)| (n, &w.scopes)))
+                .map_err(|e| fail(e.to_string()))?;
         if let Some(metrics) = &config.metrics {
             crate::metrics::loopback_address(&metrics.listen).map_err(|e| fail(e.to_string()))?;
         }
@@ -361,6 +378,7 @@ impl NodeConfig {
             tls,
             alerts,
             keys,
+            workloads,
         })
     }
 }

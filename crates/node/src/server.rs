@@ -348,6 +348,7 @@ impl Core {
             .layer(access::layers(
                 org,
                 self.verifier.clone(),
+                Arc::new(self.loaded.workloads.clone()),
                 self.log.clone(),
                 self.metrics.clone(),
                 self.clock.clone(),

@@ -16,6 +16,23 @@ pub(crate) enum Command {
     /// `log.key` beside the config, names it there, and prints the line the
     /// federation file needs for this member.
     LogKey(LogKeyArgs),
+    /// Give one of the org's machine clients (a nightly ingest job, say) a
+    /// certificate of its own from the org's CA, and list the scopes it may
+    /// use in the node's configuration.
+    Workload(WorkloadArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct WorkloadArgs {
+    /// The node's configuration (node.toml); the org's CA is beside it.
+    #[arg(long)]
+    config: PathBuf,
+    /// The workload's name (its SPIFFE path segment).
+    #[arg(long)]
+    name: String,
+    /// A scope it may use. Repeat per scope.
+    #[arg(long = "scope", required = true)]
+    scopes: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -61,7 +78,77 @@ pub(crate) fn run(command: Command) -> Result<()> {
     match command {
         Command::Init(args) => init(args),
         Command::LogKey(args) => log_key(&args.config),
+        Command::Workload(args) => workload(&args),
     }
+}
+
+fn workload(args: &WorkloadArgs) -> Result<()> {
+    let config = &args.config;
+    let text =
+        std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
+    // The same checks the node makes at load, before anything is written.
+    lagesbild_node::auth::Workloads::parse([(&args.name, &args.scopes)])?;
+    let table: toml::Table = text
+        .parse()
+        .with_context(|| format!("{} is not TOML", config.display()))?;
+    if table
+        .get("workloads")
+        .and_then(|w| w.get(&args.name))
+        .is_some()
+    {
+        bail!(
+            "{} already lists workload {:?}",
+            config.display(),
+            args.name
+        );
+    }
+    let org = table
+        .get("org")
+        .and_then(|v| v.as_str())
+        .with_context(|| format!("{}: no org", config.display()))?;
+    let base = config.parent().unwrap_or(std::path::Path::new("."));
+    let federation_path = base.join(
+        table
+            .get("federation")
+            .and_then(|v| v.as_str())
+            .with_context(|| format!("{}: no federation", config.display()))?,
+    );
+    let federation = lagesbild_identity::Federation::load(&federation_path)?;
+    let read = |file: &str| {
+        std::fs::read_to_string(base.join(file))
+            .with_context(|| format!("reading the org's CA {}", base.join(file).display()))
+    };
+    let ca = lagesbild_identity::certs::CertificateAuthority::from_pem(
+        &read("ca.pem")?,
+        &read("ca.key")?,
+    )?;
+    let leaf = ca.issue(&lagesbild_identity::certs::LeafSpec::workload(
+        &federation.name,
+        org,
+        &args.name,
+    ))?;
+    crate::provision::write_pair(base, &args.name, &leaf.cert_pem, &leaf.key_pem)?;
+    let scopes: Vec<String> = args.scopes.iter().map(|s| format!("{s:?}")).collect();
+    let entry = format!(
+        "\n[workloads.{}]\nscopes = [{}]\n",
+        args.name,
+        scopes.join(", ")
+    );
+    let mut updated = text;
+    updated.push_str(&entry);
+    let temporary = config.with_extension("toml.new");
+    std::fs::write(&temporary, updated)
+        .with_context(|| format!("writing {}", temporary.display()))?;
+    std::fs::rename(&temporary, config).with_context(|| format!("writing {}", config.display()))?;
+    println!(
+        "wrote {0}.pem and {0}.key in {1} (spiffe://{2}/org/{3}/{0}) and listed its scopes in {4}; restart the node for it to apply",
+        args.name,
+        base.display(),
+        federation.name,
+        org,
+        config.display()
+    );
+    Ok(())
 }
 
 fn log_key(config: &std::path::Path) -> Result<()> {

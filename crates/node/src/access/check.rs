@@ -1,6 +1,7 @@
 //! The check layer: the caller against the authorisation table.
 
 use super::BoxFuture;
+use crate::auth::Workloads;
 use lagesbild_audit::TokenFacts;
 use lagesbild_auth::{Authorised, Verifier};
 use std::sync::Arc;
@@ -27,14 +28,17 @@ pub enum Verdict {
 pub struct CheckLayer {
     org: Arc<str>,
     verifier: Arc<Verifier>,
+    workloads: Arc<Workloads>,
 }
 
 impl CheckLayer {
-    /// For `org`'s node, verifying tokens with `verifier`.
-    pub fn new(org: &str, verifier: Arc<Verifier>) -> Self {
+    /// For `org`'s node, verifying tokens with `verifier`; every machine
+    /// client of the org must be one of `workloads`.
+    pub fn new(org: &str, verifier: Arc<Verifier>, workloads: Arc<Workloads>) -> Self {
         Self {
             org: org.into(),
             verifier,
+            workloads,
         }
     }
 }
@@ -47,6 +51,7 @@ impl<S> tower::Layer<S> for CheckLayer {
             inner,
             org: self.org.clone(),
             verifier: self.verifier.clone(),
+            workloads: self.workloads.clone(),
         }
     }
 }
@@ -57,6 +62,7 @@ pub struct CheckService<S> {
     inner: S,
     org: Arc<str>,
     verifier: Arc<Verifier>,
+    workloads: Arc<Workloads>,
 }
 
 fn token_facts(claims: Option<&Authorised>) -> TokenFacts {
@@ -83,14 +89,15 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
-        let rule = match crate::auth::check(&self.org, &self.verifier, &mut request) {
-            Ok(rule) => rule,
-            Err(status) => {
-                let mut response = status.clone().into_http::<Body>();
-                response.extensions_mut().insert(Verdict::Refused(status));
-                return Box::pin(std::future::ready(Ok(response)));
-            }
-        };
+        let rule =
+            match crate::auth::check(&self.org, &self.verifier, &self.workloads, &mut request) {
+                Ok(rule) => rule,
+                Err(status) => {
+                    let mut response = status.clone().into_http::<Body>();
+                    response.extensions_mut().insert(Verdict::Refused(status));
+                    return Box::pin(std::future::ready(Ok(response)));
+                }
+            };
         let verdict = Verdict::Allowed {
             streams: rule.streams,
             token: Box::new(token_facts(request.extensions().get::<Authorised>())),
@@ -137,7 +144,7 @@ mod tests {
             seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             async { Ok::<_, Infallible>(http::Response::new(Body::empty())) }
         });
-        let mut service = CheckLayer::new("polisen", verifier()).layer(inner);
+        let mut service = CheckLayer::new("polisen", verifier(), Default::default()).layer(inner);
         let request = http::Request::builder()
             .uri("/lagesbild.v1.AggregateService/Release")
             .body(Body::empty())

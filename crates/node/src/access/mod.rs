@@ -47,6 +47,7 @@ pub type AccessLayers = Stack<CheckLayer, Stack<LogLayer, Stack<CountLayer, Iden
 pub fn layers(
     org: &str,
     verifier: Arc<Verifier>,
+    workloads: Arc<crate::auth::Workloads>,
     log: AuditLog,
     metrics: Arc<Metrics>,
     clock: SharedClock,
@@ -54,7 +55,7 @@ pub fn layers(
     tower::ServiceBuilder::new()
         .layer(CountLayer::new(metrics))
         .layer(LogLayer::new(log, clock))
-        .layer(CheckLayer::new(org, verifier))
+        .layer(CheckLayer::new(org, verifier, workloads))
         .into_inner()
 }
 
