@@ -421,12 +421,6 @@ fn describe(error: &jsonwebtoken::errors::Error, token: &str, tls_org: &str, org
         ErrorKind::InvalidSignature => format!(
             "its signature does not verify under {tls_org}'s token key (the one the federation file lists)"
         ),
-        ErrorKind::ExpiredSignature => {
-            "it has expired (exp); sign a new one for each session".into()
-        }
-        ErrorKind::ImmatureSignature => {
-            "it is not valid yet (nbf); check the signer's clock".into()
-        }
         ErrorKind::InvalidAudience => {
             format!("its audience (aud) is not {org}; a token must name the node it is for")
         }

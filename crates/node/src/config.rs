@@ -251,8 +251,6 @@ pub struct LoadedConfig {
     pub federation: Federation,
     /// The policy in force at start-up.
     pub policy: Policy,
-    /// The node's certificate and key files.
-    pub tls: TlsFiles,
     /// The alert rules, checked.
     pub alerts: Alerts,
     /// The keys, parsed.
@@ -375,7 +373,6 @@ impl NodeConfig {
             config,
             federation,
             policy,
-            tls,
             alerts,
             keys,
             workloads,

@@ -852,9 +852,12 @@ mod tests {
         drop(store);
         {
             // The dropped store's writer lets go of the lock shortly.
+            let mut tries = 0;
             let db = loop {
+                tries += 1;
                 match sled::open(dir.path()) {
                     Ok(db) => break db,
+                    Err(e) if tries > 500 => panic!("the store stayed locked: {e}"),
                     Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
                 }
             };
@@ -866,8 +869,11 @@ mod tests {
             #[allow(clippy::disallowed_methods, reason = "a test writing a raw sled file")]
             db.flush().unwrap();
         }
+        let mut tries = 0;
         let error = loop {
+            tries += 1;
             match Store::open(dir.path(), StoreOptions::default()) {
+                Err(StoreError::Sled(e)) if tries > 500 => panic!("the store stayed locked: {e}"),
                 Err(StoreError::Sled(_)) => {
                     tokio::time::sleep(std::time::Duration::from_millis(10)).await
                 }

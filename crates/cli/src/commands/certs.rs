@@ -6,7 +6,7 @@ use crate::provision::{FederationPlan, OrgPlan};
 use anyhow::{bail, Context, Result};
 use lagesbild_identity::Role;
 use lagesbild_reports::validate::Coverage;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {
@@ -82,38 +82,70 @@ pub(crate) fn run(command: Command) -> Result<()> {
     }
 }
 
+/// A node.toml as these commands read it: loosely (it may be of a form the
+/// node no longer loads), for the few keys they need.
+struct NodeFile<'a> {
+    path: &'a Path,
+    text: String,
+    table: toml::Table,
+}
+
+impl<'a> NodeFile<'a> {
+    fn read(path: &'a Path) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let table = text
+            .parse()
+            .with_context(|| format!("{} is not TOML", path.display()))?;
+        Ok(Self { path, text, table })
+    }
+
+    /// The folder it is in, against which its paths are read.
+    fn base(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    fn text_of(&self, key: &str) -> Result<&str> {
+        self.table
+            .get(key)
+            .and_then(|v| v.as_str())
+            .with_context(|| format!("{}: no {key}", self.path.display()))
+    }
+
+    /// The federation file it names.
+    fn federation_path(&self) -> Result<PathBuf> {
+        Ok(self.base().join(self.text_of("federation")?))
+    }
+
+    /// Replaces the file with `text`, whole or not at all.
+    fn replace(&self, text: &str) -> Result<()> {
+        let temporary = self.path.with_extension("toml.new");
+        std::fs::write(&temporary, text)
+            .with_context(|| format!("writing {}", temporary.display()))?;
+        std::fs::rename(&temporary, self.path)
+            .with_context(|| format!("writing {}", self.path.display()))
+    }
+}
+
 fn workload(args: &WorkloadArgs) -> Result<()> {
-    let config = &args.config;
-    let text =
-        std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
+    let node = NodeFile::read(&args.config)?;
     // The same checks the node makes at load, before anything is written.
     lagesbild_node::auth::Workloads::parse([(&args.name, &args.scopes)])?;
-    let table: toml::Table = text
-        .parse()
-        .with_context(|| format!("{} is not TOML", config.display()))?;
-    if table
+    if node
+        .table
         .get("workloads")
         .and_then(|w| w.get(&args.name))
         .is_some()
     {
         bail!(
             "{} already lists workload {:?}",
-            config.display(),
+            args.config.display(),
             args.name
         );
     }
-    let org = table
-        .get("org")
-        .and_then(|v| v.as_str())
-        .with_context(|| format!("{}: no org", config.display()))?;
-    let base = config.parent().unwrap_or(std::path::Path::new("."));
-    let federation_path = base.join(
-        table
-            .get("federation")
-            .and_then(|v| v.as_str())
-            .with_context(|| format!("{}: no federation", config.display()))?,
-    );
-    let federation = lagesbild_identity::Federation::load(&federation_path)?;
+    let org = node.text_of("org")?;
+    let base = node.base();
+    let federation = lagesbild_identity::Federation::load(&node.federation_path()?)?;
     let read = |file: &str| {
         std::fs::read_to_string(base.join(file))
             .with_context(|| format!("reading the org's CA {}", base.join(file).display()))
@@ -129,47 +161,31 @@ fn workload(args: &WorkloadArgs) -> Result<()> {
     ))?;
     crate::provision::write_pair(base, &args.name, &leaf.cert_pem, &leaf.key_pem)?;
     let scopes: Vec<String> = args.scopes.iter().map(|s| format!("{s:?}")).collect();
-    let entry = format!(
-        "\n[workloads.{}]\nscopes = [{}]\n",
+    node.replace(&format!(
+        "{}\n[workloads.{}]\nscopes = [{}]\n",
+        node.text,
         args.name,
         scopes.join(", ")
-    );
-    let mut updated = text;
-    updated.push_str(&entry);
-    let temporary = config.with_extension("toml.new");
-    std::fs::write(&temporary, updated)
-        .with_context(|| format!("writing {}", temporary.display()))?;
-    std::fs::rename(&temporary, config).with_context(|| format!("writing {}", config.display()))?;
+    ))?;
     println!(
         "wrote {0}.pem and {0}.key in {1} (spiffe://{2}/org/{3}/{0}) and listed its scopes in {4}; restart the node for it to apply",
         args.name,
         base.display(),
         federation.name,
         org,
-        config.display()
+        args.config.display()
     );
     Ok(())
 }
 
-fn log_key(config: &std::path::Path) -> Result<()> {
-    let text =
-        std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
-    let table: toml::Table = text
-        .parse()
-        .with_context(|| format!("{} is not TOML", config.display()))?;
-    if table.contains_key("log_key") {
+fn log_key(config: &Path) -> Result<()> {
+    let node = NodeFile::read(config)?;
+    if node.table.contains_key("log_key") {
         bail!("{} already names a log_key", config.display());
     }
-    let text_of = |key: &str| {
-        table
-            .get(key)
-            .and_then(|v| v.as_str())
-            .map(str::to_owned)
-            .with_context(|| format!("{}: no {key}", config.display()))
-    };
-    let org = text_of("org")?;
-    let base = config.parent().unwrap_or(std::path::Path::new("."));
-    let federation_path = base.join(text_of("federation")?);
+    let org = node.text_of("org")?;
+    let federation_path = node.federation_path()?;
+    // A federation file of the old form fails the strict load (no log_vkey yet).
     let federation: toml::Table = std::fs::read_to_string(&federation_path)
         .with_context(|| format!("reading {}", federation_path.display()))?
         .parse()
@@ -178,23 +194,19 @@ fn log_key(config: &std::path::Path) -> Result<()> {
         .get("name")
         .and_then(|v| v.as_str())
         .with_context(|| format!("{}: no name", federation_path.display()))?;
-    let key_path = base.join("log.key");
+    let key_path = node.base().join("log.key");
     if key_path.exists() {
         bail!("{} exists already; move it away first", key_path.display());
     }
-    let vkey = crate::provision::write_log_key(&key_path, name, &org)?;
+    let vkey = crate::provision::write_log_key(&key_path, name, org)?;
     // A top-level key goes before the first table.
-    let mut lines: Vec<&str> = text.lines().collect();
+    let mut lines: Vec<&str> = node.text.lines().collect();
     let at = lines
         .iter()
         .position(|l| l.trim_start().starts_with('['))
         .unwrap_or(lines.len());
     lines.insert(at, "log_key = \"log.key\"");
-    let updated = lines.join("\n") + "\n";
-    let temporary = config.with_extension("toml.new");
-    std::fs::write(&temporary, updated)
-        .with_context(|| format!("writing {}", temporary.display()))?;
-    std::fs::rename(&temporary, config).with_context(|| format!("writing {}", config.display()))?;
+    node.replace(&(lines.join("\n") + "\n"))?;
     println!(
         "wrote {} and named it in {}",
         key_path.display(),
