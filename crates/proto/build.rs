@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "lagesbild/v1/picture.proto",
     "lagesbild/v1/audit.proto",
     "lagesbild/v1/events.proto",
+    "lagesbild/v1/session.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -182,10 +182,10 @@ fn a_configuration_from_before_log_keys_is_named_and_moved_by_certs_log_key() {
     let (dir, config) = provision();
     as_before_log_keys(dir.path(), &config);
     assert_refused(&config, "has no log_vkey");
-    assert_refused(&config, "lagesbild certs log-key --config");
+    assert_refused(&config, "lagesbild certs migrate --config");
 
     let out = lagesbild()
-        .args(["certs", "log-key", "--config"])
+        .args(["certs", "migrate", "--config"])
         .arg(&config)
         .output()
         .unwrap();
@@ -210,7 +210,7 @@ fn a_configuration_from_before_log_keys_is_named_and_moved_by_certs_log_key() {
     assert_eq!(serve(&config), None, "the moved configuration serves");
     // A second run would replace the key: refused.
     let again = lagesbild()
-        .args(["certs", "log-key", "--config"])
+        .args(["certs", "migrate", "--config"])
         .arg(&config)
         .output()
         .unwrap();

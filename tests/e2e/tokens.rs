@@ -100,7 +100,7 @@ fn delegation_token(fed: &TestFederation, analyst: &str) -> String {
             scopes: &["aggregate:read".to_string()],
             purpose: PURPOSE,
             ttl: Duration::from_secs(lagesbild_auth::MAX_DELEGATION_SECS),
-            act: Some(analyst),
+            act: Some(&lagesbild_auth::Actor::named(analyst)),
         })
         .unwrap()
 }

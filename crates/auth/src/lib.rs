@@ -23,6 +23,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// The gRPC metadata in which a person or machine client states the purpose
+/// of a call (a token carries its own in `purpose`).
+pub const PURPOSE_HEADER: &str = "lagesbild-purpose";
+
 /// Clock skew tolerated on `exp`, `nbf` and `iat`.
 pub const LEEWAY_SECS: u64 = 30;
 /// The longest a delegation token may live.
@@ -33,8 +37,34 @@ pub const MAX_TTL_SECS: u64 = 24 * 3600;
 /// The person or service a node acts for on a federated call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
-    /// Who, as named by the home organisation.
+    /// Who, as their issuer names them.
     pub sub: String,
+    /// Who verified them at the home node: an identity provider's issuer, or
+    /// `local:<org>` for the node's own accounts. Absent for a service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// The role they act in (e.g. `analyst`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+}
+
+impl Actor {
+    /// A service or person named by `sub` alone.
+    pub fn named(sub: &str) -> Self {
+        Self {
+            sub: sub.to_owned(),
+            iss: None,
+            role: None,
+        }
+    }
+
+    /// How logs name them: `sub (iss)`, or `sub` alone.
+    pub fn label(&self) -> String {
+        match &self.iss {
+            Some(iss) => format!("{} ({iss})", self.sub),
+            None => self.sub.clone(),
+        }
+    }
 }
 
 /// A token's claims.
@@ -99,8 +129,12 @@ pub struct Authorised {
     pub org: OrgId,
     /// The person or service.
     pub sub: String,
-    /// On a federated call, who the calling node acts for.
+    /// On a federated call, who the calling node acts for (their
+    /// [`Actor::label`]).
     pub act: Option<String>,
+    /// On a call of the node's own people: the verified person, for the
+    /// delegation tokens the call leads to.
+    pub person: Option<Actor>,
     /// Scopes.
     pub scopes: Vec<String>,
     /// Purpose.
@@ -177,7 +211,7 @@ pub struct Grant<'a> {
     /// Lifetime.
     pub ttl: Duration,
     /// For a delegation: who the node acts for.
-    pub act: Option<&'a str>,
+    pub act: Option<&'a Actor>,
 }
 
 impl Signer {
@@ -217,9 +251,7 @@ impl Signer {
             jti: new_jti(),
             scope: grant.scopes.join(" "),
             purpose: grant.purpose.to_owned(),
-            act: grant.act.map(|sub| Actor {
-                sub: sub.to_owned(),
-            }),
+            act: grant.act.cloned(),
         };
         encode(&Header::new(Algorithm::EdDSA), &claims, &self.key)
             .map_err(|e| AuthError::Invalid(format!("signing: {e}")))
@@ -326,7 +358,8 @@ impl Verifier {
         Ok(Authorised {
             org,
             sub: claims.sub,
-            act: claims.act.map(|a| a.sub),
+            act: claims.act.map(|a| a.label()),
+            person: None,
             scopes: claims.scope.split_whitespace().map(String::from).collect(),
             purpose: claims.purpose,
             jti: claims.jti,
@@ -452,9 +485,13 @@ pub use lagesbild_vocabulary::Scope;
 /// The metadata key tokens travel in.
 pub const AUTHORIZATION: &str = "authorization";
 
-/// A client-side interceptor that sends one token with every call.
+/// A client-side interceptor that sends one token (or session) with every
+/// call, and the purpose the caller states, if any.
 #[derive(Clone)]
-pub struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+pub struct Bearer(
+    tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+);
 
 impl std::fmt::Debug for Bearer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -467,8 +504,17 @@ impl Bearer {
     pub fn new(token: &str) -> Result<Self, AuthError> {
         format!("Bearer {token}")
             .parse()
-            .map(Self)
+            .map(|value| Self(value, None))
             .map_err(|_| AuthError::Invalid("a token must be printable ASCII".into()))
+    }
+
+    /// The same, stating `purpose` with every call ([`PURPOSE_HEADER`]): how
+    /// a session, which carries no purpose, says why it asks.
+    pub fn stating(self, purpose: &str) -> Result<Self, AuthError> {
+        let value = purpose
+            .parse()
+            .map_err(|_| AuthError::Invalid("a purpose must be printable ASCII".into()))?;
+        Ok(Self(self.0, Some(value)))
     }
 }
 
@@ -476,6 +522,11 @@ impl Bearer {
     /// Puts the token on one request.
     pub fn authorise<T>(&self, request: &mut tonic::Request<T>) {
         request.metadata_mut().insert(AUTHORIZATION, self.0.clone());
+        if let Some(purpose) = &self.1 {
+            request
+                .metadata_mut()
+                .insert(PURPOSE_HEADER, purpose.clone());
+        }
     }
 }
 

@@ -200,11 +200,17 @@ fn delegation_tokens_are_short_lived_and_single_use() {
     let polisen = f.verifier("polisen");
     let s = scopes(&["aggregate:read"]);
     let mut g = grant("polisen", &s);
-    g.act = Some("anna");
+    let anna = Actor {
+        sub: "anna".into(),
+        iss: Some("local:scandic".into()),
+        role: Some("analyst".into()),
+    };
+    g.act = Some(&anna);
     g.ttl = Duration::from_secs(30);
     let token = f.signer("scandic").issue(&g).unwrap();
     let first = polisen.verify(&token, "scandic").unwrap();
-    assert_eq!(first.act.as_deref(), Some("anna"));
+    // The peer names the person with the issuer that verified them.
+    assert_eq!(first.act.as_deref(), Some("anna (local:scandic)"));
     assert!(matches!(
         polisen.verify(&token, "scandic"),
         Err(AuthError::Replayed { .. })

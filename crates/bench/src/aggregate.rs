@@ -20,12 +20,14 @@ use lagesbild_auth::{Grant, Verifier, AUTHORIZATION, MAX_DELEGATION_SECS};
 use lagesbild_harness::NodeProcess;
 use lagesbild_identity::tls::server_config;
 use lagesbild_node::access::{CheckLayer, CountLayer};
+use lagesbild_node::auth::Authority;
 use lagesbild_node::config::NodeConfig;
 use lagesbild_node::metrics::Metrics;
 use lagesbild_node::policy_watch::PolicyHandle;
 use lagesbild_node::release::ReleaseGate;
 use lagesbild_node::server::limited_server;
 use lagesbild_node::services::aggregate::AggregateApi;
+use lagesbild_people::People;
 use lagesbild_proto::v1::aggregate_service_client::AggregateServiceClient;
 use lagesbild_proto::v1::aggregate_service_server::AggregateServiceServer;
 use lagesbild_proto::v1::report_service_client::ReportServiceClient;
@@ -270,6 +272,12 @@ async fn aggregate_load(
     if shape.delegation {
         let signer = Arc::new(node.signer(PEER)?);
         let scopes = ["aggregate:read".to_owned()];
+        // A person verified at the peer, as a picture's delegation names them.
+        let analyst = lagesbild_auth::Actor {
+            sub: "anna".into(),
+            iss: Some(format!("local:{PEER}")),
+            role: Some("analyst".into()),
+        };
         let issue = move || {
             signer
                 .issue(&Grant {
@@ -278,7 +286,7 @@ async fn aggregate_load(
                     scopes: &scopes,
                     purpose: "bench",
                     ttl: Duration::from_secs(MAX_DELEGATION_SECS),
-                    act: Some("analyst"),
+                    act: Some(&analyst),
                 })
                 .map_err(|e| e.to_string())
         };
@@ -491,11 +499,17 @@ pub async fn serve_without_log(config: &Path, echo_listen: &str) -> Result<()> {
         .layer(
             tower::ServiceBuilder::new()
                 .layer(CountLayer::new(metrics))
-                .layer(CheckLayer::new(
-                    &org,
+                .layer(CheckLayer::new(Arc::new(Authority {
+                    org: org.clone(),
                     verifier,
-                    Arc::new(loaded.workloads.clone()),
-                ))
+                    workloads: loaded.workloads.clone(),
+                    people: Arc::new(People::open(
+                        &org,
+                        None,
+                        Duration::from_secs(3600),
+                        lagesbild_vocabulary::SystemClock::shared(),
+                    )?),
+                })))
                 .into_inner(),
         )
         .add_service(health.clone())

@@ -37,6 +37,15 @@ enum Command {
     Certs(commands::certs::Command),
     /// Load reports from a file into the org's own node.
     Ingest(commands::ingest::Args),
+    /// Sign in to the org's own node; later commands use the session.
+    Login(commands::people::LoginArgs),
+    /// End the session with the org's own node.
+    Logout(commands::people::SessionArgs),
+    /// Who the session names, and their roles now.
+    Whoami(commands::people::SessionArgs),
+    /// The node's own accounts: add, disable, enable, roles, list.
+    #[command(subcommand)]
+    Users(commands::people::UsersCommand),
     /// Check a policy file, or explain what a peer may receive from a node.
     #[command(subcommand)]
     Policy(commands::policy::Command),
@@ -74,6 +83,10 @@ pub fn main() -> ExitCode {
             Command::Demo(args) => commands::demo::run(args).await,
             Command::Certs(command) => commands::certs::run(command),
             Command::Ingest(args) => commands::ingest::run(args).await,
+            Command::Login(args) => commands::people::login(args).await,
+            Command::Logout(args) => commands::people::logout(args).await,
+            Command::Whoami(args) => commands::people::whoami(args).await,
+            Command::Users(command) => commands::people::users(command),
             Command::Policy(command) => commands::policy::run(command).await,
             Command::Query(args) => commands::query::run(args).await,
             Command::Scrub(args) => commands::scrub::run(args),

@@ -180,6 +180,7 @@ impl FederationPlan {
                         storage: Default::default(),
                         metrics: None,
                         workloads: Default::default(),
+                        people: Default::default(),
                     };
                     let path = org_dir.join("node.toml");
                     write_file(&path, &toml::to_string_pretty(&config)?)?;
@@ -193,7 +194,9 @@ impl FederationPlan {
                 org: org.id.clone(),
                 node: org.endpoint.clone(),
                 federation: "../federation.toml".into(),
-                token_key: "token.key".into(),
+                // Only an auditor, which runs no node, signs its own tokens;
+                // a member's people sign in to its node.
+                token_key: (org.role == Role::Auditor).then(|| "token.key".into()),
                 tls: TlsSection {
                     cert: "client.pem".into(),
                     key: "client.key".into(),

@@ -141,7 +141,7 @@ impl Federation {
             match (&member.role, &member.log_vkey) {
                 (Role::Member, None) => {
                     return fail(format!(
-                        "member {} has no log_vkey: checkpoints are signed with a log key of the node's own, not the token key; the member runs `lagesbild certs log-key --config <its node.toml>` and adds the line it prints to this member here",
+                        "member {} has no log_vkey: checkpoints are signed with a log key of the node's own, not the token key; the member runs `lagesbild certs migrate --config <its node.toml>` and adds the line it prints to this member here",
                         member.id
                     ))
                 }

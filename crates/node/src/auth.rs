@@ -1,20 +1,34 @@
 //! Who may call what: the check the access layer ([`crate::access`]) runs on
 //! every call before any service sees it.
 //!
-//! It reads the caller's organisation from the verified TLS connection and its
-//! token from `authorization: Bearer`, verifies the token for that organisation
-//! ([`lagesbild_auth::Verifier`]), checks the scope the called method needs, and
-//! hands the [`Authorised`] claims to the service in the request's extensions.
-//! Health checks and reflection need no token (they carry no data).
+//! It reads the caller's organisation and workload from the verified TLS
+//! connection, then:
+//! - a peer's node (or an auditor's tool) must send a token signed with its
+//!   org's key ([`lagesbild_auth::Verifier`]) carrying the scope the method
+//!   needs;
+//! - the org's own people, on its `client` certificate, must send a session
+//!   from signing in ([`lagesbild_people`]) whose person has a role the method
+//!   names; the session's person is what the log records;
+//! - the org's machine clients, each on a certificate of its own, may use the
+//!   scopes `[workloads]` lists for them, and need no token;
+//! - the node's own certificate, held with its token key, may send a token.
+//!
+//! It hands the [`Authorised`] facts to the service in the request's
+//! extensions. Health checks and reflection need no token (they carry no data).
 
 use crate::status::IntoStatus;
 use lagesbild_audit::{AuditError, AuditLog, Direction, Entry};
 use lagesbild_auth::{
-    bearer_token, AuthError, Authorised, Verifier, AUTHORIZATION, LEEWAY_SECS, MAX_DELEGATION_SECS,
+    bearer_token, Actor, AuthError, Authorised, Verifier, AUTHORIZATION, LEEWAY_SECS,
+    MAX_DELEGATION_SECS, PURPOSE_HEADER,
 };
+use lagesbild_identity::Role;
+use lagesbild_people::{People, SESSION_PREFIX};
 use lagesbild_transport::PeerInfo;
+use lagesbild_vocabulary::OrgId;
 use lagesbild_vocabulary::Scope;
 use lagesbild_vocabulary::{Clock, SystemClock};
+use std::sync::Arc;
 use std::time::Duration;
 use tonic::Status;
 
@@ -23,6 +37,8 @@ use tonic::Status;
 pub enum Requirement {
     /// Nothing beyond the TLS client certificate.
     Certificate,
+    /// The org's own `client` certificate and nothing else: signing in.
+    SignIn,
     /// A valid token, whatever its scopes.
     Token,
     /// A valid token with this scope.
@@ -57,6 +73,8 @@ pub struct Rule {
     pub streams: bool,
     /// What aggregate releases its answer carries, for the log.
     pub releases: Releases,
+    /// Which of the org's own people may call, by role.
+    pub people: &'static [PersonRole],
 }
 
 /// The aggregate releases a method's answer carries.
@@ -81,7 +99,14 @@ impl Rule {
             ..self
         }
     }
+
+    const fn for_people(self, people: &'static [PersonRole]) -> Rule {
+        Rule { people, ..self }
+    }
 }
+
+/// Every role: for methods that give nothing a role protects.
+const ANYONE: &[PersonRole] = &PersonRole::ALL;
 
 const fn rule(
     service: &'static str,
@@ -98,9 +123,12 @@ const fn rule(
         gives,
         streams: false,
         releases: Releases::Nothing,
+        people: &[],
     }
 }
 
+use lagesbild_people::PersonRole::{self, Analyst, Auditor, DataSteward, DutyOfficer, PolicyAdmin};
+use lagesbild_proto::v1::session_service_server as session;
 use lagesbild_proto::v1::{
     aggregate_service_server as aggregate, audit_service_server as audit,
     event_service_server as events, node_service_server as node, picture_service_server as picture,
@@ -143,7 +171,8 @@ pub const TABLE: &[Rule] = &[
         Requirement::Scope(Scope::ReportWrite),
         OwnOrg,
         "writing reports",
-    ),
+    )
+    .for_people(&[DataSteward]),
     rule(
         aggregate::SERVICE_NAME,
         Some("Release"),
@@ -151,7 +180,8 @@ pub const TABLE: &[Rule] = &[
         Federation,
         "aggregate releases",
     )
-    .answering(Releases::One),
+    .answering(Releases::One)
+    .for_people(&[Analyst]),
     rule(
         aggregate::SERVICE_NAME,
         Some("ReleaseMany"),
@@ -159,28 +189,32 @@ pub const TABLE: &[Rule] = &[
         Federation,
         "aggregate releases",
     )
-    .answering(Releases::Many),
+    .answering(Releases::Many)
+    .for_people(&[Analyst]),
     rule(
         aggregate::SERVICE_NAME,
         None,
         Requirement::Scope(Scope::AggregateRead),
         Federation,
         "aggregate releases",
-    ),
+    )
+    .for_people(&[Analyst]),
     rule(
         picture::SERVICE_NAME,
         None,
         Requirement::Scope(Scope::AggregateRead),
         OwnOrg,
         "the situation picture",
-    ),
+    )
+    .for_people(&[Analyst]),
     rule(
         policy::SERVICE_NAME,
         None,
         Requirement::Scope(Scope::PolicyAdmin),
         OwnOrg,
         "the policy's explanation",
-    ),
+    )
+    .for_people(&[PolicyAdmin]),
     rule(
         events::SERVICE_NAME,
         Some("Subscribe"),
@@ -188,7 +222,8 @@ pub const TABLE: &[Rule] = &[
         Federation,
         "a member's event feed",
     )
-    .streaming(),
+    .streaming()
+    .for_people(&[DutyOfficer]),
     rule(
         events::SERVICE_NAME,
         Some("Watch"),
@@ -196,56 +231,72 @@ pub const TABLE: &[Rule] = &[
         OwnOrg,
         "the node's inbox of events",
     )
-    .streaming(),
+    .streaming()
+    .for_people(&[DutyOfficer]),
     rule(
         events::SERVICE_NAME,
         Some("Recall"),
         Requirement::Scope(Scope::ReportWrite),
         OwnOrg,
         "recalling a report's events",
-    ),
+    )
+    .for_people(&[DataSteward]),
     rule(
         audit::SERVICE_NAME,
         Some("Checkpoint"),
         Token,
         Federation,
         "checkpoints",
-    ),
+    )
+    .for_people(ANYONE),
     rule(
         audit::SERVICE_NAME,
         Some("Witnesses"),
         Token,
         Federation,
         "witness state",
-    ),
+    )
+    .for_people(ANYONE),
     rule(
         audit::SERVICE_NAME,
         Some("ClearAlarm"),
         Requirement::Scope(Scope::PolicyAdmin),
         OwnOrg,
         "clearing a witness alarm",
-    ),
+    )
+    .for_people(&[PolicyAdmin]),
     rule(
         audit::SERVICE_NAME,
         None,
         Requirement::Scope(Scope::AuditRead),
         Federation,
         "the access log",
-    ),
+    )
+    .for_people(&[Auditor]),
     rule(
         node::SERVICE_NAME,
         Some("FederationStatus"),
         Token,
         OwnOrg,
         "federation status",
-    ),
+    )
+    .for_people(ANYONE),
     rule(
         node::SERVICE_NAME,
         None,
         Token,
         Federation,
         "node information",
+    )
+    .for_people(ANYONE),
+    rule(
+        session::SERVICE_NAME,
+        Some("SignIn"),
+        Requirement::SignIn,
+        OwnOrg,
+        "signing in",
     ),
+    rule(session::SERVICE_NAME, None, Token, OwnOrg, "sessions").for_people(ANYONE),
 ];
 
 /// A method no row names.
@@ -362,15 +413,29 @@ impl Workloads {
     }
 }
 
+/// What the check knows: whose node this is, the members' token keys, the
+/// org's machine clients and its people.
+#[derive(Debug)]
+pub struct Authority {
+    /// The node's organisation.
+    pub org: String,
+    /// Verifies the tokens of members' nodes and auditors.
+    pub verifier: Arc<Verifier>,
+    /// The org's machine clients.
+    pub workloads: Workloads,
+    /// The org's people and their sessions.
+    pub people: Arc<People>,
+}
+
 /// Checks the caller of `request` for what its method needs and, if it passes,
-/// puts the verified claims in the request's extensions. Returns the method's
-/// row of the table.
+/// puts what was verified in the request's extensions ([`Authorised`], and
+/// for a person's call their [`lagesbild_people::ActiveSession`]). Returns the method's row of
+/// the table.
 pub fn check<B>(
-    node_org: &str,
-    verifier: &Verifier,
-    workloads: &Workloads,
+    authority: &Authority,
     request: &mut http::Request<B>,
 ) -> Result<&'static Rule, Status> {
+    let node_org = authority.org.as_str();
     let path = request.uri().path().to_owned();
     let rule = rule_for(&path);
     if rule.need == Requirement::Certificate {
@@ -379,7 +444,7 @@ pub fn check<B>(
     let Some(peer) = request.extensions().get::<PeerInfo>() else {
         return Err(Status::unauthenticated("no verified client certificate"));
     };
-    let org = peer.identity.org.clone();
+    let (org, workload) = (peer.identity.org.clone(), peer.identity.workload.clone());
     if rule.callers == Callers::OwnOrg && org != node_org {
         tracing::warn!(%org, call = %path, "call refused: for the node's own organisation");
         return Err(Status::permission_denied(format!(
@@ -387,31 +452,163 @@ pub fn check<B>(
             rule.gives
         )));
     }
-    if org == node_org {
-        workloads.allows(&org, &peer.identity.workload, rule.need)?;
-    }
-    let header = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let result = match header.and_then(bearer_token) {
-        None => Err(AuthError::Missing),
-        Some(token) => verifier.verify(token, &org),
-    }
-    .and_then(|claims| match rule.need {
-        Requirement::Scope(scope) => claims.require(scope).map(|()| claims),
-        _ => Ok(claims),
-    });
+    let own = org == node_org;
+    let result = if own && workload == PEOPLE_WORKLOAD {
+        if rule.need == Requirement::SignIn {
+            return Ok(rule);
+        }
+        person_call(authority, rule, request)
+    } else if rule.need == Requirement::SignIn {
+        Err(Status::permission_denied(format!(
+            "signing in is for {node_org}'s people on its client certificate, not workload {workload:?}"
+        )))
+    } else if own && workload != NODE_WORKLOAD {
+        authority
+            .workloads
+            .allows(&org, &workload, rule.need)
+            .and_then(|()| workload_call(&org, &workload, rule, request))
+    } else {
+        token_call(&authority.verifier, &org, rule, request)
+    };
     match result {
         Ok(claims) => {
             request.extensions_mut().insert(claims);
             Ok(rule)
         }
-        Err(e) => {
-            tracing::warn!(%org, call = %path, reason = %e, "call refused");
-            Err(e.into_status())
+        Err(status) => {
+            tracing::warn!(%org, %workload, call = %path, reason = %status.message(), "call refused");
+            Err(status)
         }
     }
+}
+
+/// The workload whose certificate the org's people use.
+pub const PEOPLE_WORKLOAD: &str = "client";
+
+fn bearer<B>(request: &http::Request<B>) -> Option<&str> {
+    request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token)
+}
+
+/// The purpose a person or machine client states for a call (tokens carry
+/// their own).
+fn stated_purpose<B>(request: &http::Request<B>) -> String {
+    request
+        .headers()
+        .get(PURPOSE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn scopes_of(rule: &Rule) -> Vec<String> {
+    match rule.need {
+        Requirement::Scope(scope) => vec![scope.name().to_owned()],
+        _ => Vec::new(),
+    }
+}
+
+fn names<'a>(roles: impl IntoIterator<Item = &'a PersonRole>) -> String {
+    let names: Vec<&str> = roles.into_iter().map(|r| r.name()).collect();
+    if names.is_empty() {
+        "no role".into()
+    } else {
+        names.join(" or ")
+    }
+}
+
+/// A call of one of the org's people: their session, and a role the method names.
+fn person_call<B>(
+    authority: &Authority,
+    rule: &Rule,
+    request: &mut http::Request<B>,
+) -> Result<Authorised, Status> {
+    let org = &authority.org;
+    let Some(secret) = bearer(request) else {
+        return Err(Status::unauthenticated(
+            "no session: sign in with `lagesbild login` and send `authorization: Bearer <session>`",
+        ));
+    };
+    if !secret.starts_with(SESSION_PREFIX) {
+        return Err(Status::unauthenticated(format!(
+            "{org}'s people call with the session they get by signing in (`lagesbild login`), not with a token; tokens signed with the org's key are its node's alone"
+        )));
+    }
+    let session = authority
+        .people
+        .session(secret)
+        .map_err(|e| Status::unauthenticated(e.to_string()))?;
+    let Some(role) = rule.people.iter().find(|r| session.roles.contains(r)) else {
+        return Err(Status::permission_denied(format!(
+            "{} needs the role {}; {} has {}",
+            rule.gives,
+            names(rule.people),
+            session.person.label(),
+            names(&session.roles)
+        )));
+    };
+    let claims = Authorised {
+        org: OrgId::parse(org).map_err(|e| Status::internal(e.to_string()))?,
+        sub: session.person.label(),
+        act: None,
+        person: Some(Actor {
+            sub: session.person.sub.clone(),
+            iss: Some(session.person.issuer.clone()),
+            role: Some(role.name().to_owned()),
+        }),
+        scopes: scopes_of(rule),
+        purpose: stated_purpose(request),
+        jti: format!("session:{}", session.id),
+        expires_at: u64::try_from(session.expires).unwrap_or(0),
+        role: Role::Member,
+    };
+    request.extensions_mut().insert(session);
+    Ok(claims)
+}
+
+/// A call of a machine client listed in `[workloads]`: its certificate is
+/// its identity.
+fn workload_call<B>(
+    org: &str,
+    workload: &str,
+    rule: &Rule,
+    request: &http::Request<B>,
+) -> Result<Authorised, Status> {
+    Ok(Authorised {
+        org: OrgId::parse(org).map_err(|e| Status::internal(e.to_string()))?,
+        sub: format!("workload:{workload}"),
+        act: None,
+        person: None,
+        scopes: scopes_of(rule),
+        purpose: stated_purpose(request),
+        jti: String::new(),
+        // A stream of a machine client is cut when a token would expire.
+        expires_at: u64::try_from(SystemClock.unix_seconds()).unwrap_or(0)
+            + lagesbild_auth::MAX_TTL_SECS,
+        role: Role::Member,
+    })
+}
+
+/// A call with a token signed by its org's key: a member's node, an
+/// auditor's tool, or this node's own operator on the node certificate.
+fn token_call<B>(
+    verifier: &Verifier,
+    org: &str,
+    rule: &Rule,
+    request: &http::Request<B>,
+) -> Result<Authorised, Status> {
+    match bearer(request) {
+        None => Err(AuthError::Missing),
+        Some(token) => verifier.verify(token, org),
+    }
+    .and_then(|claims| match rule.need {
+        Requirement::Scope(scope) => claims.require(scope).map(|()| claims),
+        _ => Ok(claims),
+    })
+    .map_err(|e| e.into_status())
 }
 
 /// Most access-log entries read at start-up for tokens used before it.

@@ -112,6 +112,49 @@ pub struct NodeConfig {
     /// (`spiffe://<federation>/org/<org>/<name>`) and the scopes it may use.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub workloads: BTreeMap<String, WorkloadSection>,
+    /// The org's people: their accounts and sessions.
+    #[serde(default, skip_serializing_if = "PeopleSection::is_default")]
+    pub people: PeopleSection,
+}
+
+/// How the org's people sign in to the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeopleSection {
+    /// The node-local accounts (written by `lagesbild users`).
+    #[serde(default = "default_accounts")]
+    pub accounts: PathBuf,
+    /// How long a session lasts, hours (1 to 24).
+    #[serde(default = "default_session_hours")]
+    pub session_hours: u32,
+}
+
+impl Default for PeopleSection {
+    fn default() -> Self {
+        Self {
+            accounts: default_accounts(),
+            session_hours: default_session_hours(),
+        }
+    }
+}
+
+impl PeopleSection {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// How long a session lasts.
+    pub fn session_life(&self) -> Duration {
+        Duration::from_secs(u64::from(self.session_hours) * 3600)
+    }
+}
+
+fn default_accounts() -> PathBuf {
+    "accounts.toml".into()
+}
+
+fn default_session_hours() -> u32 {
+    8
 }
 
 /// One machine client of the org.
@@ -192,7 +235,7 @@ fn default_events_purpose() -> String {
 fn load_log_key(config: &NodeConfig, federation: &Federation) -> Result<NoteSigner, String> {
     let Some(path) = &config.log_key else {
         return Err(
-            "log_key: missing; checkpoints are now signed with a log key of the node's own, not the token key. Run `lagesbild certs log-key --config <this file>`, which writes the key, names it here and prints the line for federation.toml".into(),
+            "log_key: missing; checkpoints are now signed with a log key of the node's own, not the token key. Run `lagesbild certs migrate --config <this file>`, which writes the key, names it here and prints the line for federation.toml".into(),
         );
     };
     let pem = std::fs::read(path).map_err(|e| format!("log_key {}: {e}", path.display()))?;
@@ -290,6 +333,11 @@ impl NodeConfig {
         if config.reports.retention_days == 0 {
             return Err(fail("reports.retention_days: must be at least 1".into()));
         }
+        if !(1..=24).contains(&config.people.session_hours) {
+            return Err(fail(
+                "people.session_hours: a session lasts 1 to 24 hours".into(),
+            ));
+        }
         if config.events.lifetime_minutes == 0 {
             return Err(fail("events.lifetime_minutes: must be at least 1".into()));
         }
@@ -309,6 +357,7 @@ impl NodeConfig {
             &mut config.token_key,
             &mut config.tls.cert,
             &mut config.tls.key,
+            &mut config.people.accounts,
         ] {
             *p = base.join(&*p);
         }

@@ -58,16 +58,11 @@ impl AuditedChannel {
 /// they are read for the log, not trusted for anything).
 fn own_token_facts(headers: &http::HeaderMap) -> TokenFacts {
     #[derive(serde::Deserialize, Default)]
-    struct Act {
-        #[serde(default)]
-        sub: String,
-    }
-    #[derive(serde::Deserialize, Default)]
     struct Claims {
         #[serde(default)]
         sub: String,
         #[serde(default)]
-        act: Option<Act>,
+        act: Option<lagesbild_auth::Actor>,
         #[serde(default)]
         jti: String,
         #[serde(default)]
@@ -83,7 +78,7 @@ fn own_token_facts(headers: &http::HeaderMap) -> TokenFacts {
         .unwrap_or_default();
     TokenFacts {
         sub: claims.sub,
-        act: claims.act.map(|a| a.sub).unwrap_or_default(),
+        act: claims.act.map(|a| a.label()).unwrap_or_default(),
         jti: claims.jti,
         purpose: claims.purpose,
     }

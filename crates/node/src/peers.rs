@@ -6,7 +6,7 @@
 use crate::metrics::Metrics;
 use crate::outbound::AuditedChannel;
 use lagesbild_audit::AuditLog;
-use lagesbild_auth::{AuthError, Bearer, Grant, Signer};
+use lagesbild_auth::{Actor, AuthError, Bearer, Grant, Signer};
 use lagesbild_identity::tls::client_config;
 use lagesbild_identity::Federation;
 use lagesbild_transport::{channel_observed, ChannelOptions};
@@ -96,7 +96,7 @@ pub struct PeerGrant<'a> {
     /// Why the node asks.
     pub purpose: &'a str,
     /// The person the node acts for.
-    pub act: Option<&'a str>,
+    pub act: Option<&'a Actor>,
     /// How long the token lives.
     pub ttl: Duration,
 }
@@ -117,7 +117,7 @@ impl<'a> PeerGrant<'a> {
     }
 
     /// The same, on behalf of `person`.
-    pub fn acting_for(self, person: &'a str) -> Self {
+    pub fn acting_for(self, person: &'a Actor) -> Self {
         Self {
             act: Some(person),
             ..self

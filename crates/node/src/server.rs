@@ -1,6 +1,7 @@
 //! Running a node: bind, wire the services behind mutual TLS, serve until shutdown.
 
 use crate::access;
+use crate::auth::Authority;
 use crate::config::{LoadedConfig, NodeConfig};
 use crate::events::{pseudonym_secret, EventMaker, Follower};
 use crate::metrics::{Metrics, Sources};
@@ -17,12 +18,14 @@ use crate::services::node_service::NodeApi;
 use crate::services::picture::PictureApi;
 use crate::services::policy_service::PolicyApi;
 use crate::services::reports::{ReportApi, MAX_MESSAGE_BYTES};
+use crate::services::session::SessionApi;
 use crate::witness::Witness;
 use crate::NodeError;
 use lagesbild_audit::{AuditLog, LogOptions};
 use lagesbild_auth::{Signer, Verifier};
 use lagesbild_identity::tls::server_config;
 use lagesbild_identity::Federation;
+use lagesbild_people::People;
 use lagesbild_proto::v1::aggregate_service_server::AggregateServiceServer;
 use lagesbild_proto::v1::audit_service_server::AuditServiceServer;
 use lagesbild_proto::v1::event_service_server::EventServiceServer;
@@ -30,6 +33,7 @@ use lagesbild_proto::v1::node_service_server::NodeServiceServer;
 use lagesbild_proto::v1::picture_service_server::PictureServiceServer;
 use lagesbild_proto::v1::policy_service_server::PolicyServiceServer;
 use lagesbild_proto::v1::report_service_server::ReportServiceServer;
+use lagesbild_proto::v1::session_service_server::SessionServiceServer;
 use lagesbild_store::{Store, StoreOptions};
 use lagesbild_transport::{serve_tls, ChannelOptions};
 use lagesbild_vocabulary::{OrgId, SharedClock, SystemClock};
@@ -130,7 +134,6 @@ struct Core {
     log: AuditLog,
     tls: Arc<rustls::ServerConfig>,
     signer: Arc<Signer>,
-    verifier: Arc<Verifier>,
     metrics: Arc<Metrics>,
     refusals: Arc<RefusalRecorder>,
     peers: PeerChannels,
@@ -145,6 +148,10 @@ struct Core {
     clock: SharedClock,
     /// Each peer's calls per minute, taken by releases and subscriptions.
     rate: Arc<RateLimits>,
+    /// The org's people and their sessions.
+    people: Arc<People>,
+    /// What the access check knows.
+    authority: Arc<Authority>,
 }
 
 impl Core {
@@ -208,6 +215,21 @@ impl Core {
             tokens = recalled,
             "delegation tokens still valid and already used, from the access log"
         );
+        let people = Arc::new(
+            People::open(
+                &org,
+                Some(loaded.config.people.accounts.clone()),
+                loaded.config.people.session_life(),
+                clock.clone(),
+            )
+            .map_err(|e| config_error(format!("people: {e}")))?,
+        );
+        let authority = Arc::new(Authority {
+            org: org.clone(),
+            verifier: verifier.clone(),
+            workloads: loaded.workloads.clone(),
+            people: people.clone(),
+        });
         let witness = Arc::new(
             Witness::new(
                 &federation,
@@ -249,7 +271,6 @@ impl Core {
             log,
             tls,
             signer,
-            verifier,
             metrics,
             refusals,
             peers,
@@ -261,6 +282,8 @@ impl Core {
             members,
             clock,
             rate,
+            people,
+            authority,
         })
     }
 
@@ -334,8 +357,11 @@ impl Core {
             self.peer_client(),
             self.gate.clone(),
         ));
-        let audit_service =
-            AuditServiceServer::new(AuditApi::new(self.log.clone(), self.witness.clone()));
+        let audit_service = AuditServiceServer::new(AuditApi::new(
+            org.clone(),
+            self.log.clone(),
+            self.witness.clone(),
+        ));
         let local = listener.local_addr().ok();
         let incoming = serve_tls(
             listener,
@@ -346,9 +372,7 @@ impl Core {
         tracing::info!(%org, listen = ?local, version = crate::VERSION, "node serving");
         limited_server()
             .layer(access::layers(
-                org,
-                self.verifier.clone(),
-                Arc::new(self.loaded.workloads.clone()),
+                self.authority.clone(),
                 self.log.clone(),
                 self.metrics.clone(),
                 self.clock.clone(),
@@ -363,6 +387,9 @@ impl Core {
             .add_service(picture_service)
             .add_service(audit_service)
             .add_service(event_service)
+            .add_service(SessionServiceServer::new(SessionApi::new(
+                self.people.clone(),
+            )))
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await?;
         Ok(())
@@ -409,6 +436,7 @@ impl Background {
                 core.clock.clone(),
             )),
             tokio::spawn(core.refusals.clone().run()),
+            tokio::spawn(accounts_loop(core.people.clone())),
         ];
         if let Some(section) = &core.loaded.config.metrics {
             let address = section.listen.clone();
@@ -479,6 +507,28 @@ async fn checkpoint_loop(log: AuditLog) {
     loop {
         tick.tick().await;
         log.tick().await;
+    }
+}
+
+/// How often the accounts file is looked at for changes: a disabled account's
+/// sessions end within this.
+const ACCOUNTS_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Reads the accounts file again whenever it changes.
+async fn accounts_loop(people: Arc<People>) {
+    let mut tick = tokio::time::interval(ACCOUNTS_CHECK_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let checked = people.clone();
+        match tokio::task::spawn_blocking(move || checked.reload()).await {
+            Ok(Ok(true)) => tracing::info!("accounts read again"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "accounts file not read; the accounts in force stay")
+            }
+            Err(_) => tracing::warn!("reading the accounts stopped"),
+        }
     }
 }
 

@@ -165,13 +165,30 @@ impl TestFederation {
         Bearer::new(&self.token(as_org, node_org, scopes, purpose)).unwrap()
     }
 
-    /// A channel to `node_org`'s node as `as_org` (its client certificate), whose
-    /// calls carry a token of `as_org` with `scopes`.
+    /// A channel to `node_org`'s node as `as_org`, whose calls carry a token
+    /// of `as_org` with `scopes`: from another org on its client certificate;
+    /// from the node's own org on the node's certificate, as its operator
+    /// (the org's people sign in instead, and only the node holds the key).
     pub fn authed(&self, node_org: &str, as_org: &str, scopes: &[&str]) -> AuthChannel {
+        let tls = if as_org == node_org {
+            self.operator_tls(node_org)
+        } else {
+            self.client_tls(as_org, node_org)
+        };
         AuthChannel::new(
-            self.channel(node_org, self.client_tls(as_org, node_org)),
+            self.channel(node_org, tls),
             self.bearer(as_org, node_org, scopes),
         )
+    }
+
+    /// The TLS of `org`'s node operator: the node's own certificate.
+    pub fn operator_tls(&self, org: &str) -> Arc<ClientConfig> {
+        let files = TlsFiles {
+            cert: self.org_dir(org).join("node.pem"),
+            key: self.org_dir(org).join("node.key"),
+        };
+        let (chain, key) = files.load().unwrap();
+        client_config(&self.federation, org, chain, key).unwrap()
     }
 
     pub fn org_dir(&self, org: &str) -> PathBuf {

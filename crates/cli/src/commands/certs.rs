@@ -1,6 +1,7 @@
 //! `lagesbild certs init`: a CA per org, node and client certificates, token keys,
-//! log keys, configs, and the federation file. `lagesbild certs log-key`: a log
-//! key for a node configured before log keys existed.
+//! log keys, configs, and the federation file. `lagesbild certs migrate`:
+//! configurations of an older form moved to this one. `lagesbild certs
+//! workload`: a machine client's own certificate.
 
 use crate::provision::{FederationPlan, OrgPlan};
 use anyhow::{bail, Context, Result};
@@ -12,10 +13,12 @@ use std::path::{Path, PathBuf};
 pub(crate) enum Command {
     /// Make a new federation's development credentials and configuration files.
     Init(InitArgs),
-    /// Give a node configured before log keys existed its own log key: writes
-    /// `log.key` beside the config, names it there, and prints the line the
-    /// federation file needs for this member.
-    LogKey(LogKeyArgs),
+    /// Move a configuration of an older form to this one. A node.toml without
+    /// a log key gets one (written beside it as `log.key`; prints the line the
+    /// federation file needs for this member); a member's client.toml that
+    /// names the org's token key loses that line (its people sign in instead).
+    #[command(alias = "log-key")]
+    Migrate(LogKeyArgs),
     /// Give one of the org's machine clients (a nightly ingest job, say) a
     /// certificate of its own from the org's CA, and list the scopes it may
     /// use in the node's configuration.
@@ -37,7 +40,7 @@ pub(crate) struct WorkloadArgs {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct LogKeyArgs {
-    /// The node's configuration (node.toml).
+    /// The node's (node.toml) or the org's tools' (client.toml) configuration.
     #[arg(long)]
     config: PathBuf,
 }
@@ -77,7 +80,7 @@ pub(crate) struct InitArgs {
 pub(crate) fn run(command: Command) -> Result<()> {
     match command {
         Command::Init(args) => init(args),
-        Command::LogKey(args) => log_key(&args.config),
+        Command::Migrate(args) => migrate(&args.config),
         Command::Workload(args) => workload(&args),
     }
 }
@@ -178,11 +181,42 @@ fn workload(args: &WorkloadArgs) -> Result<()> {
     Ok(())
 }
 
-fn log_key(config: &Path) -> Result<()> {
-    let node = NodeFile::read(config)?;
-    if node.table.contains_key("log_key") {
-        bail!("{} already names a log_key", config.display());
+fn migrate(config: &Path) -> Result<()> {
+    let file = NodeFile::read(config)?;
+    if file.table.contains_key("listen") {
+        if file.table.contains_key("log_key") {
+            println!(
+                "{} is of the current form; nothing to move",
+                config.display()
+            );
+            return Ok(());
+        }
+        return log_key(file);
     }
+    if !file.table.contains_key("token_key") || !file.table.contains_key("node") {
+        // An auditor's client.toml keeps its key: it runs no node to hold it.
+        println!(
+            "{} is of the current form; nothing to move",
+            config.display()
+        );
+        return Ok(());
+    }
+    let kept: Vec<&str> = file
+        .text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("token_key"))
+        .collect();
+    file.replace(&(kept.join("\n") + "\n"))?;
+    println!(
+        "removed token_key from {}: only the node holds the org's keys now; each person signs in with `lagesbild login --config {}`",
+        config.display(),
+        config.display()
+    );
+    Ok(())
+}
+
+fn log_key(node: NodeFile<'_>) -> Result<()> {
+    let config = node.path;
     let org = node.text_of("org")?;
     let federation_path = node.federation_path()?;
     // A federation file of the old form fails the strict load (no log_vkey yet).

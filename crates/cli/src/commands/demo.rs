@@ -12,15 +12,18 @@ use crate::commands::serve::shutdown_signal;
 use crate::commands::status::{federation_status, render};
 use crate::provision::{FederationPlan, OrgPlan, WrittenFederation};
 use anyhow::{bail, Context, Result};
+use lagesbild_audit::Entry;
 use lagesbild_harness::NodeProcess;
 use lagesbild_identity::Role;
+use lagesbild_people::PersonRole;
+use lagesbild_proto::v1::audit_service_client::AuditServiceClient;
 use lagesbild_proto::v1::event_service_client::EventServiceClient;
 use lagesbild_proto::v1::report_service_client::ReportServiceClient;
+use lagesbild_proto::v1::EntriesRequest;
 use lagesbild_proto::v1::{
     Category, Person, Position, Report, Source, SubmitBatchRequest, Tlp, WatchRequest,
 };
 use lagesbild_reports::{places, synthetic};
-use lagesbild_vocabulary::Scope;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -70,6 +73,7 @@ pub(crate) async fn run(args: Args) -> Result<()> {
     };
     let written = plan.write(&args.dir, true)?;
     write_demo_policies(&written)?;
+    let people = DemoPeople::add(&written)?;
     println!(
         "Lägesbild demo: federation {FEDERATION:?} in {}",
         args.dir.display()
@@ -90,10 +94,12 @@ pub(crate) async fn run(args: Args) -> Result<()> {
             MEMBERS.len(),
             started.elapsed().as_secs_f64()
         );
-        load_reports(&written).await?;
-        show_status(&written).await?;
-        show_picture(&written, &args.dir).await?;
-        show_events(&written).await
+        people.introduce(&written);
+        load_reports(&written, &people).await?;
+        show_status(&written, &people).await?;
+        show_picture(&written, &people, &args.dir).await?;
+        show_logs_naming_people(&written, &people).await?;
+        show_events(&written, &people).await
     }
     .await;
     if outcome.is_ok() && !args.once {
@@ -131,14 +137,14 @@ fn write_demo_policies(written: &WrittenFederation) -> Result<()> {
 
 /// The federated picture as the first member's analyst sees it: the table, and
 /// `picture.html` and `picture.geojson` in the work folder.
-async fn show_picture(written: &WrittenFederation, dir: &Path) -> Result<()> {
+async fn show_picture(written: &WrittenFederation, people: &DemoPeople, dir: &Path) -> Result<()> {
     let org = MEMBERS[0];
     let config = written
         .org(org)
         .context("unknown org")?
         .client_config
         .clone();
-    let client = Client::load(&config)?;
+    let client = people.sign_in(written, org, ANALYST).await?;
     let started = Instant::now();
     let picture = query::picture(&client, &query::Args::defaults(config)).await?;
     println!(
@@ -156,6 +162,144 @@ async fn show_picture(written: &WrittenFederation, dir: &Path) -> Result<()> {
         dir.join("picture.html").display(),
         dir.join("picture.geojson").display()
     );
+    Ok(())
+}
+
+/// The demo's people at every member: an account name and its role.
+const PEOPLE: &[(&str, PersonRole)] = &[
+    (ANALYST, PersonRole::Analyst),
+    (DUTY_OFFICER, PersonRole::DutyOfficer),
+    (DATA_STEWARD, PersonRole::DataSteward),
+    ("petra", PersonRole::PolicyAdmin),
+    (AUDITOR_PERSON, PersonRole::Auditor),
+];
+const ANALYST: &str = "anna";
+const DUTY_OFFICER: &str = "david";
+const DATA_STEWARD: &str = "sara";
+const AUDITOR_PERSON: &str = "rut";
+
+/// Each member's people, with the passwords the demo gave them.
+struct DemoPeople {
+    passwords: std::collections::BTreeMap<(String, String), String>,
+}
+
+impl DemoPeople {
+    /// Adds [`PEOPLE`] to every member's accounts, each with a random
+    /// password, listed in `people.txt` in the org's folder.
+    fn add(written: &WrittenFederation) -> Result<Self> {
+        let mut passwords = std::collections::BTreeMap::new();
+        for org in MEMBERS {
+            let files = written.org(org).context("unknown org")?;
+            let config = files
+                .node_config
+                .as_ref()
+                .context("member without a node config")?;
+            let mut listing = String::from("# account  role  password\n");
+            for (account, role) in PEOPLE {
+                let password = lagesbild_people::accounts::generate_password();
+                super::people::add_account(config, account, [*role].into(), &password)?;
+                listing.push_str(&format!("{account}  {role}  {password}\n"));
+                passwords.insert(((*org).to_owned(), (*account).to_owned()), password);
+            }
+            let path = files.dir.join("people.txt");
+            std::fs::write(&path, listing)?;
+            #[cfg(unix)]
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        }
+        Ok(Self { passwords })
+    }
+
+    fn introduce(&self, written: &WrittenFederation) {
+        let names: Vec<String> = PEOPLE.iter().map(|(a, r)| format!("{a} ({r})")).collect();
+        println!(
+            "each member's people sign in to their own node: {}",
+            names.join(", ")
+        );
+        if let Some(files) = written.org(MEMBERS[0]) {
+            println!(
+                "  e.g. lagesbild login --config {} --account {ANALYST}   (passwords: people.txt in each org's folder)\n",
+                files.client_config.display()
+            );
+        }
+    }
+
+    /// `org`'s client configuration, signed in as `account`.
+    async fn sign_in(
+        &self,
+        written: &WrittenFederation,
+        org: &str,
+        account: &str,
+    ) -> Result<Client> {
+        let password = self
+            .passwords
+            .get(&(org.to_owned(), account.to_owned()))
+            .with_context(|| format!("{account} is not one of {org}'s demo people"))?;
+        let client = Client::load(&written.org(org).context("unknown org")?.client_config)?;
+        let (secret, _) = super::people::sign_in(&client, account, password)
+            .await
+            .with_context(|| format!("signing {account} in at {org}"))?;
+        Ok(client.with_session(&secret))
+    }
+}
+
+/// What the access logs recorded of the picture: the home node's log names
+/// the sign-in the call came with, a peer's names the person its node asked
+/// for. Each read by the org's own auditor.
+async fn show_logs_naming_people(written: &WrittenFederation, people: &DemoPeople) -> Result<()> {
+    let (home, peer) = (MEMBERS[0], MEMBERS[1]);
+    println!("what the access logs say of that picture, as each org's auditor {AUDITOR_PERSON} reads them:");
+    for (org, wanted) in [
+        (home, "/lagesbild.v1.PictureService/Picture"),
+        (peer, "/lagesbild.v1.AggregateService/ReleaseMany"),
+    ] {
+        let client = people.sign_in(written, org, AUDITOR_PERSON).await?;
+        let mut audit = AuditServiceClient::new(client.own_node_as("audit")?);
+        let size = audit
+            .entries(EntriesRequest { start: 0, limit: 1 })
+            .await
+            .context("reading the access log")?
+            .into_inner()
+            .size;
+        // The newest such entry among the last few thousand.
+        let mut found = None;
+        let mut next = size.saturating_sub(5000);
+        while next < size {
+            let page = audit
+                .entries(EntriesRequest {
+                    start: next,
+                    limit: 1000,
+                })
+                .await
+                .context("reading the access log")?
+                .into_inner();
+            if page.next <= next {
+                break;
+            }
+            next = page.next;
+            for e in &page.entries {
+                if let Ok(entry) = Entry::decode(&e.entry) {
+                    if entry.call == wanted && entry.peer_org == home {
+                        found = Some((e.index, entry));
+                    }
+                }
+            }
+        }
+        let Some((index, entry)) = found else {
+            bail!("{org}'s access log has no entry for {wanted} from {home}");
+        };
+        let who = if entry.token.act.is_empty() {
+            format!("{} (sign-in {})", entry.token.sub, entry.token.jti)
+        } else {
+            format!("{}'s node for {}", entry.peer_org, entry.token.act)
+        };
+        println!(
+            "  {org:<18} entry {index}: {} by {who}, purpose {}, {:?}",
+            entry.call.rsplit('/').next().unwrap_or_default(),
+            entry.token.purpose,
+            entry.decision
+        );
+    }
+    println!();
     Ok(())
 }
 
@@ -266,16 +410,15 @@ const SEED: u64 = 2026;
 const DAYS: u32 = 30;
 
 /// Loads each member's synthetic month into its own node, as its tools would.
-async fn load_reports(written: &WrittenFederation) -> Result<()> {
+async fn load_reports(written: &WrittenFederation, people: &DemoPeople) -> Result<()> {
     let end = lagesbild_vocabulary::SystemClock.now();
     println!(
-        "loading {DAYS} days of synthetic reports (seed {SEED}) into each node over mutual TLS:"
+        "{DATA_STEWARD}, each org's data steward, loads {DAYS} days of synthetic reports (seed {SEED}) into its node over mutual TLS:"
     );
     for org in MEMBERS {
-        let client = Client::load(&written.org(org).context("unknown org")?.client_config)?;
+        let client = people.sign_in(written, org, DATA_STEWARD).await?;
         let reports = synthetic::generate(org, SEED, synthetic::demo_count(org), DAYS, end);
-        let mut service =
-            ReportServiceClient::new(client.own_node_as(&[Scope::ReportWrite], "ingest")?);
+        let mut service = ReportServiceClient::new(client.own_node_as("ingest")?);
         let started = Instant::now();
         let summary = upload(&mut service, &reports, false, None)
             .await
@@ -329,10 +472,10 @@ const LIVE_REPORTS: &[LiveReport] = &[
 
 /// The events as the first member's watch shows them: what the month's last
 /// hours already brought, then a few new reports at three members arriving.
-async fn show_events(written: &WrittenFederation) -> Result<()> {
+async fn show_events(written: &WrittenFederation, people: &DemoPeople) -> Result<()> {
     let org = MEMBERS[0];
-    let client = Client::load(&written.org(org).context("unknown org")?.client_config)?;
-    let watch = client.own_node_as(&[Scope::EventsRead], "situation-picture")?;
+    let client = people.sign_in(written, org, DUTY_OFFICER).await?;
+    let watch = client.own_node_as("situation-picture")?;
     let mut stream = EventServiceClient::new(watch)
         .watch(WatchRequest { after: 0 })
         .await
@@ -356,11 +499,11 @@ async fn show_events(written: &WrittenFederation) -> Result<()> {
     let sent = Instant::now();
     for (member, place, category, severity, text, persons) in LIVE_REPORTS {
         let at = places::place(place).with_context(|| format!("place {place}"))?;
-        let writer = Client::load(&written.org(member).context("unknown org")?.client_config)?;
+        let writer = people.sign_in(written, member, DATA_STEWARD).await?;
         let now = lagesbild_vocabulary::SystemClock
             .now()
             .duration_since(std::time::UNIX_EPOCH)?;
-        ReportServiceClient::new(writer.own_node_as(&[Scope::ReportWrite], "ingest")?)
+        ReportServiceClient::new(writer.own_node_as("ingest")?)
             .submit_batch(SubmitBatchRequest {
                 reports: vec![Report {
                     id: format!("live-{member}-{}", now.as_millis()),
@@ -408,9 +551,9 @@ async fn show_events(written: &WrittenFederation) -> Result<()> {
 }
 
 /// Prints the full table from the first member's view and a line per other member.
-async fn show_status(written: &WrittenFederation) -> Result<()> {
+async fn show_status(written: &WrittenFederation, people: &DemoPeople) -> Result<()> {
     for (i, org) in MEMBERS.iter().enumerate() {
-        let client = Client::load(&written.org(org).context("unknown org")?.client_config)?;
+        let client = people.sign_in(written, org, ANALYST).await?;
         let status = federation_status(&client, 2000).await?;
         let nodes: Vec<_> = status
             .peers

@@ -13,7 +13,6 @@ use lagesbild_proto::v1::report_service_client::ReportServiceClient;
 use lagesbild_proto::v1::{SubmitBatchRequest, SubmitSummary};
 use lagesbild_reports::import::{read, Format};
 use lagesbild_reports::Report;
-use lagesbild_vocabulary::Scope;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use tonic_types::StatusExt;
@@ -105,9 +104,8 @@ pub(crate) async fn run(args: Args) -> Result<()> {
         })
         .unzip();
 
-    let mut service =
-        ReportServiceClient::new(client.own_node_as(&[Scope::ReportWrite], "ingest")?)
-            .max_encoding_message_size(64 * 1024 * 1024);
+    let mut service = ReportServiceClient::new(client.own_node_as("ingest")?)
+        .max_encoding_message_size(64 * 1024 * 1024);
     let refused: BTreeMap<usize, Vec<String>> =
         match upload(&mut service, &reports, true, None).await {
             Ok(_) => BTreeMap::new(),

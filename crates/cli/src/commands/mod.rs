@@ -4,6 +4,7 @@ pub(crate) mod audit;
 pub(crate) mod certs;
 pub(crate) mod demo;
 pub(crate) mod ingest;
+pub(crate) mod people;
 pub(crate) mod policy;
 pub(crate) mod query;
 pub(crate) mod scrub;

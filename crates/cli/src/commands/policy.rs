@@ -161,7 +161,8 @@ async fn ask_node(
     };
     let token = keys.token.issue(&Grant {
         audience: org,
-        subject: &crate::client::operator(),
+        // The node's operator, holding its key and certificate.
+        subject: "node-operator",
         scopes: &[Scope::PolicyAdmin.name().to_owned()],
         purpose: "policy-explain",
         ttl: Duration::from_secs(60),

@@ -9,7 +9,6 @@ use lagesbild_proto::v1::{
     AnswerStatus, BucketKind, Category, PictureRequest, ReleaseRequest, SituationPicture,
 };
 use lagesbild_reports::category::{category_name, parse_category};
-use lagesbild_vocabulary::Scope;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -129,9 +128,8 @@ pub(crate) async fn picture(client: &Client, args: &Args) -> Result<SituationPic
         bucket: bucket_kind(&args.bucket)? as i32,
         totals_only: false,
     };
-    let mut service =
-        PictureServiceClient::new(client.own_node_as(&[Scope::AggregateRead], &args.purpose)?)
-            .max_decoding_message_size(256 << 20);
+    let mut service = PictureServiceClient::new(client.own_node_as(&args.purpose)?)
+        .max_decoding_message_size(256 << 20);
     let picture = service
         .picture(PictureRequest {
             filters: Some(filters),

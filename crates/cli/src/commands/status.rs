@@ -28,7 +28,7 @@ pub(crate) async fn federation_status(
     client: &Client,
     timeout_ms: u32,
 ) -> Result<FederationStatusResponse> {
-    let mut node = NodeServiceClient::new(client.own_node_as(&[], "status")?);
+    let mut node = NodeServiceClient::new(client.own_node_as("status")?);
     let response = node
         .federation_status(FederationStatusRequest { timeout_ms })
         .await

@@ -1,6 +1,7 @@
-//! `lagesbild token issue`: a token for a person or service of the org.
+//! `lagesbild token issue`: a token signed with the node's key, for its
+//! operator (on the node's certificate) or a peer's tests. People sign in
+//! instead (`lagesbild login`); machine clients use their own certificate.
 
-use crate::client::Client;
 use anyhow::{bail, Result};
 use lagesbild_auth::{Grant, MAX_TTL_SECS};
 use lagesbild_policy::Scope;
@@ -9,13 +10,13 @@ use std::time::Duration;
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {
-    /// Sign a token with the org's Ed25519 key and print it.
+    /// Sign a token with the org's Ed25519 key (held by its node) and print it.
     Issue(IssueArgs),
 }
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct IssueArgs {
-    /// The org's client configuration (client.toml), which names its token key.
+    /// The node's configuration (node.toml), which names the org's token key.
     #[arg(long)]
     config: PathBuf,
     /// Who the token is for (a person or a service of the org).
@@ -63,7 +64,7 @@ fn parse_ttl(text: &str) -> Result<Duration> {
 
 pub(crate) fn run(command: Command) -> Result<()> {
     let Command::Issue(args) = command;
-    let client = Client::load(&args.config)?;
+    let node = lagesbild_node::config::NodeConfig::load(&args.config)?;
     let scopes: Vec<String> = args
         .scopes
         .iter()
@@ -81,11 +82,11 @@ pub(crate) fn run(command: Command) -> Result<()> {
     if args.purpose.trim().is_empty() {
         bail!("--purpose must name why the data is asked for");
     }
-    let audience = args.aud.unwrap_or_else(|| client.config.org.clone());
-    if client.federation.member(&audience).is_none() {
+    let audience = args.aud.unwrap_or_else(|| node.config.org.clone());
+    if node.federation.member(&audience).is_none() {
         bail!("--aud {audience:?} is not a member of the federation");
     }
-    let token = client.signer()?.issue(&Grant {
+    let token = node.keys.token.issue(&Grant {
         audience: &audience,
         subject: &args.sub,
         scopes: &scopes,

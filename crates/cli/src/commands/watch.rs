@@ -9,7 +9,6 @@ use lagesbild_proto::v1::{
     watch_item, Category, RecallReason, RecallRequest, SituationEvent, Tlp, WatchItem, WatchRequest,
 };
 use lagesbild_reports::category::{category_name, tlp_name};
-use lagesbild_vocabulary::Scope;
 use std::path::PathBuf;
 use std::time::Duration;
 use tonic::Code;
@@ -43,7 +42,7 @@ pub(crate) async fn run(args: Args) -> Result<()> {
         if left == Some(0) {
             return Ok(());
         }
-        let events = client.own_node_as(&[Scope::EventsRead], PURPOSE)?;
+        let events = client.own_node_as(PURPOSE)?;
         let opened = EventServiceClient::new(events)
             .watch(WatchRequest { after })
             .await;
@@ -116,7 +115,7 @@ pub(crate) async fn recall(args: RecallArgs) -> Result<()> {
         other => bail!("--reason {other:?}: entered-in-error or duplicate"),
     };
     let client = Client::load(&args.config)?;
-    let channel = client.own_node_as(&[Scope::ReportWrite], "recall")?;
+    let channel = client.own_node_as("recall")?;
     let answer = EventServiceClient::new(channel)
         .recall(RecallRequest {
             report_id: args.report_id.clone(),

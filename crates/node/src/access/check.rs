@@ -1,9 +1,9 @@
 //! The check layer: the caller against the authorisation table.
 
 use super::BoxFuture;
-use crate::auth::Workloads;
+use crate::auth::Authority;
 use lagesbild_audit::TokenFacts;
-use lagesbild_auth::{Authorised, Verifier};
+use lagesbild_auth::Authorised;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tonic::body::Body;
@@ -26,20 +26,13 @@ pub enum Verdict {
 /// Checks every call against the authorisation table before a service sees it.
 #[derive(Debug, Clone)]
 pub struct CheckLayer {
-    org: Arc<str>,
-    verifier: Arc<Verifier>,
-    workloads: Arc<Workloads>,
+    authority: Arc<Authority>,
 }
 
 impl CheckLayer {
-    /// For `org`'s node, verifying tokens with `verifier`; every machine
-    /// client of the org must be one of `workloads`.
-    pub fn new(org: &str, verifier: Arc<Verifier>, workloads: Arc<Workloads>) -> Self {
-        Self {
-            org: org.into(),
-            verifier,
-            workloads,
-        }
+    /// Checking callers with what `authority` knows.
+    pub fn new(authority: Arc<Authority>) -> Self {
+        Self { authority }
     }
 }
 
@@ -49,9 +42,7 @@ impl<S> tower::Layer<S> for CheckLayer {
     fn layer(&self, inner: S) -> Self::Service {
         CheckService {
             inner,
-            org: self.org.clone(),
-            verifier: self.verifier.clone(),
-            workloads: self.workloads.clone(),
+            authority: self.authority.clone(),
         }
     }
 }
@@ -60,9 +51,7 @@ impl<S> tower::Layer<S> for CheckLayer {
 #[derive(Debug, Clone)]
 pub struct CheckService<S> {
     inner: S,
-    org: Arc<str>,
-    verifier: Arc<Verifier>,
-    workloads: Arc<Workloads>,
+    authority: Arc<Authority>,
 }
 
 fn token_facts(claims: Option<&Authorised>) -> TokenFacts {
@@ -89,15 +78,14 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
-        let rule =
-            match crate::auth::check(&self.org, &self.verifier, &self.workloads, &mut request) {
-                Ok(rule) => rule,
-                Err(status) => {
-                    let mut response = status.clone().into_http::<Body>();
-                    response.extensions_mut().insert(Verdict::Refused(status));
-                    return Box::pin(std::future::ready(Ok(response)));
-                }
-            };
+        let rule = match crate::auth::check(&self.authority, &mut request) {
+            Ok(rule) => rule,
+            Err(status) => {
+                let mut response = status.clone().into_http::<Body>();
+                response.extensions_mut().insert(Verdict::Refused(status));
+                return Box::pin(std::future::ready(Ok(response)));
+            }
+        };
         let verdict = Verdict::Allowed {
             streams: rule.streams,
             token: Box::new(token_facts(request.extensions().get::<Authorised>())),
@@ -118,7 +106,7 @@ mod tests {
     use std::convert::Infallible;
     use tower::{Layer, Service, ServiceExt};
 
-    fn verifier() -> Arc<Verifier> {
+    fn authority() -> Arc<Authority> {
         let key = lagesbild_identity::certs::TokenKey::generate().unwrap();
         let federation = Federation {
             version: 1,
@@ -133,7 +121,20 @@ mod tests {
                 log_vkey: None,
             }],
         };
-        Arc::new(Verifier::new("polisen", &federation).unwrap())
+        Arc::new(Authority {
+            org: "polisen".into(),
+            verifier: Arc::new(lagesbild_auth::Verifier::new("polisen", &federation).unwrap()),
+            workloads: Default::default(),
+            people: Arc::new(
+                lagesbild_people::People::open(
+                    "polisen",
+                    None,
+                    std::time::Duration::from_secs(60),
+                    lagesbild_vocabulary::SystemClock::shared(),
+                )
+                .unwrap(),
+            ),
+        })
     }
 
     #[tokio::test]
@@ -144,7 +145,7 @@ mod tests {
             seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             async { Ok::<_, Infallible>(http::Response::new(Body::empty())) }
         });
-        let mut service = CheckLayer::new("polisen", verifier(), Default::default()).layer(inner);
+        let mut service = CheckLayer::new(authority()).layer(inner);
         let request = http::Request::builder()
             .uri("/lagesbild.v1.AggregateService/Release")
             .body(Body::empty())

@@ -315,6 +315,10 @@ where
                 // No check inside this layer: logged as a unary call.
                 None => false,
             };
+            // A sign-in names the person it verified only in its answer.
+            if let Some(facts) = response.extensions_mut().remove::<TokenFacts>() {
+                entry.token = facts;
+            }
             entry.request_digest = Some(request_digest.finish());
             if let Some(released) = response.extensions().get::<Released>() {
                 entry.released = *released;

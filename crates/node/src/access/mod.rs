@@ -28,7 +28,6 @@ pub use log::{CallNote, LogLayer, LogService, Recorded};
 
 use crate::metrics::Metrics;
 use lagesbild_audit::AuditLog;
-use lagesbild_auth::Verifier;
 use lagesbild_vocabulary::{Clock, SharedClock, SystemClock};
 use std::sync::Arc;
 use tower::layer::util::{Identity, Stack};
@@ -39,15 +38,14 @@ pub fn now_micros() -> i64 {
     SystemClock.unix_micros()
 }
 
-/// The layers of `org`'s node, outermost first: counted in `metrics`, logged in
-/// `log` (entries dated by `clock`), checked with `verifier`.
+/// The layers of a node, outermost first: counted in `metrics`, logged in
+/// `log` (entries dated by `clock`), checked by the authorisation table.
 pub type AccessLayers = Stack<CheckLayer, Stack<LogLayer, Stack<CountLayer, Identity>>>;
 
-/// The access layers of `org`'s node, to put in front of every service.
+/// The access layers of a node, to put in front of every service: callers
+/// checked with what `authority` knows.
 pub fn layers(
-    org: &str,
-    verifier: Arc<Verifier>,
-    workloads: Arc<crate::auth::Workloads>,
+    authority: Arc<crate::auth::Authority>,
     log: AuditLog,
     metrics: Arc<Metrics>,
     clock: SharedClock,
@@ -55,7 +53,7 @@ pub fn layers(
     tower::ServiceBuilder::new()
         .layer(CountLayer::new(metrics))
         .layer(LogLayer::new(log, clock))
-        .layer(CheckLayer::new(org, verifier, workloads))
+        .layer(CheckLayer::new(authority))
         .into_inner()
 }
 

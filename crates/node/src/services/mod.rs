@@ -7,6 +7,7 @@ pub mod node_service;
 pub mod picture;
 pub mod policy_service;
 pub mod reports;
+pub mod session;
 
 use crate::auth::authorised;
 use lagesbild_transport::PeerInfo;

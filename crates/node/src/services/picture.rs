@@ -11,6 +11,7 @@ use crate::peers::PeerGrant;
 use crate::release::ReleaseGate;
 use crate::status::IntoStatus;
 use futures::future::join_all;
+use lagesbild_auth::Actor;
 use lagesbild_geo::{Cell, CellSize};
 use lagesbild_identity::Federation;
 use lagesbild_proto::v1::aggregate_service_client::AggregateServiceClient;
@@ -61,7 +62,7 @@ impl PictureApi {
     async fn ask_all(
         &self,
         queries: &[ReleaseRequest],
-        analyst: &str,
+        analyst: &Actor,
         purpose: &str,
         deadline: Duration,
     ) -> Vec<(String, Vec<Answer>, Duration)> {
@@ -99,7 +100,7 @@ impl PictureApi {
         &self,
         org: &str,
         queries: &[ReleaseRequest],
-        analyst: &str,
+        analyst: &Actor,
         purpose: &str,
         deadline: Duration,
     ) -> Result<Vec<Answer>, (AnswerStatus, String)> {
@@ -303,6 +304,13 @@ impl PictureService for PictureApi {
         request: Request<PictureRequest>,
     ) -> Result<Response<SituationPicture>, Status> {
         let token = authorised(&request)?.clone();
+        // Peers are told the verified person the picture is for; a caller
+        // that is no person (a machine client, the node's operator) is named
+        // as itself.
+        let analyst = token
+            .person
+            .clone()
+            .unwrap_or_else(|| Actor::named(&token.sub));
         let request = request.into_inner();
         let mut filters = request
             .filters
@@ -341,7 +349,7 @@ impl PictureService for PictureApi {
             queries.extend([by_day, by_week]);
         }
         let asked = self
-            .ask_all(&queries, &token.sub, &token.purpose, deadline)
+            .ask_all(&queries, &analyst, &token.purpose, deadline)
             .await;
         // One list per query, as (org, answer, time); answers are moved, not copied.
         let (mut main, mut day, mut week) = (Vec::new(), Vec::new(), Vec::new());
