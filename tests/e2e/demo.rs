@@ -34,6 +34,28 @@ fn the_demo_brings_up_five_healthy_nodes_that_reach_each_other() {
         assert!(stdout.contains(&line), "{line:?} in {stdout}");
         assert!(work.join(org).join("node.toml").exists());
     }
+    // Each org's people sign in as themselves; the home log names the
+    // sign-in, the peer's log the person its node asked for.
+    assert!(
+        stdout.contains("lagesbild login --config") && stdout.contains("--account anna"),
+        "{stdout}"
+    );
+    let home_line = stdout
+        .lines()
+        .find(|l| l.contains("Picture by anna (local:polisen) (sign-in session:"));
+    assert!(home_line.is_some(), "{stdout}");
+    let peer_line = stdout
+        .lines()
+        .find(|l| l.contains("ReleaseMany by polisen's node for anna (local:polisen)"));
+    assert!(peer_line.is_some(), "{stdout}");
+    for org in ["polisen", "scandic"] {
+        let client = std::fs::read_to_string(work.join(org).join("client.toml")).unwrap();
+        assert!(!client.contains("token_key"), "{client}");
+        let people = work.join(org).join("people.txt");
+        assert!(std::fs::read_to_string(&people)
+            .unwrap()
+            .contains("anna  analyst"));
+    }
     // Live events: the three new reports arrive at polisen's watch, scrubbed,
     // the violence one with the plan's actions.
     assert!(stdout.contains("all three arrived"), "{stdout}");

@@ -3,7 +3,7 @@
 //! Every refusal here has a positive control with the same path, so each test
 //! fails if the check it is about were removed.
 
-use crate::common::{run, TestFederation, FEDERATION};
+use crate::common::{TestFederation, FEDERATION};
 use lagesbild_identity::certs::{CertificateAuthority, LeafSpec};
 use lagesbild_proto::v1::node_service_client::NodeServiceClient;
 use lagesbild_proto::v1::{FederationStatusRequest, InfoRequest};
@@ -42,7 +42,7 @@ async fn peers_connect_and_see_each_other() {
 async fn status_command_shows_each_peer() {
     let fed = TestFederation::start(MEMBERS).await;
     let config = fed.org_dir("beta").join("client.toml");
-    let out = run(&["status", "--config", config.to_str().unwrap()]);
+    let out = fed.run_as("beta", &["status", "--config", config.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

@@ -11,6 +11,7 @@ mod events;
 mod federation_tls;
 mod layering;
 mod operations;
+mod people;
 mod picture;
 mod privacy;
 mod reports;

@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use crate::common::{run, TestFederation};
+use crate::common::TestFederation;
 use lagesbild_auth::AuthChannel;
 use lagesbild_proto::v1::report_service_client::ReportServiceClient;
 use lagesbild_proto::v1::{Category, Position, Report, Source, SubmitBatchRequest, Tlp};
@@ -259,7 +259,7 @@ async fn a_peer_cannot_write_into_another_orgs_node() {
     for purpose in ["marketing", ""] {
         let token = fed.token("alpha", "alpha", &["report:write"], purpose);
         let mut off_purpose = ReportServiceClient::new(AuthChannel::new(
-            fed.channel("alpha", fed.client_tls("alpha", "alpha")),
+            fed.channel("alpha", fed.operator_tls("alpha")),
             lagesbild_auth::Bearer::new(&token).unwrap(),
         ));
         let refused = submit(&mut off_purpose, vec![report("off-purpose", 1)])
@@ -307,7 +307,7 @@ fn ingest(
         format,
     ];
     args.extend(extra);
-    let out = run(&args);
+    let out = fed.run_as("alpha", &args);
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -178,7 +178,7 @@ fn as_before_log_keys(dir: &Path, config: &Path) {
 }
 
 #[test]
-fn a_configuration_from_before_log_keys_is_named_and_moved_by_certs_log_key() {
+fn a_configuration_from_before_log_keys_is_named_and_moved_by_certs_migrate() {
     let (dir, config) = provision();
     as_before_log_keys(dir.path(), &config);
     assert_refused(&config, "has no log_vkey");
@@ -208,13 +208,18 @@ fn a_configuration_from_before_log_keys_is_named_and_moved_by_certs_log_key() {
         read(&federation).replacen("id = \"alpha\"\n", &format!("id = \"alpha\"\n{line}\n"), 1);
     std::fs::write(&federation, listed).unwrap();
     assert_eq!(serve(&config), None, "the moved configuration serves");
-    // A second run would replace the key: refused.
+    // A second run leaves the key and the file as they are.
+    let key = read(&dir.path().join("alpha/log.key"));
+    let before = read(&config);
     let again = lagesbild()
         .args(["certs", "migrate", "--config"])
         .arg(&config)
         .output()
         .unwrap();
-    assert!(!again.status.success());
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stdout).contains("nothing to move"));
+    assert_eq!(read(&dir.path().join("alpha/log.key")), key);
+    assert_eq!(read(&config), before);
 }
 
 #[test]

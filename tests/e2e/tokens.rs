@@ -287,13 +287,14 @@ async fn token_attacks_are_refused_and_logged() {
         .count();
     assert!(refusals > cases.len(), "{refusals} refusals logged:\n{log}");
 
-    // `token issue` signs a token that the node accepts.
-    let client_toml = fed.org_dir(PEER).join("client.toml");
+    // `token issue`, with the node's configuration, signs a token that the
+    // node accepts.
+    let node_toml = fed.org_dir(PEER).join("node.toml");
     let out = run(&[
         "token",
         "issue",
         "--config",
-        &client_toml.display().to_string(),
+        &node_toml.display().to_string(),
         "--sub",
         "anna",
         "--scope",
@@ -450,10 +451,14 @@ async fn a_workload_may_use_only_its_listed_scopes() {
         cert_pem: read("nightly-ingest.pem"),
         key_pem: read("nightly-ingest.key"),
     };
+    // A machine client needs no token: its certificate names it, and it
+    // states its purpose. A token it sends anyway widens nothing.
     let as_job = |scopes: &[&str]| {
         AuthChannel::new(
             fed.channel(NODE, fed.tls_with(NODE, &job)),
-            fed.bearer(NODE, NODE, scopes),
+            fed.bearer(NODE, NODE, scopes)
+                .stating(crate::common::WRITE_PURPOSE)
+                .unwrap(),
         )
     };
     // Its listed scope: the call reaches the service (an empty batch is valid).
@@ -477,7 +482,7 @@ async fn a_workload_may_use_only_its_listed_scopes() {
         "{}",
         refused.message()
     );
-    // Control: the org's people and tools (the client certificate) may.
+    // Control: the node's operator (the node certificate and key) may.
     let explained = PolicyServiceClient::new(fed.authed(NODE, NODE, &["policy:admin"]))
         .explain(ExplainRequest { peer: "x".into() })
         .await;

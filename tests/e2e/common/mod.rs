@@ -44,6 +44,39 @@ pub fn lagesbild() -> Command {
     Command::new(env!("CARGO_BIN_EXE_lagesbild"))
 }
 
+/// The account every member's node has in tests, with every role.
+pub const TESTER: &str = "tester";
+/// Its password.
+pub const TESTER_PASSWORD: &str = "the tester's long password";
+/// Every role a person can have.
+pub const ALL_ROLES: [&str; 5] = [
+    "analyst",
+    "duty-officer",
+    "data-steward",
+    "policy-admin",
+    "auditor",
+];
+/// The variable naming the session file.
+pub const SESSION_ENV: &str = "LAGESBILD_SESSION";
+
+/// Runs `command` with `input` and a newline on its standard input.
+pub fn with_stdin(command: &mut Command, input: &str) -> Output {
+    use std::io::Write;
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{input}\n").as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// Runs `lagesbild` with `args` and returns its output.
 pub fn run(args: &[&str]) -> Output {
     lagesbild().args(args).output().expect("run lagesbild")
@@ -106,12 +139,103 @@ impl TestFederation {
             nodes: Vec::new(),
         };
         for org in members {
+            fed.add_account(org, TESTER, &ALL_ROLES, TESTER_PASSWORD);
             fed.spawn(org);
         }
         for org in members {
             fed.wait_healthy(org).await;
         }
         fed
+    }
+
+    /// Adds an account to `org`'s node with `lagesbild users add` (a running
+    /// node reads it within seconds).
+    pub fn add_account(&self, org: &str, name: &str, roles: &[&str], password: &str) {
+        let config = self.org_dir(org).join("node.toml");
+        let mut args = vec![
+            "users".to_owned(),
+            "add".into(),
+            "--config".into(),
+            config.display().to_string(),
+            name.into(),
+            "--password-stdin".into(),
+        ];
+        for role in roles {
+            args.extend(["--role".into(), (*role).to_owned()]);
+        }
+        let out = with_stdin(lagesbild().args(&args), password);
+        assert!(
+            out.status.success(),
+            "users add: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Adds an account as [`add_account`](Self::add_account) does, and waits
+    /// until `org`'s running node has read it (so no sign-in is tried, and
+    /// counted as failed, before).
+    pub async fn add_account_and_wait(
+        &self,
+        org: &str,
+        name: &str,
+        roles: &[&str],
+        password: &str,
+    ) {
+        let node = self.nodes.iter().find(|n| n.org() == org).unwrap();
+        let reads = |text: String| text.matches("accounts read again").count();
+        let before = reads(node.log_text());
+        self.add_account(org, name, roles, password);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while reads(node.log_text()) == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{org}'s node did not read its accounts again:\n{}",
+                node.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The session file of the person `name` of `org`, signed in with
+    /// `lagesbild login` as `name` with `password`.
+    pub fn login(&self, org: &str, name: &str, password: &str) -> Result<PathBuf, String> {
+        let session = self.org_dir(org).join(format!("{name}.session"));
+        let config = self.org_dir(org).join("client.toml");
+        let out = with_stdin(
+            lagesbild()
+                .env(SESSION_ENV, &session)
+                .args(["login", "--config", config.to_str().unwrap()])
+                .args(["--account", name, "--password-stdin"]),
+            password,
+        );
+        if out.status.success() {
+            Ok(session)
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// `lagesbild` as `org`'s tester (every role), signed in on first use;
+    /// for the auditor org, which signs its own tokens, as itself.
+    pub fn cli_as(&self, org: &str) -> Command {
+        let mut command = lagesbild();
+        if self
+            .federation
+            .member(org)
+            .is_some_and(|m| m.endpoint.is_some())
+        {
+            let session = self.org_dir(org).join(format!("{TESTER}.session"));
+            if !session.exists() {
+                self.login(org, TESTER, TESTER_PASSWORD).unwrap();
+            }
+            command.env(SESSION_ENV, session);
+        }
+        command
+    }
+
+    /// Runs `lagesbild args` as [`cli_as`](Self::cli_as) does.
+    pub fn run_as(&self, org: &str, args: &[&str]) -> Output {
+        self.cli_as(org).args(args).output().unwrap()
     }
 
     /// Starts `org`'s node again (after [`kill`](Self::kill)) and waits for health.
@@ -301,17 +425,20 @@ pub fn read(path: &Path) -> String {
 /// `lagesbild audit entries --json` of `node`'s log, read as `as_org`, decoded.
 pub fn log_entries(fed: &TestFederation, as_org: &str, node: &str) -> Vec<serde_json::Value> {
     let config = fed.org_dir(as_org).join("client.toml");
-    let out = run(&[
-        "audit",
-        "entries",
-        "--config",
-        config.to_str().unwrap(),
-        "--node",
-        node,
-        "--limit",
-        "10000",
-        "--json",
-    ]);
+    let out = fed.run_as(
+        as_org,
+        &[
+            "audit",
+            "entries",
+            "--config",
+            config.to_str().unwrap(),
+            "--node",
+            node,
+            "--limit",
+            "10000",
+            "--json",
+        ],
+    );
     assert!(
         out.status.success(),
         "{}",
