@@ -296,6 +296,20 @@ pub const TABLE: &[Rule] = &[
         OwnOrg,
         "signing in",
     ),
+    rule(
+        session::SERVICE_NAME,
+        Some("Exchange"),
+        Requirement::SignIn,
+        OwnOrg,
+        "signing in",
+    ),
+    rule(
+        session::SERVICE_NAME,
+        Some("Options"),
+        Requirement::SignIn,
+        OwnOrg,
+        "signing in",
+    ),
     rule(session::SERVICE_NAME, None, Token, OwnOrg, "sessions").for_people(ANYONE),
 ];
 

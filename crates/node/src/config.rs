@@ -10,6 +10,8 @@ use lagesbild_audit::checkpoint::{origin_of, NoteSigner};
 use lagesbild_auth::Signer;
 use lagesbild_identity::spiffe::SpiffeId;
 use lagesbild_identity::{Federation, Role, TlsFiles};
+use lagesbild_people::oidc::OidcSettings;
+use lagesbild_people::PersonRole;
 use lagesbild_policy::Policy;
 use lagesbild_reports::validate::{Coverage, Rules};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -127,6 +129,98 @@ pub struct PeopleSection {
     /// How long a session lasts, hours (1 to 24).
     #[serde(default = "default_session_hours")]
     pub session_hours: u32,
+    /// The org's identity provider, if people sign in through one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcSection>,
+}
+
+/// The org's OpenID Connect identity provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSection {
+    /// Its issuer identifier (`https://…`; `http://` on loopback only).
+    pub issuer: String,
+    /// The node's client id there: the ID tokens' audience.
+    pub client_id: String,
+    /// The claim listing a person's groups.
+    #[serde(default = "default_roles_claim")]
+    pub roles_claim: String,
+    /// The signature algorithms accepted (default RS256, PS256, ES256, EdDSA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithms: Option<Vec<String>>,
+    /// A CA certificate (PEM) for the provider's HTTPS, if not a public one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Each group's roles at the node: `"group" = ["analyst"]`.
+    pub roles: BTreeMap<String, Vec<String>>,
+}
+
+fn default_roles_claim() -> String {
+    "groups".into()
+}
+
+impl OidcSection {
+    /// The checked settings; `base` is the folder relative paths start from.
+    pub fn settings(&self, base: &Path) -> Result<OidcSettings, String> {
+        let issuer = self.issuer.trim();
+        let loopback = ["http://127.", "http://localhost", "http://[::1]"]
+            .iter()
+            .any(|p| issuer.starts_with(p));
+        if !issuer.starts_with("https://") && !loopback {
+            return Err(format!(
+                "people.oidc.issuer {issuer:?}: an identity provider is reached over https:// (http:// only on loopback)"
+            ));
+        }
+        if self.client_id.trim().is_empty() {
+            return Err("people.oidc.client_id: required".into());
+        }
+        let algorithms = match &self.algorithms {
+            None => lagesbild_people::oidc::DEFAULT_ALGORITHMS
+                .iter()
+                .map(|a| lagesbild_people::oidc::parse_algorithm(a))
+                .collect::<Result<Vec<_>, _>>(),
+            Some(names) if names.is_empty() => {
+                Err("people.oidc.algorithms: list at least one".into())
+            }
+            Some(names) => names
+                .iter()
+                .map(|a| lagesbild_people::oidc::parse_algorithm(a))
+                .collect(),
+        }
+        .map_err(|e| format!("people.oidc.algorithms: {e}"))?;
+        let mut roles = BTreeMap::new();
+        for (group, names) in &self.roles {
+            let parsed = names
+                .iter()
+                .map(|n| n.parse::<PersonRole>())
+                .collect::<Result<std::collections::BTreeSet<_>, _>>()
+                .map_err(|e| format!("people.oidc.roles.{group:?}: {e}"))?;
+            roles.insert(group.clone(), parsed);
+        }
+        if roles.values().all(|r| r.is_empty()) {
+            return Err(
+                "people.oidc.roles: map at least one group to a role, e.g. \"analysts\" = [\"analyst\"]".into(),
+            );
+        }
+        let ca_pem = match &self.ca_file {
+            Some(file) => {
+                let path = base.join(file);
+                Some(
+                    std::fs::read(&path)
+                        .map_err(|e| format!("people.oidc.ca_file {}: {e}", path.display()))?,
+                )
+            }
+            None => None,
+        };
+        Ok(OidcSettings {
+            issuer: issuer.to_owned(),
+            client_id: self.client_id.clone(),
+            roles_claim: self.roles_claim.clone(),
+            roles,
+            algorithms,
+            ca_pem,
+        })
+    }
 }
 
 impl Default for PeopleSection {
@@ -134,6 +228,7 @@ impl Default for PeopleSection {
         Self {
             accounts: default_accounts(),
             session_hours: default_session_hours(),
+            oidc: None,
         }
     }
 }
@@ -300,6 +395,8 @@ pub struct LoadedConfig {
     pub keys: NodeKeys,
     /// The org's machine clients and their scopes, checked.
     pub workloads: crate::auth::Workloads,
+    /// The org's identity provider, checked, if it has one.
+    pub oidc: Option<OidcSettings>,
 }
 
 impl NodeConfig {
@@ -350,6 +447,10 @@ impl NodeConfig {
             crate::metrics::loopback_address(&metrics.listen).map_err(|e| fail(e.to_string()))?;
         }
         let base = path.parent().unwrap_or(Path::new("."));
+        let oidc = match &config.people.oidc {
+            Some(section) => Some(section.settings(base).map_err(fail)?),
+            None => None,
+        };
         for p in [
             &mut config.data_dir,
             &mut config.federation,
@@ -425,6 +526,7 @@ impl NodeConfig {
             alerts,
             keys,
             workloads,
+            oidc,
         })
     }
 }

@@ -25,6 +25,7 @@ use lagesbild_audit::{AuditLog, LogOptions};
 use lagesbild_auth::{Signer, Verifier};
 use lagesbild_identity::tls::server_config;
 use lagesbild_identity::Federation;
+use lagesbild_people::oidc::OidcVerifier;
 use lagesbild_people::People;
 use lagesbild_proto::v1::aggregate_service_server::AggregateServiceServer;
 use lagesbild_proto::v1::audit_service_server::AuditServiceServer;
@@ -152,6 +153,8 @@ struct Core {
     people: Arc<People>,
     /// What the access check knows.
     authority: Arc<Authority>,
+    /// The org's identity provider, if people sign in through one.
+    provider: Option<Arc<OidcVerifier>>,
 }
 
 impl Core {
@@ -224,6 +227,13 @@ impl Core {
             )
             .map_err(|e| config_error(format!("people: {e}")))?,
         );
+        let provider = match &loaded.oidc {
+            Some(settings) => Some(Arc::new(
+                OidcVerifier::new(settings.clone(), clock.clone())
+                    .map_err(|e| config_error(format!("people.oidc: {e}")))?,
+            )),
+            None => None,
+        };
         let authority = Arc::new(Authority {
             org: org.clone(),
             verifier: verifier.clone(),
@@ -284,6 +294,7 @@ impl Core {
             rate,
             people,
             authority,
+            provider,
         })
     }
 
@@ -389,6 +400,7 @@ impl Core {
             .add_service(event_service)
             .add_service(SessionServiceServer::new(SessionApi::new(
                 self.people.clone(),
+                self.provider.clone(),
             )))
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await?;

@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod accounts;
+pub mod oidc;
 mod role;
 mod sessions;
 

@@ -57,6 +57,8 @@ impl std::fmt::Display for SessionId {
 enum Grants {
     /// The account's roles, read on every call.
     Account(String),
+    /// The roles the identity provider's groups gave at sign-in.
+    Provider(BTreeSet<PersonRole>),
 }
 
 #[derive(Debug, Clone)]
@@ -205,6 +207,7 @@ impl People {
             let mut sessions = self.lock_sessions();
             sessions.retain(|_, s| match &s.grants {
                 Grants::Account(name) => accounts.get(name).is_some_and(|a| !a.disabled),
+                Grants::Provider(_) => true,
             });
         }
         *self.accounts.write().unwrap_or_else(|e| e.into_inner()) = (accounts, now_stamp);
@@ -221,6 +224,11 @@ impl People {
 
     fn now(&self) -> i64 {
         self.clock.unix_seconds()
+    }
+
+    /// Whether the node has accounts of its own.
+    pub fn has_accounts(&self) -> bool {
+        !self.read_accounts().0.is_empty()
     }
 
     /// Signs `name` in with `password`. Checking the password takes tens of
@@ -341,6 +349,7 @@ impl People {
                     }
                 }
             }
+            Grants::Provider(roles) => roles.clone(),
         };
         Ok(ActiveSession {
             id: session.id,
@@ -348,6 +357,19 @@ impl People {
             roles,
             expires: session.expires,
         })
+    }
+
+    /// A session for a person the org's identity provider verified.
+    pub fn sign_in_verified(&self, person: crate::oidc::VerifiedPerson) -> SignedIn {
+        let roles = person.roles.clone();
+        self.start(
+            Person {
+                sub: person.sub,
+                issuer: person.issuer,
+            },
+            Grants::Provider(roles.clone()),
+            roles,
+        )
     }
 
     /// Ends the session whose secret is `secret`; whether there was one.

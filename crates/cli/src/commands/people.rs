@@ -5,7 +5,9 @@ use crate::client::Client;
 use anyhow::{bail, Context, Result};
 use lagesbild_people::{Accounts, PersonRole};
 use lagesbild_proto::v1::session_service_client::SessionServiceClient;
-use lagesbild_proto::v1::{SessionInfo, SignInRequest, SignOutRequest, WhoAmIRequest};
+use lagesbild_proto::v1::{
+    ExchangeRequest, OptionsRequest, SessionInfo, SignInRequest, SignOutRequest, WhoAmIRequest,
+};
 use std::collections::BTreeSet;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -22,6 +24,10 @@ pub(crate) struct LoginArgs {
     /// asking for it.
     #[arg(long)]
     password_stdin: bool,
+    /// Sign in through the org's identity provider instead (the device
+    /// grant: open the address shown, on any device, and sign in there).
+    #[arg(long, conflicts_with_all = ["account", "password_stdin"])]
+    oidc: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -92,6 +98,13 @@ fn read_password(prompt: &str, from_stdin: bool) -> Result<String> {
 
 pub(crate) async fn login(args: LoginArgs) -> Result<()> {
     let mut client = Client::load(&args.config)?;
+    if args.oidc {
+        let (secret, info) = device_sign_in(&client).await?;
+        let path = client.save_session(&secret)?;
+        println!("signed in to {}'s node: {}", client.config.org, describe(&info));
+        println!("session kept in {}", path.display());
+        return Ok(());
+    }
     let account = match args.account {
         Some(account) => account,
         None => std::env::var("USER").context("--account: which account to sign in as")?,
@@ -106,6 +119,120 @@ pub(crate) async fn login(args: LoginArgs) -> Result<()> {
     );
     println!("session kept in {}", path.display());
     Ok(())
+}
+
+/// The device authorization grant (RFC 8628) at the org's identity
+/// provider, then its ID token exchanged at the node for a session.
+async fn device_sign_in(client: &Client) -> Result<(String, SessionInfo)> {
+    let org = &client.config.org;
+    let mut sessions = SessionServiceClient::new(client.own_node()?);
+    let options = sessions
+        .options(OptionsRequest {})
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner();
+    if options.oidc_issuer.is_empty() {
+        bail!("{org}'s node trusts no identity provider; sign in with an account of the node (--account)");
+    }
+    let issuer = options.oidc_issuer.clone();
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .context("making the HTTPS client")?;
+    let provider_error = |what: &str| format!("the identity provider {issuer}: {what}");
+    let discovery: serde_json::Value = http
+        .get(format!(
+            "{}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        ))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|_| anyhow::anyhow!(provider_error("its discovery document could not be read")))?
+        .json()
+        .await
+        .map_err(|_| anyhow::anyhow!(provider_error("its discovery document is not JSON")))?;
+    if discovery["issuer"].as_str() != Some(issuer.as_str()) {
+        bail!(provider_error("its discovery document names another issuer"));
+    }
+    let endpoint = |name: &str| {
+        discovery[name]
+            .as_str()
+            .map(String::from)
+            .with_context(|| provider_error(&format!("it offers no {name}")))
+    };
+    let (device_endpoint, token_endpoint) = (
+        endpoint("device_authorization_endpoint")?,
+        endpoint("token_endpoint")?,
+    );
+    let scope = options.oidc_scopes.join(" ");
+    let device: serde_json::Value = http
+        .post(&device_endpoint)
+        .form(&[
+            ("client_id", options.oidc_client_id.as_str()),
+            ("scope", scope.as_str()),
+        ])
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|_| anyhow::anyhow!(provider_error("it refused the device authorization request")))?
+        .json()
+        .await
+        .map_err(|_| anyhow::anyhow!(provider_error("its device authorization answer is not JSON")))?;
+    let text = |name: &str| {
+        device[name]
+            .as_str()
+            .map(String::from)
+            .with_context(|| provider_error(&format!("its device authorization answer has no {name}")))
+    };
+    let (device_code, user_code) = (text("device_code")?, text("user_code")?);
+    let page = text("verification_uri_complete").or_else(|_| text("verification_uri"))?;
+    println!("to sign in, open {page} and confirm the code {user_code}");
+    std::io::Write::flush(&mut std::io::stdout())?;
+    let mut interval = device["interval"].as_u64().unwrap_or(5).max(1);
+    let deadline = std::time::Instant::now()
+        + std::time::Duration::from_secs(device["expires_in"].as_u64().unwrap_or(600));
+    let id_token = loop {
+        if std::time::Instant::now() > deadline {
+            bail!("the code {user_code} expired before the sign-in was confirmed; run `lagesbild login --oidc` again");
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(interval)).await;
+        let answer = http
+            .post(&token_endpoint)
+            .form(&[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                ("device_code", device_code.as_str()),
+                ("client_id", options.oidc_client_id.as_str()),
+            ])
+            .send()
+            .await
+            .map_err(|_| anyhow::anyhow!(provider_error("its token endpoint could not be reached")))?;
+        let ok = answer.status().is_success();
+        let body: serde_json::Value = answer
+            .json()
+            .await
+            .map_err(|_| anyhow::anyhow!(provider_error("its token answer is not JSON")))?;
+        if ok {
+            break body["id_token"]
+                .as_str()
+                .map(String::from)
+                .with_context(|| provider_error("its token answer has no id_token"))?;
+        }
+        match body["error"].as_str().unwrap_or_default() {
+            "authorization_pending" => {}
+            "slow_down" => interval += 5,
+            "access_denied" => bail!("the sign-in was declined at the identity provider"),
+            "expired_token" => bail!("the code {user_code} expired; run `lagesbild login --oidc` again"),
+            other => bail!(provider_error(&format!("it refused the sign-in ({other})"))),
+        }
+    };
+    let answer = sessions
+        .exchange(ExchangeRequest { id_token })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner();
+    let info = answer.info.context("the node named no session")?;
+    Ok((answer.session, info))
 }
 
 pub(crate) async fn logout(args: SessionArgs) -> Result<()> {
