@@ -9,6 +9,7 @@ mod availability;
 mod demo;
 mod events;
 mod federation_tls;
+mod identity_provider;
 mod layering;
 mod operations;
 mod people;

@@ -161,7 +161,11 @@ fn claimed(token: &str) -> String {
     let loose: Loose = token
         .split('.')
         .nth(1)
-        .and_then(|p| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(p).ok())
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .unwrap_or_default();
     let clip = |s: Option<String>| {
@@ -310,7 +314,9 @@ impl OidcVerifier {
         validation.set_audience(&[&self.settings.client_id]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
         let claims = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
-            id_token, &key, &validation,
+            id_token,
+            &key,
+            &validation,
         )
         .map_err(|e| invalid(describe(&e, &self.settings)))?
         .claims;
@@ -342,7 +348,9 @@ impl OidcVerifier {
                 .iter()
                 .filter_map(|v| v.as_str().map(String::from))
                 .collect(),
-            Some(serde_json::Value::String(one)) => one.split_whitespace().map(String::from).collect(),
+            Some(serde_json::Value::String(one)) => {
+                one.split_whitespace().map(String::from).collect()
+            }
             _ => Vec::new(),
         };
         let roles: BTreeSet<PersonRole> = groups

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test file uses its own part of the harness
 
+pub mod idp;
+
 use lagesbild_auth::{AuthChannel, Bearer, Grant, Signer};
 use lagesbild_identity::certs::{CertificateAuthority, CertifiedKey};
 use lagesbild_identity::tls::{client_config, provider, server_verifier, ALPN_H2};

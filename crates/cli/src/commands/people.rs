@@ -101,7 +101,11 @@ pub(crate) async fn login(args: LoginArgs) -> Result<()> {
     if args.oidc {
         let (secret, info) = device_sign_in(&client).await?;
         let path = client.save_session(&secret)?;
-        println!("signed in to {}'s node: {}", client.config.org, describe(&info));
+        println!(
+            "signed in to {}'s node: {}",
+            client.config.org,
+            describe(&info)
+        );
         println!("session kept in {}", path.display());
         return Ok(());
     }
@@ -153,7 +157,9 @@ async fn device_sign_in(client: &Client) -> Result<(String, SessionInfo)> {
         .await
         .map_err(|_| anyhow::anyhow!(provider_error("its discovery document is not JSON")))?;
     if discovery["issuer"].as_str() != Some(issuer.as_str()) {
-        bail!(provider_error("its discovery document names another issuer"));
+        bail!(provider_error(
+            "its discovery document names another issuer"
+        ));
     }
     let endpoint = |name: &str| {
         discovery[name]
@@ -175,15 +181,22 @@ async fn device_sign_in(client: &Client) -> Result<(String, SessionInfo)> {
         .send()
         .await
         .and_then(reqwest::Response::error_for_status)
-        .map_err(|_| anyhow::anyhow!(provider_error("it refused the device authorization request")))?
+        .map_err(|_| {
+            anyhow::anyhow!(provider_error(
+                "it refused the device authorization request"
+            ))
+        })?
         .json()
         .await
-        .map_err(|_| anyhow::anyhow!(provider_error("its device authorization answer is not JSON")))?;
+        .map_err(|_| {
+            anyhow::anyhow!(provider_error(
+                "its device authorization answer is not JSON"
+            ))
+        })?;
     let text = |name: &str| {
-        device[name]
-            .as_str()
-            .map(String::from)
-            .with_context(|| provider_error(&format!("its device authorization answer has no {name}")))
+        device[name].as_str().map(String::from).with_context(|| {
+            provider_error(&format!("its device authorization answer has no {name}"))
+        })
     };
     let (device_code, user_code) = (text("device_code")?, text("user_code")?);
     let page = text("verification_uri_complete").or_else(|_| text("verification_uri"))?;
@@ -206,7 +219,9 @@ async fn device_sign_in(client: &Client) -> Result<(String, SessionInfo)> {
             ])
             .send()
             .await
-            .map_err(|_| anyhow::anyhow!(provider_error("its token endpoint could not be reached")))?;
+            .map_err(|_| {
+                anyhow::anyhow!(provider_error("its token endpoint could not be reached"))
+            })?;
         let ok = answer.status().is_success();
         let body: serde_json::Value = answer
             .json()
@@ -222,7 +237,9 @@ async fn device_sign_in(client: &Client) -> Result<(String, SessionInfo)> {
             "authorization_pending" => {}
             "slow_down" => interval += 5,
             "access_denied" => bail!("the sign-in was declined at the identity provider"),
-            "expired_token" => bail!("the code {user_code} expired; run `lagesbild login --oidc` again"),
+            "expired_token" => {
+                bail!("the code {user_code} expired; run `lagesbild login --oidc` again")
+            }
             other => bail!(provider_error(&format!("it refused the sign-in ({other})"))),
         }
     };
