@@ -248,21 +248,54 @@ async fn wrong_passwords_are_limited_and_logged_and_disabling_ends_sessions() {
 
     // A role change applies to carl's session without signing in again.
     let out = run(&[
-        "users", "roles", "--config", &node_toml, "carl", "--role", "auditor",
+        "users",
+        "roles",
+        "--config",
+        &node_toml,
+        "carl",
+        "--role",
+        "duty-officer",
     ]);
     assert!(out.status.success(), "{}", text(&out));
-    let who = whoami_until(&fed, &carl, |o| text(o).contains("as auditor")).await;
+    let who = whoami_until(&fed, &carl, |o| text(o).contains("as duty-officer")).await;
     assert!(
-        text(&who).contains("carl (local:polisen) as auditor"),
+        text(&who).contains("carl (local:polisen) as duty-officer"),
         "{}",
         text(&who)
     );
+    // As a duty officer he watches the live events.
+    let mut watching = lagesbild()
+        .env(SESSION_ENV, &carl)
+        .args(["watch", "--config", &client_toml(&fed, HOME)])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
 
-    // Disabled: carl's session ends, and he can't sign in again.
+    // Disabled: carl's session ends, his open watch with it, and he can't
+    // sign in again.
     let out = run(&["users", "disable", "--config", &node_toml, "carl"]);
     assert!(out.status.success(), "{}", text(&out));
     let who = whoami_until(&fed, &carl, |o| !o.status.success()).await;
     assert!(!who.status.success(), "still signed in: {}", text(&who));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let ended = loop {
+        if let Some(status) = watching.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = watching.kill();
+            panic!("carl's watch still runs 90 s after he was disabled");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut watching.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!ended.success(), "{stderr}");
+    assert!(
+        stderr.contains("unknown or has ended") || stderr.contains("disabled"),
+        "{stderr}"
+    );
     let e = fed.login(HOME, "carl", "carl's long password").unwrap_err();
     assert!(e.contains("disabled"), "{e}");
     let listed = run(&["users", "list", "--config", &node_toml]);

@@ -148,6 +148,21 @@ fn stream_deadline(expires_at: u64) -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(left)
 }
 
+/// A person's stream ends at least this often; their tool opens it again, and
+/// a disabled account or a role taken away is refused then.
+const PERSON_STREAM_RECHECK: Duration = Duration::from_secs(60);
+
+/// When the stream of `claims` must end: when its token or session does, and
+/// for a person within [`PERSON_STREAM_RECHECK`].
+fn deadline_of(claims: &lagesbild_auth::Authorised) -> tokio::time::Instant {
+    let until = stream_deadline(claims.expires_at);
+    if claims.person.is_some() {
+        until.min(tokio::time::Instant::now() + PERSON_STREAM_RECHECK)
+    } else {
+        until
+    }
+}
+
 type ItemStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -177,7 +192,7 @@ impl EventService for EventApi {
                 self.org
             )));
         }
-        let until = stream_deadline(claims.expires_at);
+        let until = deadline_of(claims);
         let store = self.store.clone();
         let recipient = peer.clone();
         let handle = self.policy.clone();
@@ -214,7 +229,7 @@ impl EventService for EventApi {
     ) -> Result<Response<Self::WatchStream>, Status> {
         let claims = authorised(&request)?;
         let after = request.get_ref().after;
-        let until = stream_deadline(claims.expires_at);
+        let until = deadline_of(claims);
         let store = self.store.clone();
         let stream = tail(
             move |after| {

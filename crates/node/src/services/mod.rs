@@ -32,8 +32,11 @@ pub fn check_write_purpose<T>(request: &Request<T>, purposes: &[String]) -> Resu
 /// Who calls (the verified token's org) and why (the purpose its token claims).
 pub fn who_and_why<T>(request: &Request<T>) -> Result<(OrgId, Purpose), Status> {
     let claims = crate::auth::authorised(request)?;
-    let purpose = Purpose::parse(&claims.purpose)
-        .map_err(|e| Status::permission_denied(format!("the token's purpose claim: {e}")))?;
+    let purpose = Purpose::parse(&claims.purpose).map_err(|e| {
+        Status::permission_denied(format!(
+            "the purpose (a token's purpose claim, or a session's lagesbild-purpose header): {e}"
+        ))
+    })?;
     Ok((claims.org.clone(), purpose))
 }
 
