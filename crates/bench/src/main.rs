@@ -431,11 +431,14 @@ impl OneNode {
     }
 
     /// A new connection to `endpoint`, where `node_org`'s certificate answers,
-    /// with `as_org`'s client certificate.
+    /// with `as_org`'s client certificate; to the org's own node with the
+    /// node's certificate, as its operator (its people sign in instead, and
+    /// only the node holds the org's token key).
     fn channel_to(&self, endpoint: &str, node_org: &str, as_org: &str) -> Result<Channel> {
+        let leaf = if node_org == as_org { "node" } else { "client" };
         let files = TlsFiles {
-            cert: self.dir.path().join(as_org).join("client.pem"),
-            key: self.dir.path().join(as_org).join("client.key"),
+            cert: self.dir.path().join(as_org).join(format!("{leaf}.pem")),
+            key: self.dir.path().join(as_org).join(format!("{leaf}.key")),
         };
         let (chain, key) = files.load()?;
         let tls = client_config(&self.federation, node_org, chain, key)?;
