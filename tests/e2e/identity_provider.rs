@@ -257,3 +257,130 @@ async fn people_sign_in_through_the_orgs_identity_provider() {
         }
     }
 }
+
+/// The browser console: a person signs in through the identity provider
+/// with the code flow and PKCE in a real headless Chromium, or with an
+/// account of the node through its form; both sign-ins are in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_signs_people_in_through_the_provider_in_a_browser() {
+    let mut fed = TestFederation::start(&[HOME]).await;
+    let ports = free_ports(3);
+    let (idp_port, console_port, driver_port) = (ports[0], ports[1], ports[2]);
+    let console = format!("https://127.0.0.1:{console_port}");
+    let idp = Idp::start_for(
+        &fed.dir.path().join("idp"),
+        idp_port,
+        &[format!("{console}/oidc/callback")],
+    )
+    .await;
+    let config = fed.org_dir(HOME).join("node.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "\n[console]\nlisten = \"127.0.0.1:{console_port}\"\n"
+    ));
+    std::fs::write(&config, text).unwrap();
+    trust(&mut fed, &idp).await;
+
+    let node_cert = std::fs::read_to_string(fed.org_dir(HOME).join("node.pem")).unwrap();
+    let profile = fed.dir.path().join("browser");
+    std::fs::create_dir_all(&profile).unwrap();
+    let Some(browser) = crate::common::browser::Browser::start(
+        &crate::common::browser::spki_hash(&node_cert),
+        &profile,
+        driver_port,
+    )
+    .await
+    else {
+        return;
+    };
+
+    // Not signed in: the console sends the browser to its sign-in page.
+    browser.open(&format!("{console}/")).await;
+    browser.click("a#oidc").await;
+    // At the provider: its own sign-in form.
+    let (_, password, _, _) = USERS.iter().find(|u| u.0 == "anna").unwrap();
+    browser.type_into("input[name=login]", "anna").await;
+    browser.type_into("input[name=password]", password).await;
+    browser.click("button[type=submit]").await;
+    // Back at the console, signed in, with her role.
+    let who = browser.text("#who").await;
+    assert_eq!(
+        who,
+        format!("Signed in as anna-sub ({}) as analyst", idp.issuer)
+    );
+    assert!(browser.url().await.starts_with(&console));
+    browser.click("form[action='/logout'] button").await;
+
+    // An account of the node, through the form.
+    browser.find("input[name=account]").await;
+    browser
+        .type_into("input[name=account]", crate::common::TESTER)
+        .await;
+    browser
+        .type_into("input[name=password]", "not the password")
+        .await;
+    browser.click("form[action='/login'] button").await;
+    let refused = browser.text("p.error").await;
+    assert!(
+        refused.contains("Wrong account name or password"),
+        "{refused}"
+    );
+    browser
+        .type_into("input[name=account]", crate::common::TESTER)
+        .await;
+    browser
+        .type_into("input[name=password]", crate::common::TESTER_PASSWORD)
+        .await;
+    browser.click("form[action='/login'] button").await;
+    let who = browser.text("#who").await;
+    assert!(
+        who.starts_with("Signed in as tester (local:polisen) as "),
+        "{who}"
+    );
+
+    // The log has each sign-in, allowed or refused, with who.
+    let log = log_entries(&fed, HOME, HOME);
+    let console_entries: Vec<&Value> = log
+        .iter()
+        .filter(|e| {
+            e["call"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("console:"))
+        })
+        .collect();
+    let summary: Vec<(String, String, String)> = console_entries
+        .iter()
+        .map(|e| {
+            (
+                e["call"].as_str().unwrap().to_owned(),
+                e["decision"].as_str().unwrap().to_owned(),
+                e["token"]["sub"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (
+                "console:/oidc/callback".to_owned(),
+                "allowed".to_owned(),
+                format!("anna-sub ({})", idp.issuer)
+            ),
+            (
+                "console:/login".to_owned(),
+                "refused".to_owned(),
+                String::new()
+            ),
+            (
+                "console:/login".to_owned(),
+                "allowed".to_owned(),
+                "tester (local:polisen)".to_owned()
+            ),
+        ],
+        "{console_entries:#?}"
+    );
+    assert!(console_entries[1]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("sign-in as \"tester\" refused"));
+}

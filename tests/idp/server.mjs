@@ -47,7 +47,8 @@ const provider = new Provider(issuer, {
   clients: config.clients.map((c) => ({
     client_id: c.client_id,
     token_endpoint_auth_method: 'none',
-    application_type: 'native',
+    // A browser console comes back over https; a command line is native.
+    application_type: (c.redirect_uris ?? []).some((u) => u.startsWith('https://')) ? 'web' : 'native',
     grant_types: ['authorization_code', 'urn:ietf:params:oauth:grant-type:device_code'],
     response_types: ['code'],
     redirect_uris: c.redirect_uris ?? ['http://127.0.0.1/callback'],

@@ -181,6 +181,7 @@ impl FederationPlan {
                         metrics: None,
                         workloads: Default::default(),
                         people: Default::default(),
+                        console: None,
                     };
                     let path = org_dir.join("node.toml");
                     write_file(&path, &toml::to_string_pretty(&config)?)?;

@@ -117,6 +117,33 @@ pub struct NodeConfig {
     /// The org's people: their accounts and sessions.
     #[serde(default, skip_serializing_if = "PeopleSection::is_default")]
     pub people: PeopleSection,
+    /// The browser console for the org's people; absent for none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console: Option<ConsoleSection>,
+}
+
+/// Where the browser console listens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSection {
+    /// `host:port` of its HTTPS listener (apart from the peers' gRPC port).
+    pub listen: String,
+    /// `https://host:port` as browsers reach it (default: `https://` and
+    /// `listen`); the identity provider sends people back there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    /// Its certificate and key (default: the node's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSection>,
+}
+
+impl ConsoleSection {
+    /// Where browsers reach it.
+    pub fn public_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("https://{}", self.listen))
+    }
 }
 
 /// How the org's people sign in to the node.
@@ -464,6 +491,17 @@ impl NodeConfig {
         }
         if let Some(log_key) = &mut config.log_key {
             *log_key = base.join(&*log_key);
+        }
+        if let Some(tls) = config.console.as_mut().and_then(|c| c.tls.as_mut()) {
+            tls.cert = base.join(&tls.cert);
+            tls.key = base.join(&tls.key);
+        }
+        if let Some(console) = &config.console {
+            if !console.public_url().starts_with("https://") {
+                return Err(fail(
+                    "console.public_url: the console is served over https://".into(),
+                ));
+            }
         }
         let federation =
             Federation::load(&config.federation).map_err(|e| fail(format!("federation: {e}")))?;

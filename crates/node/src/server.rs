@@ -450,6 +450,9 @@ impl Background {
             tokio::spawn(core.refusals.clone().run()),
             tokio::spawn(accounts_loop(core.people.clone())),
         ];
+        if let Some(section) = &core.loaded.config.console {
+            others.push(start_console(core, section).await?);
+        }
         if let Some(section) = &core.loaded.config.metrics {
             let address = section.listen.clone();
             let listener = TcpListener::bind(&address)
@@ -520,6 +523,55 @@ async fn checkpoint_loop(log: AuditLog) {
         tick.tick().await;
         log.tick().await;
     }
+}
+
+/// Binds the console's listener and serves it until the node stops.
+async fn start_console(
+    core: &Core,
+    section: &crate::config::ConsoleSection,
+) -> Result<tokio::task::JoinHandle<()>, NodeError> {
+    let config_error = |message: String| NodeError::Config {
+        path: core.loaded.path.clone(),
+        message,
+    };
+    let (chain, key) = match &section.tls {
+        Some(tls) => lagesbild_identity::TlsFiles {
+            cert: tls.cert.clone(),
+            key: tls.key.clone(),
+        }
+        .load()
+        .map_err(|e| config_error(format!("console.tls: {e}")))?,
+        None => (
+            core.loaded.keys.tls_chain.clone(),
+            core.loaded.keys.tls_key.clone_key(),
+        ),
+    };
+    let mut tls = rustls::ServerConfig::builder_with_provider(lagesbild_identity::tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| config_error(format!("console.tls: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| config_error(format!("console.tls: {e}")))?;
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let address = section.listen.clone();
+    let listener = TcpListener::bind(&address)
+        .await
+        .map_err(|source| NodeError::Bind { address, source })?;
+    tracing::info!(listen = ?listener.local_addr().ok(), url = %section.public_url(), "console served");
+    let console = Arc::new(lagesbild_console::Console::new(
+        &core.org,
+        core.people.clone(),
+        core.provider.clone(),
+        core.log.clone(),
+        core.clock.clone(),
+        &section.public_url(),
+    ));
+    // It stops with the node's other tasks.
+    Ok(tokio::spawn(lagesbild_console::serve(
+        console,
+        listener,
+        Arc::new(tls),
+    )))
 }
 
 /// How often the accounts file is looked at for changes: a disabled account's

@@ -126,15 +126,28 @@ pub struct VerifiedPerson {
     pub roles: BTreeSet<PersonRole>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct Discovery {
     issuer: String,
     jwks_uri: String,
+    #[serde(default)]
+    authorization_endpoint: Option<String>,
+    #[serde(default)]
+    token_endpoint: Option<String>,
+}
+
+/// Where a browser signs in at the provider, and where a code is redeemed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeFlowEndpoints {
+    /// The authorization endpoint.
+    pub authorization: String,
+    /// The token endpoint.
+    pub token: String,
 }
 
 #[derive(Debug, Default)]
 struct KeyCache {
-    jwks_uri: Option<String>,
+    discovery: Option<Discovery>,
     keys: Option<JwkSet>,
     fetched: Option<Instant>,
 }
@@ -238,30 +251,87 @@ impl OidcVerifier {
         {
             return Err(self.unknown_key(kid, claimed));
         }
-        let jwks_uri = match &cache.jwks_uri {
-            Some(uri) => uri.clone(),
-            None => {
-                let url = format!(
-                    "{}/.well-known/openid-configuration",
-                    self.settings.issuer.trim_end_matches('/')
-                );
-                let discovery: Discovery = self.get_json(&url).await?;
-                if discovery.issuer != self.settings.issuer {
-                    return Err(self.provider_error(format!(
-                        "its discovery document names the issuer {:?}, not {:?}",
-                        discovery.issuer, self.settings.issuer
-                    )));
-                }
-                cache.jwks_uri = Some(discovery.jwks_uri.clone());
-                discovery.jwks_uri
-            }
-        };
+        let jwks_uri = self.discovery(&mut cache).await?.jwks_uri;
         let keys: JwkSet = self.get_json(&jwks_uri).await?;
         cache.fetched = Some(Instant::now());
         tracing::info!(issuer = %self.settings.issuer, keys = keys.keys.len(), "identity provider's keys fetched");
         let found = keys.find(kid).cloned();
         cache.keys = Some(keys);
         found.ok_or_else(|| self.unknown_key(kid, claimed))
+    }
+
+    /// The provider's discovery document, read once.
+    async fn discovery(&self, cache: &mut KeyCache) -> Result<Discovery, OidcError> {
+        if let Some(discovery) = &cache.discovery {
+            return Ok(discovery.clone());
+        }
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            self.settings.issuer.trim_end_matches('/')
+        );
+        let discovery: Discovery = self.get_json(&url).await?;
+        if discovery.issuer != self.settings.issuer {
+            return Err(self.provider_error(format!(
+                "its discovery document names the issuer {:?}, not {:?}",
+                discovery.issuer, self.settings.issuer
+            )));
+        }
+        cache.discovery = Some(discovery.clone());
+        Ok(discovery)
+    }
+
+    /// Where a browser signs in, and where its code is redeemed.
+    pub async fn code_flow_endpoints(&self) -> Result<CodeFlowEndpoints, OidcError> {
+        let mut cache = self.cache.lock().await;
+        let discovery = self.discovery(&mut cache).await?;
+        match (discovery.authorization_endpoint, discovery.token_endpoint) {
+            (Some(authorization), Some(token)) => Ok(CodeFlowEndpoints {
+                authorization,
+                token,
+            }),
+            _ => Err(self.provider_error("it offers no authorization or token endpoint")),
+        }
+    }
+
+    /// Redeems a browser's authorization `code` (with the PKCE `verifier`
+    /// that made its challenge) at the token endpoint; the ID token.
+    pub async fn redeem(
+        &self,
+        code: &str,
+        verifier: &str,
+        redirect_uri: &str,
+    ) -> Result<String, OidcError> {
+        let endpoints = self.code_flow_endpoints().await?;
+        let answer = self
+            .http
+            .post(&endpoints.token)
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", redirect_uri),
+                ("client_id", self.settings.client_id.as_str()),
+                ("code_verifier", verifier),
+            ])
+            .send()
+            .await
+            .map_err(|e| {
+                self.provider_error(format!("its token endpoint: {}", without_source(&e)))
+            })?;
+        let ok = answer.status().is_success();
+        let body: serde_json::Value = answer
+            .json()
+            .await
+            .map_err(|_| self.provider_error("its token answer is not JSON"))?;
+        if !ok {
+            return Err(self.provider_error(format!(
+                "it refused the code ({})",
+                body["error"].as_str().unwrap_or("no reason given")
+            )));
+        }
+        body["id_token"]
+            .as_str()
+            .map(String::from)
+            .ok_or_else(|| self.provider_error("its token answer has no id_token"))
     }
 
     fn unknown_key(&self, kid: &str, claimed: &str) -> OidcError {
@@ -272,8 +342,18 @@ impl OidcVerifier {
         }
     }
 
-    /// The person `id_token` names, if it holds up.
+    /// The person `id_token` names, if it holds up (the device grant: no nonce).
     pub async fn verify(&self, id_token: &str) -> Result<VerifiedPerson, OidcError> {
+        self.verify_with_nonce(id_token, None).await
+    }
+
+    /// The same, and for the code flow its `nonce` must be the one the
+    /// sign-in was started with.
+    pub async fn verify_with_nonce(
+        &self,
+        id_token: &str,
+        nonce: Option<&str>,
+    ) -> Result<VerifiedPerson, OidcError> {
         let claimed = claimed(id_token);
         let header = jsonwebtoken::decode_header(id_token).map_err(|_| OidcError::Malformed)?;
         let invalid = |reason: String| OidcError::Invalid {
@@ -336,6 +416,13 @@ impl OidcVerifier {
                 "it was issued more than {} minutes ago (iat); sign in again",
                 MAX_ID_TOKEN_AGE.as_secs() / 60
             )));
+        }
+        if let Some(nonce) = nonce {
+            if claims.get("nonce").and_then(|v| v.as_str()) != Some(nonce) {
+                return Err(invalid(
+                    "its nonce is not the one this sign-in was started with".into(),
+                ));
+            }
         }
         let sub = claims
             .get("sub")

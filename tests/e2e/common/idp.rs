@@ -32,6 +32,7 @@ pub struct Idp {
     pub issuer: String,
     dir: PathBuf,
     port: u16,
+    redirect_uris: Vec<String>,
 }
 
 fn script() -> PathBuf {
@@ -70,6 +71,16 @@ impl Idp {
     /// Starts the provider on `port`, keeping its keys in `dir`; with
     /// `rotate`, a new signing key is made and published first.
     pub async fn start(dir: &Path, port: u16, rotate: bool) -> Self {
+        Self::launch(dir, port, rotate, Vec::new()).await
+    }
+
+    /// Starts the provider with a client that may send browsers back to
+    /// `redirect_uris` (the code flow).
+    pub async fn start_for(dir: &Path, port: u16, redirect_uris: &[String]) -> Self {
+        Self::launch(dir, port, false, redirect_uris.to_vec()).await
+    }
+
+    async fn launch(dir: &Path, port: u16, rotate: bool, redirect_uris: Vec<String>) -> Self {
         install();
         std::fs::create_dir_all(dir).unwrap();
         let users: Vec<Value> = USERS
@@ -82,7 +93,11 @@ impl Idp {
             "port": port,
             "state_dir": dir.join("state"),
             "rotate": rotate,
-            "clients": [{"client_id": CLIENT_ID}],
+            "clients": [if redirect_uris.is_empty() {
+                json!({"client_id": CLIENT_ID})
+            } else {
+                json!({"client_id": CLIENT_ID, "redirect_uris": redirect_uris})
+            }],
             "users": users,
         });
         let config_path = dir.join("config.json");
@@ -101,6 +116,7 @@ impl Idp {
             issuer: format!("http://127.0.0.1:{port}"),
             dir: dir.to_owned(),
             port,
+            redirect_uris,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         let discovery = format!("{}/.well-known/openid-configuration", idp.issuer);
@@ -122,9 +138,9 @@ impl Idp {
 
     /// Stops it and starts it again on the same port with a new signing key.
     pub async fn rotate(mut self) -> Self {
-        let (dir, port) = (self.dir.clone(), self.port);
+        let (dir, port, uris) = (self.dir.clone(), self.port, self.redirect_uris.clone());
         self.stop();
-        Self::start(&dir, port, true).await
+        Self::launch(&dir, port, true, uris).await
     }
 
     fn stop(&mut self) {

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test file uses its own part of the harness
 
+pub mod browser;
 pub mod idp;
 
 use lagesbild_auth::{AuthChannel, Bearer, Grant, Signer};

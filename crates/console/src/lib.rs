@@ -1,0 +1,475 @@
+//! The browser console: the node's HTTPS listener for its own people, apart
+//! from the peer gRPC port. Here: signing in (an account of the node, or the
+//! org's identity provider with the authorization code flow and PKCE), the
+//! session cookie, and who is signed in.
+//!
+//! Every sign-in, allowed or refused, is an entry in the node's access log,
+//! as a gRPC sign-in is. Not here: the picture and the other views, which ask
+//! the node's API with the same session.
+
+#![warn(missing_docs)]
+
+mod pages;
+
+use axum::extract::{Form, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use lagesbild_audit::{AuditLog, Decision, Direction, Entry, Released, TokenFacts};
+use lagesbild_people::oidc::{OidcError, OidcVerifier};
+use lagesbild_people::{People, SignInError, SignedIn};
+use lagesbild_vocabulary::SharedClock;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+
+/// The session cookie.
+pub const SESSION_COOKIE: &str = "lagesbild_session";
+/// The cookie that ties a sign-in form to the browser that fetched it.
+const FORM_COOKIE: &str = "lagesbild_form";
+/// How long a browser has to come back from the identity provider.
+const PENDING_LIFE: Duration = Duration::from_secs(10 * 60);
+/// Most sign-ins under way at once (one per browser that started one).
+const MAX_PENDING: usize = 10_000;
+
+/// A code flow under way: what the callback must match.
+#[derive(Debug)]
+struct Pending {
+    verifier: String,
+    nonce: String,
+    started: Instant,
+}
+
+/// One node's console.
+#[derive(Debug)]
+pub struct Console {
+    org: String,
+    people: Arc<People>,
+    provider: Option<Arc<OidcVerifier>>,
+    log: AuditLog,
+    clock: SharedClock,
+    /// `https://host:port` as the browser reaches it.
+    public_url: String,
+    pending: Mutex<HashMap<String, Pending>>,
+}
+
+fn random() -> String {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .expect("the operating system's secure random generator failed");
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+impl Console {
+    /// The console of `org`'s node, reached by browsers at `public_url`.
+    pub fn new(
+        org: &str,
+        people: Arc<People>,
+        provider: Option<Arc<OidcVerifier>>,
+        log: AuditLog,
+        clock: SharedClock,
+        public_url: &str,
+    ) -> Self {
+        Self {
+            org: org.to_owned(),
+            people,
+            provider,
+            log,
+            clock,
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn redirect_uri(&self) -> String {
+        format!("{}/oidc/callback", self.public_url)
+    }
+
+    /// Logs one sign-in decision in the node's access log.
+    async fn record(&self, call: &str, token: TokenFacts, refused: Option<String>) {
+        let (decision, code, reason) = match refused {
+            None => (Decision::Allowed, 0, String::new()),
+            Some(reason) => (Decision::Refused, 16, reason),
+        };
+        let entry = Entry {
+            time_micros: self.clock.unix_micros(),
+            direction: Direction::Inbound,
+            peer_org: self.org.clone(),
+            peer_fingerprint: String::new(),
+            token,
+            call: format!("console:{call}"),
+            request_digest: None,
+            decision,
+            code,
+            reason,
+            released: Released::default(),
+            response_digest: None,
+            receipt: None,
+            refused_connection: None,
+        };
+        if let Err(e) = self.log.append(&entry).await {
+            tracing::error!(error = %e, "a console sign-in could not be logged");
+        }
+    }
+
+    fn session_cookie(&self, signed: &SignedIn) -> HeaderValue {
+        let max_age = (signed.session.expires - self.clock.unix_seconds()).max(0);
+        // Lax, not Strict: the browser arrives from the identity provider,
+        // another site, and must carry the cookie on the redirect that
+        // follows. Nothing a GET reaches changes anything.
+        HeaderValue::from_str(&format!(
+            "{SESSION_COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age}",
+            signed.secret
+        ))
+        .expect("a session secret is a valid header value")
+    }
+}
+
+fn facts(signed: &SignedIn) -> TokenFacts {
+    TokenFacts {
+        sub: signed.session.person.label(),
+        act: String::new(),
+        jti: format!("session:{}", signed.session.id),
+        purpose: String::new(),
+    }
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// Headers every page carries: no framing, no caching, nothing but itself.
+fn page(status: StatusCode, html: String) -> Response {
+    let mut response = (status, html).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+async fn home(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    let Some(session) =
+        cookie(&headers, SESSION_COOKIE).and_then(|s| console.people.session(s).ok())
+    else {
+        return Redirect::to("/login").into_response();
+    };
+    page(StatusCode::OK, pages::home(&console.org, &session))
+}
+
+async fn login_page(State(console): State<Arc<Console>>) -> Response {
+    let form_token = random();
+    let mut response = page(
+        StatusCode::OK,
+        pages::login(
+            &console.org,
+            console.people.has_accounts(),
+            console
+                .provider
+                .as_ref()
+                .map(|p| p.settings().issuer.as_str()),
+            &form_token,
+            None,
+        ),
+    );
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&format!(
+            "{FORM_COOKIE}={form_token}; Path=/login; Secure; HttpOnly; SameSite=Strict; Max-Age=600"
+        ))
+        .expect("a random token is a valid header value"),
+    );
+    response
+}
+
+#[derive(serde::Deserialize)]
+struct LoginForm {
+    account: String,
+    password: String,
+    form: String,
+}
+
+async fn login(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let issuer = console
+        .provider
+        .as_ref()
+        .map(|p| p.settings().issuer.clone());
+    let again = |message: &str| {
+        let token = random();
+        let mut response = page(
+            StatusCode::UNAUTHORIZED,
+            pages::login(
+                &console.org,
+                console.people.has_accounts(),
+                issuer.as_deref(),
+                &token,
+                Some(message),
+            ),
+        );
+        response.headers_mut().append(
+            header::SET_COOKIE,
+            HeaderValue::from_str(&format!(
+                "{FORM_COOKIE}={token}; Path=/login; Secure; HttpOnly; SameSite=Strict; Max-Age=600"
+            ))
+            .expect("a random token is a valid header value"),
+        );
+        response
+    };
+    // The form must come from a page this browser fetched (no sign-in forged
+    // from another site).
+    if form.form.is_empty() || cookie(&headers, FORM_COOKIE) != Some(form.form.as_str()) {
+        return again("The sign-in form had expired; try again.");
+    }
+    if form.account.is_empty() || form.account.len() > 1024 || form.password.len() > 1024 {
+        return again("Give an account name and its password.");
+    }
+    let people = console.people.clone();
+    let (account, password) = (form.account.clone(), form.password);
+    let signed = tokio::task::spawn_blocking(move || people.sign_in(&account, &password)).await;
+    match signed {
+        Ok(Ok(signed)) => {
+            console.record("/login", facts(&signed), None).await;
+            let mut response = Redirect::to("/").into_response();
+            response
+                .headers_mut()
+                .append(header::SET_COOKIE, console.session_cookie(&signed));
+            response
+        }
+        Ok(Err(e)) => {
+            console
+                .record("/login", TokenFacts::default(), Some(e.to_string()))
+                .await;
+            again(match e {
+                SignInError::Limited { .. } => {
+                    "Too many wrong passwords for this account lately; try again later."
+                }
+                SignInError::Disabled { .. } => "This account is disabled.",
+                SignInError::Wrong { .. } => "Wrong account name or password.",
+            })
+        }
+        Err(_) => again("The sign-in could not be checked; try again."),
+    }
+}
+
+/// Starts the code flow: a fresh state, nonce and PKCE verifier, and the
+/// browser sent to the provider.
+async fn oidc_start(State(console): State<Arc<Console>>) -> Response {
+    let Some(provider) = &console.provider else {
+        return page(
+            StatusCode::NOT_FOUND,
+            pages::message("This node trusts no identity provider."),
+        );
+    };
+    let endpoints = match provider.code_flow_endpoints().await {
+        Ok(endpoints) => endpoints,
+        Err(e) => return page(StatusCode::BAD_GATEWAY, pages::message(&e.to_string())),
+    };
+    let (state, nonce, verifier) = (random(), random(), random());
+    let challenge = URL_SAFE_NO_PAD.encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        verifier.as_bytes(),
+    ));
+    {
+        let mut pending = console.pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.retain(|_, p| p.started.elapsed() < PENDING_LIFE);
+        if pending.len() >= MAX_PENDING {
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                pages::message("Too many sign-ins under way; try again in a minute."),
+            );
+        }
+        pending.insert(
+            state.clone(),
+            Pending {
+                verifier,
+                nonce: nonce.clone(),
+                started: Instant::now(),
+            },
+        );
+    }
+    let mut url = match reqwest::Url::parse(&endpoints.authorization) {
+        Ok(url) => url,
+        Err(_) => {
+            return page(
+                StatusCode::BAD_GATEWAY,
+                pages::message("The identity provider's authorization endpoint is not a URL."),
+            )
+        }
+    };
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", &provider.settings().client_id)
+        .append_pair("redirect_uri", &console.redirect_uri())
+        .append_pair("scope", "openid profile groups")
+        .append_pair("state", &state)
+        .append_pair("nonce", &nonce)
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256");
+    Redirect::to(url.as_str()).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct Callback {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+async fn oidc_callback(
+    State(console): State<Arc<Console>>,
+    Query(callback): Query<Callback>,
+) -> Response {
+    let Some(provider) = console.provider.clone() else {
+        return page(
+            StatusCode::NOT_FOUND,
+            pages::message("This node trusts no identity provider."),
+        );
+    };
+    let pending = callback.state.as_deref().and_then(|state| {
+        console
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(state)
+    });
+    let refuse = |reason: String| {
+        let console = console.clone();
+        async move {
+            console
+                .record(
+                    "/oidc/callback",
+                    TokenFacts::default(),
+                    Some(reason.clone()),
+                )
+                .await;
+            page(StatusCode::UNAUTHORIZED, pages::message(&reason))
+        }
+    };
+    let Some(pending) = pending.filter(|p| p.started.elapsed() < PENDING_LIFE) else {
+        return refuse(
+            "This sign-in was not started here, or took longer than 10 minutes; sign in again."
+                .into(),
+        )
+        .await;
+    };
+    if let Some(error) = callback.error {
+        return refuse(format!("The identity provider ended the sign-in: {error}.")).await;
+    }
+    let Some(code) = callback.code else {
+        return refuse("The identity provider sent no code.".into()).await;
+    };
+    let id_token = match provider
+        .redeem(&code, &pending.verifier, &console.redirect_uri())
+        .await
+    {
+        Ok(token) => token,
+        Err(e) => return refuse(e.to_string()).await,
+    };
+    match provider
+        .verify_with_nonce(&id_token, Some(&pending.nonce))
+        .await
+    {
+        Ok(person) => {
+            let signed = console.people.sign_in_verified(person);
+            console.record("/oidc/callback", facts(&signed), None).await;
+            let mut response = Redirect::to("/").into_response();
+            response
+                .headers_mut()
+                .append(header::SET_COOKIE, console.session_cookie(&signed));
+            response
+        }
+        Err(e @ OidcError::NoRole { .. }) => {
+            console
+                .record("/oidc/callback", TokenFacts::default(), Some(e.to_string()))
+                .await;
+            page(StatusCode::FORBIDDEN, pages::message(&e.to_string()))
+        }
+        Err(e) => refuse(e.to_string()).await,
+    }
+}
+
+async fn logout(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    if let Some(secret) = cookie(&headers, SESSION_COOKIE) {
+        console.people.sign_out(secret);
+    }
+    let mut response = Redirect::to("/login").into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "lagesbild_session=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0",
+        ),
+    );
+    response
+}
+
+/// The console's routes.
+pub fn router(console: Arc<Console>) -> Router {
+    Router::new()
+        .route("/", get(home))
+        .route("/login", get(login_page).post(login))
+        .route("/oidc/start", get(oidc_start))
+        .route("/oidc/callback", get(oidc_callback))
+        .route("/logout", post(logout))
+        .with_state(console)
+}
+
+/// Serves `console` on `listener` over TLS (`tls`, no client certificate:
+/// the people sign in) until the task is dropped.
+pub async fn serve(console: Arc<Console>, listener: TcpListener, tls: Arc<rustls::ServerConfig>) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let app = router(console);
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            let Ok(Ok(tls)) =
+                tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
+            else {
+                return;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let _ =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+        });
+    }
+}

@@ -1,0 +1,106 @@
+//! The console's pages: plain HTML, no script, escaped.
+
+use lagesbild_people::ActiveSession;
+
+/// `text` safe in HTML text and attribute values.
+pub(crate) fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem;color:#111;background:#fff}\
+label{display:block;margin:.8rem 0 .2rem}input{font-size:1rem;padding:.4rem;width:100%;box-sizing:border-box}\
+button,a.button{display:inline-block;margin-top:1rem;font-size:1rem;padding:.5rem 1rem;background:#0b3d91;color:#fff;border:0;text-decoration:none}\
+p.error{color:#8b0000}";
+
+fn document(title: &str, body: &str) -> String {
+    format!(
+        "<!DOCTYPE html><html lang=\"sv\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title><style>{STYLE}</style></head><body>{body}</body></html>",
+        escape(title)
+    )
+}
+
+pub(crate) fn login(
+    org: &str,
+    accounts: bool,
+    issuer: Option<&str>,
+    form_token: &str,
+    error: Option<&str>,
+) -> String {
+    let mut body = format!("<h1>Lägesbild: {}</h1>", escape(org));
+    if let Some(error) = error {
+        body.push_str(&format!(
+            "<p class=\"error\" role=\"alert\">{}</p>",
+            escape(error)
+        ));
+    }
+    if let Some(issuer) = issuer {
+        body.push_str(&format!(
+            "<p><a class=\"button\" id=\"oidc\" href=\"/oidc/start\">Logga in / Sign in with {}</a></p>",
+            escape(issuer)
+        ));
+    }
+    if accounts {
+        body.push_str(&format!(
+            "<form method=\"post\" action=\"/login\"><input type=\"hidden\" name=\"form\" value=\"{}\">\
+<label for=\"account\">Konto / Account</label><input id=\"account\" name=\"account\" autocomplete=\"username\" required>\
+<label for=\"password\">Lösenord / Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+<button type=\"submit\">Logga in / Sign in</button></form>",
+            escape(form_token)
+        ));
+    }
+    if issuer.is_none() && !accounts {
+        body.push_str("<p>No one can sign in here yet: the node has no accounts and trusts no identity provider.</p>");
+    }
+    document("Logga in", &body)
+}
+
+pub(crate) fn home(org: &str, session: &ActiveSession) -> String {
+    let roles: Vec<&str> = session.roles.iter().map(|r| r.name()).collect();
+    document(
+        "Lägesbild",
+        &format!(
+            "<h1>Lägesbild: {}</h1><p id=\"who\">Signed in as {} ({}) as {}</p>\
+<form method=\"post\" action=\"/logout\"><button type=\"submit\">Logga ut / Sign out</button></form>",
+            escape(org),
+            escape(&session.person.sub),
+            escape(&session.person.issuer),
+            escape(&roles.join(", "))
+        ),
+    )
+}
+
+pub(crate) fn message(text: &str) -> String {
+    document(
+        "Lägesbild",
+        &format!(
+            "<p class=\"error\" role=\"alert\">{}</p><p><a href=\"/login\">Logga in / Sign in</a></p>",
+            escape(text)
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_from_outside_is_escaped() {
+        assert_eq!(
+            escape("<script>\"a\" & 'b'</script>"),
+            "&lt;script&gt;&quot;a&quot; &amp; &#39;b&#39;&lt;/script&gt;"
+        );
+        let page = message("<img src=x onerror=alert(1)>");
+        assert!(!page.contains("<img"), "{page}");
+    }
+}
