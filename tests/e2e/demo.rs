@@ -44,6 +44,10 @@ fn the_demo_brings_up_five_healthy_nodes_that_reach_each_other() {
         .lines()
         .find(|l| l.contains("Picture by anna (local:polisen) (sign-in session:"));
     assert!(home_line.is_some(), "{stdout}");
+    assert!(
+        stdout.contains("at each org's console") && stdout.contains("https://127.0.0.1:"),
+        "{stdout}"
+    );
     let peer_line = stdout
         .lines()
         .find(|l| l.contains("ReleaseMany by polisen's node for anna (local:polisen)"));

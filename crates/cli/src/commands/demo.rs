@@ -57,9 +57,10 @@ pub(crate) struct Args {
 pub(crate) async fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     clear_previous_demo(&args.dir)?;
-    let ports = free_loopback_ports(MEMBERS.len())?;
+    let ports = free_loopback_ports(2 * MEMBERS.len())?;
+    let (ports, console_ports) = ports.split_at(MEMBERS.len());
     let mut orgs = Vec::new();
-    for (id, port) in MEMBERS.iter().zip(&ports) {
+    for (id, port) in MEMBERS.iter().zip(ports) {
         let mut org = OrgPlan::parse(id, Role::Member)?;
         org.endpoint = Some(format!("127.0.0.1:{port}"));
         orgs.push(org);
@@ -73,6 +74,7 @@ pub(crate) async fn run(args: Args) -> Result<()> {
     };
     let written = plan.write(&args.dir, true)?;
     write_demo_policies(&written)?;
+    let consoles = open_consoles(&written, console_ports)?;
     let people = DemoPeople::add(&written)?;
     println!(
         "Lägesbild demo: federation {FEDERATION:?} in {}",
@@ -94,7 +96,7 @@ pub(crate) async fn run(args: Args) -> Result<()> {
             MEMBERS.len(),
             started.elapsed().as_secs_f64()
         );
-        people.introduce(&written);
+        people.introduce(&written, &consoles);
         load_reports(&written, &people).await?;
         show_status(&written, &people).await?;
         show_picture(&written, &people, &args.dir).await?;
@@ -165,6 +167,24 @@ async fn show_picture(written: &WrittenFederation, people: &DemoPeople, dir: &Pa
     Ok(())
 }
 
+/// Gives every member's node a console on one of `ports`; each org with its
+/// address.
+fn open_consoles(written: &WrittenFederation, ports: &[u16]) -> Result<Vec<(String, String)>> {
+    let mut consoles = Vec::new();
+    for (org, port) in MEMBERS.iter().zip(ports) {
+        let files = written.org(org).context("unknown org")?;
+        let config = files
+            .node_config
+            .as_ref()
+            .context("member without a node config")?;
+        let mut text = std::fs::read_to_string(config)?;
+        text.push_str(&format!("\n[console]\nlisten = \"127.0.0.1:{port}\"\n"));
+        std::fs::write(config, text)?;
+        consoles.push(((*org).to_owned(), format!("https://127.0.0.1:{port}/")));
+    }
+    Ok(consoles)
+}
+
 /// The demo's people at every member: an account name and its role.
 const PEOPLE: &[(&str, PersonRole)] = &[
     (ANALYST, PersonRole::Analyst),
@@ -209,7 +229,7 @@ impl DemoPeople {
         Ok(Self { passwords })
     }
 
-    fn introduce(&self, written: &WrittenFederation) {
+    fn introduce(&self, written: &WrittenFederation, consoles: &[(String, String)]) {
         let names: Vec<String> = PEOPLE.iter().map(|(a, r)| format!("{a} ({r})")).collect();
         println!(
             "each member's people sign in to their own node: {}",
@@ -217,10 +237,17 @@ impl DemoPeople {
         );
         if let Some(files) = written.org(MEMBERS[0]) {
             println!(
-                "  e.g. lagesbild login --config {} --account {ANALYST}   (passwords: people.txt in each org's folder)\n",
+                "  e.g. lagesbild login --config {} --account {ANALYST}   (passwords: people.txt in each org's folder)",
                 files.client_config.display()
             );
         }
+        println!(
+            "  or in a browser, at each org's console (its certificate is from the demo's own CA):"
+        );
+        for (org, url) in consoles {
+            println!("    {org:<18} {url}");
+        }
+        println!();
     }
 
     /// `org`'s client configuration, signed in as `account`.
