@@ -157,6 +157,12 @@ async fn people_sign_in_through_the_orgs_identity_provider() {
             "has no role at this node".to_owned(),
         ),
     ];
+    // The same token again: one sign-in, one session.
+    refusals.push((
+        token.clone(),
+        Code::Unauthenticated,
+        "already exchanged for a session".to_owned(),
+    ));
     // Algorithm confusion: HS256 keyed with the provider's public key.
     let jwks: Value = reqwest::get(format!("{}/jwks", idp.issuer))
         .await

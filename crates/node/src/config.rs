@@ -568,3 +568,56 @@ impl NodeConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod oidc_tests {
+    use super::*;
+
+    fn section(
+        issuer: &str,
+        roles: &[(&str, &[&str])],
+        algorithms: Option<&[&str]>,
+    ) -> OidcSection {
+        OidcSection {
+            issuer: issuer.into(),
+            client_id: "lagesbild".into(),
+            roles_claim: default_roles_claim(),
+            algorithms: algorithms.map(|a| a.iter().map(|s| s.to_string()).collect()),
+            ca_file: None,
+            roles: roles
+                .iter()
+                .map(|(g, r)| (g.to_string(), r.iter().map(|s| s.to_string()).collect()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn an_identity_provider_section_is_checked_whole() {
+        let base = Path::new(".");
+        let analysts: &[(&str, &[&str])] = &[("analytiker", &["analyst"])];
+        // Control: a good one.
+        let good = section("https://idp.example.se/realms/x", analysts, None)
+            .settings(base)
+            .unwrap();
+        assert_eq!(good.roles["analytiker"].len(), 1);
+        assert!(section("http://127.0.0.1:8080", analysts, None)
+            .settings(base)
+            .is_ok());
+        let err = section("http://idp.example.se", analysts, None)
+            .settings(base)
+            .unwrap_err();
+        assert!(err.contains("https://"), "{err}");
+        let err = section("https://idp", &[("g", &["admin"])], None)
+            .settings(base)
+            .unwrap_err();
+        assert!(err.contains("not a role"), "{err}");
+        let err = section("https://idp", &[("g", &[])], None)
+            .settings(base)
+            .unwrap_err();
+        assert!(err.contains("map at least one group"), "{err}");
+        let err = section("https://idp", analysts, Some(&["HS256"]))
+            .settings(base)
+            .unwrap_err();
+        assert!(err.contains("HMAC"), "{err}");
+    }
+}

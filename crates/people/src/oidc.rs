@@ -159,6 +159,8 @@ pub struct OidcVerifier {
     http: reqwest::Client,
     cache: Mutex<KeyCache>,
     clock: SharedClock,
+    /// ID tokens already exchanged (SHA-256), until they are too old anyway.
+    used: std::sync::Mutex<std::collections::HashMap<[u8; 32], i64>>,
 }
 
 /// The unverified `sub (iss)` of a token, for refusals.
@@ -207,6 +209,7 @@ impl OidcVerifier {
             http,
             cache: Mutex::new(KeyCache::default()),
             clock,
+            used: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -462,7 +465,23 @@ impl OidcVerifier {
                 },
             });
         }
+        self.first_use(id_token, iat, now).map_err(invalid)?;
         Ok(person)
+    }
+
+    /// Refuses an ID token exchanged before: one sign-in, one session.
+    fn first_use(&self, id_token: &str, iat: i64, now: i64) -> Result<(), String> {
+        let key: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, id_token.as_bytes())
+            .as_ref()
+            .try_into()
+            .expect("SHA-256 is 32 bytes");
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        used.retain(|_, until| *until >= now);
+        let until = iat + MAX_ID_TOKEN_AGE.as_secs() as i64 + LEEWAY_SECS;
+        if used.insert(key, until).is_some() {
+            return Err("it was already exchanged for a session; sign in again".into());
+        }
+        Ok(())
     }
 }
 
@@ -487,5 +506,58 @@ fn without_source(error: &reqwest::Error) -> &'static str {
         "no connection"
     } else {
         "the request failed"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_algorithms_can_not_be_pinned() {
+        for name in ["HS256", "HS384", "HS512"] {
+            let err = parse_algorithm(name).unwrap_err();
+            assert!(err.contains("HMAC"), "{err}");
+        }
+        assert!(parse_algorithm("none").is_err());
+        // Control: the default list parses.
+        for name in DEFAULT_ALGORITHMS {
+            assert!(parse_algorithm(name).is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_refusal_names_what_the_token_claimed_clipped() {
+        use base64::Engine;
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(
+            r#"{{"sub":"{}","iss":"https://idp"}}"#,
+            "x".repeat(500)
+        ));
+        let named = claimed(&format!("e30.{payload}.sig"));
+        assert!(named.ends_with("(https://idp)"), "{named}");
+        assert!(named.len() < 260, "{}", named.len());
+        assert_eq!(claimed("not a token"), "\"?\" (?)");
+    }
+
+    #[test]
+    fn an_id_token_is_exchanged_once() {
+        let verifier = OidcVerifier::new(
+            OidcSettings {
+                issuer: "https://idp".into(),
+                client_id: "c".into(),
+                roles_claim: "groups".into(),
+                roles: BTreeMap::new(),
+                algorithms: vec![Algorithm::RS256],
+                ca_pem: None,
+            },
+            lagesbild_vocabulary::SystemClock::shared(),
+        )
+        .unwrap();
+        assert!(verifier.first_use("token-a", 1_000, 1_000).is_ok());
+        assert!(verifier.first_use("token-a", 1_000, 1_001).is_err());
+        assert!(verifier.first_use("token-b", 1_000, 1_001).is_ok());
+        // Forgotten once too old to be accepted anyway.
+        let later = 1_000 + MAX_ID_TOKEN_AGE.as_secs() as i64 + LEEWAY_SECS + 1;
+        assert!(verifier.first_use("token-a", 1_000, later).is_ok());
     }
 }
