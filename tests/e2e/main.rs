@@ -6,6 +6,7 @@ mod common;
 
 mod audit;
 mod availability;
+mod console;
 mod demo;
 mod events;
 mod federation_tls;

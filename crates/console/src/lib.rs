@@ -9,7 +9,10 @@
 
 #![warn(missing_docs)]
 
+mod api;
 mod pages;
+
+pub use api::{Gateway, API_ROUTES, OPENAPI};
 
 use axum::extract::{Form, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -55,6 +58,8 @@ pub struct Console {
     /// `https://host:port` as the browser reaches it.
     public_url: String,
     pending: Mutex<HashMap<String, Pending>>,
+    /// The node's own services, through its access layers.
+    gateway: Gateway,
 }
 
 fn random() -> String {
@@ -75,6 +80,7 @@ impl Console {
         log: AuditLog,
         clock: SharedClock,
         public_url: &str,
+        gateway: Gateway,
     ) -> Self {
         Self {
             org: org.to_owned(),
@@ -84,6 +90,7 @@ impl Console {
             clock,
             public_url: public_url.trim_end_matches('/').to_owned(),
             pending: Mutex::new(HashMap::new()),
+            gateway,
         }
     }
 
@@ -140,7 +147,7 @@ fn facts(signed: &SignedIn) -> TokenFacts {
     }
 }
 
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -446,6 +453,8 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/oidc/start", get(oidc_start))
         .route("/oidc/callback", get(oidc_callback))
         .route("/logout", post(logout))
+        .route("/api/openapi.json", get(api::openapi))
+        .route("/api/v1/picture", get(api::picture))
         .with_state(console)
 }
 

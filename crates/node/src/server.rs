@@ -36,7 +36,7 @@ use lagesbild_proto::v1::policy_service_server::PolicyServiceServer;
 use lagesbild_proto::v1::report_service_server::ReportServiceServer;
 use lagesbild_proto::v1::session_service_server::SessionServiceServer;
 use lagesbild_store::{Store, StoreOptions};
-use lagesbild_transport::{serve_tls, ChannelOptions};
+use lagesbild_transport::{serve_tls, ChannelOptions, PeerInfo};
 use lagesbild_vocabulary::{OrgId, SharedClock, SystemClock};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -380,15 +380,7 @@ impl Core {
             self.federation.clone(),
             self.refusals.sink(),
         );
-        tracing::info!(%org, listen = ?local, version = crate::VERSION, "node serving");
-        limited_server()
-            .layer(access::layers(
-                self.authority.clone(),
-                self.log.clone(),
-                self.metrics.clone(),
-                self.clock.clone(),
-            ))
-            .add_service(health_service)
+        let routes = tonic::service::Routes::new(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(node_service)
@@ -401,10 +393,60 @@ impl Core {
             .add_service(SessionServiceServer::new(SessionApi::new(
                 self.people.clone(),
                 self.provider.clone(),
-            )))
+            )));
+        let console = match &self.loaded.config.console {
+            Some(section) => {
+                Some(start_console(self, section, self.gateway(routes.clone())).await?)
+            }
+            None => None,
+        };
+        tracing::info!(%org, listen = ?local, version = crate::VERSION, "node serving");
+        let served = limited_server()
+            .layer(access::layers(
+                self.authority.clone(),
+                self.log.clone(),
+                self.metrics.clone(),
+                self.clock.clone(),
+            ))
+            .add_routes(routes)
             .serve_with_incoming_shutdown(incoming, shutdown)
-            .await?;
+            .await;
+        if let Some(console) = console {
+            console.abort();
+        }
+        served?;
         Ok(())
+    }
+
+    /// The node's services as the console reaches them: in process, as one of
+    /// the org's people on its `client` certificate, through the same access
+    /// layers (the authorisation table, the access log) as a call over the
+    /// network.
+    fn gateway(&self, routes: tonic::service::Routes) -> lagesbild_console::Gateway {
+        let caller = PeerInfo {
+            identity: lagesbild_identity::tls::PeerIdentity {
+                org: self.org.clone(),
+                role: lagesbild_identity::Role::Member,
+                workload: crate::auth::PEOPLE_WORKLOAD.to_owned(),
+                fingerprint: String::new(),
+            },
+            remote: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let layered = tower::ServiceBuilder::new()
+            .layer(access::layers(
+                self.authority.clone(),
+                self.log.clone(),
+                self.metrics.clone(),
+                self.clock.clone(),
+            ))
+            .service(routes);
+        let service = tower::ServiceBuilder::new()
+            .map_request(move |mut request: http::Request<tonic::body::Body>| {
+                request.extensions_mut().insert(caller.clone());
+                request
+            })
+            .service(layered);
+        tower::util::BoxCloneSyncService::new(service)
     }
 
     /// Writes what is still counted of refused handshakes, flushes the store
@@ -450,9 +492,6 @@ impl Background {
             tokio::spawn(core.refusals.clone().run()),
             tokio::spawn(accounts_loop(core.people.clone())),
         ];
-        if let Some(section) = &core.loaded.config.console {
-            others.push(start_console(core, section).await?);
-        }
         if let Some(section) = &core.loaded.config.metrics {
             let address = section.listen.clone();
             let listener = TcpListener::bind(&address)
@@ -529,6 +568,7 @@ async fn checkpoint_loop(log: AuditLog) {
 async fn start_console(
     core: &Core,
     section: &crate::config::ConsoleSection,
+    gateway: lagesbild_console::Gateway,
 ) -> Result<tokio::task::JoinHandle<()>, NodeError> {
     let config_error = |message: String| NodeError::Config {
         path: core.loaded.path.clone(),
@@ -565,6 +605,7 @@ async fn start_console(
         core.log.clone(),
         core.clock.clone(),
         &section.public_url(),
+        gateway,
     ));
     // It stops with the node's other tasks.
     Ok(tokio::spawn(lagesbild_console::serve(

@@ -1,0 +1,451 @@
+//! The console's HTTP JSON API, for the console's pages and for partners'
+//! scripts alike. Each call is made to the node's own gRPC services in
+//! process ([`Gateway`]), with the caller's session: the same authorisation
+//! table and the same access log as a call over the network. `openapi.json`
+//! describes it.
+
+use crate::{cookie, Console, SESSION_COOKIE};
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use lagesbild_auth::{AUTHORIZATION, PURPOSE_HEADER};
+use lagesbild_proto::v1::picture_service_client::PictureServiceClient;
+use lagesbild_proto::v1::{
+    AnswerStatus, BucketKind, Category, PictureRequest, ReleaseRequest, SituationPicture,
+};
+use serde_json::{json, Value};
+use std::convert::Infallible;
+use std::sync::Arc;
+
+/// The node's gRPC services as one in-process service, behind its access
+/// layers, called as the org's people.
+pub type Gateway = tower::util::BoxCloneSyncService<
+    http::Request<tonic::body::Body>,
+    http::Response<tonic::body::Body>,
+    Infallible,
+>;
+
+/// The OpenAPI 3 document of the API, as checked in.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// Every API path the console serves, as the OpenAPI document must list them.
+pub const API_ROUTES: &[&str] = &["/api/v1/picture"];
+
+/// An error as the API answers it: the HTTP status and one sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        json_response(self.status, json!({ "error": self.message }))
+    }
+}
+
+fn error(status: StatusCode, message: &str) -> ApiError {
+    ApiError {
+        status,
+        message: message.to_owned(),
+    }
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+/// The HTTP status for a gRPC status.
+fn status_of(status: &tonic::Status) -> StatusCode {
+    use tonic::Code;
+    match status.code() {
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::InvalidArgument | Code::OutOfRange | Code::FailedPrecondition => {
+            StatusCode::BAD_REQUEST
+        }
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The session of an API call: `authorization: Bearer <session>` (scripts)
+/// or the console's cookie (its pages).
+fn session_of(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(lagesbild_auth::bearer_token)
+        .or_else(|| cookie(headers, SESSION_COOKIE))
+        .map(String::from)
+}
+
+/// `request` carrying the caller's session and stated purpose, or the
+/// error to answer instead.
+fn authorise<T>(
+    headers: &HeaderMap,
+    purpose: &str,
+    message: T,
+) -> Result<tonic::Request<T>, ApiError> {
+    let Some(session) = session_of(headers) else {
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "sign in first: send the console's session cookie or `Authorization: Bearer <session>`",
+        ));
+    };
+    let mut request = tonic::Request::new(message);
+    let bearer = format!("Bearer {session}").parse().map_err(|_| {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "the session is not a printable ASCII string",
+        )
+    })?;
+    let purpose = purpose.parse().map_err(|_| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "purpose: printable ASCII, e.g. situation-picture",
+        )
+    })?;
+    request.metadata_mut().insert(AUTHORIZATION, bearer);
+    request.metadata_mut().insert(PURPOSE_HEADER, purpose);
+    Ok(request)
+}
+
+pub(crate) async fn openapi() -> Response {
+    let mut response = OPENAPI.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The query of `GET /api/v1/picture`.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct PictureQuery {
+    from: Option<String>,
+    to: Option<String>,
+    /// Comma-separated category names; none for all.
+    #[serde(default)]
+    categories: Option<String>,
+    #[serde(default)]
+    cell: Option<u32>,
+    #[serde(default)]
+    bucket: Option<String>,
+    #[serde(default)]
+    top: Option<u32>,
+    #[serde(default)]
+    purpose: Option<String>,
+}
+
+fn timestamp(name: &str, text: Option<&str>) -> Result<Option<prost_types::Timestamp>, ApiError> {
+    let Some(text) = text else { return Ok(None) };
+    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| {
+            error(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "{name}: {text:?} is not an RFC 3339 time, e.g. 2026-11-01T00:00:00+01:00"
+                ),
+            )
+        })?;
+    Ok(Some(prost_types::Timestamp {
+        seconds: at.unix_timestamp(),
+        nanos: 0,
+    }))
+}
+
+fn rfc3339(at: Option<&prost_types::Timestamp>) -> Value {
+    at.and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.seconds).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .map_or(Value::Null, Value::String)
+}
+
+/// A proto enum's name without its prefix, in lower case: `violence`.
+fn short(name: &str, prefix: &str) -> String {
+    name.trim_start_matches(prefix).to_ascii_lowercase()
+}
+
+fn category_name(value: i32) -> String {
+    Category::try_from(value).map_or_else(
+        |_| "unspecified".into(),
+        |c| short(c.as_str_name(), "CATEGORY_"),
+    )
+}
+
+fn filters(query: &PictureQuery) -> Result<ReleaseRequest, ApiError> {
+    let mut categories = Vec::new();
+    for name in query
+        .categories
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+    {
+        let Some(category) =
+            Category::from_str_name(&format!("CATEGORY_{}", name.to_ascii_uppercase()))
+                .filter(|c| *c != Category::Unspecified)
+        else {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                &format!(
+                    "categories: {name:?} is not a category (e.g. violence, theft, dark_area)"
+                ),
+            ));
+        };
+        categories.push(category as i32);
+    }
+    let bucket = match query.bucket.as_deref() {
+        None => BucketKind::Day,
+        Some(name) => {
+            BucketKind::from_str_name(&format!("BUCKET_KIND_{}", name.to_ascii_uppercase()))
+                .filter(|b| *b != BucketKind::Unspecified)
+                .ok_or_else(|| {
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        &format!(
+                    "bucket: {name:?} is not a bucket (hour, day, week, hour_of_day, hour_of_week)"
+                ),
+                    )
+                })?
+        }
+    };
+    Ok(ReleaseRequest {
+        purpose: String::new(),
+        from: timestamp("from", query.from.as_deref())?,
+        to: timestamp("to", query.to.as_deref())?,
+        categories,
+        area: None,
+        cell_size_m: query.cell.unwrap_or(250),
+        bucket: bucket as i32,
+        totals_only: false,
+    })
+}
+
+/// The picture as the API's JSON.
+pub fn picture_json(picture: &SituationPicture) -> Value {
+    let org = |index: &u32| {
+        picture
+            .answers
+            .get(*index as usize)
+            .map_or(Value::Null, |a| Value::String(a.org.clone()))
+    };
+    let cells: Vec<Value> = picture
+        .cells
+        .iter()
+        .filter_map(|c| {
+            let value = c.value.as_ref()?;
+            let cell = value.cell.as_ref()?;
+            Some(json!({
+                "easting": cell.easting,
+                "northing": cell.northing,
+                "size_m": cell.size_m,
+                "bucket_start": rfc3339(value.bucket_start.as_ref()),
+                "slot": value.slot,
+                "category": category_name(value.category),
+                "count": value.count,
+                "contributors": c.contributors.iter().map(org).collect::<Vec<_>>(),
+                "withheld_by": c.withheld_by.iter().map(org).collect::<Vec<_>>(),
+            }))
+        })
+        .collect();
+    let answers: Vec<Value> = picture
+        .answers
+        .iter()
+        .map(|a| {
+            json!({
+                "org": a.org,
+                "status": AnswerStatus::try_from(a.status)
+                    .map_or_else(|_| "unspecified".into(), |s| short(s.as_str_name(), "ANSWER_STATUS_")),
+                "reason": a.reason,
+                "k": a.k,
+                "epsilon": a.epsilon,
+                "values": a.values,
+                "latency_ms": a.latency_micros as f64 / 1000.0,
+            })
+        })
+        .collect();
+    json!({
+        "home_org": picture.home_org,
+        "from": rfc3339(picture.from.as_ref()),
+        "to": rfc3339(picture.to.as_ref()),
+        "cell_size_m": picture.cell_size_m,
+        "bucket": BucketKind::try_from(picture.bucket)
+            .map_or_else(|_| "unspecified".into(), |b| short(b.as_str_name(), "BUCKET_KIND_")),
+        "cells": cells,
+        "answers": answers,
+        "hour_of_day": picture.hour_of_day,
+        "hour_of_week": picture.hour_of_week,
+    })
+}
+
+/// `GET /api/v1/picture`: the federated picture, as `PictureService/Picture`
+/// gives it to the caller.
+pub(crate) async fn picture(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Query(query): Query<PictureQuery>,
+) -> Result<Response, ApiError> {
+    let purpose = query.purpose.as_deref().unwrap_or("situation-picture");
+    let request = authorise(
+        &headers,
+        purpose,
+        PictureRequest {
+            filters: Some(filters(&query)?),
+            top: query.top.unwrap_or(10),
+            deadline_ms: 0,
+        },
+    )?;
+    let answer = PictureServiceClient::new(console.gateway.clone())
+        .picture(request)
+        .await
+        .map_err(|status| error(status_of(&status), status.message()))?;
+    Ok(json_response(
+        StatusCode::OK,
+        picture_json(&answer.into_inner()),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lagesbild_proto::v1::{GridCell, PeerAnswer, PictureCell, ReleasedCount};
+    use std::collections::BTreeSet;
+
+    fn keys(value: &Value) -> BTreeSet<String> {
+        value.as_object().unwrap().keys().cloned().collect()
+    }
+
+    fn schema_keys(document: &Value, name: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+        let schema = &document["components"]["schemas"][name];
+        let properties = keys(&schema["properties"]);
+        let required = schema["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect();
+        (properties, required)
+    }
+
+    /// The checked-in document describes what the code serves: the same
+    /// paths, and every field of the answer, no more and no fewer.
+    #[test]
+    fn the_openapi_document_matches_the_implementation() {
+        let document: Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+        assert!(document["openapi"].as_str().unwrap().starts_with("3."));
+        let paths: BTreeSet<String> = keys(&document["paths"]);
+        let served: BTreeSet<String> = API_ROUTES.iter().map(|p| p.to_string()).collect();
+        assert_eq!(paths, served);
+        let picture = SituationPicture {
+            home_org: "polisen".into(),
+            cell_size_m: 250,
+            bucket: BucketKind::Day as i32,
+            cells: vec![PictureCell {
+                value: Some(ReleasedCount {
+                    cell: Some(GridCell {
+                        size_m: 250,
+                        easting: 674_250,
+                        northing: 6_581_000,
+                    }),
+                    category: Category::Violence as i32,
+                    count: 4,
+                    ..Default::default()
+                }),
+                contributors: vec![0],
+                withheld_by: vec![1],
+            }],
+            answers: vec![
+                PeerAnswer {
+                    org: "polisen".into(),
+                    status: AnswerStatus::Ok as i32,
+                    ..Default::default()
+                },
+                PeerAnswer {
+                    org: "scandic".into(),
+                    status: AnswerStatus::Ok as i32,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let json = picture_json(&picture);
+        for (name, value) in [
+            ("Picture", &json),
+            ("Cell", &json["cells"][0]),
+            ("Answer", &json["answers"][0]),
+        ] {
+            let (properties, required) = schema_keys(&document, name);
+            assert_eq!(properties, keys(value), "{name}");
+            assert_eq!(required, keys(value), "{name}");
+        }
+        assert_eq!(json["cells"][0]["category"], "violence");
+        assert_eq!(json["cells"][0]["withheld_by"][0], "scandic");
+        assert_eq!(json["answers"][0]["status"], "ok");
+        let statuses: BTreeSet<String> = document["components"]["schemas"]["Answer"]["properties"]
+            ["status"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect();
+        for status in [
+            AnswerStatus::Ok,
+            AnswerStatus::Denied,
+            AnswerStatus::Unavailable,
+            AnswerStatus::Timeout,
+            AnswerStatus::BudgetExhausted,
+            AnswerStatus::Error,
+            AnswerStatus::WitnessAlarm,
+        ] {
+            assert!(
+                statuses.contains(&short(status.as_str_name(), "ANSWER_STATUS_")),
+                "{status:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_query_is_named() {
+        let query = |categories: &str, bucket: Option<&str>| PictureQuery {
+            from: None,
+            to: None,
+            categories: Some(categories.into()),
+            cell: None,
+            bucket: bucket.map(String::from),
+            top: None,
+            purpose: None,
+        };
+        assert!(filters(&query("violence,dark_area", Some("hour"))).is_ok());
+        assert_eq!(
+            filters(&query("violense", None)).unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            filters(&query("", Some("fortnight"))).unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            filters(&query("unspecified", None)).unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
+    }
+}

@@ -1,0 +1,225 @@
+//! The console's HTTP JSON API against real nodes: the picture it gives a
+//! signed-in person equals the gRPC picture for the same query, it goes
+//! through the authorisation table (a role that may not is refused) and the
+//! access log (the call names the person), and the document that describes
+//! it is served.
+
+use crate::common::{now, TestFederation, PURPOSE, TESTER, TESTER_PASSWORD};
+use lagesbild_proto::v1::picture_service_client::PictureServiceClient;
+use lagesbild_proto::v1::report_service_client::ReportServiceClient;
+use lagesbild_proto::v1::{
+    BucketKind, Category, PictureRequest, Position, ReleaseRequest, Report, Source,
+    SubmitBatchRequest, Tlp,
+};
+use prost_types::Timestamp;
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+const HOME: &str = "polisen";
+const PEER: &str = "scandic";
+
+fn policy(peers: &[&str]) -> String {
+    let mut text = String::from("version = 1\n");
+    for peer in peers {
+        text.push_str(&format!(
+            "[peer.{peer}]\nscopes = [\"aggregate:read\"]\npurposes = [\"{PURPOSE}\"]\ncategories = [\"all\"]\nfinest_cell = 250\nfinest_bucket = \"hour\"\nk = 3\nrate_limit = 1000\n"
+        ));
+    }
+    text
+}
+
+fn reports(org: usize, base: i64) -> Vec<Report> {
+    (0..90)
+        .map(|i| Report {
+            id: format!("c-{org}-{i}"),
+            observed_at: Some(Timestamp {
+                seconds: base + (i as i64 % 3) * 3600 + 60,
+                nanos: 0,
+            }),
+            position: Some(Position {
+                lat: 59.3320 + ((i * (org + 1)) % 4) as f64 * 0.0015,
+                lon: 18.0620 + (i % 2) as f64 * 0.003,
+            }),
+            category: [Category::Violence, Category::DarkArea][(i + org) % 2] as i32,
+            severity: 1 + (i % 4) as u32,
+            source: Source::Staff as i32,
+            tlp: Tlp::Green as i32,
+            text: "Händelse".into(),
+            ..Report::default()
+        })
+        .collect()
+}
+
+/// (easting, northing, bucket start, category, count) of each cell.
+type Cells = BTreeSet<(u64, u64, String, String, u64)>;
+
+fn api_cells(picture: &Value) -> Cells {
+    picture["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["easting"].as_u64().unwrap(),
+                c["northing"].as_u64().unwrap(),
+                c["bucket_start"].as_str().unwrap().to_owned(),
+                c["category"].as_str().unwrap().to_owned(),
+                c["count"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_api_gives_a_person_the_grpc_picture_through_the_same_checks() {
+    let mut fed = TestFederation::start(&[HOME, PEER]).await;
+    let port = crate::common::free_ports(1)[0];
+    fed.kill(HOME);
+    let config = fed.org_dir(HOME).join("node.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!("\n[console]\nlisten = \"127.0.0.1:{port}\"\n"));
+    std::fs::write(&config, text).unwrap();
+    for org in [HOME, PEER] {
+        std::fs::write(fed.org_dir(org).join("policy.toml"), policy(&[HOME, PEER])).unwrap();
+    }
+    fed.restart(HOME).await;
+    let base = (now() / 3600 - 20) * 3600;
+    for (i, org) in [HOME, PEER].iter().enumerate() {
+        let stored = ReportServiceClient::new(fed.authed(org, org, &["report:write"]))
+            .submit_batch(SubmitBatchRequest {
+                reports: reports(i, base),
+                validate_only: false,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(stored.stored, 90);
+    }
+    let session = std::fs::read_to_string(fed.login(HOME, TESTER, TESTER_PASSWORD).unwrap())
+        .unwrap()
+        .trim()
+        .to_owned();
+    let ca = std::fs::read(fed.org_dir(HOME).join("ca.pem")).unwrap();
+    let https = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .build()
+        .unwrap();
+    let iso = |seconds: i64| {
+        time::OffsetDateTime::from_unix_timestamp(seconds)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let (from, to) = (base - 3600, base + 6 * 3600);
+    let url = format!(
+        "https://127.0.0.1:{port}/api/v1/picture?bucket=hour&cell=250&from={}&to={}",
+        iso(from),
+        iso(to)
+    );
+    let answer = https.get(&url).bearer_auth(&session).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let picture: Value = answer.json().await.unwrap();
+
+    // The same query over gRPC.
+    let grpc = PictureServiceClient::new(fed.authed(HOME, HOME, &["aggregate:read"]))
+        .picture(PictureRequest {
+            filters: Some(ReleaseRequest {
+                from: Some(Timestamp {
+                    seconds: from,
+                    nanos: 0,
+                }),
+                to: Some(Timestamp {
+                    seconds: to,
+                    nanos: 0,
+                }),
+                cell_size_m: 250,
+                bucket: BucketKind::Hour as i32,
+                ..ReleaseRequest::default()
+            }),
+            top: 10,
+            deadline_ms: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let grpc_cells: Cells = grpc
+        .cells
+        .iter()
+        .map(|c| {
+            let v = c.value.as_ref().unwrap();
+            let cell = v.cell.as_ref().unwrap();
+            (
+                u64::from(cell.easting),
+                u64::from(cell.northing),
+                iso(v.bucket_start.as_ref().unwrap().seconds),
+                Category::try_from(v.category)
+                    .unwrap()
+                    .as_str_name()
+                    .trim_start_matches("CATEGORY_")
+                    .to_ascii_lowercase(),
+                v.count,
+            )
+        })
+        .collect();
+    let cells = api_cells(&picture);
+    assert!(!cells.is_empty(), "{picture}");
+    assert_eq!(cells, grpc_cells);
+    let answered: BTreeSet<&str> = picture["answers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["status"] == "ok")
+        .map(|a| a["org"].as_str().unwrap())
+        .collect();
+    assert_eq!(answered, BTreeSet::from([HOME, PEER]));
+
+    // The access log: the API call is a Picture call of the person.
+    let log = crate::common::log_entries(&fed, HOME, HOME);
+    let by_tester = log.iter().filter(|e| {
+        e["call"] == "/lagesbild.v1.PictureService/Picture"
+            && e["token"]["sub"] == "tester (local:polisen)"
+            && e["decision"] == "allowed"
+    });
+    assert_eq!(by_tester.count(), 1);
+
+    // A person whose role may not: refused by the table, by name.
+    fed.add_account_and_wait(HOME, "dora", &["duty-officer"], "dora's long password")
+        .await;
+    let dora = std::fs::read_to_string(fed.login(HOME, "dora", "dora's long password").unwrap())
+        .unwrap()
+        .trim()
+        .to_owned();
+    let refused = https.get(&url).bearer_auth(&dora).send().await.unwrap();
+    assert_eq!(refused.status(), 403);
+    let body: Value = refused.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("needs the role analyst; dora (local:polisen) has duty-officer"),
+        "{body}"
+    );
+    // No session at all.
+    let anonymous = https.get(&url).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    // A bad query is named.
+    let bad = https
+        .get(format!(
+            "https://127.0.0.1:{port}/api/v1/picture?categories=violense"
+        ))
+        .bearer_auth(&session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    // The document that describes the API is served as checked in.
+    let served = https
+        .get(format!("https://127.0.0.1:{port}/api/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(served, lagesbild_console::OPENAPI);
+}
