@@ -222,4 +222,51 @@ async fn the_console_api_gives_a_person_the_grpc_picture_through_the_same_checks
         .await
         .unwrap();
     assert_eq!(served, lagesbild_console::OPENAPI);
+
+    // In a real browser: signed in through the form, the map draws the
+    // cells the API gives for its default view (a month, 250 m).
+    let month = https
+        .get(format!(
+            "https://127.0.0.1:{port}/api/v1/picture?bucket=day&cell=250&from={}&to={}",
+            iso(now() - 30 * 86_400),
+            iso(now() + 60)
+        ))
+        .bearer_auth(&session)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let distinct: BTreeSet<(u64, u64)> = api_cells(&month)
+        .into_iter()
+        .map(|(e, n, _, _, _)| (e, n))
+        .collect();
+    assert!(!distinct.is_empty());
+    let node_cert = std::fs::read_to_string(fed.org_dir(HOME).join("node.pem")).unwrap();
+    let profile = fed.dir.path().join("browser");
+    std::fs::create_dir_all(&profile).unwrap();
+    let driver_port = crate::common::free_ports(1)[0];
+    let Some(browser) = crate::common::browser::Browser::start(
+        &crate::common::browser::spki_hash(&node_cert),
+        &profile,
+        driver_port,
+    )
+    .await
+    else {
+        return;
+    };
+    browser.open(&format!("https://127.0.0.1:{port}/")).await;
+    browser.type_into("input[name=account]", TESTER).await;
+    browser
+        .type_into("input[name=password]", TESTER_PASSWORD)
+        .await;
+    browser.click("form[action='/login'] button").await;
+    let drawn = browser.attribute("body", "data-cells").await;
+    assert_eq!(drawn, distinct.len().to_string());
+    let shown = browser.text("#answers").await;
+    assert!(
+        shown.contains("polisen: ok") && shown.contains("scandic: ok"),
+        "{shown}"
+    );
 }

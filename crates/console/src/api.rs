@@ -29,7 +29,7 @@ pub type Gateway = tower::util::BoxCloneSyncService<
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
 /// Every API path the console serves, as the OpenAPI document must list them.
-pub const API_ROUTES: &[&str] = &["/api/v1/picture"];
+pub const API_ROUTES: &[&str] = &["/api/v1/picture", "/api/v1/places"];
 
 /// An error as the API answers it: the HTTP status and one sentence.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -240,6 +240,46 @@ fn filters(query: &PictureQuery) -> Result<ReleaseRequest, ApiError> {
     })
 }
 
+/// A cell's corners, `[lat, lon]` in WGS84, from its south-west corner
+/// anticlockwise.
+fn corners(easting: u32, northing: u32, size: u32) -> Value {
+    let (e, n, m) = (f64::from(easting), f64::from(northing), f64::from(size));
+    let round = |x: f64| (x * 1e6).round() / 1e6;
+    Value::Array(
+        [(e, n), (e + m, n), (e + m, n + m), (e, n + m)]
+            .into_iter()
+            .map(|(easting, northing)| {
+                let (lat, lon) =
+                    lagesbild_geo::unproject(lagesbild_geo::Sweref99Tm { northing, easting });
+                json!([round(lat), round(lon)])
+            })
+            .collect(),
+    )
+}
+
+/// `GET /api/v1/places`: the named places the offline map shows (no data of
+/// anyone's: the same list every node ships).
+pub(crate) async fn places(
+    headers: HeaderMap,
+    State(console): State<Arc<Console>>,
+) -> Result<Response, ApiError> {
+    let session = session_of(&headers).ok_or_else(|| {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "sign in first: send the console's session cookie or `Authorization: Bearer <session>`",
+        )
+    })?;
+    console
+        .people
+        .session(&session)
+        .map_err(|e| error(StatusCode::UNAUTHORIZED, &e.to_string()))?;
+    let places: Vec<Value> = lagesbild_reports::places::places()
+        .iter()
+        .map(|p| json!({"name": p.name, "kind": p.kind, "lat": p.lat, "lon": p.lon}))
+        .collect();
+    Ok(json_response(StatusCode::OK, json!({ "places": places })))
+}
+
 /// The picture as the API's JSON.
 pub fn picture_json(picture: &SituationPicture) -> Value {
     let org = |index: &u32| {
@@ -258,6 +298,7 @@ pub fn picture_json(picture: &SituationPicture) -> Value {
                 "easting": cell.easting,
                 "northing": cell.northing,
                 "size_m": cell.size_m,
+                "corners": corners(cell.easting, cell.northing, cell.size_m),
                 "bucket_start": rfc3339(value.bucket_start.as_ref()),
                 "slot": value.slot,
                 "category": category_name(value.category),
@@ -421,6 +462,19 @@ mod tests {
                 "{status:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_map_offers_every_category_the_api_takes() {
+        let all: BTreeSet<String> = (1..)
+            .map_while(|v| Category::try_from(v).ok())
+            .map(|c| short(c.as_str_name(), "CATEGORY_"))
+            .collect();
+        let offered: BTreeSet<String> = crate::pages::CATEGORIES
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        assert_eq!(offered, all);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 mod api;
+mod assets;
 mod pages;
 
 pub use api::{Gateway, API_ROUTES, OPENAPI};
@@ -190,7 +191,15 @@ async fn home(State(console): State<Arc<Console>>, headers: HeaderMap) -> Respon
     else {
         return Redirect::to("/login").into_response();
     };
-    page(StatusCode::OK, pages::home(&console.org, &session))
+    let mut response = page(StatusCode::OK, pages::home(&console.org, &session));
+    // The map page runs the console's own script and draws on a canvas.
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    response
 }
 
 async fn login_page(State(console): State<Arc<Console>>) -> Response {
@@ -455,6 +464,8 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/logout", post(logout))
         .route("/api/openapi.json", get(api::openapi))
         .route("/api/v1/picture", get(api::picture))
+        .route("/api/v1/places", get(api::places))
+        .route("/assets/{name}", get(assets::asset))
         .with_state(console)
 }
 

@@ -67,18 +67,54 @@ pub(crate) fn login(
 
 pub(crate) fn home(org: &str, session: &ActiveSession) -> String {
     let roles: Vec<&str> = session.roles.iter().map(|r| r.name()).collect();
-    document(
-        "Lägesbild",
-        &format!(
-            "<h1>Lägesbild: {}</h1><p id=\"who\">Signed in as {} ({}) as {}</p>\
-<form method=\"post\" action=\"/logout\"><button type=\"submit\">Logga ut / Sign out</button></form>",
-            escape(org),
-            escape(&session.person.sub),
-            escape(&session.person.issuer),
-            escape(&roles.join(", "))
-        ),
+    let categories: String = CATEGORIES
+        .iter()
+        .map(|c| format!("<option value=\"{c}\">{c}</option>"))
+        .collect();
+    let body = format!(
+        "<header><h1>Lägesbild: {}</h1><p id=\"who\">Signed in as {} ({}) as {}</p>\
+<form method=\"post\" action=\"/logout\"><button type=\"submit\">Logga ut / Sign out</button></form></header>\
+<main><div id=\"controls\">\
+<label for=\"window\">Tid / Window</label><select id=\"window\"><option value=\"24h\">24 h</option><option value=\"week\">Vecka / Week</option><option value=\"month\" selected>Månad / Month</option></select>\
+<label for=\"cell\">Ruta / Cell (m)</label><select id=\"cell\"><option>100</option><option selected>250</option><option>500</option><option>1000</option></select>\
+<label for=\"category\">Kategori / Category</label><select id=\"category\"><option value=\"\">Alla / All</option>{categories}</select>\
+</div><div id=\"map\" role=\"region\" aria-label=\"Karta / Map\"></div>\
+<p id=\"status\" aria-live=\"polite\"></p><h2>Svar / Answers</h2><ul id=\"answers\"></ul></main>\
+<script src=\"/assets/leaflet.js\"></script><script src=\"/assets/console.js\"></script>",
+        escape(org),
+        escape(&session.person.sub),
+        escape(&session.person.issuer),
+        escape(&roles.join(", "))
+    );
+    format!(
+        "<!DOCTYPE html><html lang=\"sv\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Lägesbild</title>\
+<link rel=\"stylesheet\" href=\"/assets/leaflet.css\"><style>{STYLE}body{{max-width:none;margin:1rem}}#map{{height:70vh;border:1px solid #555}}\
+#controls{{display:flex;flex-wrap:wrap;gap:.5rem;align-items:center}}#controls label{{margin:0}}#controls select{{font-size:1rem;padding:.3rem}}\
+header{{display:flex;flex-wrap:wrap;gap:1rem;align-items:center}}</style></head><body>{body}</body></html>"
     )
 }
+
+/// The categories the map's filter offers (the API's names).
+pub(crate) const CATEGORIES: &[&str] = &[
+    "violence",
+    "robbery",
+    "theft",
+    "shoplifting",
+    "vandalism",
+    "drugs",
+    "disorder",
+    "threat",
+    "harassment",
+    "sexual_offence",
+    "weapons",
+    "fire",
+    "traffic",
+    "lighting_fault",
+    "dark_area",
+    "littering",
+    "crowding",
+    "other",
+];
 
 pub(crate) fn message(text: &str) -> String {
     document(

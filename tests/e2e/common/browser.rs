@@ -189,6 +189,34 @@ impl Browser {
         .to_owned()
     }
 
+    /// The attribute `name` of the element `css` selects, waiting up to 20 s
+    /// for an element that has it.
+    pub async fn attribute(&self, css: &str, name: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let id = self.find(css).await;
+            let value = self
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/element/{id}/attribute/{name}"),
+                    Value::Null,
+                )
+                .await;
+            if let Some(text) = value.as_str() {
+                return text.to_owned();
+            }
+            if Instant::now() > deadline {
+                let shot = self.screenshot("missing-attribute").await;
+                panic!(
+                    "no {name} on {css} (screenshot: {})\n{}",
+                    shot.display(),
+                    self.source().await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The address shown.
     pub async fn url(&self) -> String {
         self.call(reqwest::Method::GET, "/url", Value::Null)

@@ -1,0 +1,89 @@
+// The console's map: the federated picture on the SWEREF 99 TM grid over
+// an offline map of the named places. Everything comes from this node's own
+// API (same origin); nothing is fetched from anywhere else.
+(function () {
+  'use strict';
+  var status = document.getElementById('status');
+  var answers = document.getElementById('answers');
+  var map = L.map('map', { preferCanvas: true, zoomControl: true }).setView([59.3340, 18.0630], 15);
+  var placesLayer = L.layerGroup().addTo(map);
+  var cellsLayer = L.layerGroup().addTo(map);
+
+  var WINDOWS = { '24h': 24 * 3600e3, week: 7 * 24 * 3600e3, month: 30 * 24 * 3600e3 };
+
+  function colour(share) {
+    // Light yellow to dark red, readable on white.
+    var stops = [[255, 237, 160], [254, 178, 76], [240, 59, 32], [128, 0, 38]];
+    var x = Math.max(0, Math.min(1, share)) * (stops.length - 1);
+    var i = Math.min(stops.length - 2, Math.floor(x));
+    var t = x - i;
+    var c = stops[i].map(function (v, k) { return Math.round(v + (stops[i + 1][k] - v) * t); });
+    return 'rgb(' + c.join(',') + ')';
+  }
+
+  function get(url) {
+    return fetch(url, { credentials: 'same-origin', headers: { Accept: 'application/json' } })
+      .then(function (r) {
+        return r.json().then(function (body) {
+          if (!r.ok) { throw new Error(body.error || ('HTTP ' + r.status)); }
+          return body;
+        });
+      });
+  }
+
+  get('/api/v1/places').then(function (body) {
+    body.places.forEach(function (p) {
+      L.circleMarker([p.lat, p.lon], { radius: 3, color: '#1f3a68', weight: 1, fillOpacity: 0.8 })
+        .bindTooltip(p.name + ' (' + p.kind + ')')
+        .addTo(placesLayer);
+    });
+  }).catch(function (e) { status.textContent = e.message; });
+
+  function load() {
+    var span = WINDOWS[document.getElementById('window').value] || WINDOWS.month;
+    var to = new Date();
+    var from = new Date(to.getTime() - span);
+    var cell = document.getElementById('cell').value;
+    var category = document.getElementById('category').value;
+    var url = '/api/v1/picture?bucket=day&cell=' + encodeURIComponent(cell) +
+      '&from=' + encodeURIComponent(from.toISOString().replace(/\.\d{3}Z$/, 'Z')) +
+      '&to=' + encodeURIComponent(to.toISOString().replace(/\.\d{3}Z$/, 'Z')) +
+      (category ? '&categories=' + encodeURIComponent(category) : '');
+    status.textContent = '…';
+    document.body.removeAttribute('data-cells');
+    get(url).then(function (picture) {
+      var byCell = new Map();
+      picture.cells.forEach(function (c) {
+        var key = c.easting + ':' + c.northing;
+        var entry = byCell.get(key);
+        if (!entry) { entry = { corners: c.corners, count: 0 }; byCell.set(key, entry); }
+        entry.count += c.count;
+      });
+      var max = 0;
+      byCell.forEach(function (e) { max = Math.max(max, e.count); });
+      cellsLayer.clearLayers();
+      byCell.forEach(function (e) {
+        L.polygon(e.corners, { weight: 0.5, color: '#333', fillColor: colour(max ? e.count / max : 0), fillOpacity: 0.65 })
+          .bindTooltip(String(e.count))
+          .addTo(cellsLayer);
+      });
+      answers.textContent = '';
+      picture.answers.forEach(function (a) {
+        var li = document.createElement('li');
+        li.textContent = a.org + ': ' + a.status + (a.reason ? ' (' + a.reason + ')' : '') +
+          ', ' + a.values + ' values, ' + a.latency_ms.toFixed(0) + ' ms';
+        answers.appendChild(li);
+      });
+      status.textContent = byCell.size + ' cells, ' + picture.cells.length + ' released values';
+      document.body.setAttribute('data-cells', String(byCell.size));
+    }).catch(function (e) {
+      status.textContent = e.message;
+      document.body.setAttribute('data-error', e.message);
+    });
+  }
+
+  ['window', 'cell', 'category'].forEach(function (id) {
+    document.getElementById(id).addEventListener('change', load);
+  });
+  load();
+}());
