@@ -22,7 +22,7 @@ fn policy(peers: &[&str]) -> String {
     let mut text = String::from("version = 1\n");
     for peer in peers {
         text.push_str(&format!(
-            "[peer.{peer}]\nscopes = [\"aggregate:read\"]\npurposes = [\"{PURPOSE}\"]\ncategories = [\"all\"]\nfinest_cell = 250\nfinest_bucket = \"hour\"\nk = 3\nrate_limit = 1000\n"
+            "[peer.{peer}]\nscopes = [\"aggregate:read\", \"events:read\"]\npurposes = [\"{PURPOSE}\"]\ncategories = [\"all\"]\nfinest_cell = 250\nfinest_bucket = \"hour\"\nk = 3\nmax_tlp = \"amber\"\ntext = true\nrate_limit = 1000\n"
         ));
     }
     text

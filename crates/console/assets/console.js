@@ -82,6 +82,64 @@
     });
   }
 
+  // Live events: the node's inbox as server-sent events. A recall takes its
+  // event away; the browser reconnects on its own and resumes after the last.
+  var eventsList = document.getElementById('events');
+  var live = document.getElementById('live');
+  var eventsLayer = L.layerGroup().addTo(map);
+  var shown = new Map();
+  var notify = document.getElementById('notify');
+  notify.addEventListener('change', function () {
+    if (notify.checked && window.Notification && Notification.permission !== 'granted') {
+      Notification.requestPermission();
+    }
+  });
+  function showEvent(e) {
+    var li = document.createElement('li');
+    li.setAttribute('data-id', e.id);
+    var head = document.createElement('strong');
+    head.textContent = e.org + ': ' + e.category + ', severity ' + e.severity + (e.near ? ' near ' + e.near : '');
+    li.appendChild(head);
+    if (e.text) {
+      var text = document.createElement('div');
+      text.textContent = '"' + e.text + '"';
+      li.appendChild(text);
+    }
+    e.alerts.forEach(function (a) {
+      var alert = document.createElement('div');
+      alert.className = 'alert';
+      alert.textContent = 'ALERT ' + a.rule + ' → ' + a.playbook;
+      var steps = document.createElement('ol');
+      a.actions.forEach(function (step) {
+        var item = document.createElement('li');
+        item.textContent = step;
+        steps.appendChild(item);
+      });
+      alert.appendChild(steps);
+      li.appendChild(alert);
+    });
+    eventsList.insertBefore(li, eventsList.firstChild);
+    var marker = e.corners ? L.polygon(e.corners, { color: '#8b0000', weight: 2, fill: false }).addTo(eventsLayer) : null;
+    shown.set(e.id, { item: li, marker: marker });
+    if (notify.checked && e.alerts.length && window.Notification && Notification.permission === 'granted') {
+      new Notification('Lägesbild: ' + e.alerts[0].rule, { body: e.org + ', ' + e.category + (e.near ? ' near ' + e.near : '') });
+    }
+  }
+  function recall(r) {
+    var entry = shown.get(r.id);
+    if (!entry) { return; }
+    entry.item.remove();
+    if (entry.marker) { eventsLayer.removeLayer(entry.marker); }
+    shown.delete(r.id);
+  }
+  if (window.EventSource) {
+    var source = new EventSource('/api/v1/events');
+    source.addEventListener('open', function () { live.textContent = 'live'; document.body.setAttribute('data-live', 'open'); });
+    source.addEventListener('error', function () { live.textContent = 'reconnecting…'; });
+    source.addEventListener('event', function (m) { showEvent(JSON.parse(m.data)); });
+    source.addEventListener('recall', function (m) { recall(JSON.parse(m.data)); });
+  }
+
   ['window', 'cell', 'category'].forEach(function (id) {
     document.getElementById(id).addEventListener('change', load);
   });

@@ -9,7 +9,9 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use lagesbild_auth::{AUTHORIZATION, PURPOSE_HEADER};
+use lagesbild_proto::v1::event_service_client::EventServiceClient;
 use lagesbild_proto::v1::picture_service_client::PictureServiceClient;
+use lagesbild_proto::v1::{watch_item, RecallReason, Tlp, WatchItem, WatchRequest};
 use lagesbild_proto::v1::{
     AnswerStatus, BucketKind, Category, PictureRequest, ReleaseRequest, SituationPicture,
 };
@@ -29,7 +31,7 @@ pub type Gateway = tower::util::BoxCloneSyncService<
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
 /// Every API path the console serves, as the OpenAPI document must list them.
-pub const API_ROUTES: &[&str] = &["/api/v1/picture", "/api/v1/places"];
+pub const API_ROUTES: &[&str] = &["/api/v1/picture", "/api/v1/places", "/api/v1/events"];
 
 /// An error as the API answers it: the HTTP status and one sentence.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,6 +282,102 @@ pub(crate) async fn places(
     Ok(json_response(StatusCode::OK, json!({ "places": places })))
 }
 
+/// The query of `GET /api/v1/events`.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct EventsQuery {
+    #[serde(default)]
+    after: Option<u64>,
+}
+
+/// One item of the node's inbox as the API's JSON, and its SSE event name.
+pub fn watch_json(item: &WatchItem) -> (&'static str, Value) {
+    let seconds = |t: Option<&prost_types::Timestamp>| rfc3339(t);
+    match &item.item {
+        Some(watch_item::Item::Event(event)) => {
+            let cell = event.cell.as_ref();
+            (
+                "event",
+                json!({
+                    "seq": item.seq,
+                    "received_at": seconds(item.received_at.as_ref()),
+                    "id": event.id,
+                    "org": event.org,
+                    "category": category_name(event.category),
+                    "severity": event.severity,
+                    "corners": cell.map_or(Value::Null, |c| corners(c.easting, c.northing, c.size_m)),
+                    "near": item.near,
+                    "slot_start": seconds(event.slot_start.as_ref()),
+                    "slot_end": seconds(event.slot_end.as_ref()),
+                    "expires_at": seconds(event.expires_at.as_ref()),
+                    "tlp": Tlp::try_from(event.tlp).map_or_else(|_| "unspecified".into(), |t| short(t.as_str_name(), "TLP_")),
+                    "text": event.text,
+                    "alerts": item.alerts.iter().map(|a| json!({
+                        "rule": a.rule,
+                        "playbook": a.playbook,
+                        "actions": a.actions,
+                    })).collect::<Vec<_>>(),
+                }),
+            )
+        }
+        Some(watch_item::Item::Recall(recall)) => (
+            "recall",
+            json!({
+                "seq": item.seq,
+                "received_at": seconds(item.received_at.as_ref()),
+                "id": recall.id,
+                "org": recall.org,
+                "reason": RecallReason::try_from(recall.reason)
+                    .map_or_else(|_| "unspecified".into(), |r| short(r.as_str_name(), "RECALL_REASON_")),
+            }),
+        ),
+        None => ("unknown", json!({ "seq": item.seq })),
+    }
+}
+
+/// `GET /api/v1/events`: the node's inbox of events and recalls, live, as
+/// server-sent events (`event` or `recall`, the item's `seq` as the SSE id:
+/// a browser that reconnects resumes after the last one it had). A person's
+/// stream ends every minute and is reopened, so an ended session ends it.
+pub(crate) async fn events(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Query(query): Query<EventsQuery>,
+) -> Result<Response, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures::StreamExt;
+    let resumed = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let after = resumed.or(query.after).unwrap_or(0);
+    let request = authorise(&headers, "situation-picture", WatchRequest { after })?;
+    let stream = EventServiceClient::new(console.gateway.clone())
+        .watch(request)
+        .await
+        .map_err(|status| error(status_of(&status), status.message()))?
+        .into_inner();
+    let events = stream
+        .take_while(|item| std::future::ready(item.is_ok()))
+        .filter_map(|item| {
+            std::future::ready(item.ok().map(|item| {
+                let (kind, body) = watch_json(&item);
+                Ok::<_, Infallible>(
+                    Event::default()
+                        .event(kind)
+                        .id(item.seq.to_string())
+                        .data(body.to_string()),
+                )
+            }))
+        });
+    let mut response = Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
 /// The picture as the API's JSON.
 pub fn picture_json(picture: &SituationPicture) -> Value {
     let org = |index: &u32| {
@@ -462,6 +560,53 @@ mod tests {
                 "{status:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_events_schemas_match_what_is_sent() {
+        use lagesbild_proto::v1::{Alert, EventRecall, SituationEvent};
+        let document: Value = serde_json::from_str(OPENAPI).unwrap();
+        let event = WatchItem {
+            seq: 7,
+            item: Some(watch_item::Item::Event(SituationEvent {
+                id: "e1".into(),
+                org: "scandic".into(),
+                category: Category::Theft as i32,
+                cell: Some(GridCell {
+                    size_m: 250,
+                    easting: 674_000,
+                    northing: 6_580_750,
+                }),
+                ..Default::default()
+            })),
+            alerts: vec![Alert {
+                rule: "r".into(),
+                playbook: "p".into(),
+                actions: vec!["a".into()],
+            }],
+            ..Default::default()
+        };
+        let (kind, json) = watch_json(&event);
+        assert_eq!(kind, "event");
+        let (properties, required) = schema_keys(&document, "Event");
+        assert_eq!(properties, keys(&json));
+        assert_eq!(required, keys(&json));
+        assert_eq!(json["corners"].as_array().unwrap().len(), 4);
+        let recall = WatchItem {
+            seq: 8,
+            item: Some(watch_item::Item::Recall(EventRecall {
+                id: "e1".into(),
+                org: "scandic".into(),
+                reason: RecallReason::EnteredInError as i32,
+            })),
+            ..Default::default()
+        };
+        let (kind, json) = watch_json(&recall);
+        assert_eq!(kind, "recall");
+        let (properties, required) = schema_keys(&document, "Recall");
+        assert_eq!(properties, keys(&json));
+        assert_eq!(required, keys(&json));
+        assert_eq!(json["reason"], "entered_in_error");
     }
 
     #[test]

@@ -465,6 +465,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/api/openapi.json", get(api::openapi))
         .route("/api/v1/picture", get(api::picture))
         .route("/api/v1/places", get(api::places))
+        .route("/api/v1/events", get(api::events))
         .route("/assets/{name}", get(assets::asset))
         .with_state(console)
 }

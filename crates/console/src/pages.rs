@@ -79,7 +79,9 @@ pub(crate) fn home(org: &str, session: &ActiveSession) -> String {
 <label for=\"cell\">Ruta / Cell (m)</label><select id=\"cell\"><option>100</option><option selected>250</option><option>500</option><option>1000</option></select>\
 <label for=\"category\">Kategori / Category</label><select id=\"category\"><option value=\"\">Alla / All</option>{categories}</select>\
 </div><div id=\"map\" role=\"region\" aria-label=\"Karta / Map\"></div>\
-<p id=\"status\" aria-live=\"polite\"></p><h2>Svar / Answers</h2><ul id=\"answers\"></ul></main>\
+<p id=\"status\" aria-live=\"polite\"></p><h2>Svar / Answers</h2><ul id=\"answers\"></ul>\
+<h2>Händelser / Live events</h2><label><input type=\"checkbox\" id=\"notify\"> Aviseringar / Notifications</label>\
+<p id=\"live\" aria-live=\"polite\"></p><ul id=\"events\"></ul></main>\
 <script src=\"/assets/leaflet.js\"></script><script src=\"/assets/console.js\"></script>",
         escape(org),
         escape(&session.person.sub),

@@ -217,6 +217,28 @@ impl Browser {
         }
     }
 
+    /// Waits up to 20 s until nothing matches `css`.
+    pub async fn wait_gone(&self, css: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let found = self
+                .call(
+                    reqwest::Method::POST,
+                    "/elements",
+                    json!({"using": "css selector", "value": css}),
+                )
+                .await;
+            if found.as_array().is_some_and(|a| a.is_empty()) {
+                return;
+            }
+            if Instant::now() > deadline {
+                let shot = self.screenshot("still-there").await;
+                panic!("{css} is still there (screenshot: {})", shot.display());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The address shown.
     pub async fn url(&self) -> String {
         self.call(reqwest::Method::GET, "/url", Value::Null)

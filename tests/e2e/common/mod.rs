@@ -80,6 +80,12 @@ pub fn with_stdin(command: &mut Command, input: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// A token of `as_org` for its own node with `scopes` and `purpose`, to send
+/// on the node's certificate.
+pub fn bearer_for(fed: &TestFederation, as_org: &str, scopes: &[&str], purpose: &str) -> Bearer {
+    Bearer::new(&fed.token(as_org, as_org, scopes, purpose)).unwrap()
+}
+
 /// Runs `lagesbild` with `args` and returns its output.
 pub fn run(args: &[&str]) -> Output {
     lagesbild().args(args).output().expect("run lagesbild")
