@@ -9,6 +9,7 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use lagesbild_auth::{AUTHORIZATION, PURPOSE_HEADER};
+use lagesbild_proto::v1::audit_service_client::AuditServiceClient;
 use lagesbild_proto::v1::event_service_client::EventServiceClient;
 use lagesbild_proto::v1::picture_service_client::PictureServiceClient;
 use lagesbild_proto::v1::{watch_item, RecallReason, Tlp, WatchItem, WatchRequest};
@@ -31,7 +32,12 @@ pub type Gateway = tower::util::BoxCloneSyncService<
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
 /// Every API path the console serves, as the OpenAPI document must list them.
-pub const API_ROUTES: &[&str] = &["/api/v1/picture", "/api/v1/places", "/api/v1/events"];
+pub const API_ROUTES: &[&str] = &[
+    "/api/v1/picture",
+    "/api/v1/places",
+    "/api/v1/events",
+    "/api/v1/audit/entries",
+];
 
 /// An error as the API answers it: the HTTP status and one sentence.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -378,6 +384,105 @@ pub(crate) async fn events(
     Ok(response)
 }
 
+/// The query of `GET /api/v1/audit/entries`.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct EntriesQuery {
+    /// The newest this many entries (at most 1,000) of those that match.
+    #[serde(default)]
+    limit: Option<u32>,
+    /// Only calls from or to this organisation.
+    #[serde(default)]
+    org: Option<String>,
+    /// Only calls of (or acted for) a person whose name contains this.
+    #[serde(default)]
+    person: Option<String>,
+    #[serde(default)]
+    purpose: Option<String>,
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+}
+
+/// How far back `GET /api/v1/audit/entries` looks for matches.
+const AUDIT_SCAN: u64 = 20_000;
+
+impl EntriesQuery {
+    fn matches(&self, entry: &lagesbild_audit::Entry, from: Option<i64>, to: Option<i64>) -> bool {
+        let seconds = entry.time_micros.div_euclid(1_000_000);
+        self.org.as_deref().is_none_or(|o| entry.peer_org == o)
+            && self
+                .person
+                .as_deref()
+                .is_none_or(|p| entry.token.sub.contains(p) || entry.token.act.contains(p))
+            && self
+                .purpose
+                .as_deref()
+                .is_none_or(|p| entry.token.purpose == p)
+            && from.is_none_or(|f| seconds >= f)
+            && to.is_none_or(|t| seconds < t)
+    }
+}
+
+/// `GET /api/v1/audit/entries`: the newest entries of the node's access log
+/// that match the filters (role auditor), each with its index.
+pub(crate) async fn audit_entries(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Query(query): Query<EntriesQuery>,
+) -> Result<Response, ApiError> {
+    let limit = query.limit.unwrap_or(200).clamp(1, 1000) as usize;
+    let from = timestamp("from", query.from.as_deref())?.map(|t| t.seconds);
+    let to = timestamp("to", query.to.as_deref())?.map(|t| t.seconds);
+    let mut audit = AuditServiceClient::new(console.gateway.clone());
+    let ask = |start: u64, count: u32| {
+        authorise(
+            &headers,
+            "audit",
+            lagesbild_proto::v1::EntriesRequest {
+                start,
+                limit: count,
+            },
+        )
+    };
+    let size = audit
+        .entries(ask(0, 1)?)
+        .await
+        .map_err(|status| error(status_of(&status), status.message()))?
+        .into_inner()
+        .size;
+    let mut next = size.saturating_sub(AUDIT_SCAN);
+    let mut found: std::collections::VecDeque<Value> = std::collections::VecDeque::new();
+    while next < size {
+        let page = audit
+            .entries(ask(next, 1000)?)
+            .await
+            .map_err(|status| error(status_of(&status), status.message()))?
+            .into_inner();
+        if page.next <= next {
+            break;
+        }
+        next = page.next;
+        for logged in page.entries {
+            let Ok(entry) = lagesbild_audit::Entry::decode(&logged.entry) else {
+                continue;
+            };
+            if query.matches(&entry, from, to) {
+                let mut value = serde_json::to_value(&entry).unwrap_or(Value::Null);
+                value["index"] = json!(logged.index);
+                found.push_back(value);
+                if found.len() > limit {
+                    found.pop_front();
+                }
+            }
+        }
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        json!({ "size": size, "entries": Vec::from(found) }),
+    ))
+}
+
 /// The picture as the API's JSON.
 pub fn picture_json(picture: &SituationPicture) -> Value {
     let org = |index: &u32| {
@@ -607,6 +712,41 @@ mod tests {
         assert_eq!(properties, keys(&json));
         assert_eq!(required, keys(&json));
         assert_eq!(json["reason"], "entered_in_error");
+    }
+
+    #[test]
+    fn the_audit_entry_schema_matches_what_is_sent() {
+        let document: Value = serde_json::from_str(OPENAPI).unwrap();
+        let entry = lagesbild_audit::Entry {
+            time_micros: 1,
+            direction: lagesbild_audit::Direction::Inbound,
+            peer_org: "polisen".into(),
+            peer_fingerprint: String::new(),
+            token: Default::default(),
+            call: "/x".into(),
+            request_digest: None,
+            decision: lagesbild_audit::Decision::Allowed,
+            code: 0,
+            reason: String::new(),
+            released: Default::default(),
+            response_digest: None,
+            receipt: None,
+            refused_connection: None,
+        };
+        let mut value = serde_json::to_value(&entry).unwrap();
+        value["index"] = json!(3);
+        let (properties, required) = schema_keys(&document, "AuditEntry");
+        assert_eq!(properties, keys(&value));
+        assert_eq!(required, keys(&value));
+        let token = keys(
+            &document["components"]["schemas"]["AuditEntry"]["properties"]["token"]["properties"],
+        );
+        assert_eq!(token, keys(&value["token"]));
+        let released = keys(
+            &document["components"]["schemas"]["AuditEntry"]["properties"]["released"]
+                ["properties"],
+        );
+        assert_eq!(released, keys(&value["released"]));
     }
 
     #[test]

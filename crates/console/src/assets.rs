@@ -19,6 +19,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         include_bytes!("../assets/leaflet-1.9.4/leaflet.css"),
     ),
     (
+        "audit.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/audit.js"),
+    ),
+    (
         "console.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../assets/console.js"),

@@ -202,6 +202,22 @@ async fn home(State(console): State<Arc<Console>>, headers: HeaderMap) -> Respon
     response
 }
 
+async fn audit_page(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    let Some(session) =
+        cookie(&headers, SESSION_COOKIE).and_then(|s| console.people.session(s).ok())
+    else {
+        return Redirect::to("/login").into_response();
+    };
+    let mut response = page(StatusCode::OK, pages::audit(&console.org, &session));
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    response
+}
+
 async fn login_page(State(console): State<Arc<Console>>) -> Response {
     let form_token = random();
     let mut response = page(
@@ -466,6 +482,8 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/api/v1/picture", get(api::picture))
         .route("/api/v1/places", get(api::places))
         .route("/api/v1/events", get(api::events))
+        .route("/api/v1/audit/entries", get(api::audit_entries))
+        .route("/audit", get(audit_page))
         .route("/assets/{name}", get(assets::asset))
         .with_state(console)
 }

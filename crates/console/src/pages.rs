@@ -96,6 +96,29 @@ header{{display:flex;flex-wrap:wrap;gap:1rem;align-items:center}}</style></head>
     )
 }
 
+pub(crate) fn audit(org: &str, session: &ActiveSession) -> String {
+    let body = format!(
+        "<header><h1>Lägesbild: {} — åtkomstlogg / access log</h1><p id=\"who\">{} ({})</p><p><a href=\"/\">Karta / Map</a></p></header>\
+<form id=\"filters\"><label for=\"org\">Organisation</label><input id=\"org\" name=\"org\">\
+<label for=\"person\">Person</label><input id=\"person\" name=\"person\">\
+<label for=\"purpose\">Ändamål / Purpose</label><input id=\"purpose\" name=\"purpose\">\
+<button type=\"submit\">Visa / Show</button> <a id=\"export\" href=\"/api/v1/audit/entries?limit=1000\" download=\"access-log.json\">Exportera / Export</a></form>\
+<p id=\"status\" aria-live=\"polite\"></p><table id=\"entries\"><thead><tr><th>#</th><th>Tid / Time</th><th>Riktning</th><th>Org</th><th>Vem / Who</th><th>Anrop / Call</th><th>Beslut / Decision</th><th>Skäl / Reason</th></tr></thead><tbody></tbody></table>\
+<script src=\"/assets/audit.js\"></script>",
+        escape(org),
+        escape(&session.person.sub),
+        escape(&session.person.issuer),
+    );
+    document_wide("Åtkomstlogg", &body)
+}
+
+fn document_wide(title: &str, body: &str) -> String {
+    format!(
+        "<!DOCTYPE html><html lang=\"sv\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title><style>{STYLE}body{{max-width:none;margin:1rem}}table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #ccc;padding:.2rem .4rem;text-align:left;font-size:.9rem}}#filters{{display:flex;flex-wrap:wrap;gap:.5rem;align-items:end}}#filters input{{width:auto}}</style></head><body>{body}</body></html>",
+        escape(title)
+    )
+}
+
 /// The categories the map's filter offers (the API's names).
 pub(crate) const CATEGORIES: &[&str] = &[
     "violence",
