@@ -264,6 +264,10 @@ async fn the_console_api_gives_a_person_the_grpc_picture_through_the_same_checks
     browser.click("form[action='/login'] button").await;
     let drawn = browser.attribute("body", "data-cells").await;
     assert_eq!(drawn, distinct.len().to_string());
+    let partners = browser.attribute("body", "data-partners").await;
+    assert_eq!(partners, "2", "polisen sees scandic and the auditor");
+    let table = browser.text("#partners").await;
+    assert!(table.contains("scandic"), "{table}");
     let shown = browser.text("#answers").await;
     assert!(
         shown.contains("polisen: ok") && shown.contains("scandic: ok"),

@@ -39,6 +39,60 @@
     });
   }).catch(function (e) { status.textContent = e.message; });
 
+  // What one cell holds: per category, who gave their part, who withheld it.
+  function cellDetail(e) {
+    var box = document.createElement('div');
+    var list = document.createElement('ul');
+    Object.keys(e.categories).sort().forEach(function (c) {
+      var li = document.createElement('li');
+      li.textContent = c + ': ' + e.categories[c];
+      list.appendChild(li);
+    });
+    box.appendChild(list);
+    var gave = document.createElement('p');
+    gave.textContent = 'Bidrog / Gave: ' + (Object.keys(e.contributors).join(', ') || '-');
+    box.appendChild(gave);
+    var held = document.createElement('p');
+    held.textContent = 'Höll inne / Withheld: ' + (Object.keys(e.withheld).join(', ') || '-');
+    box.appendChild(held);
+    return box;
+  }
+
+  // Hour-of-day bars, released counts.
+  function chart(id, values) {
+    var box = document.getElementById(id);
+    box.textContent = '';
+    var max = Math.max.apply(null, values.concat([1]));
+    values.forEach(function (v, hour) {
+      var bar = document.createElement('div');
+      bar.className = 'bar';
+      bar.title = hour + ': ' + v;
+      bar.style.height = Math.round(100 * v / max) + '%';
+      box.appendChild(bar);
+    });
+  }
+
+  function partners() {
+    get('/api/v1/partners').then(function (status) {
+      var body = document.querySelector('#partners tbody');
+      body.textContent = '';
+      status.peers.forEach(function (p) {
+        var row = document.createElement('tr');
+        [p.org, p.role, p.reachable ? 'ja / yes' : (p.endpoint ? 'nej / no' : '-'),
+         p.reachable ? p.rtt_ms.toFixed(1) + ' ms' : '', p.version,
+         p.witness_alarm || p.error || ''].forEach(function (text) {
+          var td = document.createElement('td');
+          td.textContent = text;
+          row.appendChild(td);
+        });
+        body.appendChild(row);
+      });
+      document.body.setAttribute('data-partners', String(status.peers.length));
+    }).catch(function (e) { document.getElementById('partners-status').textContent = e.message; });
+  }
+  partners();
+  setInterval(partners, 30000);
+
   function load() {
     var span = WINDOWS[document.getElementById('window').value] || WINDOWS.month;
     var to = new Date();
@@ -56,8 +110,14 @@
       picture.cells.forEach(function (c) {
         var key = c.easting + ':' + c.northing;
         var entry = byCell.get(key);
-        if (!entry) { entry = { corners: c.corners, count: 0 }; byCell.set(key, entry); }
+        if (!entry) {
+          entry = { corners: c.corners, count: 0, categories: {}, contributors: {}, withheld: {} };
+          byCell.set(key, entry);
+        }
         entry.count += c.count;
+        entry.categories[c.category] = (entry.categories[c.category] || 0) + c.count;
+        c.contributors.forEach(function (o) { entry.contributors[o] = true; });
+        c.withheld_by.forEach(function (o) { entry.withheld[o] = true; });
       });
       var max = 0;
       byCell.forEach(function (e) { max = Math.max(max, e.count); });
@@ -65,6 +125,7 @@
       byCell.forEach(function (e) {
         L.polygon(e.corners, { weight: 0.5, color: '#333', fillColor: colour(max ? e.count / max : 0), fillOpacity: 0.65 })
           .bindTooltip(String(e.count))
+          .bindPopup(function () { return cellDetail(e); })
           .addTo(cellsLayer);
       });
       answers.textContent = '';
@@ -74,6 +135,7 @@
           ', ' + a.values + ' values, ' + a.latency_ms.toFixed(0) + ' ms';
         answers.appendChild(li);
       });
+      chart('hours', picture.hour_of_day);
       status.textContent = byCell.size + ' cells, ' + picture.cells.length + ' released values';
       document.body.setAttribute('data-cells', String(byCell.size));
     }).catch(function (e) {

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use lagesbild_auth::{AUTHORIZATION, PURPOSE_HEADER};
 use lagesbild_proto::v1::audit_service_client::AuditServiceClient;
 use lagesbild_proto::v1::event_service_client::EventServiceClient;
+use lagesbild_proto::v1::node_service_client::NodeServiceClient;
 use lagesbild_proto::v1::picture_service_client::PictureServiceClient;
 use lagesbild_proto::v1::{watch_item, RecallReason, Tlp, WatchItem, WatchRequest};
 use lagesbild_proto::v1::{
@@ -37,6 +38,7 @@ pub const API_ROUTES: &[&str] = &[
     "/api/v1/places",
     "/api/v1/events",
     "/api/v1/audit/entries",
+    "/api/v1/partners",
 ];
 
 /// An error as the API answers it: the HTTP status and one sentence.
@@ -483,6 +485,51 @@ pub(crate) async fn audit_entries(
     ))
 }
 
+/// `GET /api/v1/partners`: how the node sees each member now: reachable,
+/// version, round-trip time, what the peer saw, its witnessed log and any
+/// witness alarm (any role).
+pub(crate) async fn partners(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let request = authorise(
+        &headers,
+        "status",
+        lagesbild_proto::v1::FederationStatusRequest::default(),
+    )?;
+    let status = NodeServiceClient::new(console.gateway.clone())
+        .federation_status(request)
+        .await
+        .map_err(|status| error(status_of(&status), status.message()))?
+        .into_inner();
+    Ok(json_response(StatusCode::OK, partners_json(&status)))
+}
+
+/// The federation's status as the API's JSON.
+pub fn partners_json(status: &lagesbild_proto::v1::FederationStatusResponse) -> Value {
+    let peers: Vec<Value> = status
+        .peers
+        .iter()
+        .map(|p| {
+            json!({
+                "org": p.org,
+                "display_name": p.display_name,
+                "role": lagesbild_proto::v1::MemberRole::try_from(p.role)
+                    .map_or_else(|_| "unspecified".into(), |r| short(r.as_str_name(), "MEMBER_ROLE_")),
+                "endpoint": p.endpoint,
+                "reachable": p.reachable,
+                "version": p.version,
+                "rtt_ms": p.rtt_micros as f64 / 1000.0,
+                "error": p.error,
+                "seen_as": p.seen_as,
+                "witnessed_log_size": p.witnessed_log_size,
+                "witness_alarm": p.witness_alarm,
+            })
+        })
+        .collect();
+    json!({ "org": status.org, "peers": peers })
+}
+
 /// The picture as the API's JSON.
 pub fn picture_json(picture: &SituationPicture) -> Value {
     let org = |index: &u32| {
@@ -747,6 +794,22 @@ mod tests {
                 ["properties"],
         );
         assert_eq!(released, keys(&value["released"]));
+    }
+
+    #[test]
+    fn the_partners_schema_matches_what_is_sent() {
+        let document: Value = serde_json::from_str(OPENAPI).unwrap();
+        let status = lagesbild_proto::v1::FederationStatusResponse {
+            org: "polisen".into(),
+            peers: vec![lagesbild_proto::v1::PeerStatus {
+                org: "scandic".into(),
+                ..Default::default()
+            }],
+        };
+        let json = partners_json(&status);
+        let (properties, required) = schema_keys(&document, "Partner");
+        assert_eq!(properties, keys(&json["peers"][0]));
+        assert_eq!(required, keys(&json["peers"][0]));
     }
 
     #[test]

@@ -483,6 +483,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/api/v1/places", get(api::places))
         .route("/api/v1/events", get(api::events))
         .route("/api/v1/audit/entries", get(api::audit_entries))
+        .route("/api/v1/partners", get(api::partners))
         .route("/audit", get(audit_page))
         .route("/assets/{name}", get(assets::asset))
         .with_state(console)

@@ -98,6 +98,26 @@ impl Browser {
         })
     }
 
+    /// A WebDriver command; its error, if any, as WebDriver gave it.
+    async fn try_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Value,
+    ) -> Result<Value, Value> {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let mut request = self.http.request(method, url);
+        if !body.is_null() {
+            request = request.json(&body);
+        }
+        let answer: Value = request.send().await.unwrap().json().await.unwrap();
+        if answer["value"]["error"].is_string() {
+            Err(answer["value"].clone())
+        } else {
+            Ok(answer["value"].clone())
+        }
+    }
+
     async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
         let url = format!("{}/session/{}{path}", self.base, self.session);
         let mut request = self.http.request(method, url);
@@ -195,13 +215,15 @@ impl Browser {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let id = self.find(css).await;
+            // The page may change under the element (a navigation): ask again.
             let value = self
-                .call(
+                .try_call(
                     reqwest::Method::GET,
                     &format!("/element/{id}/attribute/{name}"),
                     Value::Null,
                 )
-                .await;
+                .await
+                .unwrap_or(Value::Null);
             if let Some(text) = value.as_str() {
                 return text.to_owned();
             }
