@@ -77,7 +77,11 @@ async fn the_console_api_gives_a_person_the_grpc_picture_through_the_same_checks
     fed.kill(HOME);
     let config = fed.org_dir(HOME).join("node.toml");
     let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(&format!("\n[console]\nlisten = \"127.0.0.1:{port}\"\n"));
+    // A basemap on loopback (nothing answers there): the page names it and
+    // its policy lets its images in, and nothing else.
+    text.push_str(&format!(
+        "\n[console]\nlisten = \"127.0.0.1:{port}\"\ntiles = {{ url = \"https://127.0.0.1:9/{{z}}/{{x}}/{{y}}.png\", attribution = \"Test <tiles>\" }}\n"
+    ));
     std::fs::write(&config, text).unwrap();
     for org in [HOME, PEER] {
         std::fs::write(fed.org_dir(org).join("policy.toml"), policy(&[HOME, PEER])).unwrap();
@@ -212,6 +216,27 @@ async fn the_console_api_gives_a_person_the_grpc_picture_through_the_same_checks
         .await
         .unwrap();
     assert_eq!(bad.status(), 400);
+    // The map page, with the session cookie: the basemap and its policy.
+    let home = https
+        .get(format!("https://127.0.0.1:{port}/"))
+        .header("cookie", format!("lagesbild_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    let policy = home.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        policy.contains("img-src 'self' data: https://127.0.0.1:9;"),
+        "{policy}"
+    );
+    let page = home.text().await.unwrap();
+    assert!(
+        page.contains("data-tiles=\"https://127.0.0.1:9/{z}/{x}/{y}.png\"")
+            && page.contains("data-attribution=\"Test &lt;tiles&gt;\""),
+        "{page}"
+    );
     // The document that describes the API is served as checked in.
     let served = https
         .get(format!("https://127.0.0.1:{port}/api/openapi.json"))

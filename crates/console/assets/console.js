@@ -6,6 +6,15 @@
   var status = document.getElementById('status');
   var answers = document.getElementById('answers');
   var map = L.map('map', { preferCanvas: true, zoomControl: true }).setView([59.3340, 18.0630], 15);
+  if (document.body.dataset.tiles) {
+    L.tileLayer(document.body.dataset.tiles, {
+      maxZoom: 19,
+      // Leaflet shows the credit as HTML: give it text only.
+      attribution: (document.body.dataset.attribution || '').replace(/[&<>"']/g, function (c) {
+        return { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c];
+      })
+    }).addTo(map);
+  }
   var placesLayer = L.layerGroup().addTo(map);
   var cellsLayer = L.layerGroup().addTo(map);
 

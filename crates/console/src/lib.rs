@@ -40,6 +40,50 @@ const PENDING_LIFE: Duration = Duration::from_secs(10 * 60);
 /// Most sign-ins under way at once (one per browser that started one).
 const MAX_PENDING: usize = 10_000;
 
+/// A raster basemap the console's map draws under the picture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tiles {
+    url: String,
+    attribution: String,
+    /// `https://host[:port]`, which the pages' policy lets images come from.
+    origin: String,
+}
+
+impl Tiles {
+    /// A tile source at `url` (`https://…{z}…{x}…{y}…`), credited with
+    /// `attribution`.
+    pub fn new(url: &str, attribution: &str) -> Result<Self, String> {
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|_| format!("url {url:?} is not a URL; e.g. https://tile.openstreetmap.org/{{z}}/{{x}}/{{y}}.png"))?;
+        if parsed.scheme() != "https" {
+            return Err(format!("url {url:?}: tiles are fetched over https://"));
+        }
+        if !["{z}", "{x}", "{y}"].iter().all(|p| url.contains(p)) {
+            return Err(format!(
+                "url {url:?} must have {{z}}, {{x}} and {{y}} in it"
+            ));
+        }
+        let host = parsed.host_str().unwrap_or_default();
+        let origin = match parsed.port() {
+            Some(port) => format!("https://{host}:{port}"),
+            None => format!("https://{host}"),
+        };
+        // The origin goes into a header: nothing but a host name's characters.
+        if host.is_empty()
+            || !host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        {
+            return Err(format!("url {url:?}: its host is not a plain host name"));
+        }
+        Ok(Self {
+            url: url.to_owned(),
+            attribution: attribution.to_owned(),
+            origin,
+        })
+    }
+}
+
 /// A code flow under way: what the callback must match.
 #[derive(Debug)]
 struct Pending {
@@ -61,6 +105,7 @@ pub struct Console {
     pending: Mutex<HashMap<String, Pending>>,
     /// The node's own services, through its access layers.
     gateway: Gateway,
+    tiles: Option<Tiles>,
 }
 
 fn random() -> String {
@@ -92,7 +137,15 @@ impl Console {
             public_url: public_url.trim_end_matches('/').to_owned(),
             pending: Mutex::new(HashMap::new()),
             gateway,
+            tiles: None,
         }
+    }
+
+    /// The same, with a raster basemap under the picture.
+    #[must_use]
+    pub fn with_tiles(mut self, tiles: Option<Tiles>) -> Self {
+        self.tiles = tiles;
+        self
     }
 
     fn redirect_uri(&self) -> String {
@@ -191,14 +244,23 @@ async fn home(State(console): State<Arc<Console>>, headers: HeaderMap) -> Respon
     else {
         return Redirect::to("/login").into_response();
     };
-    let mut response = page(StatusCode::OK, pages::home(&console.org, &session));
-    // The map page runs the console's own script and draws on a canvas.
-    response.headers_mut().insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'",
-        ),
+    let mut response = page(
+        StatusCode::OK,
+        pages::home(&console.org, &session, console.tiles.as_ref()),
     );
+    // The map page runs the console's own script, draws on a canvas, and
+    // shows the basemap's tiles if one is configured.
+    let images = console
+        .tiles
+        .as_ref()
+        .map_or_else(String::new, |t| format!(" {}", t.origin));
+    if let Ok(policy) = HeaderValue::from_str(&format!(
+        "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:{images}; connect-src 'self'; form-action 'self'; frame-ancestors 'none'"
+    )) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, policy);
+    }
     response
 }
 
@@ -511,5 +573,31 @@ pub async fn serve(console: Arc<Console>, listener: TcpListener, tls: Arc<rustls
                     .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
                     .await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tile_source_is_checked_and_its_origin_allowed() {
+        let osm = Tiles::new(
+            "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+            "© OpenStreetMap contributors",
+        )
+        .unwrap();
+        assert_eq!(osm.origin, "https://tile.openstreetmap.org");
+        let port = Tiles::new("https://maps.example.se:8443/t/{z}/{y}/{x}.png", "x").unwrap();
+        assert_eq!(port.origin, "https://maps.example.se:8443");
+        assert!(
+            Tiles::new("http://tile.openstreetmap.org/{z}/{x}/{y}.png", "")
+                .unwrap_err()
+                .contains("https://")
+        );
+        assert!(Tiles::new("https://tile.openstreetmap.org/{z}/{x}.png", "")
+            .unwrap_err()
+            .contains("{y}"));
+        assert!(Tiles::new("not a url", "").is_err());
     }
 }

@@ -65,7 +65,7 @@ pub(crate) fn login(
     document("Logga in", &body)
 }
 
-pub(crate) fn home(org: &str, session: &ActiveSession) -> String {
+pub(crate) fn home(org: &str, session: &ActiveSession, tiles: Option<&crate::Tiles>) -> String {
     let roles: Vec<&str> = session.roles.iter().map(|r| r.name()).collect();
     let categories: String = CATEGORIES
         .iter()
@@ -96,7 +96,12 @@ pub(crate) fn home(org: &str, session: &ActiveSession) -> String {
 <link rel=\"stylesheet\" href=\"/assets/leaflet.css\"><style>{STYLE}body{{max-width:none;margin:1rem}}#map{{height:70vh;border:1px solid #555}}\
 #controls{{display:flex;flex-wrap:wrap;gap:.5rem;align-items:center}}#controls label{{margin:0}}#controls select{{font-size:1rem;padding:.3rem}}\
 header{{display:flex;flex-wrap:wrap;gap:1rem;align-items:center}}.chart{{display:flex;align-items:flex-end;gap:2px;height:6rem;max-width:40rem;border-bottom:1px solid #555}}\
-.chart .bar{{flex:1;background:#0b3d91;min-height:1px}}table{{border-collapse:collapse}}td,th{{border-bottom:1px solid #ccc;padding:.2rem .5rem;text-align:left}}</style></head><body>{body}</body></html>"
+.chart .bar{{flex:1;background:#0b3d91;min-height:1px}}table{{border-collapse:collapse}}td,th{{border-bottom:1px solid #ccc;padding:.2rem .5rem;text-align:left}}</style></head><body{tiles}>{body}</body></html>",
+        tiles = tiles.map_or_else(String::new, |t| format!(
+            " data-tiles=\"{}\" data-attribution=\"{}\"",
+            escape(&t.url),
+            escape(&t.attribution)
+        ))
     )
 }
 

@@ -135,6 +135,21 @@ pub struct ConsoleSection {
     /// Its certificate and key (default: the node's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSection>,
+    /// A basemap of raster tiles under the picture (default: none, the
+    /// offline map of the named places alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tiles: Option<TilesSection>,
+}
+
+/// A raster tile source, e.g. OpenStreetMap's or Lantmäteriet's open
+/// topographic WMTS in XYZ form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TilesSection {
+    /// `https://…/{z}/{x}/{y}.png`
+    pub url: String,
+    /// The credit the source asks for, shown on the map.
+    pub attribution: String,
 }
 
 impl ConsoleSection {
@@ -495,6 +510,10 @@ impl NodeConfig {
         if let Some(tls) = config.console.as_mut().and_then(|c| c.tls.as_mut()) {
             tls.cert = base.join(&tls.cert);
             tls.key = base.join(&tls.key);
+        }
+        if let Some(tiles) = config.console.as_ref().and_then(|c| c.tiles.as_ref()) {
+            lagesbild_console::Tiles::new(&tiles.url, &tiles.attribution)
+                .map_err(|e| fail(format!("console.tiles: {e}")))?;
         }
         if let Some(console) = &config.console {
             if !console.public_url().starts_with("https://") {

@@ -598,15 +598,25 @@ async fn start_console(
         .await
         .map_err(|source| NodeError::Bind { address, source })?;
     tracing::info!(listen = ?listener.local_addr().ok(), url = %section.public_url(), "console served");
-    let console = Arc::new(lagesbild_console::Console::new(
-        &core.org,
-        core.people.clone(),
-        core.provider.clone(),
-        core.log.clone(),
-        core.clock.clone(),
-        &section.public_url(),
-        gateway,
-    ));
+    let tiles = match &section.tiles {
+        Some(t) => Some(
+            lagesbild_console::Tiles::new(&t.url, &t.attribution)
+                .map_err(|e| config_error(format!("console.tiles: {e}")))?,
+        ),
+        None => None,
+    };
+    let console = Arc::new(
+        lagesbild_console::Console::new(
+            &core.org,
+            core.people.clone(),
+            core.provider.clone(),
+            core.log.clone(),
+            core.clock.clone(),
+            &section.public_url(),
+            gateway,
+        )
+        .with_tiles(tiles),
+    );
     // It stops with the node's other tasks.
     Ok(tokio::spawn(lagesbild_console::serve(
         console,
