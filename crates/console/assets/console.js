@@ -3,6 +3,8 @@
 // API (same origin); nothing is fetched from anywhere else.
 (function () {
   'use strict';
+  var sv = document.documentElement.lang !== 'en';
+  function t(swedish, english) { return sv ? swedish : english; }
   var status = document.getElementById('status');
   var answers = document.getElementById('answers');
   var map = L.map('map', { preferCanvas: true, zoomControl: true }).setView([59.3340, 18.0630], 15);
@@ -59,10 +61,10 @@
     });
     box.appendChild(list);
     var gave = document.createElement('p');
-    gave.textContent = 'Bidrog / Gave: ' + (Object.keys(e.contributors).join(', ') || '-');
+    gave.textContent = t('Bidrog: ', 'Gave: ') + (Object.keys(e.contributors).join(', ') || '-');
     box.appendChild(gave);
     var held = document.createElement('p');
-    held.textContent = 'Höll inne / Withheld: ' + (Object.keys(e.withheld).join(', ') || '-');
+    held.textContent = t('Höll inne: ', 'Withheld: ') + (Object.keys(e.withheld).join(', ') || '-');
     box.appendChild(held);
     return box;
   }
@@ -87,7 +89,7 @@
       body.textContent = '';
       status.peers.forEach(function (p) {
         var row = document.createElement('tr');
-        [p.org, p.role, p.reachable ? 'ja / yes' : (p.endpoint ? 'nej / no' : '-'),
+        [p.org, p.role, p.reachable ? t('ja', 'yes') : (p.endpoint ? t('nej', 'no') : '-'),
          p.reachable ? p.rtt_ms.toFixed(1) + ' ms' : '', p.version,
          p.witness_alarm || p.error || ''].forEach(function (text) {
           var td = document.createElement('td');
@@ -145,7 +147,7 @@
         answers.appendChild(li);
       });
       chart('hours', picture.hour_of_day);
-      status.textContent = byCell.size + ' cells, ' + picture.cells.length + ' released values';
+      status.textContent = byCell.size + t(' rutor, ', ' cells, ') + picture.cells.length + t(' släppta värden', ' released values');
       document.body.setAttribute('data-cells', String(byCell.size));
     }).catch(function (e) {
       status.textContent = e.message;
@@ -169,7 +171,7 @@
     var li = document.createElement('li');
     li.setAttribute('data-id', e.id);
     var head = document.createElement('strong');
-    head.textContent = e.org + ': ' + e.category + ', severity ' + e.severity + (e.near ? ' near ' + e.near : '');
+    head.textContent = e.org + ': ' + e.category + t(', allvarlighet ', ', severity ') + e.severity + (e.near ? t(' nära ', ' near ') + e.near : '');
     li.appendChild(head);
     if (e.text) {
       var text = document.createElement('div');
@@ -205,8 +207,8 @@
   }
   if (window.EventSource) {
     var source = new EventSource('/api/v1/events');
-    source.addEventListener('open', function () { live.textContent = 'live'; document.body.setAttribute('data-live', 'open'); });
-    source.addEventListener('error', function () { live.textContent = 'reconnecting…'; });
+    source.addEventListener('open', function () { live.textContent = t('direkt', 'live'); document.body.setAttribute('data-live', 'open'); });
+    source.addEventListener('error', function () { live.textContent = t('ansluter igen…', 'reconnecting…'); });
     source.addEventListener('event', function (m) { showEvent(JSON.parse(m.data)); });
     source.addEventListener('recall', function (m) { recall(JSON.parse(m.data)); });
   }

@@ -213,8 +213,9 @@ pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
 }
 
 /// Headers every page carries: no framing, no caching, nothing but itself.
-fn page(status: StatusCode, html: String) -> Response {
-    let mut response = (status, html).into_response();
+/// The page is shown in `lang`.
+fn page(lang: pages::Lang, status: StatusCode, html: String) -> Response {
+    let mut response = (status, pages::localise(&html, lang)).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -239,12 +240,14 @@ fn page(status: StatusCode, html: String) -> Response {
 }
 
 async fn home(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    let lang = pages::Lang::of(&headers);
     let Some(session) =
         cookie(&headers, SESSION_COOKIE).and_then(|s| console.people.session(s).ok())
     else {
         return Redirect::to("/login").into_response();
     };
     let mut response = page(
+        lang,
         StatusCode::OK,
         pages::home(&console.org, &session, console.tiles.as_ref()),
     );
@@ -265,12 +268,13 @@ async fn home(State(console): State<Arc<Console>>, headers: HeaderMap) -> Respon
 }
 
 async fn audit_page(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    let lang = pages::Lang::of(&headers);
     let Some(session) =
         cookie(&headers, SESSION_COOKIE).and_then(|s| console.people.session(s).ok())
     else {
         return Redirect::to("/login").into_response();
     };
-    let mut response = page(StatusCode::OK, pages::audit(&console.org, &session));
+    let mut response = page(lang, StatusCode::OK, pages::audit(&console.org, &session));
     response.headers_mut().insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
@@ -280,9 +284,11 @@ async fn audit_page(State(console): State<Arc<Console>>, headers: HeaderMap) -> 
     response
 }
 
-async fn login_page(State(console): State<Arc<Console>>) -> Response {
+async fn login_page(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    let lang = pages::Lang::of(&headers);
     let form_token = random();
     let mut response = page(
+        lang,
         StatusCode::OK,
         pages::login(
             &console.org,
@@ -317,13 +323,15 @@ async fn login(
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
+    let lang = pages::Lang::of(&headers);
     let issuer = console
         .provider
         .as_ref()
         .map(|p| p.settings().issuer.clone());
-    let again = |message: &str| {
+    let again = |message: (&str, &str)| {
         let token = random();
         let mut response = page(
+            lang,
             StatusCode::UNAUTHORIZED,
             pages::login(
                 &console.org,
@@ -345,10 +353,16 @@ async fn login(
     // The form must come from a page this browser fetched (no sign-in forged
     // from another site).
     if form.form.is_empty() || cookie(&headers, FORM_COOKIE) != Some(form.form.as_str()) {
-        return again("The sign-in form had expired; try again.");
+        return again((
+            "Inloggningsformuläret hade gått ut; försök igen.",
+            "The sign-in form had expired; try again.",
+        ));
     }
     if form.account.is_empty() || form.account.len() > 1024 || form.password.len() > 1024 {
-        return again("Give an account name and its password.");
+        return again((
+            "Ange ett konto och dess lösenord.",
+            "Give an account name and its password.",
+        ));
     }
     let people = console.people.clone();
     let (account, password) = (form.account.clone(), form.password);
@@ -367,29 +381,46 @@ async fn login(
                 .record("/login", TokenFacts::default(), Some(e.to_string()))
                 .await;
             again(match e {
-                SignInError::Limited { .. } => {
-                    "Too many wrong passwords for this account lately; try again later."
+                SignInError::Limited { .. } => (
+                    "För många felaktiga lösenord för kontot på sistone; försök senare.",
+                    "Too many wrong passwords for this account lately; try again later.",
+                ),
+                SignInError::Disabled { .. } => {
+                    ("Kontot är avstängt.", "This account is disabled.")
                 }
-                SignInError::Disabled { .. } => "This account is disabled.",
-                SignInError::Wrong { .. } => "Wrong account name or password.",
+                SignInError::Wrong { .. } => (
+                    "Fel konto eller lösenord.",
+                    "Wrong account name or password.",
+                ),
             })
         }
-        Err(_) => again("The sign-in could not be checked; try again."),
+        Err(_) => again((
+            "Inloggningen kunde inte prövas; försök igen.",
+            "The sign-in could not be checked; try again.",
+        )),
     }
 }
 
 /// Starts the code flow: a fresh state, nonce and PKCE verifier, and the
 /// browser sent to the provider.
-async fn oidc_start(State(console): State<Arc<Console>>) -> Response {
+async fn oidc_start(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    let lang = pages::Lang::of(&headers);
     let Some(provider) = &console.provider else {
         return page(
+            lang,
             StatusCode::NOT_FOUND,
             pages::message("This node trusts no identity provider."),
         );
     };
     let endpoints = match provider.code_flow_endpoints().await {
         Ok(endpoints) => endpoints,
-        Err(e) => return page(StatusCode::BAD_GATEWAY, pages::message(&e.to_string())),
+        Err(e) => {
+            return page(
+                lang,
+                StatusCode::BAD_GATEWAY,
+                pages::message(&e.to_string()),
+            )
+        }
     };
     let (state, nonce, verifier) = (random(), random(), random());
     let challenge = URL_SAFE_NO_PAD.encode(ring::digest::digest(
@@ -401,6 +432,7 @@ async fn oidc_start(State(console): State<Arc<Console>>) -> Response {
         pending.retain(|_, p| p.started.elapsed() < PENDING_LIFE);
         if pending.len() >= MAX_PENDING {
             return page(
+                lang,
                 StatusCode::SERVICE_UNAVAILABLE,
                 pages::message("Too many sign-ins under way; try again in a minute."),
             );
@@ -418,6 +450,7 @@ async fn oidc_start(State(console): State<Arc<Console>>) -> Response {
         Ok(url) => url,
         Err(_) => {
             return page(
+                lang,
                 StatusCode::BAD_GATEWAY,
                 pages::message("The identity provider's authorization endpoint is not a URL."),
             )
@@ -447,10 +480,13 @@ struct Callback {
 
 async fn oidc_callback(
     State(console): State<Arc<Console>>,
+    headers: HeaderMap,
     Query(callback): Query<Callback>,
 ) -> Response {
+    let lang = pages::Lang::of(&headers);
     let Some(provider) = console.provider.clone() else {
         return page(
+            lang,
             StatusCode::NOT_FOUND,
             pages::message("This node trusts no identity provider."),
         );
@@ -472,7 +508,7 @@ async fn oidc_callback(
                     Some(reason.clone()),
                 )
                 .await;
-            page(StatusCode::UNAUTHORIZED, pages::message(&reason))
+            page(lang, StatusCode::UNAUTHORIZED, pages::message(&reason))
         }
     };
     let Some(pending) = pending.filter(|p| p.started.elapsed() < PENDING_LIFE) else {
@@ -512,10 +548,22 @@ async fn oidc_callback(
             console
                 .record("/oidc/callback", TokenFacts::default(), Some(e.to_string()))
                 .await;
-            page(StatusCode::FORBIDDEN, pages::message(&e.to_string()))
+            page(lang, StatusCode::FORBIDDEN, pages::message(&e.to_string()))
         }
         Err(e) => refuse(e.to_string()).await,
     }
+}
+
+/// Shows the console in the other language from now on (a cookie).
+async fn switch_language(axum::extract::Path(code): axum::extract::Path<String>) -> Response {
+    let code = if code == "en" { "en" } else { "sv" };
+    let mut response = Redirect::to("/").into_response();
+    if let Ok(cookie) = HeaderValue::from_str(&format!(
+        "lang={code}; Path=/; Secure; SameSite=Lax; Max-Age=31536000"
+    )) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
 }
 
 async fn logout(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
@@ -540,6 +588,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/oidc/start", get(oidc_start))
         .route("/oidc/callback", get(oidc_callback))
         .route("/logout", post(logout))
+        .route("/lang/{code}", get(switch_language))
         .route("/api/openapi.json", get(api::openapi))
         .route("/api/v1/picture", get(api::picture))
         .route("/api/v1/places", get(api::places))

@@ -12,11 +12,79 @@ pub(crate) fn escape(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
+            // The language markers of the templates ([`localise`]).
+            '«' => out.push_str("&laquo;"),
+            '»' => out.push_str("&raquo;"),
+            '|' => out.push_str("&#124;"),
             c => out.push(c),
         }
     }
     out
 }
+
+/// The language a page is shown in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    /// Svenska.
+    Sv,
+    /// English.
+    En,
+}
+
+impl Lang {
+    /// From the `lang` cookie, else the browser's `Accept-Language`, else Swedish.
+    pub(crate) fn of(headers: &axum::http::HeaderMap) -> Self {
+        match crate::cookie(headers, "lang") {
+            Some("en") => return Self::En,
+            Some("sv") => return Self::Sv,
+            _ => {}
+        }
+        let accepted = headers
+            .get(axum::http::header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        // The first of Swedish or English the browser lists wins.
+        for tag in accepted.split(',') {
+            let primary = tag.split(';').next().unwrap_or_default().trim();
+            let primary = primary
+                .split('-')
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            match primary.as_str() {
+                "sv" => return Self::Sv,
+                "en" => return Self::En,
+                _ => {}
+            }
+        }
+        Self::Sv
+    }
+}
+
+/// Picks `sv` or `en` out of each `«sv|en»` of a page's template. Text from
+/// outside is escaped ([`escape`]), so it can't hold a marker.
+pub(crate) fn localise(html: &str, lang: Lang) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(start) = rest.find('«') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + '«'.len_utf8()..];
+        let Some(end) = after.find('»') else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let (sv, en) = after[..end]
+            .split_once('|')
+            .unwrap_or((&after[..end], &after[..end]));
+        out.push_str(if lang == Lang::Sv { sv } else { en });
+        rest = &after[end + '»'.len_utf8()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The link to the other language.
+const SWITCH: &str = "<p class=\"lang\">«<a href=\"/lang/en\" lang=\"en\">English</a>|<a href=\"/lang/sv\" lang=\"sv\">Svenska</a>»</p>";
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem;color:#111;background:#fff}\
 label{display:block;margin:.8rem 0 .2rem}input{font-size:1rem;padding:.4rem;width:100%;box-sizing:border-box}\
@@ -25,7 +93,7 @@ p.error{color:#8b0000}";
 
 fn document(title: &str, body: &str) -> String {
     format!(
-        "<!DOCTYPE html><html lang=\"sv\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title><style>{STYLE}</style></head><body>{body}</body></html>",
+        "<!DOCTYPE html><html lang=\"«sv|en»\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title><style>{STYLE}</style></head><body>{SWITCH}{body}</body></html>",
         escape(title)
     )
 }
@@ -35,34 +103,35 @@ pub(crate) fn login(
     accounts: bool,
     issuer: Option<&str>,
     form_token: &str,
-    error: Option<&str>,
+    error: Option<(&str, &str)>,
 ) -> String {
     let mut body = format!("<h1>Lägesbild: {}</h1>", escape(org));
-    if let Some(error) = error {
+    if let Some((sv, en)) = error {
         body.push_str(&format!(
-            "<p class=\"error\" role=\"alert\">{}</p>",
-            escape(error)
+            "<p class=\"error\" role=\"alert\">«{}|{}»</p>",
+            escape(sv),
+            escape(en)
         ));
     }
     if let Some(issuer) = issuer {
         body.push_str(&format!(
-            "<p><a class=\"button\" id=\"oidc\" href=\"/oidc/start\">Logga in / Sign in with {}</a></p>",
+            "<p><a class=\"button\" id=\"oidc\" href=\"/oidc/start\">«Logga in med|Sign in with» {}</a></p>",
             escape(issuer)
         ));
     }
     if accounts {
         body.push_str(&format!(
             "<form method=\"post\" action=\"/login\"><input type=\"hidden\" name=\"form\" value=\"{}\">\
-<label for=\"account\">Konto / Account</label><input id=\"account\" name=\"account\" autocomplete=\"username\" required>\
-<label for=\"password\">Lösenord / Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
-<button type=\"submit\">Logga in / Sign in</button></form>",
+<label for=\"account\">«Konto|Account»</label><input id=\"account\" name=\"account\" autocomplete=\"username\" required>\
+<label for=\"password\">«Lösenord|Password»</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+<button type=\"submit\">«Logga in|Sign in»</button></form>",
             escape(form_token)
         ));
     }
     if issuer.is_none() && !accounts {
         body.push_str("<p>No one can sign in here yet: the node has no accounts and trusts no identity provider.</p>");
     }
-    document("Logga in", &body)
+    document("«Logga in|Sign in»", &body)
 }
 
 pub(crate) fn home(org: &str, session: &ActiveSession, tiles: Option<&crate::Tiles>) -> String {
@@ -72,18 +141,18 @@ pub(crate) fn home(org: &str, session: &ActiveSession, tiles: Option<&crate::Til
         .map(|c| format!("<option value=\"{c}\">{c}</option>"))
         .collect();
     let body = format!(
-        "<header><h1>Lägesbild: {}</h1><p id=\"who\">Signed in as {} ({}) as {}</p>\
-<p><a href=\"/audit\">Åtkomstlogg / Access log</a></p>\
-<form method=\"post\" action=\"/logout\"><button type=\"submit\">Logga ut / Sign out</button></form></header>\
+        "<header><h1>Lägesbild: {}</h1><p id=\"who\">«Inloggad som|Signed in as» {} ({}) «som|as» {}</p>\
+<p><a href=\"/audit\">«Åtkomstlogg|Access log»</a></p>\
+<form method=\"post\" action=\"/logout\"><button type=\"submit\">«Logga ut|Sign out»</button></form></header>\
 <main><div id=\"controls\">\
-<label for=\"window\">Tid / Window</label><select id=\"window\"><option value=\"24h\">24 h</option><option value=\"week\">Vecka / Week</option><option value=\"month\" selected>Månad / Month</option></select>\
-<label for=\"cell\">Ruta / Cell (m)</label><select id=\"cell\"><option>100</option><option selected>250</option><option>500</option><option>1000</option></select>\
-<label for=\"category\">Kategori / Category</label><select id=\"category\"><option value=\"\">Alla / All</option>{categories}</select>\
-</div><div id=\"map\" role=\"region\" aria-label=\"Karta / Map\"></div>\
-<p id=\"status\" aria-live=\"polite\"></p><h2>Timme på dygnet / Hour of day</h2><div id=\"hours\" class=\"chart\" aria-label=\"Hour of day\"></div>\
-<h2>Svar / Answers</h2><ul id=\"answers\"></ul>\
-<h2>Partner / Partners</h2><p id=\"partners-status\"></p><table id=\"partners\"><thead><tr><th>Org</th><th>Roll / Role</th><th>Nås / Reachable</th><th>RTT</th><th>Version</th><th>Anmärkning / Note</th></tr></thead><tbody></tbody></table>\
-<h2>Händelser / Live events</h2><label><input type=\"checkbox\" id=\"notify\"> Aviseringar / Notifications</label>\
+<label for=\"window\">«Tid|Window»</label><select id=\"window\"><option value=\"24h\">24 h</option><option value=\"week\">«Vecka|Week»</option><option value=\"month\" selected>«Månad|Month»</option></select>\
+<label for=\"cell\">«Ruta|Cell» (m)</label><select id=\"cell\"><option>100</option><option selected>250</option><option>500</option><option>1000</option></select>\
+<label for=\"category\">«Kategori|Category»</label><select id=\"category\"><option value=\"\">«Alla|All»</option>{categories}</select>\
+</div><div id=\"map\" role=\"region\" aria-label=\"«Karta|Map»\"></div>\
+<p id=\"status\" aria-live=\"polite\"></p><h2>«Timme på dygnet|Hour of day»</h2><div id=\"hours\" class=\"chart\" aria-label=\"«Timme på dygnet|Hour of day»\"></div>\
+<h2>«Svar|Answers»</h2><ul id=\"answers\"></ul>\
+<h2>«Partner|Partners»</h2><p id=\"partners-status\"></p><table id=\"partners\"><thead><tr><th>Org</th><th>«Roll|Role»</th><th>«Nås|Reachable»</th><th>RTT</th><th>Version</th><th>«Anmärkning|Note»</th></tr></thead><tbody></tbody></table>\
+<h2>«Händelser|Live events»</h2><label><input type=\"checkbox\" id=\"notify\"> «Aviseringar|Notifications»</label>\
 <p id=\"live\" aria-live=\"polite\"></p><ul id=\"events\"></ul></main>\
 <script src=\"/assets/leaflet.js\"></script><script src=\"/assets/console.js\"></script>",
         escape(org),
@@ -92,11 +161,11 @@ pub(crate) fn home(org: &str, session: &ActiveSession, tiles: Option<&crate::Til
         escape(&roles.join(", "))
     );
     format!(
-        "<!DOCTYPE html><html lang=\"sv\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Lägesbild</title>\
+        "<!DOCTYPE html><html lang=\"«sv|en»\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Lägesbild</title>\
 <link rel=\"stylesheet\" href=\"/assets/leaflet.css\"><style>{STYLE}body{{max-width:none;margin:1rem}}#map{{height:70vh;border:1px solid #555}}\
 #controls{{display:flex;flex-wrap:wrap;gap:.5rem;align-items:center}}#controls label{{margin:0}}#controls select{{font-size:1rem;padding:.3rem}}\
 header{{display:flex;flex-wrap:wrap;gap:1rem;align-items:center}}.chart{{display:flex;align-items:flex-end;gap:2px;height:6rem;max-width:40rem;border-bottom:1px solid #555}}\
-.chart .bar{{flex:1;background:#0b3d91;min-height:1px}}table{{border-collapse:collapse}}td,th{{border-bottom:1px solid #ccc;padding:.2rem .5rem;text-align:left}}</style></head><body{tiles}>{body}</body></html>",
+.chart .bar{{flex:1;background:#0b3d91;min-height:1px}}table{{border-collapse:collapse}}td,th{{border-bottom:1px solid #ccc;padding:.2rem .5rem;text-align:left}}</style></head><body{tiles}>{SWITCH}{body}</body></html>",
         tiles = tiles.map_or_else(String::new, |t| format!(
             " data-tiles=\"{}\" data-attribution=\"{}\"",
             escape(&t.url),
@@ -107,23 +176,23 @@ header{{display:flex;flex-wrap:wrap;gap:1rem;align-items:center}}.chart{{display
 
 pub(crate) fn audit(org: &str, session: &ActiveSession) -> String {
     let body = format!(
-        "<header><h1>Lägesbild: {} — åtkomstlogg / access log</h1><p id=\"who\">{} ({})</p><p><a href=\"/\">Karta / Map</a></p></header>\
+        "<header><h1>Lägesbild: {} — «åtkomstlogg|access log»</h1><p id=\"who\">{} ({})</p><p><a href=\"/\">«Karta|Map»</a></p></header>\
 <form id=\"filters\"><label for=\"org\">Organisation</label><input id=\"org\" name=\"org\">\
 <label for=\"person\">Person</label><input id=\"person\" name=\"person\">\
-<label for=\"purpose\">Ändamål / Purpose</label><input id=\"purpose\" name=\"purpose\">\
-<button type=\"submit\">Visa / Show</button> <a id=\"export\" href=\"/api/v1/audit/entries?limit=1000\" download=\"access-log.json\">Exportera / Export</a></form>\
-<p id=\"status\" aria-live=\"polite\"></p><table id=\"entries\"><thead><tr><th>#</th><th>Tid / Time</th><th>Riktning</th><th>Org</th><th>Vem / Who</th><th>Anrop / Call</th><th>Beslut / Decision</th><th>Skäl / Reason</th></tr></thead><tbody></tbody></table>\
+<label for=\"purpose\">«Ändamål|Purpose»</label><input id=\"purpose\" name=\"purpose\">\
+<button type=\"submit\">«Visa|Show»</button> <a id=\"export\" href=\"/api/v1/audit/entries?limit=1000\" download=\"access-log.json\">«Exportera|Export»</a></form>\
+<p id=\"status\" aria-live=\"polite\"></p><table id=\"entries\"><thead><tr><th>#</th><th>«Tid|Time»</th><th>«Riktning|Direction»</th><th>Org</th><th>«Vem|Who»</th><th>«Anrop|Call»</th><th>«Beslut|Decision»</th><th>«Skäl|Reason»</th></tr></thead><tbody></tbody></table>\
 <script src=\"/assets/audit.js\"></script>",
         escape(org),
         escape(&session.person.sub),
         escape(&session.person.issuer),
     );
-    document_wide("Åtkomstlogg", &body)
+    document_wide("«Åtkomstlogg|Access log»", &body)
 }
 
 fn document_wide(title: &str, body: &str) -> String {
     format!(
-        "<!DOCTYPE html><html lang=\"sv\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title><style>{STYLE}body{{max-width:none;margin:1rem}}table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #ccc;padding:.2rem .4rem;text-align:left;font-size:.9rem}}#filters{{display:flex;flex-wrap:wrap;gap:.5rem;align-items:end}}#filters input{{width:auto}}</style></head><body>{body}</body></html>",
+        "<!DOCTYPE html><html lang=\"«sv|en»\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title><style>{STYLE}body{{max-width:none;margin:1rem}}table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #ccc;padding:.2rem .4rem;text-align:left;font-size:.9rem}}#filters{{display:flex;flex-wrap:wrap;gap:.5rem;align-items:end}}#filters input{{width:auto}}</style></head><body>{SWITCH}{body}</body></html>",
         escape(title)
     )
 }
@@ -154,7 +223,7 @@ pub(crate) fn message(text: &str) -> String {
     document(
         "Lägesbild",
         &format!(
-            "<p class=\"error\" role=\"alert\">{}</p><p><a href=\"/login\">Logga in / Sign in</a></p>",
+            "<p class=\"error\" role=\"alert\">{}</p><p><a href=\"/login\">«Logga in|Sign in»</a></p>",
             escape(text)
         ),
     )
@@ -163,6 +232,38 @@ pub(crate) fn message(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_is_shown_in_one_language_and_outside_text_cannot_switch_it() {
+        let template = format!("<p>«Hej|Hello» {}</p>", escape("«evil|x»"));
+        assert_eq!(
+            localise(&template, Lang::Sv),
+            "<p>Hej &laquo;evil&#124;x&raquo;</p>"
+        );
+        assert_eq!(
+            localise(&template, Lang::En),
+            "<p>Hello &laquo;evil&#124;x&raquo;</p>"
+        );
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert(
+            "accept-language",
+            "de-DE,en-GB;q=0.8,sv;q=0.5".parse().unwrap(),
+        );
+        assert_eq!(Lang::of(&headers), Lang::En);
+        headers.insert("cookie", "lang=sv".parse().unwrap());
+        assert_eq!(Lang::of(&headers), Lang::Sv);
+        assert_eq!(Lang::of(&axum::http::HeaderMap::new()), Lang::Sv);
+        // Every marker of every page is closed and has both languages.
+        for page in [
+            login("o", true, Some("https://idp"), "t", Some(("fel", "wrong"))),
+            message("m"),
+        ] {
+            for lang in [Lang::Sv, Lang::En] {
+                let shown = localise(&page, lang);
+                assert!(!shown.contains('«') && !shown.contains('»'), "{shown}");
+            }
+        }
+    }
 
     #[test]
     fn text_from_outside_is_escaped() {

@@ -71,6 +71,7 @@ impl Browser {
                 "args": [
                     "--headless=new", "--no-sandbox", "--disable-gpu",
                     "--disable-background-networking", "--no-first-run",
+                    "--lang=en-US", "--accept-lang=en-US",
                     format!("--user-data-dir={}", profile.display()),
                     format!("--ignore-certificate-errors-spki-list={spki}"),
                 ],
