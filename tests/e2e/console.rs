@@ -299,3 +299,158 @@ async fn the_console_api_gives_a_person_the_grpc_picture_through_the_same_checks
         "{shown}"
     );
 }
+
+/// A policy admin sees what a peer would receive under a draft before it is
+/// saved; saving goes through the file's checks and puts it in force; others
+/// can't.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_admins_preview_a_draft_before_it_is_saved() {
+    let mut fed = TestFederation::start(&[HOME, PEER]).await;
+    let port = crate::common::free_ports(1)[0];
+    fed.kill(HOME);
+    let config = fed.org_dir(HOME).join("node.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!("\n[console]\nlisten = \"127.0.0.1:{port}\"\n"));
+    std::fs::write(&config, text).unwrap();
+    let policy_file = fed.org_dir(HOME).join("policy.toml");
+    std::fs::write(&policy_file, policy(&[HOME, PEER])).unwrap();
+    fed.restart(HOME).await;
+    let session = std::fs::read_to_string(fed.login(HOME, TESTER, TESTER_PASSWORD).unwrap())
+        .unwrap()
+        .trim()
+        .to_owned();
+    let ca = std::fs::read(fed.org_dir(HOME).join("ca.pem")).unwrap();
+    let https = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .build()
+        .unwrap();
+    let api = |path: &str| format!("https://127.0.0.1:{port}/api/v1/{path}");
+    let explain = |who: String| {
+        let https = https.clone();
+        let url = api(&format!("policy/explain?peer={PEER}"));
+        async move {
+            let answer: Value = https
+                .get(url)
+                .bearer_auth(who)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            answer
+        }
+    };
+    let before = explain(session.clone()).await;
+    assert_eq!(before["explanation"]["named"], true, "{before}");
+    let current: Value = https
+        .get(api("policy"))
+        .bearer_auth(&session)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(current["text"], policy(&[HOME, PEER]).as_str());
+
+    // A draft that names only the node's own org: scandic would get nothing.
+    let draft = policy(&[HOME]);
+    let previewed: Value = https
+        .post(api("policy/preview"))
+        .bearer_auth(&session)
+        .json(&serde_json::json!({ "draft": draft, "peer": PEER }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(previewed["explanation"]["named"], false, "{previewed}");
+    // Nothing changed by a preview.
+    assert_eq!(explain(session.clone()).await["explanation"]["named"], true);
+    assert_eq!(
+        std::fs::read_to_string(&policy_file).unwrap(),
+        policy(&[HOME, PEER])
+    );
+
+    // A draft that fails the file's checks is named and not saved.
+    let bad = https
+        .put(api("policy"))
+        .bearer_auth(&session)
+        .json(&serde_json::json!({ "draft": "version = 1\n[peer.scandic]\nscopes = [\"aggregate:reed\"]\n" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let message: Value = bad.json().await.unwrap();
+    assert!(
+        message["error"]
+            .as_str()
+            .unwrap()
+            .contains("aggregate:reed"),
+        "{message}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&policy_file).unwrap(),
+        policy(&[HOME, PEER])
+    );
+
+    // Saved: the file is the draft and it is in force.
+    let saved: Value = https
+        .put(api("policy"))
+        .bearer_auth(&session)
+        .json(&serde_json::json!({ "draft": draft }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(saved["peers"], 1, "{saved}");
+    assert_eq!(std::fs::read_to_string(&policy_file).unwrap(), draft);
+    assert_eq!(
+        explain(session.clone()).await["explanation"]["named"],
+        false
+    );
+
+    // Someone without the role can't look, let alone save.
+    fed.add_account_and_wait(HOME, "ana", &["analyst"], "ana's long password")
+        .await;
+    let ana = std::fs::read_to_string(fed.login(HOME, "ana", "ana's long password").unwrap())
+        .unwrap()
+        .trim()
+        .to_owned();
+    let refused = https
+        .put(api("policy"))
+        .bearer_auth(&ana)
+        .json(&serde_json::json!({ "draft": policy(&[HOME, PEER]) }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    assert_eq!(std::fs::read_to_string(&policy_file).unwrap(), draft);
+    // The save is in the log, by name.
+    let log = crate::common::log_entries(&fed, HOME, HOME);
+    let saves: Vec<&Value> = log
+        .iter()
+        .filter(|e| e["call"] == "/lagesbild.v1.PolicyService/Save")
+        .collect();
+    let by: Vec<(&str, &str)> = saves
+        .iter()
+        .map(|e| {
+            (
+                e["decision"].as_str().unwrap(),
+                e["token"]["sub"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        by,
+        vec![
+            ("failed", "tester (local:polisen)"),
+            ("allowed", "tester (local:polisen)"),
+            ("refused", "")
+        ]
+    );
+}

@@ -13,6 +13,7 @@ use lagesbild_proto::v1::audit_service_client::AuditServiceClient;
 use lagesbild_proto::v1::event_service_client::EventServiceClient;
 use lagesbild_proto::v1::node_service_client::NodeServiceClient;
 use lagesbild_proto::v1::picture_service_client::PictureServiceClient;
+use lagesbild_proto::v1::policy_service_client::PolicyServiceClient;
 use lagesbild_proto::v1::{watch_item, RecallReason, Tlp, WatchItem, WatchRequest};
 use lagesbild_proto::v1::{
     AnswerStatus, BucketKind, Category, PictureRequest, ReleaseRequest, SituationPicture,
@@ -39,6 +40,9 @@ pub const API_ROUTES: &[&str] = &[
     "/api/v1/events",
     "/api/v1/audit/entries",
     "/api/v1/partners",
+    "/api/v1/policy",
+    "/api/v1/policy/explain",
+    "/api/v1/policy/preview",
 ];
 
 /// An error as the API answers it: the HTTP status and one sentence.
@@ -528,6 +532,119 @@ pub fn partners_json(status: &lagesbild_proto::v1::FederationStatusResponse) -> 
         })
         .collect();
     json!({ "org": status.org, "peers": peers })
+}
+
+/// An explanation as the API answers it: the words, and the facts as JSON.
+fn explanation_json(answer: lagesbild_proto::v1::ExplainResponse) -> Value {
+    json!({
+        "text": answer.text,
+        "explanation": serde_json::from_str::<Value>(&answer.json).unwrap_or(Value::Null),
+    })
+}
+
+/// The query of `GET /api/v1/policy/explain`.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct ExplainQuery {
+    peer: String,
+}
+
+/// `GET /api/v1/policy/explain`: what a peer may receive now (role policy-admin).
+pub(crate) async fn policy_explain(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Query(query): Query<ExplainQuery>,
+) -> Result<Response, ApiError> {
+    let request = authorise(
+        &headers,
+        "operations",
+        lagesbild_proto::v1::ExplainRequest { peer: query.peer },
+    )?;
+    let answer = PolicyServiceClient::new(console.gateway.clone())
+        .explain(request)
+        .await
+        .map_err(|status| error(status_of(&status), status.message()))?;
+    Ok(json_response(
+        StatusCode::OK,
+        explanation_json(answer.into_inner()),
+    ))
+}
+
+/// `GET /api/v1/policy`: the policy file's text (role policy-admin).
+pub(crate) async fn policy_text(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let request = authorise(
+        &headers,
+        "operations",
+        lagesbild_proto::v1::PolicyTextRequest {},
+    )?;
+    let answer = PolicyServiceClient::new(console.gateway.clone())
+        .text(request)
+        .await
+        .map_err(|status| error(status_of(&status), status.message()))?;
+    Ok(json_response(
+        StatusCode::OK,
+        json!({ "text": answer.into_inner().text }),
+    ))
+}
+
+/// The body of `POST /api/v1/policy/preview`.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct PreviewBody {
+    draft: String,
+    peer: String,
+}
+
+/// `POST /api/v1/policy/preview`: what a peer would receive under a draft.
+pub(crate) async fn policy_preview(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<PreviewBody>,
+) -> Result<Response, ApiError> {
+    let request = authorise(
+        &headers,
+        "operations",
+        lagesbild_proto::v1::PreviewRequest {
+            draft: body.draft,
+            peer: body.peer,
+        },
+    )?;
+    let answer = PolicyServiceClient::new(console.gateway.clone())
+        .preview(request)
+        .await
+        .map_err(|status| error(status_of(&status), status.message()))?;
+    Ok(json_response(
+        StatusCode::OK,
+        explanation_json(answer.into_inner()),
+    ))
+}
+
+/// The body of `PUT /api/v1/policy`.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct SaveBody {
+    draft: String,
+}
+
+/// `PUT /api/v1/policy`: the draft becomes the policy in force.
+pub(crate) async fn policy_save(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<SaveBody>,
+) -> Result<Response, ApiError> {
+    let request = authorise(
+        &headers,
+        "operations",
+        lagesbild_proto::v1::SaveRequest { draft: body.draft },
+    )?;
+    let answer = PolicyServiceClient::new(console.gateway.clone())
+        .save(request)
+        .await
+        .map_err(|status| error(status_of(&status), status.message()))?;
+    Ok(json_response(
+        StatusCode::OK,
+        json!({ "peers": answer.into_inner().peers }),
+    ))
 }
 
 /// The picture as the API's JSON.

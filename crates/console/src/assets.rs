@@ -24,6 +24,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         include_bytes!("../assets/audit.js"),
     ),
     (
+        "policy.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/policy.js"),
+    ),
+    (
         "console.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../assets/console.js"),

@@ -284,6 +284,23 @@ async fn audit_page(State(console): State<Arc<Console>>, headers: HeaderMap) -> 
     response
 }
 
+async fn policy_page(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    let lang = pages::Lang::of(&headers);
+    let Some(session) =
+        cookie(&headers, SESSION_COOKIE).and_then(|s| console.people.session(s).ok())
+    else {
+        return Redirect::to("/login").into_response();
+    };
+    let mut response = page(lang, StatusCode::OK, pages::policy(&console.org, &session));
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    response
+}
+
 async fn login_page(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
     let lang = pages::Lang::of(&headers);
     let form_token = random();
@@ -595,7 +612,14 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/api/v1/events", get(api::events))
         .route("/api/v1/audit/entries", get(api::audit_entries))
         .route("/api/v1/partners", get(api::partners))
+        .route(
+            "/api/v1/policy",
+            get(api::policy_text).put(api::policy_save),
+        )
+        .route("/api/v1/policy/explain", get(api::policy_explain))
+        .route("/api/v1/policy/preview", post(api::policy_preview))
         .route("/audit", get(audit_page))
+        .route("/policy", get(policy_page))
         .route("/assets/{name}", get(assets::asset))
         .with_state(console)
 }

@@ -142,7 +142,7 @@ pub(crate) fn home(org: &str, session: &ActiveSession, tiles: Option<&crate::Til
         .collect();
     let body = format!(
         "<header><h1>Lägesbild: {}</h1><p id=\"who\">«Inloggad som|Signed in as» {} ({}) «som|as» {}</p>\
-<p><a href=\"/audit\">«Åtkomstlogg|Access log»</a></p>\
+<p><a href=\"/audit\">«Åtkomstlogg|Access log»</a> · <a href=\"/policy\">«Policy|Policy»</a></p>\
 <form method=\"post\" action=\"/logout\"><button type=\"submit\">«Logga ut|Sign out»</button></form></header>\
 <main><div id=\"controls\">\
 <label for=\"window\">«Tid|Window»</label><select id=\"window\"><option value=\"24h\">24 h</option><option value=\"week\">«Vecka|Week»</option><option value=\"month\" selected>«Månad|Month»</option></select>\
@@ -190,9 +190,25 @@ pub(crate) fn audit(org: &str, session: &ActiveSession) -> String {
     document_wide("«Åtkomstlogg|Access log»", &body)
 }
 
+pub(crate) fn policy(org: &str, session: &ActiveSession) -> String {
+    let body = format!(
+        "<header><h1>Lägesbild: {} — «policy|policy»</h1><p id=\"who\">{} ({})</p><p><a href=\"/\">«Karta|Map»</a></p></header>\
+<label for=\"peer\">«Partner|Peer»</label><select id=\"peer\"></select>\
+<h2>«Får nu|May receive now»</h2><pre id=\"now\"></pre>\
+<h2>«Utkast|Draft»</h2><textarea id=\"draft\" rows=\"18\" spellcheck=\"false\" aria-label=\"«Utkast|Draft»\"></textarea>\
+<p><button id=\"preview\" type=\"button\">«Förhandsgranska|Preview»</button> <button id=\"save\" type=\"button\">«Spara|Save»</button></p>\
+<p id=\"status\" role=\"status\" aria-live=\"polite\"></p><h2>«Skulle få|Would receive»</h2><pre id=\"would\"></pre>\
+<script src=\"/assets/policy.js\"></script>",
+        escape(org),
+        escape(&session.person.sub),
+        escape(&session.person.issuer),
+    );
+    document_wide("«Policy|Policy»", &body)
+}
+
 fn document_wide(title: &str, body: &str) -> String {
     format!(
-        "<!DOCTYPE html><html lang=\"«sv|en»\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title><style>{STYLE}body{{max-width:none;margin:1rem}}table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #ccc;padding:.2rem .4rem;text-align:left;font-size:.9rem}}#filters{{display:flex;flex-wrap:wrap;gap:.5rem;align-items:end}}#filters input{{width:auto}}</style></head><body>{SWITCH}{body}</body></html>",
+        "<!DOCTYPE html><html lang=\"«sv|en»\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title><style>{STYLE}body{{max-width:none;margin:1rem}}table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #ccc;padding:.2rem .4rem;text-align:left;font-size:.9rem}}#filters{{display:flex;flex-wrap:wrap;gap:.5rem;align-items:end}}#filters input{{width:auto}}textarea{{width:100%;font-family:monospace;font-size:.9rem}}pre{{white-space:pre-wrap;background:#f4f4f4;padding:.5rem}}</style></head><body>{SWITCH}{body}</body></html>",
         escape(title)
     )
 }

@@ -75,6 +75,31 @@ impl PolicyHandle {
             .clone()
     }
 
+    /// The policy file's text now.
+    pub fn text(&self) -> std::io::Result<String> {
+        std::fs::read_to_string(&self.path)
+    }
+
+    /// Replaces the policy file with `text` (already checked) whole, synced,
+    /// and puts it in force.
+    pub fn save(&self, text: &str) -> std::io::Result<()> {
+        use std::io::Write;
+        let temporary = self.path.with_extension("toml.saving");
+        {
+            let mut file = std::fs::File::create(&temporary)?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()?;
+        }
+        std::fs::rename(&temporary, &self.path)?;
+        if let Some(dir) = self.path.parent() {
+            if let Ok(dir) = std::fs::File::open(dir) {
+                let _ = dir.sync_all();
+            }
+        }
+        self.reload_if_changed();
+        Ok(())
+    }
+
     /// Reads the file again if it changed; a broken file leaves the policy as is.
     pub fn reload_if_changed(&self) {
         let now = stamp(&self.path);
