@@ -73,20 +73,20 @@ fn api_cells(picture: &Value) -> Cells {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_api_gives_a_person_the_grpc_picture_through_the_same_checks() {
     let mut fed = TestFederation::start(&[HOME, PEER]).await;
-    let port = crate::common::free_ports(1)[0];
     fed.kill(HOME);
     let config = fed.org_dir(HOME).join("node.toml");
     let mut text = std::fs::read_to_string(&config).unwrap();
     // A basemap on loopback (nothing answers there): the page names it and
     // its policy lets its images in, and nothing else.
-    text.push_str(&format!(
-        "\n[console]\nlisten = \"127.0.0.1:{port}\"\ntiles = {{ url = \"https://127.0.0.1:9/{{z}}/{{x}}/{{y}}.png\", attribution = \"Test <tiles>\" }}\n"
-    ));
+    text.push_str(
+        "\n[console]\nlisten = \"127.0.0.1:0\"\ntiles = { url = \"https://127.0.0.1:9/{z}/{x}/{y}.png\", attribution = \"Test <tiles>\" }\n",
+    );
     std::fs::write(&config, text).unwrap();
     for org in [HOME, PEER] {
         std::fs::write(fed.org_dir(org).join("policy.toml"), policy(&[HOME, PEER])).unwrap();
     }
     fed.restart(HOME).await;
+    let port = fed.console_port(HOME).await;
     let base = (now() / 3600 - 20) * 3600;
     for (i, org) in [HOME, PEER].iter().enumerate() {
         let stored = ReportServiceClient::new(fed.authed(org, org, &["report:write"]))
@@ -306,15 +306,15 @@ async fn the_console_api_gives_a_person_the_grpc_picture_through_the_same_checks
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_admins_preview_a_draft_before_it_is_saved() {
     let mut fed = TestFederation::start(&[HOME, PEER]).await;
-    let port = crate::common::free_ports(1)[0];
     fed.kill(HOME);
     let config = fed.org_dir(HOME).join("node.toml");
     let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(&format!("\n[console]\nlisten = \"127.0.0.1:{port}\"\n"));
+    text.push_str("\n[console]\nlisten = \"127.0.0.1:0\"\n");
     std::fs::write(&config, text).unwrap();
     let policy_file = fed.org_dir(HOME).join("policy.toml");
     std::fs::write(&policy_file, policy(&[HOME, PEER])).unwrap();
     fed.restart(HOME).await;
+    let port = fed.console_port(HOME).await;
     let session = std::fs::read_to_string(fed.login(HOME, TESTER, TESTER_PASSWORD).unwrap())
         .unwrap()
         .trim()

@@ -66,6 +66,35 @@
     var held = document.createElement('p');
     held.textContent = t('Höll inne: ', 'Withheld: ') + (Object.keys(e.withheld).join(', ') || '-');
     box.appendChild(held);
+    var trend = document.createElement('div');
+    trend.className = 'chart trend';
+    trend.setAttribute('aria-label', t('Trend, veckor', 'Trend, weeks'));
+    box.appendChild(trend);
+    var to = new Date();
+    var from = new Date(to.getTime() - 8 * 7 * 24 * 3600e3);
+    var cell = document.getElementById('cell').value;
+    get('/api/v1/picture?bucket=week&cell=' + encodeURIComponent(cell) +
+        '&from=' + encodeURIComponent(from.toISOString().replace(/\.\d{3}Z$/, 'Z')) +
+        '&to=' + encodeURIComponent(to.toISOString().replace(/\.\d{3}Z$/, 'Z')))
+      .then(function (picture) {
+        var weeks = new Map();
+        picture.cells.forEach(function (c) {
+          if (c.easting + ':' + c.northing !== e.key) { return; }
+          weeks.set(c.bucket_start, (weeks.get(c.bucket_start) || 0) + c.count);
+        });
+        var values = Array.from(weeks.keys()).sort().map(function (k) { return weeks.get(k); });
+        trend.setAttribute('id', 'trend-' + e.key.replace(':', '-'));
+        trend.textContent = values.length ? '' : t('Inget släppt de senaste veckorna', 'Nothing released in the last weeks');
+        var max = Math.max.apply(null, values.concat([1]));
+        values.forEach(function (v) {
+          var bar = document.createElement('div');
+          bar.className = 'bar';
+          bar.title = String(v);
+          bar.style.height = Math.round(100 * v / max) + '%';
+          trend.appendChild(bar);
+        });
+      })
+      .catch(function (err) { trend.textContent = err.message; });
     return box;
   }
 
@@ -99,6 +128,17 @@
         body.appendChild(row);
       });
       document.body.setAttribute('data-partners', String(status.peers.length));
+      // A policy admin also sees the privacy budget each peer has left here today.
+      status.peers.forEach(function (p, i) {
+        get('/api/v1/policy/explain?peer=' + encodeURIComponent(p.org)).then(function (answer) {
+          var noise = answer.explanation && answer.explanation.noise;
+          var row = body.children[i];
+          if (!row) { return; }
+          var td = document.createElement('td');
+          td.textContent = noise ? (t('ε kvar i dag: ', 'ε left today: ') + noise.left_today) : t('ingen budget', 'no budget');
+          row.appendChild(td);
+        }).catch(function () { /* not a policy admin: no budget column */ });
+      });
     }).catch(function (e) { document.getElementById('partners-status').textContent = e.message; });
   }
   partners();
@@ -122,7 +162,7 @@
         var key = c.easting + ':' + c.northing;
         var entry = byCell.get(key);
         if (!entry) {
-          entry = { corners: c.corners, count: 0, categories: {}, contributors: {}, withheld: {} };
+          entry = { key: key, corners: c.corners, count: 0, categories: {}, contributors: {}, withheld: {} };
           byCell.set(key, entry);
         }
         entry.count += c.count;
@@ -147,6 +187,7 @@
         answers.appendChild(li);
       });
       chart('hours', picture.hour_of_day);
+      chart('week-hours', picture.hour_of_week);
       status.textContent = byCell.size + t(' rutor, ', ' cells, ') + picture.cells.length + t(' släppta värden', ' released values');
       document.body.setAttribute('data-cells', String(byCell.size));
     }).catch(function (e) {

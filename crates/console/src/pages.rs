@@ -150,6 +150,7 @@ pub(crate) fn home(org: &str, session: &ActiveSession, tiles: Option<&crate::Til
 <label for=\"category\">«Kategori|Category»</label><select id=\"category\"><option value=\"\">«Alla|All»</option>{categories}</select>\
 </div><div id=\"map\" role=\"region\" aria-label=\"«Karta|Map»\"></div>\
 <p id=\"status\" aria-live=\"polite\"></p><h2>«Timme på dygnet|Hour of day»</h2><div id=\"hours\" class=\"chart\" aria-label=\"«Timme på dygnet|Hour of day»\"></div>\
+<h2>«Timme i veckan|Hour of week»</h2><div id=\"week-hours\" class=\"chart\" aria-label=\"«Timme i veckan|Hour of week»\"></div>\
 <h2>«Svar|Answers»</h2><ul id=\"answers\"></ul>\
 <h2>«Partner|Partners»</h2><p id=\"partners-status\"></p><table id=\"partners\"><thead><tr><th>Org</th><th>«Roll|Role»</th><th>«Nås|Reachable»</th><th>RTT</th><th>Version</th><th>«Anmärkning|Note»</th></tr></thead><tbody></tbody></table>\
 <h2>«Händelser|Live events»</h2><label><input type=\"checkbox\" id=\"notify\"> «Aviseringar|Notifications»</label>\
@@ -165,7 +166,7 @@ pub(crate) fn home(org: &str, session: &ActiveSession, tiles: Option<&crate::Til
 <link rel=\"stylesheet\" href=\"/assets/leaflet.css\"><style>{STYLE}body{{max-width:none;margin:1rem}}#map{{height:70vh;border:1px solid #555}}\
 #controls{{display:flex;flex-wrap:wrap;gap:.5rem;align-items:center}}#controls label{{margin:0}}#controls select{{font-size:1rem;padding:.3rem}}\
 header{{display:flex;flex-wrap:wrap;gap:1rem;align-items:center}}.chart{{display:flex;align-items:flex-end;gap:2px;height:6rem;max-width:40rem;border-bottom:1px solid #555}}\
-.chart .bar{{flex:1;background:#0b3d91;min-height:1px}}table{{border-collapse:collapse}}td,th{{border-bottom:1px solid #ccc;padding:.2rem .5rem;text-align:left}}</style></head><body{tiles}>{SWITCH}{body}</body></html>",
+.chart .bar{{flex:1;background:#0b3d91;min-height:1px}}.trend{{height:3rem;width:12rem}}table{{border-collapse:collapse}}td,th{{border-bottom:1px solid #ccc;padding:.2rem .5rem;text-align:left}}</style></head><body{tiles}>{SWITCH}{body}</body></html>",
         tiles = tiles.map_or_else(String::new, |t| format!(
             " data-tiles=\"{}\" data-attribution=\"{}\"",
             escape(&t.url),

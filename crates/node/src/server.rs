@@ -597,7 +597,13 @@ async fn start_console(
     let listener = TcpListener::bind(&address)
         .await
         .map_err(|source| NodeError::Bind { address, source })?;
-    tracing::info!(listen = ?listener.local_addr().ok(), url = %section.public_url(), "console served");
+    // Without a public address, browsers reach it where it listens (the
+    // port the system chose, for `:0`).
+    let public_url = match (&section.public_url, listener.local_addr()) {
+        (None, Ok(bound)) => format!("https://{bound}"),
+        _ => section.public_url(),
+    };
+    tracing::info!(listen = ?listener.local_addr().ok(), url = %public_url, "console served");
     let tiles = match &section.tiles {
         Some(t) => Some(
             lagesbild_console::Tiles::new(&t.url, &t.attribution)

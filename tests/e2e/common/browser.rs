@@ -240,6 +240,18 @@ impl Browser {
         }
     }
 
+    /// How many elements match `css` now.
+    pub async fn count(&self, css: &str) -> usize {
+        self.call(
+            reqwest::Method::POST,
+            "/elements",
+            json!({"using": "css selector", "value": css}),
+        )
+        .await
+        .as_array()
+        .map_or(0, Vec::len)
+    }
+
     /// Waits up to 20 s until nothing matches `css`.
     pub async fn wait_gone(&self, css: &str) {
         let deadline = Instant::now() + Duration::from_secs(20);

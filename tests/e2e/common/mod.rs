@@ -205,6 +205,36 @@ impl TestFederation {
         }
     }
 
+    /// The port `org`'s console listens on, from its node's log (the console
+    /// is configured on port 0, so the system picks a free one).
+    pub async fn console_port(&self, org: &str) -> u16 {
+        let node = self.nodes.iter().find(|n| n.org() == org).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = node.log_text();
+            if let Some(at) = log.find("console served") {
+                let line = log[at..].lines().next().unwrap_or_default();
+                if let Some(port) = line
+                    .split("127.0.0.1:")
+                    .nth(1)
+                    .map(|rest| {
+                        rest.chars()
+                            .take_while(char::is_ascii_digit)
+                            .collect::<String>()
+                    })
+                    .and_then(|digits| digits.parse().ok())
+                {
+                    return port;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{org}'s console never said where it listens:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The session file of the person `name` of `org`, signed in with
     /// `lagesbild login` as `name` with `password`.
     pub fn login(&self, org: &str, name: &str, password: &str) -> Result<PathBuf, String> {
