@@ -70,23 +70,59 @@ fn api_cells(picture: &Value) -> Cells {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_console_api_gives_a_person_the_grpc_picture_through_the_same_checks() {
+/// Both members with a policy for each other, and `HOME`'s node with a
+/// console (`console` is its node.toml table) on a port the system picks.
+struct WithConsole {
+    fed: TestFederation,
+    port: u16,
+    /// The tester's session (every role).
+    session: String,
+    /// HTTPS that trusts `HOME`'s CA.
+    https: reqwest::Client,
+}
+
+async fn with_console(console: &str) -> WithConsole {
     let mut fed = TestFederation::start(&[HOME, PEER]).await;
     fed.kill(HOME);
     let config = fed.org_dir(HOME).join("node.toml");
     let mut text = std::fs::read_to_string(&config).unwrap();
-    // A basemap on loopback (nothing answers there): the page names it and
-    // its policy lets its images in, and nothing else.
-    text.push_str(
-        "\n[console]\nlisten = \"127.0.0.1:0\"\ntiles = { url = \"https://127.0.0.1:9/{z}/{x}/{y}.png\", attribution = \"Test <tiles>\" }\n",
-    );
+    text.push_str(console);
     std::fs::write(&config, text).unwrap();
     for org in [HOME, PEER] {
         std::fs::write(fed.org_dir(org).join("policy.toml"), policy(&[HOME, PEER])).unwrap();
     }
     fed.restart(HOME).await;
     let port = fed.console_port(HOME).await;
+    let session = std::fs::read_to_string(fed.login(HOME, TESTER, TESTER_PASSWORD).unwrap())
+        .unwrap()
+        .trim()
+        .to_owned();
+    let ca = std::fs::read(fed.org_dir(HOME).join("ca.pem")).unwrap();
+    let https = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .build()
+        .unwrap();
+    WithConsole {
+        fed,
+        port,
+        session,
+        https,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_api_gives_a_person_the_grpc_picture_through_the_same_checks() {
+    // A basemap on loopback (nothing answers there): the page names it and
+    // its policy lets its images in, and nothing else.
+    let WithConsole {
+        fed,
+        port,
+        session,
+        https,
+    } = with_console(
+        "\n[console]\nlisten = \"127.0.0.1:0\"\ntiles = { url = \"https://127.0.0.1:9/{z}/{x}/{y}.png\", attribution = \"Test <tiles>\" }\n",
+    )
+    .await;
     let base = (now() / 3600 - 20) * 3600;
     for (i, org) in [HOME, PEER].iter().enumerate() {
         let stored = ReportServiceClient::new(fed.authed(org, org, &["report:write"]))
@@ -99,15 +135,6 @@ async fn the_console_api_gives_a_person_the_grpc_picture_through_the_same_checks
             .into_inner();
         assert_eq!(stored.stored, 90);
     }
-    let session = std::fs::read_to_string(fed.login(HOME, TESTER, TESTER_PASSWORD).unwrap())
-        .unwrap()
-        .trim()
-        .to_owned();
-    let ca = std::fs::read(fed.org_dir(HOME).join("ca.pem")).unwrap();
-    let https = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-        .build()
-        .unwrap();
     let iso = |seconds: i64| {
         time::OffsetDateTime::from_unix_timestamp(seconds)
             .unwrap()
@@ -268,17 +295,7 @@ async fn the_console_api_gives_a_person_the_grpc_picture_through_the_same_checks
         .map(|(e, n, _, _, _)| (e, n))
         .collect();
     assert!(!distinct.is_empty());
-    let node_cert = std::fs::read_to_string(fed.org_dir(HOME).join("node.pem")).unwrap();
-    let profile = fed.dir.path().join("browser");
-    std::fs::create_dir_all(&profile).unwrap();
-    let driver_port = crate::common::free_ports(1)[0];
-    let Some(browser) = crate::common::browser::Browser::start(
-        &crate::common::browser::spki_hash(&node_cert),
-        &profile,
-        driver_port,
-    )
-    .await
-    else {
+    let Some(browser) = crate::common::browser::for_node(&fed, HOME).await else {
         return;
     };
     browser.open(&format!("https://127.0.0.1:{port}/")).await;
@@ -305,25 +322,13 @@ async fn the_console_api_gives_a_person_the_grpc_picture_through_the_same_checks
 /// can't.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_admins_preview_a_draft_before_it_is_saved() {
-    let mut fed = TestFederation::start(&[HOME, PEER]).await;
-    fed.kill(HOME);
-    let config = fed.org_dir(HOME).join("node.toml");
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str("\n[console]\nlisten = \"127.0.0.1:0\"\n");
-    std::fs::write(&config, text).unwrap();
+    let WithConsole {
+        fed,
+        port,
+        session,
+        https,
+    } = with_console("\n[console]\nlisten = \"127.0.0.1:0\"\n").await;
     let policy_file = fed.org_dir(HOME).join("policy.toml");
-    std::fs::write(&policy_file, policy(&[HOME, PEER])).unwrap();
-    fed.restart(HOME).await;
-    let port = fed.console_port(HOME).await;
-    let session = std::fs::read_to_string(fed.login(HOME, TESTER, TESTER_PASSWORD).unwrap())
-        .unwrap()
-        .trim()
-        .to_owned();
-    let ca = std::fs::read(fed.org_dir(HOME).join("ca.pem")).unwrap();
-    let https = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-        .build()
-        .unwrap();
     let api = |path: &str| format!("https://127.0.0.1:{port}/api/v1/{path}");
     let explain = |who: String| {
         let https = https.clone();

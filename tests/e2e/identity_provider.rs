@@ -270,8 +270,8 @@ async fn people_sign_in_through_the_orgs_identity_provider() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_signs_people_in_through_the_provider_in_a_browser() {
     let mut fed = TestFederation::start(&[HOME]).await;
-    let ports = free_ports(3);
-    let (idp_port, console_port, driver_port) = (ports[0], ports[1], ports[2]);
+    let ports = free_ports(2);
+    let (idp_port, console_port) = (ports[0], ports[1]);
     let console = format!("https://127.0.0.1:{console_port}");
     let idp = Idp::start_for(
         &fed.dir.path().join("idp"),
@@ -287,16 +287,7 @@ async fn the_console_signs_people_in_through_the_provider_in_a_browser() {
     std::fs::write(&config, text).unwrap();
     trust(&mut fed, &idp).await;
 
-    let node_cert = std::fs::read_to_string(fed.org_dir(HOME).join("node.pem")).unwrap();
-    let profile = fed.dir.path().join("browser");
-    std::fs::create_dir_all(&profile).unwrap();
-    let Some(browser) = crate::common::browser::Browser::start(
-        &crate::common::browser::spki_hash(&node_cert),
-        &profile,
-        driver_port,
-    )
-    .await
-    else {
+    let Some(browser) = crate::common::browser::for_node(&fed, HOME).await else {
         return;
     };
 

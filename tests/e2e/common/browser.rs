@@ -119,22 +119,15 @@ impl Browser {
         }
     }
 
+    /// A WebDriver command that must succeed; a failure is a screenshot and a panic.
     async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
-        let url = format!("{}/session/{}{path}", self.base, self.session);
-        let mut request = self.http.request(method, url);
-        if !body.is_null() {
-            request = request.json(&body);
+        match self.try_call(method, path, body).await {
+            Ok(value) => value,
+            Err(error) => {
+                let shot = self.screenshot("failure").await;
+                panic!("webdriver {path}: {error} (screenshot: {})", shot.display());
+            }
         }
-        let answer: Value = request.send().await.unwrap().json().await.unwrap();
-        if answer["value"]["error"].is_string() {
-            let shot = self.screenshot("failure").await;
-            panic!(
-                "webdriver {path}: {} (screenshot: {})",
-                answer["value"],
-                shot.display()
-            );
-        }
-        answer["value"].clone()
     }
 
     /// Opens `url`.
@@ -314,6 +307,15 @@ impl Drop for Browser {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
+}
+
+/// A browser that trusts `org`'s node certificate, with its profile in the
+/// federation's folder; `None` as [`Browser::start`] says.
+pub async fn for_node(fed: &super::TestFederation, org: &str) -> Option<Browser> {
+    let cert = std::fs::read_to_string(fed.org_dir(org).join("node.pem")).unwrap();
+    let profile = fed.dir.path().join("browser");
+    std::fs::create_dir_all(&profile).unwrap();
+    Browser::start(&spki_hash(&cert), &profile, super::free_ports(1)[0]).await
 }
 
 /// The SHA-256 of a PEM certificate's public key (SPKI), base64, as

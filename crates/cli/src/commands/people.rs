@@ -98,23 +98,16 @@ fn read_password(prompt: &str, from_stdin: bool) -> Result<String> {
 
 pub(crate) async fn login(args: LoginArgs) -> Result<()> {
     let mut client = Client::load(&args.config)?;
-    if args.oidc {
-        let (secret, info) = device_sign_in(&client).await?;
-        let path = client.save_session(&secret)?;
-        println!(
-            "signed in to {}'s node: {}",
-            client.config.org,
-            describe(&info)
-        );
-        println!("session kept in {}", path.display());
-        return Ok(());
-    }
-    let account = match args.account {
-        Some(account) => account,
-        None => std::env::var("USER").context("--account: which account to sign in as")?,
+    let (secret, info) = if args.oidc {
+        device_sign_in(&client).await?
+    } else {
+        let account = match args.account {
+            Some(account) => account,
+            None => std::env::var("USER").context("--account: which account to sign in as")?,
+        };
+        let password = read_password(&format!("password for {account}: "), args.password_stdin)?;
+        sign_in(&client, &account, &password).await?
     };
-    let password = read_password(&format!("password for {account}: "), args.password_stdin)?;
-    let (secret, info) = sign_in(&client, &account, &password).await?;
     let path = client.save_session(&secret)?;
     println!(
         "signed in to {}'s node: {}",
