@@ -35,6 +35,8 @@ use tokio::net::TcpListener;
 pub const SESSION_COOKIE: &str = "lagesbild_session";
 /// The cookie that ties a sign-in form to the browser that fetched it.
 const FORM_COOKIE: &str = "lagesbild_form";
+/// Most browser connections served at once.
+const MAX_CONNECTIONS: usize = 1024;
 /// How long a browser has to come back from the identity provider.
 const PENDING_LIFE: Duration = Duration::from_secs(10 * 60);
 /// Most sign-ins under way at once (one per browser that started one).
@@ -629,12 +631,18 @@ pub fn router(console: Arc<Console>) -> Router {
 pub async fn serve(console: Arc<Console>, listener: TcpListener, tls: Arc<rustls::ServerConfig>) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let app = router(console);
+    // Connections beyond this wait in the kernel's backlog until one closes.
+    let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let Ok(permit) = open.clone().acquire_owned().await else {
+            return;
+        };
         let Ok((tcp, _)) = listener.accept().await else {
             continue;
         };
         let (acceptor, app) = (acceptor.clone(), app.clone());
         tokio::spawn(async move {
+            let _permit = permit;
             let Ok(Ok(tls)) =
                 tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
             else {
