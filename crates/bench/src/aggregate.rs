@@ -500,7 +500,7 @@ pub async fn serve_without_log(config: &Path, echo_listen: &str) -> Result<()> {
             tower::ServiceBuilder::new()
                 .layer(CountLayer::new(metrics))
                 .layer(CheckLayer::new(Arc::new(Authority {
-                    org: org.clone(),
+                    org: lagesbild_vocabulary::OrgId::parse(&org)?,
                     verifier,
                     workloads: loaded.workloads.clone(),
                     people: Arc::new(People::open(

@@ -195,6 +195,21 @@ pub async fn run(
             )));
         }
     }
+    // People at every node sign in (now and then with a wrong password) and
+    // ask for pictures with their sessions; after a node restarts they sign
+    // in again.
+    let sign_ins = Arc::new(AtomicU64::new(0));
+    for org in MEMBERS {
+        let channel = federation.lock().expect("federation").people_channel(org)?;
+        tasks.push(tokio::spawn(people_load(
+            org,
+            channel,
+            seen.clone(),
+            stop.clone(),
+            pictures.clone(),
+            sign_ins.clone(),
+        )));
+    }
     tasks.push(tokio::spawn(health_load(
         federation.clone(),
         seen.clone(),
@@ -299,7 +314,7 @@ pub async fn run(
     let f = federation.into_inner().expect("federation");
     let seen = seen.lock().expect("seen");
     println!(
-        "{} s of load on 3 nodes{}: {} reports acknowledged, {} pictures, {} budgeted release calls, {} events delivered",
+        "{} s of load on 3 nodes{}: {} reports acknowledged, {} pictures, {} budgeted release calls, {} events delivered, {} sign-ins",
         seconds,
         if kills > 0 {
             format!(", {kills} nodes killed with SIGKILL and restarted")
@@ -310,6 +325,7 @@ pub async fn run(
         pictures.load(Ordering::SeqCst),
         releases.load(Ordering::SeqCst),
         seen.events.values().map(Vec::len).sum::<usize>(),
+        sign_ins.load(Ordering::SeqCst),
     );
     println!("  failed calls: {:?}", seen.errors);
     println!(
@@ -520,6 +536,85 @@ async fn picture_load(
             Err(status) => count_error(&seen, format!("picture: {:?}", status.code())),
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(())
+}
+
+/// `org`'s analyst until stopped: signs in, asks for a picture of the last
+/// day with the session a few times; every fourth round someone first tries
+/// a password for a name that is no account (refused, and soon limited, as
+/// it must be). A session lost to a restart means signing in again.
+async fn people_load(
+    org: &'static str,
+    channel: tonic::transport::Channel,
+    seen: Arc<Mutex<Seen>>,
+    stop: Arc<AtomicBool>,
+    pictures: Arc<AtomicU64>,
+    sign_ins: Arc<AtomicU64>,
+) -> Result<()> {
+    use lagesbild_proto::v1::session_service_client::SessionServiceClient;
+    use lagesbild_proto::v1::SignInRequest;
+    let mut sessions = SessionServiceClient::new(channel.clone());
+    let mut round = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        round += 1;
+        if round.is_multiple_of(4) {
+            let wrong = sessions
+                .sign_in(SignInRequest {
+                    account: "intruder".into(),
+                    password: "not the password".into(),
+                })
+                .await;
+            match wrong {
+                Err(status) if status.code() == tonic::Code::Unauthenticated => {}
+                Err(status) if status.code() == tonic::Code::ResourceExhausted => {}
+                Err(status) => count_error(
+                    &seen,
+                    format!("wrong sign-in at {org}: {:?}", status.code()),
+                ),
+                Ok(_) => count_error(&seen, format!("a wrong password was let in at {org}")),
+            }
+        }
+        let signed = sessions
+            .sign_in(SignInRequest {
+                account: crate::ANALYST.0.into(),
+                password: crate::ANALYST.1.into(),
+            })
+            .await;
+        let session = match signed {
+            Ok(answer) => answer.into_inner().session,
+            Err(status) => {
+                count_error(&seen, format!("sign-in at {org}: {:?}", status.code()));
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        sign_ins.fetch_add(1, Ordering::SeqCst);
+        let bearer = lagesbild_auth::Bearer::new(&session)?.stating("bench")?;
+        let mut client = PictureServiceClient::with_interceptor(channel.clone(), bearer)
+            .max_decoding_message_size(64 << 20);
+        for _ in 0..4 {
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let request = PictureRequest {
+                filters: Some(crate::last_hours_at_250m(24)),
+                top: 10,
+                deadline_ms: 0,
+            };
+            match client.picture(request).await {
+                Ok(_) => {
+                    pictures.fetch_add(1, Ordering::SeqCst);
+                }
+                // The node restarted and forgot the session: sign in again.
+                Err(status) if status.code() == tonic::Code::Unauthenticated => break,
+                Err(status) => count_error(
+                    &seen,
+                    format!("a person's picture at {org}: {:?}", status.code()),
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
     Ok(())
 }

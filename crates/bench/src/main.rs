@@ -321,6 +321,10 @@ async fn start_node(orgs: &[&str]) -> Result<OneNode> {
         bail!("certs init: {}", String::from_utf8_lossy(&out.stderr));
     }
     let federation = Federation::load(&dir.path().join("federation.toml"))?;
+    // Every node has an analyst who signs in (the soak's people load).
+    for org in orgs {
+        add_analyst(dir.path(), org)?;
+    }
     let org = orgs[0];
     let node = spawn_node(dir.path(), org)?;
     let mut one = OneNode {
@@ -331,6 +335,32 @@ async fn start_node(orgs: &[&str]) -> Result<OneNode> {
     };
     one.wait_healthy(org).await?;
     Ok(one)
+}
+
+/// The account the benches sign in as at every node, and its password.
+const ANALYST: (&str, &str) = ("analyst", "the bench analyst's password");
+
+/// Adds [`ANALYST`] to the accounts of `org`'s node in `dir`.
+fn add_analyst(dir: &Path, org: &str) -> Result<()> {
+    use std::io::Write;
+    let mut child = Command::new(lagesbild()?)
+        .args(["users", "add", "--config"])
+        .arg(dir.join(org).join("node.toml"))
+        .args([ANALYST.0, "--role", "analyst", "--password-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(format!("{}\n", ANALYST.1).as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("users add: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
 }
 
 /// Sets the report store's cache in the configuration of the node in `node_dir`.
@@ -418,6 +448,23 @@ impl OneNode {
             ttl: Duration::from_secs(3600),
             act: None,
         })?)
+    }
+
+    /// A new connection to `org`'s own node on the certificate its people
+    /// share (where they sign in).
+    fn people_channel(&self, org: &str) -> Result<Channel> {
+        let endpoint = self
+            .federation
+            .member(org)
+            .and_then(|m| m.endpoint.clone())
+            .context("no endpoint")?;
+        let files = TlsFiles {
+            cert: self.dir.path().join(org).join("client.pem"),
+            key: self.dir.path().join(org).join("client.key"),
+        };
+        let (chain, key) = files.load()?;
+        let tls = client_config(&self.federation, org, chain, key)?;
+        Ok(channel(&endpoint, tls, ChannelOptions::default())?)
     }
 
     /// A new connection to `node_org`'s node with `as_org`'s client certificate.

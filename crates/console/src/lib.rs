@@ -198,7 +198,7 @@ fn facts(signed: &SignedIn) -> TokenFacts {
     TokenFacts {
         sub: signed.session.person.label(),
         act: String::new(),
-        jti: format!("session:{}", signed.session.id),
+        jti: signed.session.id.log_name(),
         purpose: String::new(),
     }
 }
@@ -241,27 +241,31 @@ fn page(lang: pages::Lang, status: StatusCode, html: String) -> Response {
     response
 }
 
-async fn home(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    let lang = pages::Lang::of(&headers);
+/// The content policy of a page that runs the console's own scripts and
+/// fetches from its API; `images` are the origins images may come from
+/// besides its own.
+fn script_policy(images: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!(
+        "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:{images}; connect-src 'self'; form-action 'self'; frame-ancestors 'none'"
+    ))
+    .ok()
+}
+
+/// A page for a signed-in person, made by `render` with their session; the
+/// sign-in page for anyone else.
+fn signed_in_page(
+    console: &Console,
+    headers: &HeaderMap,
+    images: &str,
+    render: impl FnOnce(&lagesbild_people::ActiveSession) -> String,
+) -> Response {
     let Some(session) =
-        cookie(&headers, SESSION_COOKIE).and_then(|s| console.people.session(s).ok())
+        cookie(headers, SESSION_COOKIE).and_then(|s| console.people.session(s).ok())
     else {
         return Redirect::to("/login").into_response();
     };
-    let mut response = page(
-        lang,
-        StatusCode::OK,
-        pages::home(&console.org, &session, console.tiles.as_ref()),
-    );
-    // The map page runs the console's own script, draws on a canvas, and
-    // shows the basemap's tiles if one is configured.
-    let images = console
-        .tiles
-        .as_ref()
-        .map_or_else(String::new, |t| format!(" {}", t.origin));
-    if let Ok(policy) = HeaderValue::from_str(&format!(
-        "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:{images}; connect-src 'self'; form-action 'self'; frame-ancestors 'none'"
-    )) {
+    let mut response = page(pages::Lang::of(headers), StatusCode::OK, render(&session));
+    if let Some(policy) = script_policy(images) {
         response
             .headers_mut()
             .insert(header::CONTENT_SECURITY_POLICY, policy);
@@ -269,46 +273,41 @@ async fn home(State(console): State<Arc<Console>>, headers: HeaderMap) -> Respon
     response
 }
 
+async fn home(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    // The map shows the basemap's tiles if one is configured.
+    let images = console
+        .tiles
+        .as_ref()
+        .map_or_else(String::new, |t| format!(" {}", t.origin));
+    signed_in_page(&console, &headers, &images, |session| {
+        pages::home(&console.org, session, console.tiles.as_ref())
+    })
+}
+
 async fn audit_page(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    let lang = pages::Lang::of(&headers);
-    let Some(session) =
-        cookie(&headers, SESSION_COOKIE).and_then(|s| console.people.session(s).ok())
-    else {
-        return Redirect::to("/login").into_response();
-    };
-    let mut response = page(lang, StatusCode::OK, pages::audit(&console.org, &session));
-    response.headers_mut().insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'",
-        ),
-    );
-    response
+    signed_in_page(&console, &headers, "", |session| {
+        pages::audit(&console.org, session)
+    })
 }
 
 async fn policy_page(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    let lang = pages::Lang::of(&headers);
-    let Some(session) =
-        cookie(&headers, SESSION_COOKIE).and_then(|s| console.people.session(s).ok())
-    else {
-        return Redirect::to("/login").into_response();
-    };
-    let mut response = page(lang, StatusCode::OK, pages::policy(&console.org, &session));
-    response.headers_mut().insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'",
-        ),
-    );
-    response
+    signed_in_page(&console, &headers, "", |session| {
+        pages::policy(&console.org, session)
+    })
 }
 
-async fn login_page(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    let lang = pages::Lang::of(&headers);
+/// The sign-in page, with a fresh form token tied to this browser by a
+/// cookie, and `error` (Swedish, English) if the last try failed.
+fn login_form(
+    console: &Console,
+    lang: pages::Lang,
+    status: StatusCode,
+    error: Option<(&str, &str)>,
+) -> Response {
     let form_token = random();
     let mut response = page(
         lang,
-        StatusCode::OK,
+        status,
         pages::login(
             &console.org,
             console.people.has_accounts(),
@@ -317,7 +316,7 @@ async fn login_page(State(console): State<Arc<Console>>, headers: HeaderMap) -> 
                 .as_ref()
                 .map(|p| p.settings().issuer.as_str()),
             &form_token,
-            None,
+            error,
         ),
     );
     response.headers_mut().append(
@@ -328,6 +327,10 @@ async fn login_page(State(console): State<Arc<Console>>, headers: HeaderMap) -> 
         .expect("a random token is a valid header value"),
     );
     response
+}
+
+async fn login_page(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    login_form(&console, pages::Lang::of(&headers), StatusCode::OK, None)
 }
 
 #[derive(serde::Deserialize)]
@@ -343,32 +346,8 @@ async fn login(
     Form(form): Form<LoginForm>,
 ) -> Response {
     let lang = pages::Lang::of(&headers);
-    let issuer = console
-        .provider
-        .as_ref()
-        .map(|p| p.settings().issuer.clone());
-    let again = |message: (&str, &str)| {
-        let token = random();
-        let mut response = page(
-            lang,
-            StatusCode::UNAUTHORIZED,
-            pages::login(
-                &console.org,
-                console.people.has_accounts(),
-                issuer.as_deref(),
-                &token,
-                Some(message),
-            ),
-        );
-        response.headers_mut().append(
-            header::SET_COOKIE,
-            HeaderValue::from_str(&format!(
-                "{FORM_COOKIE}={token}; Path=/login; Secure; HttpOnly; SameSite=Strict; Max-Age=600"
-            ))
-            .expect("a random token is a valid header value"),
-        );
-        response
-    };
+    let again =
+        |message: (&str, &str)| login_form(&console, lang, StatusCode::UNAUTHORIZED, Some(message));
     // The form must come from a page this browser fetched (no sign-in forged
     // from another site).
     if form.form.is_empty() || cookie(&headers, FORM_COOKIE) != Some(form.form.as_str()) {

@@ -432,7 +432,7 @@ impl Workloads {
 #[derive(Debug)]
 pub struct Authority {
     /// The node's organisation.
-    pub org: String,
+    pub org: OrgId,
     /// Verifies the tokens of members' nodes and auditors.
     pub verifier: Arc<Verifier>,
     /// The org's machine clients.
@@ -480,7 +480,7 @@ pub fn check<B>(
         authority
             .workloads
             .allows(&org, &workload, rule.need)
-            .and_then(|()| workload_call(&org, &workload, rule, request))
+            .and_then(|()| workload_call(&authority.org, &workload, rule, request))
     } else {
         token_call(&authority.verifier, &org, rule, request)
     };
@@ -565,7 +565,7 @@ fn person_call<B>(
         )));
     };
     let claims = Authorised {
-        org: OrgId::parse(org).map_err(|e| Status::internal(e.to_string()))?,
+        org: authority.org.clone(),
         sub: session.person.label(),
         act: None,
         person: Some(Actor {
@@ -575,7 +575,7 @@ fn person_call<B>(
         }),
         scopes: scopes_of(rule),
         purpose: stated_purpose(request),
-        jti: format!("session:{}", session.id),
+        jti: session.id.log_name(),
         expires_at: u64::try_from(session.expires).unwrap_or(0),
         role: Role::Member,
     };
@@ -586,13 +586,13 @@ fn person_call<B>(
 /// A call of a machine client listed in `[workloads]`: its certificate is
 /// its identity.
 fn workload_call<B>(
-    org: &str,
+    org: &OrgId,
     workload: &str,
     rule: &Rule,
     request: &http::Request<B>,
 ) -> Result<Authorised, Status> {
     Ok(Authorised {
-        org: OrgId::parse(org).map_err(|e| Status::internal(e.to_string()))?,
+        org: org.clone(),
         sub: format!("workload:{workload}"),
         act: None,
         person: None,

@@ -235,7 +235,7 @@ impl Core {
             None => None,
         };
         let authority = Arc::new(Authority {
-            org: org.clone(),
+            org: org_id.clone(),
             verifier: verifier.clone(),
             workloads: loaded.workloads.clone(),
             people: people.clone(),

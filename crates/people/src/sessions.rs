@@ -46,6 +46,13 @@ impl Person {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SessionId(pub String);
 
+impl SessionId {
+    /// How access logs name the sign-in a call came with: `session:<id>`.
+    pub fn log_name(&self) -> String {
+        format!("session:{}", self.0)
+    }
+}
+
 impl std::fmt::Display for SessionId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)

@@ -122,7 +122,7 @@ mod tests {
             }],
         };
         Arc::new(Authority {
-            org: "polisen".into(),
+            org: lagesbild_vocabulary::OrgId::parse("polisen").unwrap(),
             verifier: Arc::new(lagesbild_auth::Verifier::new("polisen", &federation).unwrap()),
             workloads: Default::default(),
             people: Arc::new(

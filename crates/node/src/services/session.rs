@@ -36,7 +36,7 @@ fn signed_in(signed: SignedIn) -> Response<SignInResponse> {
     let facts = TokenFacts {
         sub: signed.session.person.label(),
         act: String::new(),
-        jti: format!("session:{}", signed.session.id),
+        jti: signed.session.id.log_name(),
         purpose: String::new(),
     };
     let mut response = Response::new(SignInResponse {
