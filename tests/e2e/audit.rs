@@ -64,6 +64,7 @@ fn reports() -> Vec<Report> {
 
 fn filters() -> ReleaseRequest {
     ReleaseRequest {
+        columnar: false,
         purpose: String::new(),
         from: Some(Timestamp {
             seconds: now() - 86_400,
@@ -84,6 +85,7 @@ fn filters() -> ReleaseRequest {
 /// A picture of the day, its `top` places ranked, with time for debug builds.
 fn picture_of_the_day(top: u32) -> PictureRequest {
     PictureRequest {
+        columnar: false,
         filters: Some(filters()),
         top,
         deadline_ms: 5000,

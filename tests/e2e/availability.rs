@@ -65,6 +65,7 @@ fn reports(round: u64, count: usize) -> Vec<Report> {
 
 fn release(bucket: BucketKind, cell: u32) -> ReleaseRequest {
     ReleaseRequest {
+        columnar: false,
         purpose: PURPOSE.into(),
         from: Some(Timestamp {
             seconds: now() - 2 * 86_400,
@@ -233,6 +234,7 @@ async fn a_node_keeps_answering_under_budgeted_releases_ingest_pictures_and_stre
                         async move {
                             let picture = client
                                 .picture(PictureRequest {
+                                    columnar: false,
                                     filters: Some(release(BucketKind::Day, 250)),
                                     top: 5,
                                     deadline_ms: 15_000,

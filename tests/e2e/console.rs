@@ -154,6 +154,7 @@ async fn the_console_api_gives_a_person_the_grpc_picture_through_the_same_checks
     // The same query over gRPC.
     let grpc = PictureServiceClient::new(fed.authed(HOME, HOME, &["aggregate:read"]))
         .picture(PictureRequest {
+            columnar: false,
             filters: Some(ReleaseRequest {
                 from: Some(Timestamp {
                     seconds: from,

@@ -59,6 +59,7 @@ fn reports(org_index: usize) -> Vec<Report> {
 
 fn filters() -> ReleaseRequest {
     ReleaseRequest {
+        columnar: false,
         purpose: String::new(),
         from: Some(Timestamp {
             seconds: now() - 3 * 86_400,
@@ -120,6 +121,20 @@ async fn the_picture_is_the_sum_of_the_releases_and_says_who_did_not_answer() {
     for org in MEMBERS.iter().filter(|o| **o != "scandic") {
         let mut client = AggregateServiceClient::new(fed.authed(org, home, &["aggregate:read"]));
         let release = client.release(filters()).await.unwrap().into_inner();
+        // Asked for columns, the same values in the same order.
+        let columnar = client
+            .release(ReleaseRequest {
+                columnar: true,
+                ..filters()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(columnar.counts.is_empty());
+        assert_eq!(
+            columnar.columns,
+            Some(lagesbild_proto::columns::columns_of(&release.counts))
+        );
         covers.insert(org.to_string(), release.categories.clone());
         for v in release.counts {
             let key = atom_key(&v);
@@ -181,6 +196,7 @@ async fn the_picture_is_the_sum_of_the_releases_and_says_who_did_not_answer() {
 
     let mut pictures = PictureServiceClient::new(fed.authed(home, home, &["aggregate:read"]));
     let request = PictureRequest {
+        columnar: false,
         filters: Some(filters()),
         top: 5,
         // Generous for a debug build on a busy machine; the kill below checks
@@ -243,6 +259,32 @@ async fn the_picture_is_the_sum_of_the_releases_and_says_who_did_not_answer() {
     assert_eq!(picture.hour_of_day.len(), 24);
     assert!(picture.hour_of_day.iter().sum::<u64>() > 0);
 
+    // The same picture in columns: the same values, contributors and
+    // withholders, in the same order; each answer counts the same values.
+    let columnar = pictures
+        .picture(PictureRequest {
+            columnar: true,
+            ..request.clone()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(columnar.cells.is_empty(), "columns instead of rows");
+    let columns = columnar.columns.as_ref().expect("columns asked for");
+    assert_eq!(columns.checked_len(), Some(picture.cells.len()));
+    assert_eq!(
+        lagesbild_proto::columns::picture_rows(columns, picture.cell_size_m, false),
+        picture.cells
+    );
+    let counted = |p: &lagesbild_proto::v1::SituationPicture| -> Vec<(String, u32)> {
+        p.answers
+            .iter()
+            .map(|a| (a.org.clone(), a.values))
+            .collect()
+    };
+    assert_eq!(counted(&columnar), counted(&picture));
+    assert_eq!(columnar.ranking, picture.ranking);
+
     // A killed peer: the picture still comes, within the deadline, that peer unavailable.
     fed.kill("amf-fastigheter");
     let started = Instant::now();
@@ -267,6 +309,7 @@ async fn the_picture_is_the_sum_of_the_releases_and_says_who_did_not_answer() {
     let mut foreign = PictureServiceClient::new(fed.authed(home, "polisen", &["aggregate:read"]));
     let refused = foreign
         .picture(PictureRequest {
+            columnar: false,
             filters: Some(filters()),
             top: 5,
             deadline_ms: 500,

@@ -144,6 +144,7 @@ fn aggregates(fed: &TestFederation, as_org: &str) -> AggregateServiceClient<Auth
 
 fn request(from: i64, to: i64, cell: u32, bucket: BucketKind) -> ReleaseRequest {
     ReleaseRequest {
+        columnar: false,
         purpose: PURPOSE.into(),
         from: Some(Timestamp {
             seconds: from,
@@ -679,6 +680,7 @@ async fn no_shape_a_peer_may_ask_gives_away_a_withheld_report() {
     for cell in [100, 500, 1000] {
         let picture = pictures
             .picture(PictureRequest {
+                columnar: false,
                 filters: Some(request(from, to, cell, BucketKind::Day)),
                 top: 5,
                 deadline_ms: 5000,

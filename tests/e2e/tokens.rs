@@ -27,6 +27,7 @@ rate_limit = 1000
 
 fn request() -> ReleaseRequest {
     ReleaseRequest {
+        columnar: false,
         purpose: String::new(),
         from: Some(Timestamp {
             seconds: now() - 86_400,

@@ -523,6 +523,7 @@ async fn picture_load(
             top: 10,
             // The node's default peer deadline, as an analyst asks.
             deadline_ms: 0,
+            columnar: true,
         };
         match client.picture(request).await {
             Ok(p) => {
@@ -601,6 +602,7 @@ async fn people_load(
                 filters: Some(crate::last_hours_at_250m(24)),
                 top: 10,
                 deadline_ms: 0,
+                columnar: true,
             };
             match client.picture(request).await {
                 Ok(_) => {

@@ -9,6 +9,7 @@
 mod aggregate;
 mod audit;
 mod central;
+mod console;
 mod events;
 mod load;
 mod picture;
@@ -96,6 +97,34 @@ enum Bench {
         /// Windows to ask for, hours back from now (repeat).
         #[arg(long, default_values_t = [24, 720])]
         hours: Vec<u32>,
+        /// The pictures' bucket: hour or day.
+        #[arg(long, default_value = "hour", value_parser = ["hour", "day"])]
+        bucket: String,
+        /// Ask for pictures as a message per value (rows), as clients of
+        /// builds before the columnar form did.
+        #[arg(long)]
+        rows: bool,
+        /// Another build's `lagesbild` binary: its nodes and this build's take
+        /// turns on the same loaded data.
+        #[arg(long)]
+        against: Option<PathBuf>,
+        /// Turns of each build with --against.
+        #[arg(long, default_value_t = 3)]
+        turns: usize,
+    },
+    /// The console in headless Chromium against five loaded nodes: the first
+    /// picture on the map, the picture call, 10,000 cells panned and zoomed,
+    /// a report at another member on the page.
+    Console {
+        /// Reports in each node.
+        #[arg(long, default_value_t = 1_000_000)]
+        reports: usize,
+        /// Page loads timed.
+        #[arg(long, default_value_t = 20)]
+        paints: usize,
+        /// Reports sent one at a time and timed onto the page.
+        #[arg(long, default_value_t = 20)]
+        events: usize,
     },
     /// Live events: reports at one node at a fixed rate, each delivered to the
     /// watch clients of four peers; latency from ingest to delivery.
@@ -232,7 +261,26 @@ fn main() -> Result<()> {
                 reports,
                 queries,
                 hours,
-            } => picture::run(reports, queries, &hours).await,
+                bucket,
+                rows,
+                against,
+                turns,
+            } => {
+                picture::run(picture::PictureRun {
+                    reports,
+                    queries,
+                    windows: &hours,
+                    bucket: if bucket == "day" {
+                        lagesbild_proto::v1::BucketKind::Day
+                    } else {
+                        lagesbild_proto::v1::BucketKind::Hour
+                    },
+                    rows,
+                    against: against.as_deref(),
+                    turns,
+                })
+                .await
+            }
             Bench::Events {
                 rate,
                 seconds,
@@ -261,6 +309,11 @@ fn main() -> Result<()> {
                 )
                 .await
             }
+            Bench::Console {
+                reports,
+                paints,
+                events,
+            } => console::run(reports, paints, events).await,
             Bench::ServeWithoutLog {
                 config,
                 echo_listen,
@@ -399,6 +452,28 @@ impl OneNode {
         bail!("{org}'s server did not start")
     }
 
+    /// Stops every node and starts them again from `exe` on the same data,
+    /// waiting until each is healthy.
+    async fn restart_all(&mut self, exe: &Path) -> Result<()> {
+        let orgs: Vec<String> = std::iter::once(&self.node)
+            .chain(&self.others)
+            .map(|n| n.org().to_owned())
+            .collect();
+        for node in std::iter::once(&mut self.node).chain(&mut self.others) {
+            node.stop(Duration::from_secs(30)).await?;
+        }
+        let start = |org: &str| -> Result<NodeProcess> {
+            let config = self.dir.path().join(org).join("node.toml");
+            Ok(NodeProcess::spawn(exe, org, &config, None)?)
+        };
+        self.node = start(&orgs[0])?;
+        self.others = orgs[1..].iter().map(|o| start(o)).collect::<Result<_>>()?;
+        for org in &orgs {
+            self.wait_healthy(org).await?;
+        }
+        Ok(())
+    }
+
     /// Starts the node of another member and waits until it is healthy.
     async fn start_other(&mut self, org: &str) -> Result<()> {
         self.others.push(spawn_node(self.dir.path(), org)?);
@@ -509,6 +584,7 @@ fn last_hours_at_250m(hours: u32) -> lagesbild_proto::v1::ReleaseRequest {
         cell_size_m: 250,
         bucket: lagesbild_proto::v1::BucketKind::Hour as i32,
         totals_only: false,
+        columnar: false,
     }
 }
 

@@ -5,7 +5,9 @@ use crate::{start_node, OneNode};
 use anyhow::{bail, Result};
 use lagesbild_proto::v1::picture_service_client::PictureServiceClient;
 use lagesbild_proto::v1::report_service_client::ReportServiceClient;
-use lagesbild_proto::v1::{AnswerStatus, PictureRequest, SituationPicture, SubmitBatchRequest};
+use lagesbild_proto::v1::{
+    AnswerStatus, BucketKind, PictureRequest, SituationPicture, SubmitBatchRequest,
+};
 use lagesbild_reports::synthetic;
 use prost::Message;
 use std::time::{Duration, Instant, SystemTime};
@@ -20,7 +22,7 @@ pub(crate) const MEMBERS: [&str; 5] = [
 
 /// Every member may ask every node (its own included) for 250 m × hour, k = 3,
 /// for the purpose "bench", far more often than the bench asks.
-fn policy() -> String {
+pub(crate) fn policy() -> String {
     let mut text = String::from("version = 1\n");
     for member in MEMBERS {
         text.push_str(&format!(
@@ -48,25 +50,80 @@ pub(crate) async fn loaded_federation(reports: usize, end: SystemTime) -> Result
     Ok(federation)
 }
 
-pub async fn run(reports: usize, queries: usize, windows: &[u32]) -> Result<()> {
+/// How the bench runs: which windows, how many pictures, in which form, and
+/// which other build (if any) to run alternately on the same data.
+pub struct PictureRun<'a> {
+    /// Reports in each node.
+    pub reports: usize,
+    /// Pictures asked per window and turn.
+    pub queries: usize,
+    /// Windows, hours back from now.
+    pub windows: &'a [u32],
+    /// The bucket of the pictures.
+    pub bucket: BucketKind,
+    /// Ask for the picture as rows (`PictureCell`s) instead of columns.
+    pub rows: bool,
+    /// Another build's `lagesbild`: its nodes and this build's take turns
+    /// on the same data, `turns` times each.
+    pub against: Option<&'a std::path::Path>,
+    /// Turns of each build when comparing.
+    pub turns: usize,
+}
+
+pub async fn run(bench: PictureRun<'_>) -> Result<()> {
     let home = MEMBERS[0];
     let loading = Instant::now();
-    let federation = loaded_federation(reports, lagesbild_vocabulary::SystemClock.now()).await?;
+    let mut federation =
+        loaded_federation(bench.reports, lagesbild_vocabulary::SystemClock.now()).await?;
     println!(
-        "picture bench: 5 nodes x {reports} reports over 30 days (loaded in {:.0} s); {home}'s analyst asks, 250 m x hour, all categories, one picture at a time",
-        loading.elapsed().as_secs_f64()
+        "picture bench: 5 nodes x {} reports over 30 days (loaded in {:.0} s); {home}'s analyst asks, 250 m x {}, all categories, one picture at a time, as {}",
+        bench.reports,
+        loading.elapsed().as_secs_f64(),
+        bench.bucket.as_str_name().trim_start_matches("BUCKET_KIND_").to_ascii_lowercase(),
+        if bench.rows { "rows" } else { "columns" },
     );
+    let Some(other) = bench.against else {
+        return measure(&federation, &bench).await;
+    };
+    let this = crate::lagesbild()?;
+    for turn in 0..bench.turns {
+        // Each build goes first in every other turn.
+        let order = if turn % 2 == 0 {
+            [("this build", this.as_path()), ("the other build", other)]
+        } else {
+            [("the other build", other), ("this build", this.as_path())]
+        };
+        for (name, exe) in order {
+            federation.restart_all(exe).await?;
+            println!("turn {}, {name} ({}):", turn + 1, exe.display());
+            measure(&federation, &bench).await?;
+        }
+    }
+    Ok(())
+}
 
+/// Asks the picture of each window `queries` times and prints what it took.
+async fn measure(federation: &OneNode, bench: &PictureRun<'_>) -> Result<()> {
+    let home = MEMBERS[0];
     let mut client =
         PictureServiceClient::new(federation.authed(home, home, &["aggregate:read"])?)
             .max_decoding_message_size(256 << 20);
-    for &hours in windows {
-        let request = picture_request(hours);
+    for &hours in bench.windows {
+        let mut request = picture_request(hours);
+        request.columnar = !bench.rows;
+        if let Some(filters) = request.filters.as_mut() {
+            filters.bucket = bench.bucket as i32;
+        }
         let first = warm_picture(&mut client, &request).await?;
         let released: u32 = first.answers.iter().map(|a| a.values).sum();
-        let mut latencies = Vec::with_capacity(queries);
-        let mut slowest_answers = Vec::with_capacity(queries);
-        for _ in 0..queries {
+        let merged = first
+            .columns
+            .as_ref()
+            .and_then(|c| c.checked_len())
+            .unwrap_or(first.cells.len());
+        let mut latencies = Vec::with_capacity(bench.queries);
+        let mut slowest_answers = Vec::with_capacity(bench.queries);
+        for _ in 0..bench.queries {
             let started = Instant::now();
             let picture = client.picture(request.clone()).await?.into_inner();
             latencies.push(started.elapsed());
@@ -90,9 +147,9 @@ pub async fn run(reports: usize, queries: usize, windows: &[u32]) -> Result<()> 
         slowest_answers.sort_unstable();
         let at = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
         println!(
-            "  last {hours} h: {} merged cells from {released} released values, {:.1} kB; {queries} pictures: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; slowest member's answer (of the main query) p50 {:.2} ms",
-            first.cells.len(),
+            "  last {hours} h: {merged} merged values from {released} released values, {:.1} kB; {} pictures: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; slowest member's answer (of the main query) p50 {:.2} ms",
             first.encoded_len() as f64 / 1e3,
+            bench.queries,
             ms(at(0.50)),
             ms(at(0.99)),
             ms(at(1.0)),
@@ -130,6 +187,7 @@ pub(crate) fn picture_request(hours: u32) -> PictureRequest {
         filters: Some(crate::last_hours_at_250m(hours)),
         top: 10,
         deadline_ms: 0,
+        columnar: true,
     }
 }
 

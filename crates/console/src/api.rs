@@ -14,7 +14,7 @@ use lagesbild_proto::v1::event_service_client::EventServiceClient;
 use lagesbild_proto::v1::node_service_client::NodeServiceClient;
 use lagesbild_proto::v1::picture_service_client::PictureServiceClient;
 use lagesbild_proto::v1::policy_service_client::PolicyServiceClient;
-use lagesbild_proto::v1::{watch_item, RecallReason, Tlp, WatchItem, WatchRequest};
+use lagesbild_proto::v1::{watch_item, MapRequest, RecallReason, Tlp, WatchItem, WatchRequest};
 use lagesbild_proto::v1::{
     AnswerStatus, BucketKind, Category, PictureRequest, ReleaseRequest, SituationPicture,
 };
@@ -164,6 +164,9 @@ pub(crate) struct PictureQuery {
     top: Option<u32>,
     #[serde(default)]
     purpose: Option<String>,
+    /// `rows` (default): a JSON object per value; `columns`: arrays.
+    #[serde(default)]
+    form: Option<String>,
 }
 
 fn timestamp(name: &str, text: Option<&str>) -> Result<Option<prost_types::Timestamp>, ApiError> {
@@ -251,6 +254,7 @@ fn filters(query: &PictureQuery) -> Result<ReleaseRequest, ApiError> {
         cell_size_m: query.cell.unwrap_or(250),
         bucket: bucket as i32,
         totals_only: false,
+        columnar: false,
     })
 }
 
@@ -271,27 +275,31 @@ fn corners(easting: u32, northing: u32, size: u32) -> Value {
     )
 }
 
-/// `GET /api/v1/places`: the named places the offline map shows (no data of
-/// anyone's: the same list every node ships).
+/// `GET /api/v1/places`: what the offline map draws, the node's coverage
+/// area and the named places (no one's data), from `NodeService/Map`.
 pub(crate) async fn places(
     headers: HeaderMap,
     State(console): State<Arc<Console>>,
 ) -> Result<Response, ApiError> {
-    let session = session_of(&headers).ok_or_else(|| {
-        error(
-            StatusCode::UNAUTHORIZED,
-            "sign in first: send the console's session cookie or `Authorization: Bearer <session>`",
-        )
-    })?;
-    console
-        .people
-        .session(&session)
-        .map_err(|e| error(StatusCode::UNAUTHORIZED, &e.to_string()))?;
-    let places: Vec<Value> = lagesbild_reports::places::places()
+    let request = authorise(&headers, "situation-picture", MapRequest {})?;
+    let map = NodeServiceClient::new(console.gateway.clone())
+        .map(request)
+        .await
+        .map_err(|status| error(status_of(&status), status.message()))?
+        .into_inner();
+    let places: Vec<Value> = map
+        .places
         .iter()
         .map(|p| json!({"name": p.name, "kind": p.kind, "lat": p.lat, "lon": p.lon}))
         .collect();
-    Ok(json_response(StatusCode::OK, json!({ "places": places })))
+    let coverage = map.coverage.map_or(
+        Value::Null,
+        |c| json!({"south": c.south, "west": c.west, "north": c.north, "east": c.east}),
+    );
+    Ok(json_response(
+        StatusCode::OK,
+        json!({ "coverage": coverage, "places": places }),
+    ))
 }
 
 /// The query of `GET /api/v1/events`.
@@ -647,6 +655,106 @@ pub(crate) async fn policy_save(
     ))
 }
 
+/// The answers of a picture as the API's JSON.
+fn answers_json(picture: &SituationPicture) -> Vec<Value> {
+    picture
+        .answers
+        .iter()
+        .map(|a| {
+            json!({
+                "org": a.org,
+                "status": AnswerStatus::try_from(a.status)
+                    .map_or_else(|_| "unspecified".into(), |s| short(s.as_str_name(), "ANSWER_STATUS_")),
+                "reason": a.reason,
+                "k": a.k,
+                "epsilon": a.epsilon,
+                "values": a.values,
+                "latency_ms": a.latency_micros as f64 / 1000.0,
+            })
+        })
+        .collect()
+}
+
+/// The fields every form of the picture has.
+fn picture_head(picture: &SituationPicture) -> serde_json::Map<String, Value> {
+    let mut head = serde_json::Map::new();
+    head.insert("home_org".into(), json!(picture.home_org));
+    head.insert("from".into(), rfc3339(picture.from.as_ref()));
+    head.insert("to".into(), rfc3339(picture.to.as_ref()));
+    head.insert("cell_size_m".into(), json!(picture.cell_size_m));
+    head.insert(
+        "bucket".into(),
+        json!(BucketKind::try_from(picture.bucket).map_or_else(
+            |_| "unspecified".into(),
+            |b| short(b.as_str_name(), "BUCKET_KIND_")
+        )),
+    );
+    head.insert("answers".into(), Value::Array(answers_json(picture)));
+    head.insert("hour_of_day".into(), json!(picture.hour_of_day));
+    head.insert("hour_of_week".into(), json!(picture.hour_of_week));
+    head
+}
+
+/// A columnar picture as the API's columns: each distinct cell once (with its
+/// corners), the values as arrays of the same length naming cells, categories
+/// and answers by index. Several times smaller than the rows for a large
+/// window, which the time slider asks for.
+pub fn picture_columns_json(picture: &SituationPicture) -> Value {
+    let mut head = picture_head(picture);
+    let columns = picture.columns.clone().unwrap_or_default();
+    let values = columns.values.clone().unwrap_or_default();
+    let n = columns.checked_len().unwrap_or(0);
+    let size = picture.cell_size_m;
+    let mut grid_index: std::collections::HashMap<(u32, u32), usize> = Default::default();
+    let mut grid = Vec::new();
+    let mut category_index: std::collections::HashMap<i32, usize> = Default::default();
+    let mut categories = Vec::new();
+    let (mut cell, mut category) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut contributors, mut withheld) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut gave, mut held) = (0usize, 0usize);
+    for i in 0..n {
+        let at = (values.easting[i], values.northing[i]);
+        let next = grid_index.len();
+        let index = *grid_index.entry(at).or_insert_with(|| {
+            grid.push(json!({
+                "easting": at.0,
+                "northing": at.1,
+                "corners": corners(at.0, at.1, size),
+            }));
+            next
+        });
+        cell.push(index);
+        let next = category_index.len();
+        category.push(
+            *category_index.entry(values.category[i]).or_insert_with(|| {
+                categories.push(category_name(values.category[i]));
+                next
+            }),
+        );
+        let g = columns.contributor_count[i] as usize;
+        contributors.push(columns.contributors[gave..gave + g].to_vec());
+        gave += g;
+        let w = columns.withheld_count[i] as usize;
+        withheld.push(columns.withheld_by[held..held + w].to_vec());
+        held += w;
+    }
+    head.insert("grid".into(), Value::Array(grid));
+    head.insert("categories".into(), json!(categories));
+    head.insert(
+        "values".into(),
+        json!({
+            "cell": cell,
+            "bucket": values.bucket[..n],
+            "category": category,
+            "count": values.count[..n],
+            "severity_sum": values.severity_sum[..n],
+            "contributors": contributors,
+            "withheld_by": withheld,
+        }),
+    );
+    Value::Object(head)
+}
+
 /// The picture as the API's JSON.
 pub fn picture_json(picture: &SituationPicture) -> Value {
     let org = |index: &u32| {
@@ -675,34 +783,9 @@ pub fn picture_json(picture: &SituationPicture) -> Value {
             }))
         })
         .collect();
-    let answers: Vec<Value> = picture
-        .answers
-        .iter()
-        .map(|a| {
-            json!({
-                "org": a.org,
-                "status": AnswerStatus::try_from(a.status)
-                    .map_or_else(|_| "unspecified".into(), |s| short(s.as_str_name(), "ANSWER_STATUS_")),
-                "reason": a.reason,
-                "k": a.k,
-                "epsilon": a.epsilon,
-                "values": a.values,
-                "latency_ms": a.latency_micros as f64 / 1000.0,
-            })
-        })
-        .collect();
-    json!({
-        "home_org": picture.home_org,
-        "from": rfc3339(picture.from.as_ref()),
-        "to": rfc3339(picture.to.as_ref()),
-        "cell_size_m": picture.cell_size_m,
-        "bucket": BucketKind::try_from(picture.bucket)
-            .map_or_else(|_| "unspecified".into(), |b| short(b.as_str_name(), "BUCKET_KIND_")),
-        "cells": cells,
-        "answers": answers,
-        "hour_of_day": picture.hour_of_day,
-        "hour_of_week": picture.hour_of_week,
-    })
+    let mut head = picture_head(picture);
+    head.insert("cells".into(), Value::Array(cells));
+    Value::Object(head)
 }
 
 /// `GET /api/v1/picture`: the federated picture, as `PictureService/Picture`
@@ -713,6 +796,16 @@ pub(crate) async fn picture(
     Query(query): Query<PictureQuery>,
 ) -> Result<Response, ApiError> {
     let purpose = query.purpose.as_deref().unwrap_or("situation-picture");
+    let columns_form = match query.form.as_deref() {
+        None | Some("rows") => false,
+        Some("columns") => true,
+        Some(other) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                &format!("form: {other:?} is not a form (rows, columns)"),
+            ))
+        }
+    };
     let request = authorise(
         &headers,
         purpose,
@@ -720,16 +813,39 @@ pub(crate) async fn picture(
             filters: Some(filters(&query)?),
             top: query.top.unwrap_or(10),
             deadline_ms: 0,
+            columnar: true,
         },
     )?;
-    let answer = PictureServiceClient::new(console.gateway.clone())
+    let mut picture = PictureServiceClient::new(console.gateway.clone())
         .picture(request)
         .await
-        .map_err(|status| error(status_of(&status), status.message()))?;
-    Ok(json_response(
-        StatusCode::OK,
-        picture_json(&answer.into_inner()),
-    ))
+        .map_err(|status| error(status_of(&status), status.message()))?
+        .into_inner();
+    if picture
+        .columns
+        .as_ref()
+        .and_then(|c| c.checked_len())
+        .is_none()
+    {
+        return Err(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the node's picture came without well-formed columns",
+        ));
+    }
+    let body = if columns_form {
+        picture_columns_json(&picture)
+    } else {
+        let profile = matches!(
+            BucketKind::try_from(picture.bucket),
+            Ok(BucketKind::HourOfDay | BucketKind::HourOfWeek)
+        );
+        if let Some(columns) = picture.columns.take() {
+            picture.cells =
+                lagesbild_proto::columns::picture_rows(&columns, picture.cell_size_m, profile);
+        }
+        picture_json(&picture)
+    };
+    Ok(json_response(StatusCode::OK, body))
 }
 
 #[cfg(test)]
@@ -795,6 +911,7 @@ mod tests {
             ],
             ..Default::default()
         };
+        let mut picture = picture;
         let json = picture_json(&picture);
         for (name, value) in [
             ("Picture", &json),
@@ -807,6 +924,44 @@ mod tests {
         }
         assert_eq!(json["cells"][0]["category"], "violence");
         assert_eq!(json["cells"][0]["withheld_by"][0], "scandic");
+        // The same picture in columns: the same values, each cell once.
+        let rows = std::mem::take(&mut picture.cells);
+        let mut doubled = rows.clone();
+        doubled.push(PictureCell {
+            value: Some(ReleasedCount {
+                category: Category::Theft as i32,
+                count: 7,
+                ..rows[0].value.unwrap()
+            }),
+            contributors: vec![0, 1],
+            withheld_by: vec![],
+        });
+        picture.columns = Some(lagesbild_proto::v1::PictureColumns {
+            values: Some(lagesbild_proto::columns::columns_of(
+                &doubled.iter().map(|c| c.value.unwrap()).collect::<Vec<_>>(),
+            )),
+            contributor_count: vec![1, 2],
+            contributors: vec![0, 0, 1],
+            withheld_count: vec![1, 0],
+            withheld_by: vec![1],
+        });
+        let columns = picture_columns_json(&picture);
+        for (name, value) in [
+            ("PictureColumns", &columns),
+            ("GridCell", &columns["grid"][0]),
+            ("ValueColumns", &columns["values"]),
+        ] {
+            let (properties, required) = schema_keys(&document, name);
+            assert_eq!(properties, keys(value), "{name}");
+            assert_eq!(required, keys(value), "{name}");
+        }
+        assert_eq!(columns["grid"].as_array().unwrap().len(), 1, "one cell");
+        assert_eq!(columns["categories"], json!(["violence", "theft"]));
+        assert_eq!(columns["values"]["category"], json!([0, 1]));
+        assert_eq!(columns["values"]["cell"], json!([0, 0]));
+        assert_eq!(columns["values"]["count"], json!([4, 7]));
+        assert_eq!(columns["values"]["contributors"], json!([[0], [0, 1]]));
+        assert_eq!(columns["values"]["withheld_by"], json!([[1], []]));
         assert_eq!(json["answers"][0]["status"], "ok");
         let statuses: BTreeSet<String> = document["components"]["schemas"]["Answer"]["properties"]
             ["status"]["enum"]
@@ -952,6 +1107,7 @@ mod tests {
             bucket: bucket.map(String::from),
             top: None,
             purpose: None,
+            form: None,
         };
         assert!(filters(&query("violence,dark_area", Some("hour"))).is_ok());
         assert_eq!(

@@ -145,15 +145,18 @@ pub(crate) fn home(org: &str, session: &ActiveSession, tiles: Option<&crate::Til
 <p><a href=\"/audit\">«Åtkomstlogg|Access log»</a> · <a href=\"/policy\">«Policy|Policy»</a></p>\
 <form method=\"post\" action=\"/logout\"><button type=\"submit\">«Logga ut|Sign out»</button></form></header>\
 <main><div id=\"controls\">\
-<label for=\"window\">«Tid|Window»</label><select id=\"window\"><option value=\"24h\">24 h</option><option value=\"week\">«Vecka|Week»</option><option value=\"month\" selected>«Månad|Month»</option></select>\
+<label for=\"window\">«Tid|Window»</label><select id=\"window\"><option value=\"24h\">24 h</option><option value=\"week\">«Vecka|Week»</option><option value=\"month\" selected>«Månad|Month»</option><option value=\"custom\">«Eget intervall|Custom range»</option></select>\
+<span id=\"custom\" hidden><label for=\"from\">«Från|From»</label><input type=\"datetime-local\" id=\"from\"><label for=\"to\">«Till|To»</label><input type=\"datetime-local\" id=\"to\"></span>\
 <label for=\"cell\">«Ruta|Cell» (m)</label><select id=\"cell\"><option>100</option><option selected>250</option><option>500</option><option>1000</option></select>\
 <label for=\"category\">«Kategori|Category»</label><select id=\"category\"><option value=\"\">«Alla|All»</option>{categories}</select>\
+<label><input type=\"checkbox\" id=\"by-hour\"> «Timme för timme|Hour by hour»</label>\
+<label for=\"hour\">«Timme|Hour»</label><input type=\"range\" id=\"hour\" min=\"0\" max=\"0\" value=\"0\" disabled><output id=\"hour-label\" for=\"hour\"></output>\
 </div><div id=\"map\" role=\"region\" aria-label=\"«Karta|Map»\"></div>\
-<p id=\"status\" aria-live=\"polite\"></p><h2>«Timme på dygnet|Hour of day»</h2><div id=\"hours\" class=\"chart\" aria-label=\"«Timme på dygnet|Hour of day»\"></div>\
-<h2>«Timme i veckan|Hour of week»</h2><div id=\"week-hours\" class=\"chart\" aria-label=\"«Timme i veckan|Hour of week»\"></div>\
+<p id=\"status\" aria-live=\"polite\"></p><h2>«Timme på dygnet|Hour of day»</h2><div id=\"hours\" class=\"chart\" role=\"img\" data-title=\"«Timme på dygnet|Hour of day»\" aria-label=\"«Timme på dygnet|Hour of day»\"></div>\
+<h2>«Timme i veckan|Hour of week»</h2><div id=\"week-hours\" class=\"chart\" role=\"img\" data-title=\"«Timme i veckan|Hour of week»\" aria-label=\"«Timme i veckan|Hour of week»\"></div>\
 <h2>«Svar|Answers»</h2><ul id=\"answers\"></ul>\
 <h2>«Partner|Partners»</h2><p id=\"partners-status\"></p><table id=\"partners\"><thead><tr><th>Org</th><th>«Roll|Role»</th><th>«Nås|Reachable»</th><th>RTT</th><th>Version</th><th>«Anmärkning|Note»</th></tr></thead><tbody></tbody></table>\
-<h2>«Händelser|Live events»</h2><label><input type=\"checkbox\" id=\"notify\"> «Aviseringar|Notifications»</label>\
+<h2>«Händelser|Live events»</h2><label><input type=\"checkbox\" id=\"notify\"> «Aviseringar|Notifications»</label><label><input type=\"checkbox\" id=\"sound\"> «Ljud vid larm|Sound on alerts»</label>\
 <p id=\"live\" aria-live=\"polite\"></p><ul id=\"events\"></ul></main>\
 <script src=\"/assets/leaflet.js\"></script><script src=\"/assets/console.js\"></script>",
         escape(org),
@@ -164,7 +167,7 @@ pub(crate) fn home(org: &str, session: &ActiveSession, tiles: Option<&crate::Til
     format!(
         "<!DOCTYPE html><html lang=\"«sv|en»\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Lägesbild</title>\
 <link rel=\"stylesheet\" href=\"/assets/leaflet.css\"><style>{STYLE}body{{max-width:none;margin:1rem}}#map{{height:70vh;border:1px solid #555}}\
-#controls{{display:flex;flex-wrap:wrap;gap:.5rem;align-items:center}}#controls label{{margin:0}}#controls select{{font-size:1rem;padding:.3rem}}\
+#controls{{display:flex;flex-wrap:wrap;gap:.5rem;align-items:center}}#controls label{{margin:0}}#controls input{{width:auto}}#controls select{{font-size:1rem;padding:.3rem}}\
 header{{display:flex;flex-wrap:wrap;gap:1rem;align-items:center}}.chart{{display:flex;align-items:flex-end;gap:2px;height:6rem;max-width:40rem;border-bottom:1px solid #555}}\
 .chart .bar{{flex:1;background:#0b3d91;min-height:1px}}.trend{{height:3rem;width:12rem}}table{{border-collapse:collapse}}td,th{{border-bottom:1px solid #ccc;padding:.2rem .5rem;text-align:left}}</style></head><body{tiles}>{SWITCH}{body}</body></html>",
         tiles = tiles.map_or_else(String::new, |t| format!(

@@ -8,6 +8,10 @@
 //! provision those and hand it a config file and a channel.
 //!
 //! It is not how a node is deployed; it runs nodes on one machine's loopback.
+//! [`browser`] drives a real headless Chromium the same way, for the console's
+//! tests and bench.
+
+pub mod browser;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;

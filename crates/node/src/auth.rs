@@ -283,6 +283,14 @@ pub const TABLE: &[Rule] = &[
     .for_people(ANYONE),
     rule(
         node::SERVICE_NAME,
+        Some("Map"),
+        Token,
+        OwnOrg,
+        "the offline map",
+    )
+    .for_people(ANYONE),
+    rule(
+        node::SERVICE_NAME,
         None,
         Token,
         Federation,

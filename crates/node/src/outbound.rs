@@ -116,6 +116,16 @@ fn released_in(path: &str, body: &[u8]) -> Released {
                 .filter_map(|c| c.cell.map(|g| (g.size_m, g.easting, g.northing))),
         );
         released.values += release.counts.len() as u64;
+        if let Some(columns) = &release.columns {
+            let n = columns.checked_len().unwrap_or(0);
+            // Totals (category unspecified) name no cell, as in the rows.
+            cells.extend(
+                (0..n)
+                    .filter(|&i| columns.category[i] != 0)
+                    .map(|i| (release.cell_size_m, columns.easting[i], columns.northing[i])),
+            );
+            released.values += n as u64;
+        }
         released.epsilon_micros += (release.epsilon * 1e6).round().max(0.0) as u64;
     }
     released.cells = cells.len() as u64;

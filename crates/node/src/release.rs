@@ -282,14 +282,15 @@ impl ReleaseGate {
         let rng = self.rng.clone();
         let atom_cache = self.atoms.clone();
         let make = move || {
-            let atoms = if plan.bucket == BucketKind::Hour {
+            let atoms = if small {
                 plan.atoms(counters(&store, family, &plan))
             } else {
-                // Days, weeks and profiles sum many hours into each value: the
-                // sums of each whole period are kept until their counters change.
+                // A large window's sums are kept by piece (a day of hours, a
+                // whole day, week or month) until its counters change: a month
+                // asked again, or an hour later, reads only what changed.
                 let mut atoms = Atoms::default();
-                for period in plan.periods() {
-                    atoms.extend(&atom_cache.atoms(&store, family, &period));
+                for piece in plan.pieces() {
+                    atoms.extend(&atom_cache.atoms(&store, family, &piece));
                 }
                 atoms
             };

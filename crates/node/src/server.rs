@@ -332,11 +332,10 @@ impl Core {
         let reflection_v1alpha = reflection()
             .build_v1alpha()
             .map_err(|e| NodeError::Startup(format!("reflection: {e}")))?;
-        let node_service = NodeServiceServer::new(NodeApi::new(
-            org.clone(),
-            self.federation.clone(),
-            self.peer_client(),
-        ));
+        let node_service = NodeServiceServer::new(
+            NodeApi::new(org.clone(), self.federation.clone(), self.peer_client())
+                .with_coverage(self.loaded.config.reports.coverage),
+        );
         let write_purposes: Arc<[String]> =
             self.loaded.config.reports.write_purposes.clone().into();
         let report_service = ReportServiceServer::new(

@@ -454,6 +454,28 @@ impl Plan {
         periods
     }
 
+    /// The plan cut into pieces whose atoms, concatenated in order, are this
+    /// plan's: its [`periods`](Self::periods), except that an hourly plan is
+    /// cut at UTC midnights (a month is 30 pieces, not 720 hours), so that
+    /// windows that slide hour by hour share their whole days.
+    pub fn pieces(&self) -> Vec<Plan> {
+        if self.bucket != BucketKind::Hour {
+            return self.periods();
+        }
+        let mut pieces = Vec::new();
+        let mut hour = self.from_hour;
+        while hour < self.to_hour {
+            let end = (hour / 24 + 1).saturating_mul(24).min(self.to_hour);
+            pieces.push(Plan {
+                from_hour: hour,
+                to_hour: end,
+                ..self.clone()
+            });
+            hour = end;
+        }
+        pieces
+    }
+
     /// The values of the window before noise, from the counters of the window
     /// (others are ignored): the counters summed into base atoms, those below k
     /// dropped, the rest summed into the plan's values. They never leave the

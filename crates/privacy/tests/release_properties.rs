@@ -211,21 +211,28 @@ proptest! {
             prop_assert!(!query.cell_size.is_tiled_by(rules.finest_cell));
             return Ok(());
         };
-        let mut atoms = Atoms::default();
-        let periods = whole.periods();
-        for period in &periods {
-            prop_assert!(period.from_hour < period.to_hour);
-            atoms.extend(&period.atoms(counters.iter().copied()));
+        // Periods (days, weeks, months), and pieces (an hourly plan by UTC day).
+        for periods in [whole.periods(), whole.pieces()] {
+            let mut atoms = Atoms::default();
+            for period in &periods {
+                prop_assert!(period.from_hour < period.to_hour);
+                atoms.extend(&period.atoms(counters.iter().copied()));
+            }
+            if let (Some(first), Some(last)) = (periods.first(), periods.last()) {
+                prop_assert_eq!(first.from_hour, whole.from_hour);
+                prop_assert_eq!(last.to_hour, whole.to_hour);
+            }
+            prop_assert_eq!(&atoms, &whole.atoms(counters.iter().copied()));
+            let by_period = whole.release_atoms(&atoms, &mut SecureRandom::default());
+            let direct = whole.release(counters.clone(), &mut SecureRandom::default());
+            prop_assert_eq!(by_period.counts, direct.counts);
+            prop_assert_eq!(by_period.withheld, direct.withheld);
         }
-        if let (Some(first), Some(last)) = (periods.first(), periods.last()) {
-            prop_assert_eq!(first.from_hour, whole.from_hour);
-            prop_assert_eq!(last.to_hour, whole.to_hour);
+        if whole.bucket == BucketKind::Hour {
+            let pieces = whole.pieces();
+            prop_assert!(pieces.len() <= (whole.to_hour - whole.from_hour) as usize / 24 + 2);
+            prop_assert!(pieces.iter().skip(1).all(|p| p.from_hour % 24 == 0), "cut at midnight");
         }
-        prop_assert_eq!(&atoms, &whole.atoms(counters.iter().copied()));
-        let by_period = whole.release_atoms(&atoms, &mut SecureRandom::default());
-        let direct = whole.release(counters, &mut SecureRandom::default());
-        prop_assert_eq!(by_period.counts, direct.counts);
-        prop_assert_eq!(by_period.withheld, direct.withheld);
     }
 
     /// Two windows that differ by exactly one report give the same release.

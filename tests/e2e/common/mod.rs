@@ -3,7 +3,19 @@
 
 #![allow(dead_code)] // each test file uses its own part of the harness
 
-pub mod browser;
+/// The browser of the harness, and one per node of a test federation.
+pub mod browser {
+    pub use lagesbild_harness::browser::*;
+
+    /// A browser that trusts `org`'s node certificate, with its profile in the
+    /// federation's folder; `None` as [`Browser::start`] says.
+    pub async fn for_node(fed: &crate::common::TestFederation, org: &str) -> Option<Browser> {
+        let cert = std::fs::read_to_string(fed.org_dir(org).join("node.pem")).unwrap();
+        let profile = fed.dir.path().join("browser");
+        std::fs::create_dir_all(&profile).unwrap();
+        Browser::start(&spki_hash(&cert), &profile, crate::common::free_ports(1)[0]).await
+    }
+}
 pub mod idp;
 
 use lagesbild_auth::{AuthChannel, Bearer, Grant, Signer};

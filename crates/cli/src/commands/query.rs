@@ -127,6 +127,7 @@ pub(crate) async fn picture(client: &Client, args: &Args) -> Result<SituationPic
         cell_size_m: args.cell,
         bucket: bucket_kind(&args.bucket)? as i32,
         totals_only: false,
+        columnar: false,
     };
     let mut service = PictureServiceClient::new(client.own_node_as(&args.purpose)?)
         .max_decoding_message_size(256 << 20);
@@ -135,6 +136,9 @@ pub(crate) async fn picture(client: &Client, args: &Args) -> Result<SituationPic
             filters: Some(filters),
             top: args.top,
             deadline_ms: args.deadline_ms,
+            // Columns are several times smaller on the wire; the rows are
+            // made here.
+            columnar: true,
         })
         .await
         .with_context(|| {
@@ -143,7 +147,19 @@ pub(crate) async fn picture(client: &Client, args: &Args) -> Result<SituationPic
                 client.config.org
             )
         })?;
-    Ok(picture.into_inner())
+    let mut picture = picture.into_inner();
+    if let Some(columns) = picture.columns.take() {
+        if columns.checked_len().is_none() {
+            bail!("the node's picture is malformed: its columns differ in length");
+        }
+        let profile = matches!(
+            BucketKind::try_from(picture.bucket),
+            Ok(BucketKind::HourOfDay | BucketKind::HourOfWeek)
+        );
+        picture.cells =
+            lagesbild_proto::columns::picture_rows(&columns, picture.cell_size_m, profile);
+    }
+    Ok(picture)
 }
 
 pub(crate) async fn run(args: Args) -> Result<()> {

@@ -9,12 +9,12 @@ use lagesbild_geo::CellSize;
 use lagesbild_privacy::{Area, BucketKind, ReleaseQuery};
 use lagesbild_proto::v1::aggregate_service_server::AggregateService;
 use lagesbild_proto::v1::{
-    AggregateRelease, BucketKind as WireBucket, Category, GridCell, ReleaseManyRequest,
-    ReleaseManyResponse, ReleaseOutcome, ReleaseRequest, ReleasedCount,
+    AggregateRelease, BucketKind as WireBucket, Category, ReleaseColumns, ReleaseManyRequest,
+    ReleaseManyResponse, ReleaseOutcome, ReleaseRequest,
 };
 use lagesbild_vocabulary::{OrgId, Purpose};
 use prost_types::Timestamp;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -171,7 +171,7 @@ impl AggregateService for AggregateApi {
         let mut response = Response::new(release_message(
             &self.org,
             &released,
-            request.get_ref().totals_only,
+            WireShape::of(request.get_ref()),
         ));
         response.extensions_mut().insert(audit_summary(&released));
         Ok(response)
@@ -189,7 +189,7 @@ impl AggregateService for AggregateApi {
                 requests.len()
             )));
         }
-        let totals_only: Vec<bool> = requests.iter().map(|r| r.totals_only).collect();
+        let shapes: Vec<WireShape> = requests.iter().map(WireShape::of).collect();
         let answers = join_all(
             requests
                 .iter()
@@ -208,7 +208,7 @@ impl AggregateService for AggregateApi {
                     summary.withheld += part.withheld;
                     summary.epsilon_micros += part.epsilon_micros;
                     ReleaseOutcome {
-                        release: Some(release_message(&self.org, &released, totals_only[i])),
+                        release: Some(release_message(&self.org, &released, shapes[i])),
                         code: 0,
                         message: String::new(),
                     }
@@ -242,7 +242,12 @@ impl AggregateService for AggregateApi {
 /// What a release gave away, for the access log.
 pub fn audit_summary(released: &GateRelease) -> lagesbild_audit::Released {
     let release = &released.release;
-    let mut cells: Vec<_> = release.counts.iter().map(|v| v.cell).collect();
+    // One plan, one cell size: a cell is its corner.
+    let mut cells: Vec<u64> = release
+        .counts
+        .iter()
+        .map(|v| u64::from(v.cell.northing) << 32 | u64::from(v.cell.easting))
+        .collect();
     cells.sort_unstable();
     cells.dedup();
     lagesbild_audit::Released {
@@ -253,11 +258,74 @@ pub fn audit_summary(released: &GateRelease) -> lagesbild_audit::Released {
     }
 }
 
-/// The wire form of a release; with `totals_only`, one value per bucket: the
-/// sum of the released values over cells and categories.
-pub fn release_message(org: &str, released: &GateRelease, totals_only: bool) -> AggregateRelease {
+/// How a caller asked for a release's values: every value or only the sums
+/// of each bucket, one message each or as columns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WireShape {
+    /// One value per bucket: the sum over cells and categories.
+    pub totals_only: bool,
+    /// [`ReleaseColumns`] instead of a [`ReleasedCount`] each.
+    pub columnar: bool,
+}
+
+impl WireShape {
+    /// The shape `request` asks for.
+    pub fn of(request: &ReleaseRequest) -> Self {
+        Self {
+            totals_only: request.totals_only,
+            columnar: request.columnar,
+        }
+    }
+}
+
+/// The wire form of a release, in the `shape` asked for. Columns and rows hold
+/// the same values in the same order (bucket, category, cell).
+pub fn release_message(org: &str, released: &GateRelease, shape: WireShape) -> AggregateRelease {
     let plan = &released.release.plan;
     let profile = plan.bucket.is_profile();
+    let bucket_of = |bucket: u32| {
+        if profile {
+            i64::from(bucket)
+        } else {
+            i64::from(bucket) * 3600
+        }
+    };
+    let mut columns = ReleaseColumns::default();
+    if shape.totals_only {
+        // Values come ordered by bucket first: each bucket's sum is one run.
+        for v in &released.release.counts {
+            let bucket = bucket_of(v.bucket);
+            if columns.bucket.last() == Some(&bucket) {
+                *columns.count.last_mut().expect("same length") += v.count;
+                *columns.severity_sum.last_mut().expect("same length") += v.severity_sum;
+            } else {
+                columns.bucket.push(bucket);
+                columns.category.push(Category::Unspecified as i32);
+                columns.easting.push(0);
+                columns.northing.push(0);
+                columns.count.push(v.count);
+                columns.severity_sum.push(v.severity_sum);
+            }
+        }
+    } else {
+        let n = released.release.counts.len();
+        columns = ReleaseColumns {
+            bucket: Vec::with_capacity(n),
+            category: Vec::with_capacity(n),
+            easting: Vec::with_capacity(n),
+            northing: Vec::with_capacity(n),
+            count: Vec::with_capacity(n),
+            severity_sum: Vec::with_capacity(n),
+        };
+        for v in &released.release.counts {
+            columns.bucket.push(bucket_of(v.bucket));
+            columns.category.push(i32::from(v.category));
+            columns.easting.push(v.cell.easting);
+            columns.northing.push(v.cell.northing);
+            columns.count.push(v.count);
+            columns.severity_sum.push(v.severity_sum);
+        }
+    }
     let mut message = AggregateRelease {
         org: org.to_owned(),
         from: Some(timestamp_of_hour(plan.from_hour)),
@@ -268,44 +336,14 @@ pub fn release_message(org: &str, released: &GateRelease, totals_only: bool) -> 
         k: plan.k.get(),
         epsilon: plan.epsilon.map_or(0.0, |e| e.as_f64()),
         budget_left_today: released.budget_left.map_or(0.0, |e| e.as_f64()),
-        counts: released
-            .release
-            .counts
-            .iter()
-            .map(|v| ReleasedCount {
-                cell: Some(GridCell {
-                    size_m: v.cell.size.metres(),
-                    easting: v.cell.easting,
-                    northing: v.cell.northing,
-                }),
-                bucket_start: (!profile).then(|| timestamp_of_hour(v.bucket)),
-                slot: if profile { v.bucket } else { 0 },
-                category: i32::from(v.category),
-                count: v.count,
-                severity_sum: v.severity_sum,
-            })
-            .collect(),
+        counts: Vec::new(),
+        columns: None,
     };
-    if totals_only {
-        let mut sums: BTreeMap<(Option<i64>, u32), (u64, u64)> = BTreeMap::new();
-        for value in &message.counts {
-            let total = sums
-                .entry((value.bucket_start.map(|t| t.seconds), value.slot))
-                .or_default();
-            total.0 += value.count;
-            total.1 += value.severity_sum;
-        }
-        message.counts = sums
-            .into_iter()
-            .map(|((start, slot), (count, severity_sum))| ReleasedCount {
-                cell: None,
-                bucket_start: start.map(|seconds| Timestamp { seconds, nanos: 0 }),
-                slot,
-                category: Category::Unspecified as i32,
-                count,
-                severity_sum,
-            })
-            .collect();
+    if shape.columnar {
+        message.columns = Some(columns);
+    } else {
+        let size_m = (!shape.totals_only).then(|| plan.cell_size.metres());
+        message.counts = lagesbild_proto::columns::rows(&columns, size_m, profile);
     }
     message
 }

@@ -9,9 +9,10 @@ use lagesbild_identity::{Federation, Member, Role};
 use lagesbild_proto::v1::node_service_client::NodeServiceClient;
 use lagesbild_proto::v1::node_service_server::NodeService;
 use lagesbild_proto::v1::{
-    FederationStatusRequest, FederationStatusResponse, InfoRequest, InfoResponse, MemberRole,
-    PeerStatus,
+    Area, FederationStatusRequest, FederationStatusResponse, InfoRequest, InfoResponse, MapRequest,
+    MapResponse, MemberRole, NamedPlace, PeerStatus,
 };
+use lagesbild_reports::validate::Coverage;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status};
@@ -27,6 +28,7 @@ pub struct NodeApi {
     org: String,
     federation: Arc<Federation>,
     peers: PeerClient,
+    coverage: Coverage,
 }
 
 impl NodeApi {
@@ -36,7 +38,15 @@ impl NodeApi {
             org,
             federation,
             peers,
+            coverage: Coverage::STOCKHOLM_INNER_CITY,
         }
+    }
+
+    /// The same service, drawing `coverage` on the offline map.
+    #[must_use]
+    pub fn with_coverage(mut self, coverage: Coverage) -> Self {
+        self.coverage = coverage;
+        self
     }
 
     async fn status_of(&self, member: &Member, timeout: Duration) -> PeerStatus {
@@ -139,6 +149,27 @@ impl NodeService for NodeApi {
         Ok(Response::new(FederationStatusResponse {
             org: self.org.clone(),
             peers,
+        }))
+    }
+
+    async fn map(&self, _: Request<MapRequest>) -> Result<Response<MapResponse>, Status> {
+        let c = self.coverage;
+        Ok(Response::new(MapResponse {
+            coverage: Some(Area {
+                south: c.south,
+                west: c.west,
+                north: c.north,
+                east: c.east,
+            }),
+            places: lagesbild_reports::places::places()
+                .iter()
+                .map(|p| NamedPlace {
+                    name: p.name.to_string(),
+                    kind: p.kind.to_string(),
+                    lat: p.lat,
+                    lon: p.lon,
+                })
+                .collect(),
         }))
     }
 }

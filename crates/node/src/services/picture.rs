@@ -4,7 +4,7 @@
 //! peer, and asks each peer concurrently with a delegation token; then it merges
 //! only what was released. Nothing here sees a value the gates withheld.
 
-use super::aggregate::{query_of, release_message};
+use super::aggregate::{query_of, release_message, WireShape};
 use crate::auth::authorised;
 use crate::peer_client::{NotAsked, PeerClient};
 use crate::peers::PeerGrant;
@@ -14,15 +14,17 @@ use futures::future::join_all;
 use lagesbild_auth::Actor;
 use lagesbild_geo::{Cell, CellSize};
 use lagesbild_identity::Federation;
+use lagesbild_proto::columns::{columns_of, picture_rows};
 use lagesbild_proto::v1::aggregate_service_client::AggregateServiceClient;
 use lagesbild_proto::v1::picture_service_server::PictureService;
 use lagesbild_proto::v1::{
-    AggregateRelease, AnswerStatus, BucketKind, GridCell, PeerAnswer, PictureCell, PictureRequest,
-    RankedPlace, ReleaseManyRequest, ReleaseRequest, ReleasedCount, SituationPicture,
+    AggregateRelease, AnswerStatus, BucketKind, GridCell, PeerAnswer, PictureColumns,
+    PictureRequest, RankedPlace, ReleaseColumns, ReleaseManyRequest, ReleaseRequest,
+    SituationPicture,
 };
 use lagesbild_vocabulary::Purpose;
 use lagesbild_vocabulary::Scope;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tonic::{Code, Request, Response, Status};
@@ -89,7 +91,11 @@ impl PictureApi {
         let query = query_of(filters).map_err(|s| (AnswerStatus::Error, s.message().to_owned()))?;
         let purpose = Purpose::parse(purpose).map_err(|e| (AnswerStatus::Error, e.to_string()))?;
         match self.gate.aggregate(self.gate.org(), &purpose, query).await {
-            Ok(released) => Ok(release_message(&self.org, &released, filters.totals_only)),
+            Ok(released) => Ok(release_message(
+                &self.org,
+                &released,
+                WireShape::of(filters),
+            )),
             Err(e) => Err(classify(&e.into_status())),
         }
     }
@@ -147,7 +153,7 @@ impl PictureApi {
         Ok(outcomes
             .into_iter()
             .map(|outcome| match (outcome.code, outcome.release) {
-                (0, Some(release)) => Ok(release),
+                (0, Some(release)) => in_columns(release),
                 (0, None) => Err((AnswerStatus::Error, "released nothing".to_owned())),
                 (code, _) => Err(classify(&Status::new(
                     Code::from(code as i32),
@@ -172,92 +178,195 @@ fn classify(status: &Status) -> (AnswerStatus, String) {
     (kind, status.message().to_owned())
 }
 
-type Key = (i64, u32, i32, (u32, u32));
-
-fn key_of(value: &ReleasedCount) -> Key {
-    let cell = value.cell.unwrap_or_default();
-    (
-        value.bucket_start.as_ref().map_or(-1, |t| t.seconds),
-        value.slot,
-        value.category,
-        (cell.easting, cell.northing),
-    )
+/// `release` with its values as columns, whichever form its node sent
+/// (a node of an older build sends a message per value), or why it can't be used.
+fn in_columns(mut release: AggregateRelease) -> Answer {
+    if release.columns.is_none() {
+        release.columns = Some(columns_of(&release.counts));
+        release.counts = Vec::new();
+    }
+    match release
+        .columns
+        .as_ref()
+        .and_then(ReleaseColumns::checked_len)
+    {
+        Some(_) => Ok(release),
+        None => Err((
+            AnswerStatus::Error,
+            "the release's columns differ in length".to_owned(),
+        )),
+    }
 }
 
-/// Merges releases, each with the index of its answer in the picture: sums per
-/// (bucket, category, cell), the answers that contributed, and the answers
-/// covering the category that withheld it.
-pub fn merge(releases: &[(u32, &AggregateRelease)]) -> Vec<PictureCell> {
-    let mut values: Vec<(Key, u32, &ReleasedCount)> = releases
+/// A release's values (empty if it has no columns: see [`in_columns`]).
+fn values_of(release: &AggregateRelease) -> &ReleaseColumns {
+    static EMPTY: ReleaseColumns = ReleaseColumns {
+        bucket: Vec::new(),
+        category: Vec::new(),
+        easting: Vec::new(),
+        northing: Vec::new(),
+        count: Vec::new(),
+        severity_sum: Vec::new(),
+    };
+    release.columns.as_ref().unwrap_or(&EMPTY)
+}
+
+/// (bucket, category, northing, easting): the order of a release's values
+/// (cells row by row from the south, as the store keeps them).
+type Key = (i64, i32, u32, u32);
+
+/// Merges releases (in columns), each with the index of its answer in the
+/// picture: sums per (bucket, category, cell) in key order, the answers that
+/// contributed, and the answers covering the category that withheld it.
+pub fn merge(releases: &[(u32, &AggregateRelease)]) -> PictureColumns {
+    let columns: Vec<&ReleaseColumns> = releases.iter().map(|(_, r)| values_of(r)).collect();
+    let key_at = |r: usize, i: usize| -> Key {
+        let v = columns[r];
+        (v.bucket[i], v.category[i], v.northing[i], v.easting[i])
+    };
+    // Each release is walked in key order: as it came (a node of ours sends
+    // its values sorted), or through a sorted index if it came otherwise.
+    let lengths: Vec<usize> = columns
         .iter()
-        .flat_map(|(answer, release)| {
-            release
-                .counts
-                .iter()
-                .map(move |value| (key_of(value), *answer, value))
+        .map(|v| v.checked_len().unwrap_or(0))
+        .collect();
+    let orders: Vec<Option<Vec<u32>>> = (0..columns.len())
+        .map(|r| {
+            let sorted = (1..lengths[r]).all(|i| key_at(r, i - 1) <= key_at(r, i));
+            (!sorted).then(|| {
+                let mut order: Vec<u32> = (0..lengths[r] as u32).collect();
+                order.sort_by_key(|&i| key_at(r, i as usize));
+                order
+            })
         })
         .collect();
-    // Each release comes sorted by this key from a node of ours, so the stable
-    // sort only merges a few runs; a release in another order is sorted all the same.
-    values.sort_by_key(|(key, _, _)| *key);
-    let mut merged: Vec<PictureCell> = Vec::new();
-    let mut last_key = None;
-    for (key, answer, value) in values {
-        if last_key != Some(key) {
-            last_key = Some(key);
-            merged.push(PictureCell {
-                value: Some(ReleasedCount {
-                    count: 0,
-                    severity_sum: 0,
-                    ..*value
-                }),
-                contributors: Vec::new(),
-                withheld_by: Vec::new(),
-            });
-        }
-        let cell = merged.last_mut().expect("pushed above");
-        let sum = cell.value.as_mut().expect("set above");
-        sum.count += value.count;
-        sum.severity_sum += value.severity_sum;
-        // A key twice in one release (not from a node of ours) is summed, and
-        // its org named once.
-        if cell.contributors.last() != Some(&answer) {
-            cell.contributors.push(answer);
+    let index = |r: usize, at: usize| orders[r].as_ref().map_or(at, |o| o[at] as usize);
+
+    // The answers covering each category, in answer order (categories are
+    // small numbers; an unknown one is covered by no answer).
+    let mut covering: Vec<Vec<u32>> = Vec::new();
+    for (answer, release) in releases {
+        for &category in &release.categories {
+            let Ok(at) = usize::try_from(category) else {
+                continue;
+            };
+            if at >= covering.len() {
+                covering.resize(at + 1, Vec::new());
+            }
+            covering[at].push(*answer);
         }
     }
-    for cell in &mut merged {
-        let category = cell.value.as_ref().map_or(0, |v| v.category);
-        cell.withheld_by = releases
-            .iter()
-            .filter(|(answer, r)| {
-                r.categories.contains(&category) && !cell.contributors.contains(answer)
-            })
-            .map(|(answer, _)| *answer)
-            .collect();
+    let most = lengths.iter().copied().max().unwrap_or(0);
+    let mut merged = PictureColumns {
+        values: Some(ReleaseColumns {
+            bucket: Vec::with_capacity(most),
+            category: Vec::with_capacity(most),
+            easting: Vec::with_capacity(most),
+            northing: Vec::with_capacity(most),
+            count: Vec::with_capacity(most),
+            severity_sum: Vec::with_capacity(most),
+        }),
+        contributor_count: Vec::with_capacity(most),
+        contributors: Vec::with_capacity(most),
+        withheld_count: Vec::with_capacity(most),
+        withheld_by: Vec::with_capacity(most),
+    };
+    let out = merged.values.as_mut().expect("set above");
+    // A k-way merge: the smallest key at the head of any release is the next
+    // value; every release with that key at its head adds to it.
+    let mut heads = vec![0usize; columns.len()];
+    loop {
+        let mut next: Option<Key> = None;
+        for r in 0..columns.len() {
+            if heads[r] < lengths[r] {
+                let key = key_at(r, index(r, heads[r]));
+                if next.is_none_or(|n| key < n) {
+                    next = Some(key);
+                }
+            }
+        }
+        let Some(key) = next else { break };
+        let (mut count, mut severity_sum) = (0, 0);
+        let gave_from = merged.contributors.len();
+        for r in 0..columns.len() {
+            let mut gave = false;
+            // A key twice in one release (not from a node of ours) is summed,
+            // and its org named once.
+            while heads[r] < lengths[r] && key_at(r, index(r, heads[r])) == key {
+                let i = index(r, heads[r]);
+                count += columns[r].count[i];
+                severity_sum += columns[r].severity_sum[i];
+                heads[r] += 1;
+                gave = true;
+            }
+            if gave {
+                merged.contributors.push(releases[r].0);
+            }
+        }
+        out.bucket.push(key.0);
+        out.category.push(key.1);
+        out.northing.push(key.2);
+        out.easting.push(key.3);
+        out.count.push(count);
+        out.severity_sum.push(severity_sum);
+        merged
+            .contributor_count
+            .push((merged.contributors.len() - gave_from) as u32);
+        close_cell(
+            &merged.contributors[gave_from..],
+            &mut merged.withheld_by,
+            &mut merged.withheld_count,
+            &covering,
+            key.1,
+        );
     }
     merged
 }
 
-/// Cells ranked by released severity, labelled with the nearest known place.
-fn rank(cells: &[PictureCell], top: usize) -> Vec<RankedPlace> {
-    let mut by_cell: HashMap<(u32, u32, u32), (u64, u64)> = HashMap::new();
-    for c in cells {
-        let v = c.value.as_ref().expect("merged cells have values");
-        let g = v.cell.unwrap_or_default();
-        let entry = by_cell
-            .entry((g.size_m, g.easting, g.northing))
-            .or_default();
-        entry.0 += v.severity_sum;
-        entry.1 += v.count;
+/// Ends a merged value: the answers covering its `category` that are not
+/// among those that `gave` it withheld it.
+fn close_cell(
+    gave: &[u32],
+    withheld_by: &mut Vec<u32>,
+    withheld_count: &mut Vec<u32>,
+    covering: &[Vec<u32>],
+    category: i32,
+) {
+    let before = withheld_by.len();
+    if let Some(answers) = usize::try_from(category).ok().and_then(|c| covering.get(c)) {
+        withheld_by.extend(answers.iter().filter(|a| !gave.contains(a)));
     }
-    let mut ranked: Vec<_> = by_cell.into_iter().collect();
+    withheld_count.push((withheld_by.len() - before) as u32);
+}
+
+/// Cells ranked by released severity, labelled with the nearest known place.
+fn rank(values: &ReleaseColumns, size_m: u32, top: usize) -> Vec<RankedPlace> {
+    let n = values.checked_len().unwrap_or(0);
+    let mut by_cell: Vec<((u32, u32), (u64, u64))> = (0..n)
+        .map(|i| {
+            (
+                (values.easting[i], values.northing[i]),
+                (values.severity_sum[i], values.count[i]),
+            )
+        })
+        .collect();
+    by_cell.sort_unstable_by_key(|(cell, _)| *cell);
+    by_cell.dedup_by(|(cell, (score, count)), (kept, total)| {
+        let same = cell == kept;
+        if same {
+            total.0 += *score;
+            total.1 += *count;
+        }
+        same
+    });
+    let mut ranked = by_cell;
     ranked.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.0.cmp(&b.0)));
     ranked
         .into_iter()
         .take(top)
-        .map(|((size, easting, northing), (score, count))| {
+        .map(|((easting, northing), (score, count))| {
             let cell = Cell {
-                size: CellSize::from_metres(size).unwrap_or(CellSize::M250),
+                size: CellSize::from_metres(size_m).unwrap_or(CellSize::M250),
                 easting,
                 northing,
             };
@@ -268,7 +377,7 @@ fn rank(cells: &[PictureCell], top: usize) -> Vec<RankedPlace> {
                 });
             RankedPlace {
                 cell: Some(GridCell {
-                    size_m: size,
+                    size_m,
                     easting,
                     northing,
                 }),
@@ -283,12 +392,15 @@ fn rank(cells: &[PictureCell], top: usize) -> Vec<RankedPlace> {
         .collect()
 }
 
-/// Released counts of a profile release, summed by slot.
+/// Released counts of profile releases (totals), summed by slot.
 fn profile(releases: &[&AggregateRelease], slots: usize) -> Vec<u64> {
     let mut out = vec![0; slots];
-    for value in releases.iter().flat_map(|r| &r.counts) {
-        if let Some(slot) = out.get_mut(value.slot as usize) {
-            *slot += value.count;
+    for release in releases {
+        let values = values_of(release);
+        for (slot, count) in values.bucket.iter().zip(&values.count) {
+            if let Some(total) = usize::try_from(*slot).ok().and_then(|s| out.get_mut(s)) {
+                *total += count;
+            }
         }
     }
     out
@@ -316,6 +428,8 @@ impl PictureService for PictureApi {
             .filters
             .ok_or_else(|| Status::invalid_argument("filters: required"))?;
         filters.purpose = token.purpose.clone();
+        // Every member is asked for columns, whatever the caller wants back.
+        filters.columnar = true;
         query_of(&filters)?;
         let deadline = match request.deadline_ms {
             0 => DEFAULT_DEADLINE,
@@ -370,7 +484,8 @@ impl PictureService for PictureApi {
             .enumerate()
             .filter_map(|(i, (_, r, _))| r.as_ref().ok().map(|r| (i as u32, r)))
             .collect();
-        let cells = merge(&indexed);
+        let merged = merge(&indexed);
+        let values = merged.values.as_ref().expect("merge sets values");
         let answers = main
             .iter()
             .map(|(org, result, took)| match result {
@@ -381,7 +496,7 @@ impl PictureService for PictureApi {
                     k: r.k,
                     epsilon: r.epsilon,
                     categories: r.categories.clone(),
-                    values: r.counts.len() as u32,
+                    values: values_of(r).bucket.len() as u32,
                     latency_micros: took.as_micros() as u64,
                 },
                 Err((status, reason)) => PeerAnswer {
@@ -398,7 +513,7 @@ impl PictureService for PictureApi {
             analyst = %token.sub,
             purpose = %token.purpose,
             answered = orgs.len(),
-            cells = cells.len(),
+            values = values.bucket.len(),
             "situation picture made"
         );
         let first = indexed.first().map(|(_, r)| *r);
@@ -410,16 +525,26 @@ impl PictureService for PictureApi {
             .filter(|(org, _, _)| org == &self.org)
             .filter_map(|(_, r, _)| r.as_ref().ok().map(|r| r.epsilon))
             .sum();
+        let mut cells: Vec<u64> = values
+            .northing
+            .iter()
+            .zip(&values.easting)
+            .map(|(&n, &e)| u64::from(n) << 32 | u64::from(e))
+            .collect();
+        cells.sort_unstable();
+        cells.dedup();
         let summary = lagesbild_audit::Released {
-            cells: cells
-                .iter()
-                .filter_map(|c| c.value.as_ref().and_then(|v| v.cell))
-                .map(|g| (g.easting, g.northing))
-                .collect::<BTreeSet<_>>()
-                .len() as u64,
-            values: cells.len() as u64,
+            cells: cells.len() as u64,
+            values: values.bucket.len() as u64,
             withheld: 0,
             epsilon_micros: (own_epsilon * 1e6).round() as u64,
+        };
+        let ranking = rank(values, filters.cell_size_m, top);
+        let (cells, columns) = if request.columnar {
+            (Vec::new(), Some(merged))
+        } else {
+            let is_profile = !profiles_wanted;
+            (picture_rows(&merged, filters.cell_size_m, is_profile), None)
         };
         let mut response = Response::new(SituationPicture {
             home_org: self.org.clone(),
@@ -427,11 +552,12 @@ impl PictureService for PictureApi {
             to: first.and_then(|r| r.to),
             cell_size_m: filters.cell_size_m,
             bucket: filters.bucket,
-            ranking: rank(&cells, top),
+            ranking,
             cells,
             answers,
             hour_of_day: profile(&ok(&day), 24),
             hour_of_week: profile(&ok(&week), 168),
+            columns,
         });
         response.extensions_mut().insert(summary);
         Ok(response)
@@ -441,7 +567,7 @@ impl PictureService for PictureApi {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lagesbild_proto::v1::Category;
+    use lagesbild_proto::v1::{Category, ReleasedCount};
     use prost_types::Timestamp;
 
     fn value(hour: i64, category: Category, easting: u32, count: u64) -> ReleasedCount {
@@ -462,13 +588,16 @@ mod tests {
         }
     }
 
+    /// A release as a node of an older build sends it (a message per value),
+    /// in columns as the picture takes it.
     fn release(org: &str, categories: &[Category], counts: Vec<ReleasedCount>) -> AggregateRelease {
-        AggregateRelease {
+        in_columns(AggregateRelease {
             org: org.into(),
             categories: categories.iter().map(|&c| c as i32).collect(),
             counts,
             ..AggregateRelease::default()
-        }
+        })
+        .unwrap()
     }
 
     /// Hour, category, easting, count, severity sum, contributors, withheld by.
@@ -494,7 +623,8 @@ mod tests {
         );
         let c = release("c", &[Theft], vec![value(1, Theft, 3, 8)]);
         let merged = merge(&[(0, &a), (2, &b), (3, &c)]);
-        let got: Vec<Row> = merged
+        assert_eq!(merged.checked_len(), Some(4));
+        let got: Vec<Row> = picture_rows(&merged, 250, false)
             .iter()
             .map(|m| {
                 let v = m.value.unwrap();

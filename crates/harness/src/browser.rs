@@ -1,5 +1,6 @@
-//! A real browser for the tests: Debian's Chromium, headless, driven over
-//! the W3C WebDriver protocol through ChromeDriver.
+//! A real browser for the tests and the console bench: Debian's Chromium,
+//! headless, driven over the W3C WebDriver protocol through ChromeDriver.
+//! Test-style: a failed WebDriver call saves a screenshot and panics.
 
 use base64::Engine;
 use serde_json::{json, Value};
@@ -128,6 +129,33 @@ impl Browser {
                 panic!("webdriver {path}: {error} (screenshot: {})", shot.display());
             }
         }
+    }
+
+    /// Runs `script` (a function body; `arguments` are `args`) in the page and
+    /// gives back what it returns. With `asynchronous`, the script's last
+    /// argument is a callback it calls with its result.
+    pub async fn execute(&self, script: &str, args: Value, asynchronous: bool) -> Value {
+        let path = if asynchronous {
+            "/execute/async"
+        } else {
+            "/execute/sync"
+        };
+        self.call(
+            reqwest::Method::POST,
+            path,
+            json!({"script": script, "args": args}),
+        )
+        .await
+    }
+
+    /// Sets how long an asynchronous script may run.
+    pub async fn script_timeout(&self, timeout: Duration) {
+        self.call(
+            reqwest::Method::POST,
+            "/timeouts",
+            json!({"script": timeout.as_millis() as u64}),
+        )
+        .await;
     }
 
     /// Opens `url`.
@@ -307,15 +335,6 @@ impl Drop for Browser {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
-}
-
-/// A browser that trusts `org`'s node certificate, with its profile in the
-/// federation's folder; `None` as [`Browser::start`] says.
-pub async fn for_node(fed: &super::TestFederation, org: &str) -> Option<Browser> {
-    let cert = std::fs::read_to_string(fed.org_dir(org).join("node.pem")).unwrap();
-    let profile = fed.dir.path().join("browser");
-    std::fs::create_dir_all(&profile).unwrap();
-    Browser::start(&spki_hash(&cert), &profile, super::free_ports(1)[0]).await
 }
 
 /// The SHA-256 of a PEM certificate's public key (SPKI), base64, as
