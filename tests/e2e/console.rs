@@ -316,6 +316,93 @@ async fn the_console_api_gives_a_person_the_grpc_picture_through_the_same_checks
         shown.contains("polisen: ok") && shown.contains("scandic: ok"),
         "{shown}"
     );
+
+    // Hour by hour: the slider's hour shows the cells the API's hourly
+    // columns hold for that hour, for the window the page asked.
+    browser.click("#by-hour").await;
+    browser.find("#hour:not([disabled])").await;
+    browser.find("body[data-cells]").await;
+    let window = browser
+        .execute(
+            "var s = window.lagesbild.shown(); return { from: s.from, to: s.to, hours: s.hours };",
+            serde_json::json!([]),
+            false,
+        )
+        .await;
+    let hourly = https
+        .get(format!(
+            "https://127.0.0.1:{port}/api/v1/picture?form=columns&bucket=hour&cell=250&from={}&to={}",
+            window["from"].as_str().unwrap(),
+            window["to"].as_str().unwrap()
+        ))
+        .bearer_auth(&session)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let values = &hourly["values"];
+    let buckets: Vec<i64> = values["bucket"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_i64().unwrap())
+        .collect();
+    let busiest = *buckets
+        .iter()
+        .max_by_key(|b| buckets.iter().filter(|x| x == b).count())
+        .unwrap();
+    let expected: BTreeSet<u64> = buckets
+        .iter()
+        .zip(values["cell"].as_array().unwrap())
+        .filter(|(b, _)| **b == busiest)
+        .map(|(_, c)| c.as_u64().unwrap())
+        .collect();
+    let index = window["hours"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|h| h.as_i64() == Some(busiest))
+        .expect("the busiest hour is on the slider");
+    browser
+        .execute(
+            "var s = document.getElementById('hour'); s.value = String(arguments[0]); s.dispatchEvent(new Event('input'));",
+            serde_json::json!([index]),
+            false,
+        )
+        .await;
+    assert_eq!(
+        browser.attribute("body", "data-cells").await,
+        expected.len().to_string(),
+        "the cells of hour {busiest}"
+    );
+    assert!(!browser.text("#hour-label").await.is_empty());
+    // Another hour, another count: the slider is what is drawn (positive control).
+    let other = (0..window["hours"].as_array().unwrap().len())
+        .find(|&i| {
+            let hour = window["hours"][i].as_i64().unwrap();
+            buckets
+                .iter()
+                .zip(values["cell"].as_array().unwrap())
+                .filter(|(b, _)| **b == hour)
+                .map(|(_, c)| c.as_u64().unwrap())
+                .collect::<BTreeSet<_>>()
+                .len()
+                != expected.len()
+        })
+        .expect("an hour with another number of cells");
+    browser
+        .execute(
+            "var s = document.getElementById('hour'); s.value = String(arguments[0]); s.dispatchEvent(new Event('input'));",
+            serde_json::json!([other]),
+            false,
+        )
+        .await;
+    assert_ne!(
+        browser.attribute("body", "data-cells").await,
+        expected.len().to_string()
+    );
 }
 
 /// A policy admin sees what a peer would receive under a draft before it is
@@ -459,4 +546,121 @@ async fn policy_admins_preview_a_draft_before_it_is_saved() {
             ("refused", "")
         ]
     );
+}
+
+/// In a real browser, each person sees what their role allows: a duty
+/// officer sees a report stored at the other member arrive without a reload
+/// and go on its recall; an analyst is refused the access log by name; the
+/// auditor sees there the calls just made, the checkpoints checked and the
+/// peers witnessed; the page switches language.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_see_live_events_and_the_access_log_as_their_roles_allow() {
+    use lagesbild_proto::v1::event_service_client::EventServiceClient;
+    use lagesbild_proto::v1::{RecallReason, RecallRequest};
+    let WithConsole { fed, port, .. } =
+        with_console("\n[console]\nlisten = \"127.0.0.1:0\"\n").await;
+    for (name, roles) in [
+        ("dora", &["duty-officer"][..]),
+        ("ana", &["analyst"][..]),
+        ("rut", &["auditor"][..]),
+    ] {
+        fed.add_account_and_wait(HOME, name, roles, &format!("{name}'s long password"))
+            .await;
+    }
+    let Some(browser) = crate::common::browser::for_node(&fed, HOME).await else {
+        return;
+    };
+    let page = |path: &str| format!("https://127.0.0.1:{port}{path}");
+    let sign_in = |name: &'static str| {
+        let browser = &browser;
+        let page = page("/");
+        async move {
+            browser.open(&page).await;
+            browser.type_into("input[name=account]", name).await;
+            browser
+                .type_into("input[name=password]", &format!("{name}'s long password"))
+                .await;
+            browser.click("form[action='/login'] button").await;
+            browser.find("#who").await;
+        }
+    };
+    let sign_out = || async {
+        browser.open(&page("/")).await;
+        browser.click("form[action='/logout'] button").await;
+        browser.find("input[name=account]").await;
+    };
+
+    // The duty officer: a report at scandic arrives on the open page, its
+    // recall takes it away.
+    sign_in("dora").await;
+    browser.find("body[data-live=open]").await;
+    let mut report = reports(1, now() - 600).remove(0);
+    report.id = "live-one".into();
+    report.text = "Bråk vid entrén".into();
+    ReportServiceClient::new(fed.authed(PEER, PEER, &["report:write"]))
+        .submit_batch(SubmitBatchRequest {
+            reports: vec![report],
+            validate_only: false,
+        })
+        .await
+        .unwrap();
+    browser.find("#events li[data-shown-at]").await;
+    let shown = browser.text("#events").await;
+    assert!(
+        shown.contains("scandic") && shown.contains("Bråk vid entrén"),
+        "{shown}"
+    );
+    EventServiceClient::new(fed.authed(PEER, PEER, &["report:write"]))
+        .recall(RecallRequest {
+            report_id: "live-one".into(),
+            reason: RecallReason::EnteredInError as i32,
+        })
+        .await
+        .unwrap();
+    browser.wait_gone("#events li[data-shown-at]").await;
+    sign_out().await;
+
+    // The analyst may not read the access log: refused by name.
+    sign_in("ana").await;
+    browser.find("body[data-cells]").await;
+    browser.open(&page("/audit")).await;
+    browser.find("body[data-error]").await;
+    let refused = browser.text("#status").await;
+    assert!(
+        refused.contains("ana (local:polisen)") && refused.contains("auditor"),
+        "{refused}"
+    );
+    assert_eq!(browser.count("#entries tbody tr").await, 0);
+    sign_out().await;
+
+    // The auditor sees the analyst's picture call just made, every kept
+    // checkpoint signed and consistent with the latest, and scandic witnessed.
+    sign_in("rut").await;
+    browser.open(&page("/audit")).await;
+    browser.find("#entries tbody tr").await;
+    let entries = browser.text("#entries").await;
+    assert!(
+        entries.contains("ana (local:polisen)") && entries.contains("PictureService/Picture"),
+        "{entries}"
+    );
+    browser.find("body[data-checkpoints]").await;
+    let kept = browser.text("#kept tbody").await;
+    assert!(
+        !kept.is_empty() && !kept.contains("did not") && kept.contains("ok"),
+        "{kept}"
+    );
+    assert!(browser.text("#latest").await.contains("ok"));
+    let witnessed = browser.text("#witnessed").await;
+    assert!(witnessed.contains("scandic"), "{witnessed}");
+
+    // The other language, and back.
+    let before = browser.text("h1").await;
+    let switch = if before.contains("access log") {
+        "/lang/sv"
+    } else {
+        "/lang/en"
+    };
+    browser.open(&page(switch)).await;
+    browser.open(&page("/audit")).await;
+    assert_ne!(browser.text("h1").await, before);
 }

@@ -273,7 +273,12 @@ async fn the_picture_is_the_sum_of_the_releases_and_says_who_did_not_answer() {
     let columns = columnar.columns.as_ref().expect("columns asked for");
     assert_eq!(columns.checked_len(), Some(picture.cells.len()));
     assert_eq!(
-        lagesbild_proto::columns::picture_rows(columns, picture.cell_size_m, false),
+        lagesbild_proto::columns::picture_rows(
+            columns,
+            picture.cell_size_m,
+            false,
+            &columnar.answers
+        ),
         picture.cells
     );
     let counted = |p: &lagesbild_proto::v1::SituationPicture| -> Vec<(String, u32)> {

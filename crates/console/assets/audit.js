@@ -13,6 +13,12 @@
       var value = document.getElementById(name).value.trim();
       if (value) { params.set(name, value); }
     });
+    // The time filters are the browser's local time; the API takes RFC 3339.
+    ['from', 'to'].forEach(function (name) {
+      var value = document.getElementById(name).value;
+      var at = value ? new Date(value) : null;
+      if (at && !isNaN(at.getTime())) { params.set(name, at.toISOString().replace(/\.\d{3}Z$/, 'Z')); }
+    });
     params.set('limit', '200');
     return params;
   }
@@ -60,6 +66,45 @@
       });
   }
 
+  // The log's checkpoints, checked by the node against its log key and by
+  // consistency proofs, and what it has witnessed of its peers' logs.
+  function state() {
+    fetch('/api/v1/audit/state', { credentials: 'same-origin' })
+      .then(function (r) {
+        return r.json().then(function (data) {
+          if (!r.ok) { throw new Error(data.error || ('HTTP ' + r.status)); }
+          return data;
+        });
+      })
+      .then(function (data) {
+        document.getElementById('latest').textContent = data.latest.size + ' ' +
+          document.getElementById('latest').getAttribute('data-entries') + ', ' +
+          document.getElementById('latest').getAttribute('data-signature') + ' ' + data.latest.signature;
+        var kept = document.querySelector('#kept tbody');
+        kept.textContent = '';
+        data.kept.forEach(function (k) {
+          var row = document.createElement('tr');
+          cell(row, String(k.size));
+          cell(row, k.signature);
+          cell(row, k.consistent_with_latest);
+          kept.appendChild(row);
+        });
+        var witnessed = document.querySelector('#witnessed tbody');
+        witnessed.textContent = '';
+        data.witnessed.forEach(function (w) {
+          var row = document.createElement('tr');
+          cell(row, w.org);
+          cell(row, String(w.size));
+          cell(row, w.seen_at || '');
+          cell(row, w.alarm ? w.alarm_reason : 'ok');
+          witnessed.appendChild(row);
+        });
+        document.body.setAttribute('data-checkpoints', String(data.kept.length));
+      })
+      .catch(function (e) { document.getElementById('latest').textContent = e.message; });
+  }
+
   form.addEventListener('submit', function (event) { event.preventDefault(); load(); });
   load();
+  state();
 }());

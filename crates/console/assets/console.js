@@ -350,7 +350,7 @@
         if (Number(slider.value) > hours.length - 1) { slider.value = String(hours.length - 1); }
       }
       slider.disabled = !hourly;
-      shown = { picture: picture, hourly: hourly, hours: hours };
+      shown = { picture: picture, hourly: hourly, hours: hours, from: iso(w.from), to: iso(w.to) };
       draw();
       answers.textContent = '';
       picture.answers.forEach(function (a) {
@@ -445,6 +445,6 @@
   });
   document.getElementById('hour').addEventListener('input', draw);
   // For the bench and for scripts driving the page: the map and its cells.
-  window.lagesbild = { map: map, cells: cellsLayer };
+  window.lagesbild = { map: map, cells: cellsLayer, shown: function () { return shown; } };
   load();
 }());

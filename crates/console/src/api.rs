@@ -39,6 +39,7 @@ pub const API_ROUTES: &[&str] = &[
     "/api/v1/places",
     "/api/v1/events",
     "/api/v1/audit/entries",
+    "/api/v1/audit/state",
     "/api/v1/partners",
     "/api/v1/policy",
     "/api/v1/policy/explain",
@@ -398,6 +399,137 @@ pub(crate) async fn events(
     Ok(response)
 }
 
+/// Most kept checkpoints `GET /api/v1/audit/state` proves consistent with the
+/// latest (each proof is a call of its own, in the log).
+const CHECKPOINTS_PROVED: usize = 10;
+
+/// `GET /api/v1/audit/state`: the log's latest checkpoint, the newest kept
+/// checkpoints, each checked here (its signature by the node's log key, and
+/// an RFC 9162 consistency proof from it to the latest), and what this node
+/// has witnessed of each peer's log.
+pub(crate) async fn audit_state(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    use lagesbild_proto::v1::{
+        CheckpointRequest, CheckpointsRequest, ConsistencyProofRequest, WitnessesRequest,
+    };
+    let failed = |status: tonic::Status| error(status_of(&status), status.message());
+    let mut audit = AuditServiceClient::new(console.gateway.clone());
+    let latest = audit
+        .checkpoint(authorise(
+            &headers,
+            "audit",
+            CheckpointRequest { witness_size: 0 },
+        )?)
+        .await
+        .map_err(failed)?
+        .into_inner();
+    let kept = audit
+        .checkpoints(authorise(&headers, "audit", CheckpointsRequest {})?)
+        .await
+        .map_err(failed)?
+        .into_inner()
+        .checkpoints;
+    let witnesses = audit
+        .witnesses(authorise(&headers, "audit", WitnessesRequest {})?)
+        .await
+        .map_err(failed)?
+        .into_inner()
+        .peers;
+    let verifier = console
+        .log_vkey
+        .as_deref()
+        .map(lagesbild_audit::checkpoint::NoteVerifier::from_vkey);
+    let check = |note: &str| -> Result<lagesbild_audit::checkpoint::Checkpoint, String> {
+        match &verifier {
+            None => Err("the federation file names no log key for this node".to_owned()),
+            Some(Err(e)) => Err(format!("the node's log key does not parse: {e}")),
+            Some(Ok(v)) => v.verify(note).map_err(|e| e.to_string()),
+        }
+    };
+    // Calls go on being logged while these are asked, so the newest of the
+    // latest and the kept checkpoints is the one the others are proved against.
+    let head_note = kept
+        .iter()
+        .rev()
+        .take(CHECKPOINTS_PROVED)
+        .chain(std::iter::once(&latest.checkpoint))
+        .filter_map(|note| check(note).ok().map(|c| (c.size, note)))
+        .max_by_key(|(size, _)| *size)
+        .map_or(latest.checkpoint.as_str(), |(_, note)| note.as_str());
+    let head = check(head_note);
+    let mut checked = Vec::new();
+    for note in kept
+        .iter()
+        .rev()
+        .take(CHECKPOINTS_PROVED)
+        .chain(std::iter::once(&latest.checkpoint))
+        .filter(|note| note.as_str() != head_note)
+    {
+        let signed = check(note);
+        let consistent = match (&signed, &head) {
+            (Ok(old), Ok(new)) => {
+                let proof = audit
+                    .consistency_proof(authorise(
+                        &headers,
+                        "audit",
+                        ConsistencyProofRequest {
+                            old_size: old.size,
+                            new_size: new.size,
+                        },
+                    )?)
+                    .await
+                    .map_err(failed)?
+                    .into_inner()
+                    .proof;
+                let hashes: Option<Vec<lagesbild_audit::merkle::Hash>> =
+                    proof.iter().map(|h| h.as_slice().try_into().ok()).collect();
+                match hashes {
+                    None => Err("a proof hash is not 32 bytes".to_owned()),
+                    Some(hashes) => lagesbild_audit::merkle::verify_consistency(
+                        old.size, new.size, &old.root, &new.root, &hashes,
+                    )
+                    .map_err(|e| e.to_string()),
+                }
+            }
+            (Err(_), _) => Err("its signature did not verify".to_owned()),
+            (_, Err(_)) => Err("the latest checkpoint's signature did not verify".to_owned()),
+        };
+        checked.push(json!({
+            "size": signed.as_ref().map_or(Value::Null, |c| json!(c.size)),
+            "signature": signed.as_ref().map_or_else(|e| e.clone(), |_| "ok".to_owned()),
+            "consistent_with_latest": consistent.as_ref().map_or_else(|e| e.clone(), |()| "ok".to_owned()),
+        }));
+    }
+    let witnessed: Vec<Value> = witnesses
+        .iter()
+        .map(|w| {
+            json!({
+                "org": w.org,
+                "size": w.size,
+                "seen_at": time::OffsetDateTime::from_unix_timestamp(w.seen_unix_micros.div_euclid(1_000_000))
+                    .ok()
+                    .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+                "alarm": w.alarm,
+                "alarm_reason": w.alarm_reason,
+            })
+        })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        json!({
+            "latest": {
+                "size": head.as_ref().map_or(latest.size, |c| c.size),
+                "note": head_note,
+                "signature": head.as_ref().map_or_else(|e| e.clone(), |_| "ok".to_owned()),
+            },
+            "kept": checked,
+            "witnessed": witnessed,
+        }),
+    ))
+}
+
 /// The query of `GET /api/v1/audit/entries`.
 #[derive(Debug, Default, serde::Deserialize)]
 pub(crate) struct EntriesQuery {
@@ -711,7 +843,7 @@ pub fn picture_columns_json(picture: &SituationPicture) -> Value {
     let mut categories = Vec::new();
     let (mut cell, mut category) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let (mut contributors, mut withheld) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    let (mut gave, mut held) = (0usize, 0usize);
+    let mut gave = 0usize;
     for i in 0..n {
         let at = (values.easting[i], values.northing[i]);
         let next = grid_index.len();
@@ -734,9 +866,19 @@ pub fn picture_columns_json(picture: &SituationPicture) -> Value {
         let g = columns.contributor_count[i] as usize;
         contributors.push(columns.contributors[gave..gave + g].to_vec());
         gave += g;
-        let w = columns.withheld_count[i] as usize;
-        withheld.push(columns.withheld_by[held..held + w].to_vec());
-        held += w;
+        let gave_now = contributors.last().expect("pushed above");
+        withheld.push(
+            picture
+                .answers
+                .iter()
+                .enumerate()
+                .filter(|(a, answer)| {
+                    answer.categories.contains(&values.category[i])
+                        && !gave_now.contains(&(*a as u32))
+                })
+                .map(|(a, _)| a as u32)
+                .collect::<Vec<u32>>(),
+        );
     }
     head.insert("grid".into(), Value::Array(grid));
     head.insert("categories".into(), json!(categories));
@@ -840,8 +982,12 @@ pub(crate) async fn picture(
             Ok(BucketKind::HourOfDay | BucketKind::HourOfWeek)
         );
         if let Some(columns) = picture.columns.take() {
-            picture.cells =
-                lagesbild_proto::columns::picture_rows(&columns, picture.cell_size_m, profile);
+            picture.cells = lagesbild_proto::columns::picture_rows(
+                &columns,
+                picture.cell_size_m,
+                profile,
+                &picture.answers,
+            );
         }
         picture_json(&picture)
     };
@@ -942,9 +1088,11 @@ mod tests {
             )),
             contributor_count: vec![1, 2],
             contributors: vec![0, 0, 1],
-            withheld_count: vec![1, 0],
-            withheld_by: vec![1],
         });
+        // polisen covers both categories, scandic violence only: scandic
+        // withheld the violence value, nobody the theft value.
+        picture.answers[0].categories = vec![Category::Violence as i32, Category::Theft as i32];
+        picture.answers[1].categories = vec![Category::Violence as i32];
         let columns = picture_columns_json(&picture);
         for (name, value) in [
             ("PictureColumns", &columns),

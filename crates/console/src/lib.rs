@@ -60,9 +60,15 @@ impl Tiles {
         if parsed.scheme() != "https" {
             return Err(format!("url {url:?}: tiles are fetched over https://"));
         }
+        // A WMTS template (RESTful, or key-value pairs) over a Web Mercator
+        // tile matrix set names the same numbers as an XYZ one.
+        let url = &url
+            .replace("{TileMatrix}", "{z}")
+            .replace("{TileCol}", "{x}")
+            .replace("{TileRow}", "{y}");
         if !["{z}", "{x}", "{y}"].iter().all(|p| url.contains(p)) {
             return Err(format!(
-                "url {url:?} must have {{z}}, {{x}} and {{y}} in it"
+                "url {url:?} must have {{z}}, {{x}} and {{y}} in it (or WMTS's {{TileMatrix}}, {{TileCol}} and {{TileRow}})"
             ));
         }
         let host = parsed.host_str().unwrap_or_default();
@@ -108,6 +114,8 @@ pub struct Console {
     /// The node's own services, through its access layers.
     gateway: Gateway,
     tiles: Option<Tiles>,
+    /// The node's log verifier key, to check its checkpoints with.
+    log_vkey: Option<String>,
 }
 
 fn random() -> String {
@@ -140,7 +148,16 @@ impl Console {
             pending: Mutex::new(HashMap::new()),
             gateway,
             tiles: None,
+            log_vkey: None,
         }
+    }
+
+    /// The same, checking the node's checkpoints with its log key (the
+    /// federation file's `log_vkey`).
+    #[must_use]
+    pub fn with_log_key(mut self, vkey: Option<String>) -> Self {
+        self.log_vkey = vkey;
+        self
     }
 
     /// The same, with a raster basemap under the picture.
@@ -592,6 +609,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/api/v1/places", get(api::places))
         .route("/api/v1/events", get(api::events))
         .route("/api/v1/audit/entries", get(api::audit_entries))
+        .route("/api/v1/audit/state", get(api::audit_state))
         .route("/api/v1/partners", get(api::partners))
         .route(
             "/api/v1/policy",
@@ -659,5 +677,13 @@ mod tests {
             .unwrap_err()
             .contains("{y}"));
         assert!(Tiles::new("not a url", "").is_err());
+        // Lantmäteriet's open topographic map as WMTS over Web Mercator.
+        let wmts = Tiles::new(
+            "https://minkarta.lantmateriet.se/map/topowebbcache?layer=topowebb&style=default&tilematrixset=3857&Service=WMTS&Request=GetTile&Version=1.0.0&Format=image%2Fpng&TileMatrix={TileMatrix}&TileCol={TileCol}&TileRow={TileRow}",
+            "© Lantmäteriet",
+        )
+        .unwrap();
+        assert!(wmts.url.ends_with("TileMatrix={z}&TileCol={x}&TileRow={y}"));
+        assert_eq!(wmts.origin, "https://minkarta.lantmateriet.se");
     }
 }

@@ -91,10 +91,11 @@ label{display:block;margin:.8rem 0 .2rem}input{font-size:1rem;padding:.4rem;widt
 button,a.button{display:inline-block;margin-top:1rem;font-size:1rem;padding:.5rem 1rem;background:#0b3d91;color:#fff;border:0;text-decoration:none}\
 p.error{color:#8b0000}";
 
-fn document(title: &str, body: &str) -> String {
+/// A page; `title` is a template (its language markers are picked), never outside text.
+fn document(title: &'static str, body: &str) -> String {
     format!(
         "<!DOCTYPE html><html lang=\"«sv|en»\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title><style>{STYLE}</style></head><body>{SWITCH}{body}</body></html>",
-        escape(title)
+        title
     )
 }
 
@@ -184,8 +185,13 @@ pub(crate) fn audit(org: &str, session: &ActiveSession) -> String {
 <form id=\"filters\"><label for=\"org\">Organisation</label><input id=\"org\" name=\"org\">\
 <label for=\"person\">Person</label><input id=\"person\" name=\"person\">\
 <label for=\"purpose\">«Ändamål|Purpose»</label><input id=\"purpose\" name=\"purpose\">\
+<label for=\"from\">«Från|From»</label><input id=\"from\" name=\"from\" type=\"datetime-local\">\
+<label for=\"to\">«Till|To»</label><input id=\"to\" name=\"to\" type=\"datetime-local\">\
 <button type=\"submit\">«Visa|Show»</button> <a id=\"export\" href=\"/api/v1/audit/entries?limit=1000\" download=\"access-log.json\">«Exportera|Export»</a></form>\
 <p id=\"status\" aria-live=\"polite\"></p><table id=\"entries\"><thead><tr><th>#</th><th>«Tid|Time»</th><th>«Riktning|Direction»</th><th>Org</th><th>«Vem|Who»</th><th>«Anrop|Call»</th><th>«Beslut|Decision»</th><th>«Skäl|Reason»</th></tr></thead><tbody></tbody></table>\
+<h2>«Kontrollpunkter|Checkpoints»</h2><p id=\"latest\" data-entries=\"«poster|entries»\" data-signature=\"«signatur:|signature:»\" aria-live=\"polite\"></p>\
+<table id=\"kept\"><caption>«De senaste sparade kontrollpunkterna, kontrollerade mot den senaste|The newest kept checkpoints, checked against the latest»</caption><thead><tr><th>«Storlek|Size»</th><th>«Signatur|Signature»</th><th>«Förenlig med den senaste|Consistent with the latest»</th></tr></thead><tbody></tbody></table>\
+<h2>«Bevittnat hos partner|Witnessed at peers»</h2><table id=\"witnessed\"><thead><tr><th>Org</th><th>«Storlek|Size»</th><th>«Sedd|Seen»</th><th>«Larm|Alarm»</th></tr></thead><tbody></tbody></table>\
 <script src=\"/assets/audit.js\"></script>",
         escape(org),
         escape(&session.person.sub),
@@ -210,10 +216,11 @@ pub(crate) fn policy(org: &str, session: &ActiveSession) -> String {
     document_wide("«Policy|Policy»", &body)
 }
 
-fn document_wide(title: &str, body: &str) -> String {
+/// A wide page; `title` is a template, as for [`document`].
+fn document_wide(title: &'static str, body: &str) -> String {
     format!(
         "<!DOCTYPE html><html lang=\"«sv|en»\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title><style>{STYLE}body{{max-width:none;margin:1rem}}table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #ccc;padding:.2rem .4rem;text-align:left;font-size:.9rem}}#filters{{display:flex;flex-wrap:wrap;gap:.5rem;align-items:end}}#filters input{{width:auto}}textarea{{width:100%;font-family:monospace;font-size:.9rem}}pre{{white-space:pre-wrap;background:#f4f4f4;padding:.5rem}}</style></head><body>{SWITCH}{body}</body></html>",
-        escape(title)
+        title
     )
 }
 
@@ -282,6 +289,27 @@ mod tests {
                 let shown = localise(&page, lang);
                 assert!(!shown.contains('«') && !shown.contains('»'), "{shown}");
             }
+        }
+    }
+
+    #[test]
+    fn every_page_is_wholly_in_one_language_its_title_too() {
+        let pages = [
+            document("«Logga in|Sign in»", "<p>«Hej|Hello»</p>"),
+            document_wide("«Åtkomstlogg|Access log»", ""),
+        ];
+        for page in pages {
+            let english = localise(&page, Lang::En);
+            assert!(
+                !english.contains('«') && !english.contains("&laquo;"),
+                "{english}"
+            );
+            assert!(
+                english.contains("<title>Sign in</title>")
+                    || english.contains("<title>Access log</title>"),
+                "{english}"
+            );
+            assert!(localise(&page, Lang::Sv).contains("<html lang=\"sv\">"));
         }
     }
 

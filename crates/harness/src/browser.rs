@@ -4,6 +4,7 @@
 
 use base64::Engine;
 use serde_json::{json, Value};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -45,10 +46,13 @@ impl Browser {
             eprintln!("note: no chromium and chromedriver on the PATH; the browser sign-in is not checked");
             return None;
         };
+        // In a process group of its own, so that the browsers it starts
+        // end with it.
         let driver = Command::new(driver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("starting chromedriver");
         let base = format!("http://127.0.0.1:{port}");
@@ -332,6 +336,13 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // The driver and every browser it started.
+        if let Ok(group) = i32::try_from(self.driver.id()) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(group),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }

@@ -620,7 +620,12 @@ async fn start_console(
             &section.public_url(),
             gateway,
         )
-        .with_tiles(tiles),
+        .with_tiles(tiles)
+        .with_log_key(
+            core.federation
+                .member(&core.org)
+                .and_then(|m| m.log_vkey.clone()),
+        ),
     );
     // It stops with the node's other tasks.
     Ok(tokio::spawn(lagesbild_console::serve(

@@ -3,7 +3,7 @@
 //! [`PictureColumns`]), and the conversions between them. Both forms hold the
 //! same values in the same order; which one a caller gets is its choice.
 
-use crate::v1::{GridCell, PictureCell, PictureColumns, ReleaseColumns, ReleasedCount};
+use crate::v1::{GridCell, PeerAnswer, PictureCell, PictureColumns, ReleaseColumns, ReleasedCount};
 use prost_types::Timestamp;
 
 impl ReleaseColumns {
@@ -26,17 +26,13 @@ impl ReleaseColumns {
 
 impl PictureColumns {
     /// How many values, if the columns agree with each other: the same length
-    /// everywhere and as many contributors and withholders as counted. `None`
-    /// for a malformed picture.
+    /// everywhere and as many contributors as counted. `None` for a malformed
+    /// picture.
     pub fn checked_len(&self) -> Option<usize> {
         let values = self.values.as_ref()?;
         let n = values.checked_len()?;
-        let sum = |counts: &[u32]| counts.iter().map(|&c| c as usize).sum::<usize>();
-        (self.contributor_count.len() == n
-            && self.withheld_count.len() == n
-            && sum(&self.contributor_count) == self.contributors.len()
-            && sum(&self.withheld_count) == self.withheld_by.len())
-        .then_some(n)
+        let named: usize = self.contributor_count.iter().map(|&c| c as usize).sum();
+        (self.contributor_count.len() == n && named == self.contributors.len()).then_some(n)
     }
 }
 
@@ -99,24 +95,37 @@ pub fn rows(columns: &ReleaseColumns, size_m: Option<u32>, profile: bool) -> Vec
 }
 
 /// The cells of a columnar picture (which must be
-/// [`checked_len`](PictureColumns::checked_len)), as `PictureCell`s.
-pub fn picture_rows(columns: &PictureColumns, size_m: u32, profile: bool) -> Vec<PictureCell> {
+/// [`checked_len`](PictureColumns::checked_len)), as `PictureCell`s: each
+/// withheld by the `answers` that cover its category and did not give it.
+pub fn picture_rows(
+    columns: &PictureColumns,
+    size_m: u32,
+    profile: bool,
+    answers: &[PeerAnswer],
+) -> Vec<PictureCell> {
     let (Some(n), Some(values)) = (columns.checked_len(), columns.values.as_ref()) else {
         return Vec::new();
     };
-    let (mut gave, mut held) = (0, 0);
+    let mut gave = 0;
     (0..n)
         .map(|i| {
-            let contributors = columns.contributor_count[i] as usize;
-            let withheld = columns.withheld_count[i] as usize;
-            let cell = PictureCell {
+            let count = columns.contributor_count[i] as usize;
+            let contributors = columns.contributors[gave..gave + count].to_vec();
+            gave += count;
+            let category = values.category[i];
+            let withheld_by = answers
+                .iter()
+                .enumerate()
+                .filter(|(a, answer)| {
+                    answer.categories.contains(&category) && !contributors.contains(&(*a as u32))
+                })
+                .map(|(a, _)| a as u32)
+                .collect();
+            PictureCell {
                 value: Some(row(values, i, Some(size_m), profile)),
-                contributors: columns.contributors[gave..gave + contributors].to_vec(),
-                withheld_by: columns.withheld_by[held..held + withheld].to_vec(),
-            };
-            gave += contributors;
-            held += withheld;
-            cell
+                contributors,
+                withheld_by,
+            }
         })
         .collect()
 }
@@ -178,11 +187,22 @@ mod tests {
             ])),
             contributor_count: vec![1, 2],
             contributors: vec![0, 1, 2],
-            withheld_count: vec![0, 1],
-            withheld_by: vec![3],
         };
         assert_eq!(picture.checked_len(), Some(2));
-        let cells = picture_rows(&picture, 250, false);
+        // Answer 3 covers category 3 and gave nothing: it withheld value 1.
+        let answer = |categories: Vec<i32>| PeerAnswer {
+            categories,
+            ..PeerAnswer::default()
+        };
+        let answers = [
+            answer(vec![2]),
+            answer(vec![3]),
+            answer(vec![3]),
+            answer(vec![2, 3]),
+        ];
+        let cells = picture_rows(&picture, 250, false, &answers);
+        assert_eq!(cells[0].contributors, vec![0]);
+        assert_eq!(cells[0].withheld_by, vec![3]);
         assert_eq!(cells[1].contributors, vec![1, 2]);
         assert_eq!(cells[1].withheld_by, vec![3]);
         let short = PictureColumns {

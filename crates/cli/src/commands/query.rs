@@ -156,8 +156,12 @@ pub(crate) async fn picture(client: &Client, args: &Args) -> Result<SituationPic
             BucketKind::try_from(picture.bucket),
             Ok(BucketKind::HourOfDay | BucketKind::HourOfWeek)
         );
-        picture.cells =
-            lagesbild_proto::columns::picture_rows(&columns, picture.cell_size_m, profile);
+        picture.cells = lagesbild_proto::columns::picture_rows(
+            &columns,
+            picture.cell_size_m,
+            profile,
+            &picture.answers,
+        );
     }
     Ok(picture)
 }

@@ -216,8 +216,9 @@ fn values_of(release: &AggregateRelease) -> &ReleaseColumns {
 type Key = (i64, i32, u32, u32);
 
 /// Merges releases (in columns), each with the index of its answer in the
-/// picture: sums per (bucket, category, cell) in key order, the answers that
-/// contributed, and the answers covering the category that withheld it.
+/// picture: sums per (bucket, category, cell) in key order and the answers
+/// that contributed. (The answers covering a value's category that are not
+/// among them withheld it.)
 pub fn merge(releases: &[(u32, &AggregateRelease)]) -> PictureColumns {
     let columns: Vec<&ReleaseColumns> = releases.iter().map(|(_, r)| values_of(r)).collect();
     let key_at = |r: usize, i: usize| -> Key {
@@ -242,20 +243,6 @@ pub fn merge(releases: &[(u32, &AggregateRelease)]) -> PictureColumns {
         .collect();
     let index = |r: usize, at: usize| orders[r].as_ref().map_or(at, |o| o[at] as usize);
 
-    // The answers covering each category, in answer order (categories are
-    // small numbers; an unknown one is covered by no answer).
-    let mut covering: Vec<Vec<u32>> = Vec::new();
-    for (answer, release) in releases {
-        for &category in &release.categories {
-            let Ok(at) = usize::try_from(category) else {
-                continue;
-            };
-            if at >= covering.len() {
-                covering.resize(at + 1, Vec::new());
-            }
-            covering[at].push(*answer);
-        }
-    }
     let most = lengths.iter().copied().max().unwrap_or(0);
     let mut merged = PictureColumns {
         values: Some(ReleaseColumns {
@@ -268,8 +255,6 @@ pub fn merge(releases: &[(u32, &AggregateRelease)]) -> PictureColumns {
         }),
         contributor_count: Vec::with_capacity(most),
         contributors: Vec::with_capacity(most),
-        withheld_count: Vec::with_capacity(most),
-        withheld_by: Vec::with_capacity(most),
     };
     let out = merged.values.as_mut().expect("set above");
     // A k-way merge: the smallest key at the head of any release is the next
@@ -312,31 +297,8 @@ pub fn merge(releases: &[(u32, &AggregateRelease)]) -> PictureColumns {
         merged
             .contributor_count
             .push((merged.contributors.len() - gave_from) as u32);
-        close_cell(
-            &merged.contributors[gave_from..],
-            &mut merged.withheld_by,
-            &mut merged.withheld_count,
-            &covering,
-            key.1,
-        );
     }
     merged
-}
-
-/// Ends a merged value: the answers covering its `category` that are not
-/// among those that `gave` it withheld it.
-fn close_cell(
-    gave: &[u32],
-    withheld_by: &mut Vec<u32>,
-    withheld_count: &mut Vec<u32>,
-    covering: &[Vec<u32>],
-    category: i32,
-) {
-    let before = withheld_by.len();
-    if let Some(answers) = usize::try_from(category).ok().and_then(|c| covering.get(c)) {
-        withheld_by.extend(answers.iter().filter(|a| !gave.contains(a)));
-    }
-    withheld_count.push((withheld_by.len() - before) as u32);
 }
 
 /// Cells ranked by released severity, labelled with the nearest known place.
@@ -486,7 +448,7 @@ impl PictureService for PictureApi {
             .collect();
         let merged = merge(&indexed);
         let values = merged.values.as_ref().expect("merge sets values");
-        let answers = main
+        let answers: Vec<PeerAnswer> = main
             .iter()
             .map(|(org, result, took)| match result {
                 Ok(r) => PeerAnswer {
@@ -544,7 +506,10 @@ impl PictureService for PictureApi {
             (Vec::new(), Some(merged))
         } else {
             let is_profile = !profiles_wanted;
-            (picture_rows(&merged, filters.cell_size_m, is_profile), None)
+            (
+                picture_rows(&merged, filters.cell_size_m, is_profile, &answers),
+                None,
+            )
         };
         let mut response = Response::new(SituationPicture {
             home_org: self.org.clone(),
@@ -624,7 +589,15 @@ mod tests {
         let c = release("c", &[Theft], vec![value(1, Theft, 3, 8)]);
         let merged = merge(&[(0, &a), (2, &b), (3, &c)]);
         assert_eq!(merged.checked_len(), Some(4));
-        let got: Vec<Row> = picture_rows(&merged, 250, false)
+        // Answer 1 did not answer: it covers nothing.
+        let answers: Vec<PeerAnswer> = [&a.categories, &Vec::new(), &b.categories, &c.categories]
+            .into_iter()
+            .map(|categories| PeerAnswer {
+                categories: categories.clone(),
+                ..PeerAnswer::default()
+            })
+            .collect();
+        let got: Vec<Row> = picture_rows(&merged, 250, false, &answers)
             .iter()
             .map(|m| {
                 let v = m.value.unwrap();
