@@ -276,6 +276,77 @@ async fn the_console_api_gives_a_person_the_grpc_picture_through_the_same_checks
         .unwrap();
     assert_eq!(served, lagesbild_console::OPENAPI);
 
+    // Partners: the privacy budget each peer has left here today. Exact
+    // counts first; then a policy with noise, and one release spent.
+    let partners = || {
+        let https = https.clone();
+        let url = format!("https://127.0.0.1:{port}/api/v1/partners");
+        let session = session.clone();
+        async move {
+            let status: Value = https
+                .get(url)
+                .bearer_auth(session)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let scandic = status["peers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["org"] == PEER)
+                .unwrap()
+                .clone();
+            (
+                scandic["budget_per_day"].as_f64().unwrap(),
+                scandic["budget_left_today"].as_f64().unwrap(),
+            )
+        }
+    };
+    assert_eq!(partners().await, (0.0, 0.0), "exact counts: no budget");
+    let noisy = self::policy(&[HOME, PEER]).replace(
+        &format!("[peer.{PEER}]\n"),
+        &format!("[peer.{PEER}]\nepsilon_per_query = 0.5\nepsilon_per_day = 2.0\n"),
+    );
+    assert_ne!(noisy, self::policy(&[HOME, PEER]));
+    std::fs::write(fed.org_dir(HOME).join("policy.toml"), &noisy).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while partners().await.0 != 2.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new policy was not read"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    lagesbild_proto::v1::aggregate_service_client::AggregateServiceClient::new(fed.authed(
+        HOME,
+        PEER,
+        &["aggregate:read"],
+    ))
+    .release(ReleaseRequest {
+        from: Some(Timestamp {
+            seconds: now() - 86_400,
+            nanos: 0,
+        }),
+        to: Some(Timestamp {
+            seconds: now(),
+            nanos: 0,
+        }),
+        cell_size_m: 250,
+        bucket: BucketKind::Day as i32,
+        ..ReleaseRequest::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(partners().await, (2.0, 1.5), "one query of 0.5 spent");
+    std::fs::write(fed.org_dir(HOME).join("policy.toml"), self::policy(&[HOME, PEER])).unwrap();
+    while partners().await.0 != 0.0 {
+        assert!(std::time::Instant::now() < deadline + std::time::Duration::from_secs(30));
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
     // In a real browser: signed in through the form, the map draws the
     // cells the API gives for its default view (a month, 250 m).
     let month = https
@@ -403,6 +474,50 @@ async fn the_console_api_gives_a_person_the_grpc_picture_through_the_same_checks
         browser.attribute("body", "data-cells").await,
         expected.len().to_string()
     );
+
+    // From the keyboard: the map centred on a cell, Enter opens that cell's
+    // detail, with its weeks' trend.
+    browser.click("#by-hour").await;
+    browser.find("#hour[disabled]").await;
+    browser.find("body[data-cells]").await;
+    let key = browser
+        .execute(
+            "var c = window.lagesbild.cells._cells[0]; var lat = 0, lon = 0;             c.corners.forEach(function (p) { lat += p[0] / 4; lon += p[1] / 4; });             window.lagesbild.map.setView([lat, lon], 16, { animate: false }); return c.key;",
+            serde_json::json!([]),
+            false,
+        )
+        .await;
+    let key = key.as_str().unwrap().to_owned();
+    browser
+        .execute(
+            "document.getElementById('map').focus();",
+            serde_json::json!([]),
+            false,
+        )
+        .await;
+    browser.type_into("#map", "\u{E007}").await;
+    assert_eq!(browser.attribute(".cell-detail", "data-cell").await, key);
+    let weeks = browser.attribute(".trend[data-weeks]", "data-weeks").await;
+    assert!(!weeks.is_empty(), "the cell's last weeks");
+
+    // On a tablet (768 × 1024): nothing wider than the screen, the map shown.
+    browser.window_size(768, 1024).await;
+    browser.open(&format!("https://127.0.0.1:{port}/")).await;
+    browser.find("body[data-cells]").await;
+    let fits = browser
+        .execute(
+            "return [document.documentElement.scrollWidth, window.innerWidth, document.getElementById('map').getBoundingClientRect().height];",
+            serde_json::json!([]),
+            false,
+        )
+        .await;
+    let (wide, screen, map) = (
+        fits[0].as_f64().unwrap(),
+        fits[1].as_f64().unwrap(),
+        fits[2].as_f64().unwrap(),
+    );
+    assert!(wide <= screen, "{wide} px wide on a {screen} px screen");
+    assert!(map > 300.0, "the map is {map} px high");
 }
 
 /// A policy admin sees what a peer would receive under a draft before it is

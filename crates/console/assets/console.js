@@ -201,6 +201,14 @@
     var cell = cellsLayer.cellAt(e.layerPoint);
     if (cell) { L.popup().setLatLng(e.latlng).setContent(cellDetail(cell)).openOn(map); }
   });
+  // From the keyboard: Enter on the map opens the cell in its centre.
+  map.getContainer().addEventListener('keydown', function (e) {
+    if (e.key !== 'Enter') { return; }
+    var centre = map.getCenter();
+    var cell = cellsLayer.cellAt(map.latLngToLayerPoint(centre));
+    status.textContent = cell ? '' : t('Ingen ruta i mitten av kartan.', 'No cell in the centre of the map.');
+    if (cell) { L.popup().setLatLng(centre).setContent(cellDetail(cell)).openOn(map); }
+  });
 
   // What one cell holds: per category, who gave their part, who withheld it,
   // and its released counts week by week over the last eight weeks.
@@ -280,8 +288,11 @@
       body.textContent = '';
       status.peers.forEach(function (p) {
         var row = document.createElement('tr');
+        // The privacy budget each peer has left here today (ε), or exact counts.
+        var budget = p.role !== 'member' ? '-' : p.budget_per_day ?
+          (p.budget_left_today.toFixed(2) + t(' av ', ' of ') + p.budget_per_day.toFixed(2)) : t('exakta tal', 'exact counts');
         [p.org, p.role, p.reachable ? t('ja', 'yes') : (p.endpoint ? t('nej', 'no') : '-'),
-         p.reachable ? p.rtt_ms.toFixed(1) + ' ms' : '', p.version,
+         p.reachable ? p.rtt_ms.toFixed(1) + ' ms' : '', p.version, budget,
          p.witness_alarm || p.error || ''].forEach(function (text) {
           var td = document.createElement('td');
           td.textContent = text;
@@ -290,17 +301,6 @@
         body.appendChild(row);
       });
       document.body.setAttribute('data-partners', String(status.peers.length));
-      // A policy admin also sees the privacy budget each peer has left here today.
-      status.peers.forEach(function (p, i) {
-        get('/api/v1/policy/explain?peer=' + encodeURIComponent(p.org)).then(function (answer) {
-          var noise = answer.explanation && answer.explanation.noise;
-          var row = body.children[i];
-          if (!row) { return; }
-          var td = document.createElement('td');
-          td.textContent = noise ? (t('ε kvar i dag: ', 'ε left today: ') + noise.left_today) : t('ingen budget', 'no budget');
-          row.appendChild(td);
-        }).catch(function () { /* not a policy admin: no budget column */ });
-      });
     }).catch(function (e) { document.getElementById('partners-status').textContent = e.message; });
   }
   partners();

@@ -668,6 +668,8 @@ pub fn partners_json(status: &lagesbild_proto::v1::FederationStatusResponse) -> 
                 "seen_as": p.seen_as,
                 "witnessed_log_size": p.witnessed_log_size,
                 "witness_alarm": p.witness_alarm,
+                "budget_per_day": p.budget_per_day,
+                "budget_left_today": p.budget_left_today,
             })
         })
         .collect();

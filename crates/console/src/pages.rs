@@ -89,7 +89,7 @@ const SWITCH: &str = "<p class=\"lang\">«<a href=\"/lang/en\" lang=\"en\">Engli
 const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem;color:#111;background:#fff}\
 label{display:block;margin:.8rem 0 .2rem}input{font-size:1rem;padding:.4rem;width:100%;box-sizing:border-box}\
 button,a.button{display:inline-block;margin-top:1rem;font-size:1rem;padding:.5rem 1rem;background:#0b3d91;color:#fff;border:0;text-decoration:none}\
-p.error{color:#8b0000}";
+p.error{color:#8b0000}:focus-visible{outline:3px solid #0b3d91;outline-offset:2px}";
 
 /// A page; `title` is a template (its language markers are picked), never outside text.
 fn document(title: &'static str, body: &str) -> String {
@@ -152,11 +152,12 @@ pub(crate) fn home(org: &str, session: &ActiveSession, tiles: Option<&crate::Til
 <label for=\"category\">«Kategori|Category»</label><select id=\"category\"><option value=\"\">«Alla|All»</option>{categories}</select>\
 <label><input type=\"checkbox\" id=\"by-hour\"> «Timme för timme|Hour by hour»</label>\
 <label for=\"hour\">«Timme|Hour»</label><input type=\"range\" id=\"hour\" min=\"0\" max=\"0\" value=\"0\" disabled><output id=\"hour-label\" for=\"hour\"></output>\
-</div><div id=\"map\" role=\"region\" aria-label=\"«Karta|Map»\"></div>\
+</div><div id=\"map\" role=\"region\" aria-label=\"«Karta|Map»\" aria-describedby=\"map-keys\"></div>\
+<p id=\"map-keys\" class=\"hint\">«Piltangenter flyttar kartan, + och − zoomar, Enter visar rutan i mitten.|Arrow keys move the map, + and − zoom, Enter shows the cell in the centre.»</p>\
 <p id=\"status\" aria-live=\"polite\"></p><h2>«Timme på dygnet|Hour of day»</h2><div id=\"hours\" class=\"chart\" role=\"img\" data-title=\"«Timme på dygnet|Hour of day»\" aria-label=\"«Timme på dygnet|Hour of day»\"></div>\
 <h2>«Timme i veckan|Hour of week»</h2><div id=\"week-hours\" class=\"chart\" role=\"img\" data-title=\"«Timme i veckan|Hour of week»\" aria-label=\"«Timme i veckan|Hour of week»\"></div>\
 <h2>«Svar|Answers»</h2><ul id=\"answers\"></ul>\
-<h2>«Partner|Partners»</h2><p id=\"partners-status\"></p><table id=\"partners\"><thead><tr><th>Org</th><th>«Roll|Role»</th><th>«Nås|Reachable»</th><th>RTT</th><th>Version</th><th>«Anmärkning|Note»</th></tr></thead><tbody></tbody></table>\
+<h2>«Partner|Partners»</h2><p id=\"partners-status\"></p><table id=\"partners\"><thead><tr><th>Org</th><th>«Roll|Role»</th><th>«Nås|Reachable»</th><th>RTT</th><th>Version</th><th>«Integritetsbudget kvar i dag (ε)|Privacy budget left today (ε)»</th><th>«Anmärkning|Note»</th></tr></thead><tbody></tbody></table>\
 <h2>«Händelser|Live events»</h2><label><input type=\"checkbox\" id=\"notify\"> «Aviseringar|Notifications»</label><label><input type=\"checkbox\" id=\"sound\"> «Ljud vid larm|Sound on alerts»</label>\
 <p id=\"live\" aria-live=\"polite\"></p><ul id=\"events\"></ul></main>\
 <script src=\"/assets/leaflet.js\"></script><script src=\"/assets/console.js\"></script>",
@@ -290,6 +291,57 @@ mod tests {
                 assert!(!shown.contains('«') && !shown.contains('»'), "{shown}");
             }
         }
+    }
+
+    /// WCAG 2.1 relative luminance of `#rrggbb` or `#rgb`.
+    fn luminance(hex: &str) -> f64 {
+        let hex = hex.trim_start_matches('#');
+        let full: String = if hex.len() == 3 {
+            hex.chars().flat_map(|c| [c, c]).collect()
+        } else {
+            hex.to_owned()
+        };
+        let channel = |i: usize| {
+            let c = f64::from(u8::from_str_radix(&full[i..i + 2], 16).unwrap()) / 255.0;
+            if c <= 0.03928 {
+                c / 12.92
+            } else {
+                ((c + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        0.2126 * channel(0) + 0.7152 * channel(2) + 0.0722 * channel(4)
+    }
+
+    fn contrast(a: &str, b: &str) -> f64 {
+        let (a, b) = (luminance(a), luminance(b));
+        (a.max(b) + 0.05) / (a.min(b) + 0.05)
+    }
+
+    /// Every text colour the pages set, on its background, reaches WCAG 2.1
+    /// AA for normal text (4.5:1); each pair is read from the style itself.
+    #[test]
+    fn text_colours_meet_wcag_aa_contrast() {
+        assert!(
+            (contrast("#000", "#fff") - 21.0).abs() < 0.01,
+            "the formula"
+        );
+        assert!(contrast("#999", "#fff") < 4.5, "a control that fails");
+        for (rule, text, background) in [
+            ("body{", "#111", "#fff"),
+            ("button,a.button{", "#fff", "#0b3d91"),
+            ("p.error{", "#8b0000", "#fff"),
+        ] {
+            let at = STYLE
+                .find(rule)
+                .unwrap_or_else(|| panic!("no {rule} in the style"));
+            let declared = &STYLE[at..STYLE[at..].find('}').unwrap() + at];
+            assert!(declared.contains(&format!("color:{text}")), "{declared}");
+            let ratio = contrast(text, background);
+            assert!(ratio >= 4.5, "{rule} {text} on {background}: {ratio:.2}");
+        }
+        // The focus outline against the page (non-text: 3:1).
+        assert!(STYLE.contains(":focus-visible{outline:3px solid #0b3d91"));
+        assert!(contrast("#0b3d91", "#fff") >= 3.0);
     }
 
     #[test]

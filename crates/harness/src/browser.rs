@@ -162,6 +162,16 @@ impl Browser {
         .await;
     }
 
+    /// Sets the window's size in CSS pixels.
+    pub async fn window_size(&self, width: u32, height: u32) {
+        self.call(
+            reqwest::Method::POST,
+            "/window/rect",
+            json!({"width": width, "height": height}),
+        )
+        .await;
+    }
+
     /// Opens `url`.
     pub async fn open(&self, url: &str) {
         self.call(reqwest::Method::POST, "/url", json!({"url": url}))

@@ -334,7 +334,8 @@ impl Core {
             .map_err(|e| NodeError::Startup(format!("reflection: {e}")))?;
         let node_service = NodeServiceServer::new(
             NodeApi::new(org.clone(), self.federation.clone(), self.peer_client())
-                .with_coverage(self.loaded.config.reports.coverage),
+                .with_coverage(self.loaded.config.reports.coverage)
+                .with_gate(self.gate.clone()),
         );
         let write_purposes: Arc<[String]> =
             self.loaded.config.reports.write_purposes.clone().into();

@@ -3,6 +3,7 @@
 use super::caller;
 use crate::peer_client::PeerClient;
 use crate::peers::PeerGrant;
+use crate::release::ReleaseGate;
 use crate::VERSION;
 use futures::future::join_all;
 use lagesbild_identity::{Federation, Member, Role};
@@ -29,6 +30,8 @@ pub struct NodeApi {
     federation: Arc<Federation>,
     peers: PeerClient,
     coverage: Coverage,
+    /// The gate whose budgets `FederationStatus` reports, if any.
+    gate: Option<Arc<ReleaseGate>>,
 }
 
 impl NodeApi {
@@ -39,7 +42,15 @@ impl NodeApi {
             federation,
             peers,
             coverage: Coverage::STOCKHOLM_INNER_CITY,
+            gate: None,
         }
+    }
+
+    /// The same service, reporting each peer's privacy budget at `gate`.
+    #[must_use]
+    pub fn with_gate(mut self, gate: Arc<ReleaseGate>) -> Self {
+        self.gate = Some(gate);
+        self
     }
 
     /// The same service, drawing `coverage` on the offline map.
@@ -64,6 +75,18 @@ impl NodeApi {
             status.error = "runs no node".into();
             return status;
         };
+        if let Some(gate) = &self.gate {
+            let policy = gate.policy().current();
+            if let Some((Some(_), Some(per_day))) = policy
+                .peer(&member.id)
+                .map(|p| (p.epsilon_per_query, p.epsilon_per_day))
+            {
+                status.budget_per_day = per_day.as_f64();
+                status.budget_left_today = per_day
+                    .saturating_sub(gate.spent_today(&member.id))
+                    .as_f64();
+            }
+        }
         if let Some(state) = self.peers.witnessed(&member.id) {
             status.witnessed_log_size = state.size;
             status.witness_alarm = state.alarm.map(|a| a.reason).unwrap_or_default();
