@@ -341,7 +341,11 @@ async fn the_console_api_gives_a_person_the_grpc_picture_through_the_same_checks
     .await
     .unwrap();
     assert_eq!(partners().await, (2.0, 1.5), "one query of 0.5 spent");
-    std::fs::write(fed.org_dir(HOME).join("policy.toml"), self::policy(&[HOME, PEER])).unwrap();
+    std::fs::write(
+        fed.org_dir(HOME).join("policy.toml"),
+        self::policy(&[HOME, PEER]),
+    )
+    .unwrap();
     while partners().await.0 != 0.0 {
         assert!(std::time::Instant::now() < deadline + std::time::Duration::from_secs(30));
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;

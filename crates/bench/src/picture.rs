@@ -123,6 +123,14 @@ async fn measure(federation: &OneNode, bench: &PictureRun<'_>) -> Result<()> {
             .unwrap_or(first.cells.len());
         let mut latencies = Vec::with_capacity(bench.queries);
         let mut slowest_answers = Vec::with_capacity(bench.queries);
+        // CPU of every process over the timed pictures: where a picture's work goes.
+        let pids: Vec<u32> = std::iter::once(&federation.node)
+            .chain(&federation.others)
+            .map(|n| n.pid())
+            .chain(std::iter::once(std::process::id()))
+            .collect();
+        let cpu = || -> Result<Vec<f64>> { pids.iter().map(|&p| crate::cpu_seconds(p)).collect() };
+        let cpu_before = cpu()?;
         for _ in 0..bench.queries {
             let started = Instant::now();
             let picture = client.picture(request.clone()).await?.into_inner();
@@ -143,6 +151,11 @@ async fn measure(federation: &OneNode, bench: &PictureRun<'_>) -> Result<()> {
                 );
             }
         }
+        let cpu_ms: Vec<f64> = cpu()?
+            .iter()
+            .zip(&cpu_before)
+            .map(|(after, before)| (after - before) * 1e3 / bench.queries as f64)
+            .collect();
         latencies.sort_unstable();
         slowest_answers.sort_unstable();
         let at = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
@@ -154,6 +167,17 @@ async fn measure(federation: &OneNode, bench: &PictureRun<'_>) -> Result<()> {
             ms(at(0.99)),
             ms(at(1.0)),
             ms(slowest_answers[slowest_answers.len() / 2]),
+        );
+        let (home_cpu, rest) = cpu_ms.split_first().expect("the home node");
+        let (client_cpu, peers_cpu) = rest.split_last().expect("the client");
+        println!(
+            "    CPU a picture: home node {home_cpu:.1} ms, peers {} ms, client {client_cpu:.1} ms; in all {:.1} ms on 2 cores",
+            peers_cpu
+                .iter()
+                .map(|c| format!("{c:.1}"))
+                .collect::<Vec<_>>()
+                .join(" / "),
+            cpu_ms.iter().sum::<f64>()
         );
     }
     Ok(())

@@ -59,8 +59,9 @@ pub enum GateError {
 /// A release and what is left of the budget.
 #[derive(Debug)]
 pub struct GateRelease {
-    /// The engine's release.
-    pub release: Release,
+    /// The engine's release (shared: a release without noise may be given
+    /// again while its counters are unchanged).
+    pub release: Arc<Release>,
     /// Budget left today after this release (when it had noise).
     pub budget_left: Option<Epsilon>,
 }
@@ -76,6 +77,7 @@ pub struct ReleaseGate {
     /// The local day whose old budget accounts were last pruned.
     pruned_day: AtomicU32,
     atoms: Arc<AtomCache>,
+    releases: Arc<ReleaseCache>,
     clock: SharedClock,
 }
 
@@ -166,6 +168,55 @@ impl AtomCache {
     }
 }
 
+/// Most released values the release cache holds in all (about 40 bytes each).
+const RELEASE_CACHE_VALUES: usize = 500_000;
+
+/// Releases without noise are a function of their plan and their counters:
+/// the last ones made are kept, by plan and the stamps of the counters under
+/// it, and given again while none of those counters changed. Releases with
+/// noise are never kept: each draws its noise afresh.
+#[derive(Debug, Default)]
+struct ReleaseCache {
+    entries: Mutex<ReleaseEntries>,
+}
+
+/// The stamps of the counters under each piece of a plan.
+type Stamps = Vec<(u64, usize)>;
+
+#[derive(Debug, Default)]
+struct ReleaseEntries {
+    by_plan: HashMap<String, (Stamps, Arc<Release>)>,
+    values: usize,
+}
+
+impl ReleaseCache {
+    fn get(&self, key: &str, stamps: &[(u64, usize)]) -> Option<Arc<Release>> {
+        let entries = self.lock();
+        let (held, release) = entries.by_plan.get(key)?;
+        (held.as_slice() == stamps).then(|| release.clone())
+    }
+
+    fn put(&self, key: String, stamps: Stamps, release: Arc<Release>) {
+        let size = release.counts.len();
+        if size > RELEASE_CACHE_VALUES {
+            return;
+        }
+        let mut entries = self.lock();
+        if entries.values + size > RELEASE_CACHE_VALUES {
+            entries.by_plan.clear();
+            entries.values = 0;
+        }
+        entries.values += size;
+        if let Some((_, replaced)) = entries.by_plan.insert(key, (stamps, release)) {
+            entries.values -= replaced.counts.len();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ReleaseEntries> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// Budget spent by `peer` on the local day of the UTC `hour`, as recorded in `store`.
 pub fn spent_on_day_of(store: &Store, peer: &str, hour: u32) -> Epsilon {
     Epsilon::from_micros(store.spent(&BudgetAccount::new(peer, local_day(hour))))
@@ -183,6 +234,7 @@ impl ReleaseGate {
             rate,
             pruned_day: AtomicU32::new(0),
             atoms: Arc::new(AtomCache::default()),
+            releases: Arc::new(ReleaseCache::default()),
             clock: SystemClock::shared(),
         }
     }
@@ -281,20 +333,38 @@ impl ReleaseGate {
         let store = self.store.clone();
         let rng = self.rng.clone();
         let atom_cache = self.atoms.clone();
+        let release_cache = self.releases.clone();
         let make = move || {
-            let atoms = if small {
-                plan.atoms(counters(&store, family, &plan))
-            } else {
-                // A large window's sums are kept by piece (a day of hours, a
-                // whole day, week or month) until its counters change: a month
-                // asked again, or an hour later, reads only what changed.
-                let mut atoms = Atoms::default();
-                for piece in plan.pieces() {
-                    atoms.extend(&atom_cache.atoms(&store, family, &piece));
+            if small {
+                return Arc::new(plan.release(counters(&store, family, &plan), &mut &*rng));
+            }
+            // A large window's sums are kept by piece (a day of hours, a
+            // whole day, week or month) until its counters change: a month
+            // asked again, or an hour later, reads only what changed.
+            let pieces = plan.pieces();
+            // Without noise the whole release is kept too. The stamps are read
+            // before the counters, as for the sums.
+            let exact = plan.epsilon.is_none().then(|| {
+                let stamps: Stamps = pieces
+                    .iter()
+                    .map(|p| store.counters_stamp(family, p.from_hour, p.to_hour))
+                    .collect();
+                (format!("{family:?} {plan:?}"), stamps)
+            });
+            if let Some((key, stamps)) = &exact {
+                if let Some(release) = release_cache.get(key, stamps) {
+                    return release;
                 }
-                atoms
-            };
-            plan.release_atoms(&atoms, &mut &*rng)
+            }
+            let mut atoms = Atoms::default();
+            for piece in &pieces {
+                atoms.extend(&atom_cache.atoms(&store, family, piece));
+            }
+            let release = Arc::new(plan.release_atoms(&atoms, &mut &*rng));
+            if let Some((key, stamps)) = exact {
+                release_cache.put(key, stamps, release.clone());
+            }
+            release
         };
         let release = if small {
             make()
@@ -397,6 +467,81 @@ mod tests {
                 .map(|(_, a)| a.len())
                 .sum::<usize>()
         );
+    }
+
+    /// A gate over `store` whose policy gives scandic `extra` on top of
+    /// hourly 250 m releases at k = 3.
+    fn gate_with(dir: &std::path::Path, store: Store, extra: &str) -> ReleaseGate {
+        let path = dir.join("policy.toml");
+        let text = format!(
+            "version = 1\n[peer.scandic]\nscopes = [\"aggregate:read\"]\npurposes = [\"p\"]\ncategories = [\"all\"]\n\
+             finest_cell = 250\nfinest_bucket = \"hour\"\nk = 3\n{extra}"
+        );
+        std::fs::write(&path, &text).unwrap();
+        let policy = lagesbild_policy::Policy::parse(&text).unwrap();
+        ReleaseGate::new(
+            OrgId::parse("polisen").unwrap(),
+            Arc::new(PolicyHandle::new(path, policy)),
+            store,
+            Default::default(),
+        )
+    }
+
+    #[tokio::test]
+    async fn an_exact_release_is_given_again_until_its_counters_change_a_noisy_one_never() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store"), StoreOptions::default()).unwrap();
+        let day = 480_000 / 24 * 24;
+        // Three reports in each (hour, cell), over the inline limit of
+        // counters, so that the release is made by pieces.
+        let many: Vec<NewReport> = (0..3 * (INLINE_COUNTERS as u32 + 1))
+            .map(|i| {
+                let atom = i / 3;
+                let mut r = report(&format!("a{i}"), day + (atom % 48));
+                r.cell250.easting += (atom / 48) * 250;
+                r
+            })
+            .collect();
+        store.insert(many).await.unwrap();
+        let (scandic, p) = (
+            OrgId::parse("scandic").unwrap(),
+            Purpose::parse("p").unwrap(),
+        );
+        let query = || ReleaseQuery {
+            from_hour: day,
+            to_hour: day + 48,
+            categories: Default::default(),
+            area: None,
+            cell_size: CellSize::M250,
+            bucket: BucketKind::Hour,
+        };
+        let gate = gate_with(dir.path(), store.clone(), "");
+        let first = gate.aggregate(&scandic, &p, query()).await.unwrap().release;
+        let again = gate.aggregate(&scandic, &p, query()).await.unwrap().release;
+        assert!(Arc::ptr_eq(&first, &again), "the same release, kept");
+        // A report under it: made afresh, and it counts the report.
+        store.insert(vec![report("late", day + 1)]).await.unwrap();
+        let after = gate.aggregate(&scandic, &p, query()).await.unwrap().release;
+        assert!(!Arc::ptr_eq(&first, &after));
+        let total = |r: &Release| r.counts.iter().map(|v| v.count).sum::<u64>();
+        assert_eq!(total(&after), total(&first) + 1);
+        // With noise, every release is new.
+        let noisy = gate_with(
+            dir.path(),
+            store,
+            "epsilon_per_query = 0.1\nepsilon_per_day = 100.0\n",
+        );
+        let one = noisy
+            .aggregate(&scandic, &p, query())
+            .await
+            .unwrap()
+            .release;
+        let two = noisy
+            .aggregate(&scandic, &p, query())
+            .await
+            .unwrap()
+            .release;
+        assert!(!Arc::ptr_eq(&one, &two), "noise is drawn afresh");
     }
 
     #[tokio::test]

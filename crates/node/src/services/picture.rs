@@ -185,17 +185,27 @@ fn in_columns(mut release: AggregateRelease) -> Answer {
         release.columns = Some(columns_of(&release.counts));
         release.counts = Vec::new();
     }
-    match release
-        .columns
-        .as_ref()
-        .and_then(ReleaseColumns::checked_len)
-    {
-        Some(_) => Ok(release),
-        None => Err((
-            AnswerStatus::Error,
-            "the release's columns differ in length".to_owned(),
-        )),
+    let error = |reason: &str| Err((AnswerStatus::Error, reason.to_owned()));
+    let Some(columns) = release.columns.as_ref() else {
+        return error("the release has no values");
+    };
+    if columns.checked_len().is_none() {
+        return error("the release's columns differ in length");
     }
+    // What the merge's keys hold (see `key_of`): categories are small
+    // numbers, cells lie in SWEREF 99 TM (eastings and northings under 2^24 m).
+    if columns.category.iter().any(|c| !(0..=255).contains(c)) {
+        return error("the release names a category that is no category");
+    }
+    if columns
+        .easting
+        .iter()
+        .chain(&columns.northing)
+        .any(|m| *m >= 1 << 24)
+    {
+        return error("the release names a cell outside SWEREF 99 TM");
+    }
+    Ok(release)
 }
 
 /// A release's values (empty if it has no columns: see [`in_columns`]).
@@ -211,9 +221,18 @@ fn values_of(release: &AggregateRelease) -> &ReleaseColumns {
     release.columns.as_ref().unwrap_or(&EMPTY)
 }
 
-/// (bucket, category, northing, easting): the order of a release's values
-/// (cells row by row from the south, as the store keeps them).
-type Key = (i64, i32, u32, u32);
+/// A value's place in the order of a release's values, (bucket, category,
+/// northing, easting) (cells row by row from the south, as the store keeps
+/// them), as one number: the bucket's 64 bits (sign flipped, so that they
+/// order as numbers), then 8 of the category and 24 of each coordinate, which
+/// [`in_columns`] has checked they fit.
+fn key_of(v: &ReleaseColumns, i: usize) -> u128 {
+    let bucket = (v.bucket[i] as u64) ^ (1 << 63);
+    u128::from(bucket) << 56
+        | u128::from(v.category[i] as u8) << 48
+        | u128::from(v.northing[i]) << 24
+        | u128::from(v.easting[i])
+}
 
 /// Merges releases (in columns), each with the index of its answer in the
 /// picture: sums per (bucket, category, cell) in key order and the answers
@@ -221,29 +240,20 @@ type Key = (i64, i32, u32, u32);
 /// among them withheld it.)
 pub fn merge(releases: &[(u32, &AggregateRelease)]) -> PictureColumns {
     let columns: Vec<&ReleaseColumns> = releases.iter().map(|(_, r)| values_of(r)).collect();
-    let key_at = |r: usize, i: usize| -> Key {
-        let v = columns[r];
-        (v.bucket[i], v.category[i], v.northing[i], v.easting[i])
-    };
-    // Each release is walked in key order: as it came (a node of ours sends
-    // its values sorted), or through a sorted index if it came otherwise.
-    let lengths: Vec<usize> = columns
+    // Each release's keys in key order: as it came (a node of ours sends its
+    // values sorted), or sorted here if it came otherwise.
+    let keyed: Vec<Vec<(u128, u32)>> = columns
         .iter()
-        .map(|v| v.checked_len().unwrap_or(0))
-        .collect();
-    let orders: Vec<Option<Vec<u32>>> = (0..columns.len())
-        .map(|r| {
-            let sorted = (1..lengths[r]).all(|i| key_at(r, i - 1) <= key_at(r, i));
-            (!sorted).then(|| {
-                let mut order: Vec<u32> = (0..lengths[r] as u32).collect();
-                order.sort_by_key(|&i| key_at(r, i as usize));
-                order
-            })
+        .map(|v| {
+            let n = v.checked_len().unwrap_or(0);
+            let mut keys: Vec<(u128, u32)> = (0..n).map(|i| (key_of(v, i), i as u32)).collect();
+            if !keys.windows(2).all(|w| w[0].0 <= w[1].0) {
+                keys.sort_by_key(|(key, _)| *key);
+            }
+            keys
         })
         .collect();
-    let index = |r: usize, at: usize| orders[r].as_ref().map_or(at, |o| o[at] as usize);
-
-    let most = lengths.iter().copied().max().unwrap_or(0);
+    let most = keyed.iter().map(Vec::len).max().unwrap_or(0);
     let mut merged = PictureColumns {
         values: Some(ReleaseColumns {
             bucket: Vec::with_capacity(most),
@@ -259,28 +269,29 @@ pub fn merge(releases: &[(u32, &AggregateRelease)]) -> PictureColumns {
     let out = merged.values.as_mut().expect("set above");
     // A k-way merge: the smallest key at the head of any release is the next
     // value; every release with that key at its head adds to it.
-    let mut heads = vec![0usize; columns.len()];
+    let mut heads = vec![0usize; keyed.len()];
     loop {
-        let mut next: Option<Key> = None;
-        for r in 0..columns.len() {
-            if heads[r] < lengths[r] {
-                let key = key_at(r, index(r, heads[r]));
-                if next.is_none_or(|n| key < n) {
-                    next = Some(key);
-                }
-            }
-        }
+        let next = keyed
+            .iter()
+            .zip(&heads)
+            .filter_map(|(keys, &head)| keys.get(head).map(|(key, _)| *key))
+            .min();
         let Some(key) = next else { break };
         let (mut count, mut severity_sum) = (0, 0);
+        let mut first = None;
         let gave_from = merged.contributors.len();
-        for r in 0..columns.len() {
+        for (r, keys) in keyed.iter().enumerate() {
             let mut gave = false;
             // A key twice in one release (not from a node of ours) is summed,
             // and its org named once.
-            while heads[r] < lengths[r] && key_at(r, index(r, heads[r])) == key {
-                let i = index(r, heads[r]);
+            while let Some(&(k, i)) = keys.get(heads[r]) {
+                if k != key {
+                    break;
+                }
+                let i = i as usize;
                 count += columns[r].count[i];
                 severity_sum += columns[r].severity_sum[i];
+                first.get_or_insert((r, i));
                 heads[r] += 1;
                 gave = true;
             }
@@ -288,10 +299,12 @@ pub fn merge(releases: &[(u32, &AggregateRelease)]) -> PictureColumns {
                 merged.contributors.push(releases[r].0);
             }
         }
-        out.bucket.push(key.0);
-        out.category.push(key.1);
-        out.northing.push(key.2);
-        out.easting.push(key.3);
+        let (r, i) = first.expect("the smallest key is some release's");
+        let v = columns[r];
+        out.bucket.push(v.bucket[i]);
+        out.category.push(v.category[i]);
+        out.northing.push(v.northing[i]);
+        out.easting.push(v.easting[i]);
         out.count.push(count);
         out.severity_sum.push(severity_sum);
         merged
@@ -567,6 +580,29 @@ mod tests {
 
     /// Hour, category, easting, count, severity sum, contributors, withheld by.
     type Row = (i64, i32, u32, u64, u64, Vec<u32>, Vec<u32>);
+
+    #[test]
+    fn a_release_the_merge_cannot_order_is_an_error_not_a_wrong_picture() {
+        let good = value(1, Category::Violence, 3, 4);
+        assert!(in_columns(release("a", &[Category::Violence], vec![good])).is_ok());
+        let mut columns = columns_of(&[good]);
+        columns.category[0] = 300;
+        let bad = AggregateRelease {
+            columns: Some(columns),
+            ..AggregateRelease::default()
+        };
+        let (status, reason) = in_columns(bad).unwrap_err();
+        assert_eq!(status, AnswerStatus::Error);
+        assert!(reason.contains("category"), "{reason}");
+        let mut far = good;
+        far.cell.as_mut().unwrap().easting = 1 << 24;
+        let (_, reason) = in_columns(AggregateRelease {
+            counts: vec![far],
+            ..AggregateRelease::default()
+        })
+        .unwrap_err();
+        assert!(reason.contains("SWEREF"), "{reason}");
+    }
 
     #[test]
     fn merge_sums_each_value_and_names_who_gave_and_who_withheld_it_in_any_order() {
