@@ -70,6 +70,19 @@ fn api_cells(picture: &Value) -> Cells {
         .collect()
 }
 
+/// GET `url` with the session `session`; its JSON answer.
+async fn get_json(https: &reqwest::Client, url: &str, session: &str) -> Value {
+    https
+        .get(url)
+        .bearer_auth(session)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Both members with a policy for each other, and `HOME`'s node with a
 /// console (`console` is its node.toml table) on a port the system picks.
 struct WithConsole {
@@ -283,15 +296,7 @@ async fn the_console_api_gives_a_person_the_grpc_picture_through_the_same_checks
         let url = format!("https://127.0.0.1:{port}/api/v1/partners");
         let session = session.clone();
         async move {
-            let status: Value = https
-                .get(url)
-                .bearer_auth(session)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let status: Value = get_json(&https, &url, &session).await;
             let scandic = status["peers"]
                 .as_array()
                 .unwrap()
@@ -353,19 +358,16 @@ async fn the_console_api_gives_a_person_the_grpc_picture_through_the_same_checks
 
     // In a real browser: signed in through the form, the map draws the
     // cells the API gives for its default view (a month, 250 m).
-    let month = https
-        .get(format!(
+    let month = get_json(
+        &https,
+        &format!(
             "https://127.0.0.1:{port}/api/v1/picture?bucket=day&cell=250&from={}&to={}",
             iso(now() - 30 * 86_400),
             iso(now() + 60)
-        ))
-        .bearer_auth(&session)
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+        ),
+        &session,
+    )
+    .await;
     let distinct: BTreeSet<(u64, u64)> = api_cells(&month)
         .into_iter()
         .map(|(e, n, _, _, _)| (e, n))
@@ -404,19 +406,11 @@ async fn the_console_api_gives_a_person_the_grpc_picture_through_the_same_checks
             false,
         )
         .await;
-    let hourly = https
-        .get(format!(
+    let hourly = get_json(&https, &format!(
             "https://127.0.0.1:{port}/api/v1/picture?form=columns&bucket=hour&cell=250&from={}&to={}",
             window["from"].as_str().unwrap(),
             window["to"].as_str().unwrap()
-        ))
-        .bearer_auth(&session)
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+        ), &session).await;
     let values = &hourly["values"];
     let buckets: Vec<i64> = values["bucket"]
         .as_array()
@@ -541,29 +535,13 @@ async fn policy_admins_preview_a_draft_before_it_is_saved() {
         let https = https.clone();
         let url = api(&format!("policy/explain?peer={PEER}"));
         async move {
-            let answer: Value = https
-                .get(url)
-                .bearer_auth(who)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let answer: Value = get_json(&https, &url, &who).await;
             answer
         }
     };
     let before = explain(session.clone()).await;
     assert_eq!(before["explanation"]["named"], true, "{before}");
-    let current: Value = https
-        .get(api("policy"))
-        .bearer_auth(&session)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let current: Value = get_json(&https, &api("policy"), &session).await;
     assert_eq!(current["text"], policy(&[HOME, PEER]).as_str());
 
     // A draft that names only the node's own org: scandic would get nothing.

@@ -7,6 +7,18 @@ use crate::v1::{GridCell, PeerAnswer, PictureCell, PictureColumns, ReleaseColumn
 use prost_types::Timestamp;
 
 impl ReleaseColumns {
+    /// Empty columns with room for `n` values each.
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            bucket: Vec::with_capacity(n),
+            category: Vec::with_capacity(n),
+            easting: Vec::with_capacity(n),
+            northing: Vec::with_capacity(n),
+            count: Vec::with_capacity(n),
+            severity_sum: Vec::with_capacity(n),
+        }
+    }
+
     /// How many values, if every column has that many; `None` if they differ
     /// (a malformed answer).
     pub fn checked_len(&self) -> Option<usize> {
@@ -40,14 +52,7 @@ impl PictureColumns {
 /// its slot as the bucket.
 pub fn columns_of(rows: &[ReleasedCount]) -> ReleaseColumns {
     let n = rows.len();
-    let mut columns = ReleaseColumns {
-        bucket: Vec::with_capacity(n),
-        category: Vec::with_capacity(n),
-        easting: Vec::with_capacity(n),
-        northing: Vec::with_capacity(n),
-        count: Vec::with_capacity(n),
-        severity_sum: Vec::with_capacity(n),
-    };
+    let mut columns = ReleaseColumns::with_capacity(n);
     for row in rows {
         let cell = row.cell.unwrap_or_default();
         columns

@@ -309,14 +309,7 @@ pub fn release_message(org: &str, released: &GateRelease, shape: WireShape) -> A
         }
     } else {
         let n = released.release.counts.len();
-        columns = ReleaseColumns {
-            bucket: Vec::with_capacity(n),
-            category: Vec::with_capacity(n),
-            easting: Vec::with_capacity(n),
-            northing: Vec::with_capacity(n),
-            count: Vec::with_capacity(n),
-            severity_sum: Vec::with_capacity(n),
-        };
+        columns = ReleaseColumns::with_capacity(n);
         for v in &released.release.counts {
             columns.bucket.push(bucket_of(v.bucket));
             columns.category.push(i32::from(v.category));

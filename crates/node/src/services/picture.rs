@@ -255,14 +255,7 @@ pub fn merge(releases: &[(u32, &AggregateRelease)]) -> PictureColumns {
         .collect();
     let most = keyed.iter().map(Vec::len).max().unwrap_or(0);
     let mut merged = PictureColumns {
-        values: Some(ReleaseColumns {
-            bucket: Vec::with_capacity(most),
-            category: Vec::with_capacity(most),
-            easting: Vec::with_capacity(most),
-            northing: Vec::with_capacity(most),
-            count: Vec::with_capacity(most),
-            severity_sum: Vec::with_capacity(most),
-        }),
+        values: Some(ReleaseColumns::with_capacity(most)),
         contributor_count: Vec::with_capacity(most),
         contributors: Vec::with_capacity(most),
     };
