@@ -64,6 +64,7 @@ fn reports() -> Vec<Report> {
 
 fn filters() -> ReleaseRequest {
     ReleaseRequest {
+        unless_digest: Vec::new(),
         columnar: false,
         purpose: String::new(),
         from: Some(Timestamp {

@@ -65,6 +65,7 @@ fn reports(round: u64, count: usize) -> Vec<Report> {
 
 fn release(bucket: BucketKind, cell: u32) -> ReleaseRequest {
     ReleaseRequest {
+        unless_digest: Vec::new(),
         columnar: false,
         purpose: PURPOSE.into(),
         from: Some(Timestamp {

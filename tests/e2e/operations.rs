@@ -31,6 +31,7 @@ async fn metrics_count_calls_by_peer_and_decision_on_a_loopback_port() {
     let refused =
         AggregateServiceClient::new(fed.authed("polisen", "scandic", &["aggregate:read"]))
             .release(ReleaseRequest {
+                unless_digest: Vec::new(),
                 columnar: false,
                 purpose: common::PURPOSE.into(),
                 from: Some(prost_types::Timestamp {

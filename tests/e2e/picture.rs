@@ -59,6 +59,7 @@ fn reports(org_index: usize) -> Vec<Report> {
 
 fn filters() -> ReleaseRequest {
     ReleaseRequest {
+        unless_digest: Vec::new(),
         columnar: false,
         purpose: String::new(),
         from: Some(Timestamp {
@@ -289,6 +290,64 @@ async fn the_picture_is_the_sum_of_the_releases_and_says_who_did_not_answer() {
     };
     assert_eq!(counted(&columnar), counted(&picture));
     assert_eq!(columnar.ranking, picture.ranking);
+
+    // That second picture asked each peer for the release this node already
+    // held (same request, same digest): the peer said so and sent no values,
+    // and the picture above, made from the held release, equals the first.
+    let from_polisen = || -> Vec<u64> {
+        crate::common::log_entries(&fed, home, home)
+            .iter()
+            .filter(|e| {
+                e["direction"] == "outbound"
+                    && e["peer_org"] == "polisen"
+                    && e["call"] == "/lagesbild.v1.AggregateService/ReleaseMany"
+            })
+            .map(|e| e["released"]["values"].as_u64().unwrap())
+            .collect()
+    };
+    let sent = from_polisen();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(sent[0] > 0 && sent[1] == 0, "{sent:?}");
+    // A new value at polisen (three reports in one cell and hour, k = 3): its
+    // release changes, so it is sent whole, and the picture has the value.
+    let mut more = reports(0);
+    more.truncate(3);
+    for (i, r) in more.iter_mut().enumerate() {
+        r.id = format!("more-{i}");
+        r.observed_at = Some(Timestamp {
+            seconds: (now() / 3600 - 10) * 3600 + 60,
+            nanos: 0,
+        });
+        r.category = Category::Violence as i32;
+        r.position = Some(Position {
+            lat: 59.3400,
+            lon: 18.0500,
+        });
+    }
+    ReportServiceClient::new(fed.authed("polisen", "polisen", &["report:write"]))
+        .submit_batch(SubmitBatchRequest {
+            reports: more,
+            validate_only: false,
+        })
+        .await
+        .unwrap();
+    let changed = pictures
+        .picture(PictureRequest {
+            columnar: true,
+            ..request.clone()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let values_of = |p: &lagesbild_proto::v1::SituationPicture, org: &str| {
+        p.answers.iter().find(|a| a.org == org).unwrap().values
+    };
+    assert_eq!(
+        values_of(&changed, "polisen"),
+        values_of(&columnar, "polisen") + 1
+    );
+    let sent = from_polisen();
+    assert!(sent.len() == 3 && sent[2] > sent[0], "{sent:?}");
 
     // A killed peer: the picture still comes, within the deadline, that peer unavailable.
     fed.kill("amf-fastigheter");

@@ -144,6 +144,7 @@ fn aggregates(fed: &TestFederation, as_org: &str) -> AggregateServiceClient<Auth
 
 fn request(from: i64, to: i64, cell: u32, bucket: BucketKind) -> ReleaseRequest {
     ReleaseRequest {
+        unless_digest: Vec::new(),
         columnar: false,
         purpose: PURPOSE.into(),
         from: Some(Timestamp {

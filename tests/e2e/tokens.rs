@@ -27,6 +27,7 @@ rate_limit = 1000
 
 fn request() -> ReleaseRequest {
     ReleaseRequest {
+        unless_digest: Vec::new(),
         columnar: false,
         purpose: String::new(),
         from: Some(Timestamp {

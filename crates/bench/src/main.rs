@@ -576,6 +576,7 @@ fn last_hours_at_250m(hours: u32) -> lagesbild_proto::v1::ReleaseRequest {
         .map_or(0, |d| d.as_secs() as i64);
     let at = |seconds| Some(prost_types::Timestamp { seconds, nanos: 0 });
     lagesbild_proto::v1::ReleaseRequest {
+        unless_digest: Vec::new(),
         purpose: String::new(),
         from: at(now - i64::from(hours) * 3600),
         to: at(now),

@@ -247,6 +247,7 @@ fn filters(query: &PictureQuery) -> Result<ReleaseRequest, ApiError> {
         }
     };
     Ok(ReleaseRequest {
+        unless_digest: Vec::new(),
         purpose: String::new(),
         from: timestamp("from", query.from.as_deref())?,
         to: timestamp("to", query.to.as_deref())?,

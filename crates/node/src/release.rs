@@ -64,6 +64,33 @@ pub struct GateRelease {
     pub release: Arc<Release>,
     /// Budget left today after this release (when it had noise).
     pub budget_left: Option<Epsilon>,
+    /// For a release without noise, the SHA-256 of what it says
+    /// ([`content_digest`]): a caller that holds a release with this digest
+    /// holds this release.
+    pub digest: Option<[u8; 32]>,
+}
+
+/// The SHA-256 of what a release says: its plan (window, cells, buckets,
+/// categories, k) and its values. Only releases without noise have one: two
+/// with the same digest are the same release, so a caller holding one needs
+/// nothing more. It is made from the values sent, never from the counters,
+/// so it changes only when a released value does.
+pub fn content_digest(release: &Release) -> [u8; 32] {
+    let plan = format!("{:?}", release.plan);
+    let mut bytes = Vec::with_capacity(plan.len() + release.counts.len() * 29);
+    bytes.extend_from_slice(plan.as_bytes());
+    for v in &release.counts {
+        bytes.extend_from_slice(&v.bucket.to_le_bytes());
+        bytes.push(v.category);
+        bytes.extend_from_slice(&v.cell.easting.to_le_bytes());
+        bytes.extend_from_slice(&v.cell.northing.to_le_bytes());
+        bytes.extend_from_slice(&v.count.to_le_bytes());
+        bytes.extend_from_slice(&v.severity_sum.to_le_bytes());
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
 }
 
 /// Enforces the policy on every aggregate release.
@@ -183,21 +210,24 @@ struct ReleaseCache {
 /// The stamps of the counters under each piece of a plan.
 type Stamps = Vec<(u64, usize)>;
 
+/// A kept release and its content digest.
+type Kept = (Arc<Release>, [u8; 32]);
+
 #[derive(Debug, Default)]
 struct ReleaseEntries {
-    by_plan: HashMap<String, (Stamps, Arc<Release>)>,
+    by_plan: HashMap<String, (Stamps, Kept)>,
     values: usize,
 }
 
 impl ReleaseCache {
-    fn get(&self, key: &str, stamps: &[(u64, usize)]) -> Option<Arc<Release>> {
+    fn get(&self, key: &str, stamps: &[(u64, usize)]) -> Option<Kept> {
         let entries = self.lock();
-        let (held, release) = entries.by_plan.get(key)?;
-        (held.as_slice() == stamps).then(|| release.clone())
+        let (held, kept) = entries.by_plan.get(key)?;
+        (held.as_slice() == stamps).then(|| kept.clone())
     }
 
-    fn put(&self, key: String, stamps: Stamps, release: Arc<Release>) {
-        let size = release.counts.len();
+    fn put(&self, key: String, stamps: Stamps, kept: Kept) {
+        let size = kept.0.counts.len();
         if size > RELEASE_CACHE_VALUES {
             return;
         }
@@ -207,7 +237,7 @@ impl ReleaseCache {
             entries.values = 0;
         }
         entries.values += size;
-        if let Some((_, replaced)) = entries.by_plan.insert(key, (stamps, release)) {
+        if let Some((_, (replaced, _))) = entries.by_plan.insert(key, (stamps, kept)) {
             entries.values -= replaced.counts.len();
         }
     }
@@ -334,9 +364,11 @@ impl ReleaseGate {
         let rng = self.rng.clone();
         let atom_cache = self.atoms.clone();
         let release_cache = self.releases.clone();
-        let make = move || {
+        let make = move || -> (Arc<Release>, Option<[u8; 32]>) {
             if small {
-                return Arc::new(plan.release(counters(&store, family, &plan), &mut &*rng));
+                let release = plan.release(counters(&store, family, &plan), &mut &*rng);
+                let digest = plan.epsilon.is_none().then(|| content_digest(&release));
+                return (Arc::new(release), digest);
             }
             // A large window's sums are kept by piece (a day of hours, a
             // whole day, week or month) until its counters change: a month
@@ -352,8 +384,8 @@ impl ReleaseGate {
                 (format!("{family:?} {plan:?}"), stamps)
             });
             if let Some((key, stamps)) = &exact {
-                if let Some(release) = release_cache.get(key, stamps) {
-                    return release;
+                if let Some((release, digest)) = release_cache.get(key, stamps) {
+                    return (release, Some(digest));
                 }
             }
             let mut atoms = Atoms::default();
@@ -361,12 +393,16 @@ impl ReleaseGate {
                 atoms.extend(&atom_cache.atoms(&store, family, piece));
             }
             let release = Arc::new(plan.release_atoms(&atoms, &mut &*rng));
-            if let Some((key, stamps)) = exact {
-                release_cache.put(key, stamps, release.clone());
+            match exact {
+                Some((key, stamps)) => {
+                    let digest = content_digest(&release);
+                    release_cache.put(key, stamps, (release.clone(), digest));
+                    (release, Some(digest))
+                }
+                None => (release, None),
             }
-            release
         };
-        let release = if small {
+        let (release, digest) = if small {
             make()
         } else {
             tokio::task::spawn_blocking(make).await?
@@ -374,6 +410,7 @@ impl ReleaseGate {
         Ok(GateRelease {
             release,
             budget_left,
+            digest,
         })
     }
 }

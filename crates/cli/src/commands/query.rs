@@ -119,6 +119,7 @@ pub(crate) async fn picture(client: &Client, args: &Args) -> Result<SituationPic
         categories.push(c as i32);
     }
     let filters = ReleaseRequest {
+        unless_digest: Vec::new(),
         purpose: args.purpose.clone(),
         from: Some(from),
         to: Some(to),

@@ -266,6 +266,8 @@ pub struct WireShape {
     pub totals_only: bool,
     /// [`ReleaseColumns`] instead of a [`ReleasedCount`] each.
     pub columnar: bool,
+    /// The digest of the release the caller holds, if any.
+    pub unless: Option<[u8; 32]>,
 }
 
 impl WireShape {
@@ -274,14 +276,42 @@ impl WireShape {
         Self {
             totals_only: request.totals_only,
             columnar: request.columnar,
+            unless: request.unless_digest.as_slice().try_into().ok(),
         }
     }
+}
+
+/// The digest a release of `shape` is sent with: the release's content digest
+/// and the shape it is written in (rows or columns, totals or values).
+fn wire_digest(content: &[u8; 32], shape: WireShape) -> [u8; 32] {
+    let mut bytes = content.to_vec();
+    bytes.extend_from_slice(&[u8::from(shape.totals_only), u8::from(shape.columnar)]);
+    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
 }
 
 /// The wire form of a release, in the `shape` asked for. Columns and rows hold
 /// the same values in the same order (bucket, category, cell).
 pub fn release_message(org: &str, released: &GateRelease, shape: WireShape) -> AggregateRelease {
     let plan = &released.release.plan;
+    let digest = released.digest.map(|d| wire_digest(&d, shape));
+    if digest.is_some() && digest == shape.unless {
+        // The caller holds this very release: only its head, no values.
+        return AggregateRelease {
+            org: org.to_owned(),
+            from: Some(timestamp_of_hour(plan.from_hour)),
+            to: Some(timestamp_of_hour(plan.to_hour)),
+            cell_size_m: plan.cell_size.metres(),
+            bucket: wire_bucket(plan.bucket) as i32,
+            categories: plan.categories.iter().map(|&c| i32::from(c)).collect(),
+            k: plan.k.get(),
+            digest: digest.map(|d| d.to_vec()).unwrap_or_default(),
+            unchanged: true,
+            ..AggregateRelease::default()
+        };
+    }
     let profile = plan.bucket.is_profile();
     let bucket_of = |bucket: u32| {
         if profile {
@@ -331,6 +361,8 @@ pub fn release_message(org: &str, released: &GateRelease, shape: WireShape) -> A
         budget_left_today: released.budget_left.map_or(0.0, |e| e.as_f64()),
         counts: Vec::new(),
         columns: None,
+        digest: digest.map(|d| d.to_vec()).unwrap_or_default(),
+        unchanged: false,
     };
     if shape.columnar {
         message.columns = Some(columns);

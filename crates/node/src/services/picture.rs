@@ -41,6 +41,80 @@ pub struct PictureApi {
     federation: Arc<Federation>,
     peers: PeerClient,
     gate: Arc<ReleaseGate>,
+    held: Arc<HeldReleases>,
+}
+
+/// Most values the releases held from peers may hold in all (about 30 bytes
+/// each in columns).
+const HELD_VALUES: usize = 500_000;
+
+/// The last release each peer gave this node for each request, with its
+/// digest (releases without noise only). Asked the same again, a peer whose
+/// release would be that one says so instead of sending its values again.
+#[derive(Debug, Default)]
+struct HeldReleases {
+    entries: std::sync::Mutex<HeldEntries>,
+}
+
+/// A peer and one of its requests, as [`HeldReleases::key`] writes them.
+type AskKey = (String, Vec<u8>);
+/// A release held from a peer, and its digest.
+type Held = (Vec<u8>, Arc<AggregateRelease>);
+
+#[derive(Debug, Default)]
+struct HeldEntries {
+    by_ask: std::collections::HashMap<AskKey, Held>,
+    values: usize,
+}
+
+impl HeldReleases {
+    /// What identifies a request of `org` across pictures: the request with
+    /// its window widened to whole hours, as every node widens it.
+    fn key(org: &str, request: &ReleaseRequest) -> AskKey {
+        use prost::Message;
+        let hour = |t: &Option<prost_types::Timestamp>, up: bool| {
+            t.map(|t| {
+                let whole = t.seconds.div_euclid(3600) * 3600;
+                let rest = t.seconds.rem_euclid(3600) != 0 || t.nanos > 0;
+                prost_types::Timestamp {
+                    seconds: whole + if up && rest { 3600 } else { 0 },
+                    nanos: 0,
+                }
+            })
+        };
+        let normal = ReleaseRequest {
+            from: hour(&request.from, false),
+            to: hour(&request.to, true),
+            unless_digest: Vec::new(),
+            ..request.clone()
+        };
+        (org.to_owned(), normal.encode_to_vec())
+    }
+
+    fn get(&self, key: &AskKey) -> Option<Held> {
+        self.lock().by_ask.get(key).cloned()
+    }
+
+    fn put(&self, key: AskKey, release: &AggregateRelease) {
+        let size = values_of(release).bucket.len();
+        if release.digest.is_empty() || size > HELD_VALUES {
+            return;
+        }
+        let mut entries = self.lock();
+        if entries.values + size > HELD_VALUES {
+            entries.by_ask.clear();
+            entries.values = 0;
+        }
+        entries.values += size;
+        let held = (release.digest.clone(), Arc::new(release.clone()));
+        if let Some((_, replaced)) = entries.by_ask.insert(key, held) {
+            entries.values -= values_of(&replaced).bucket.len();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HeldEntries> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl PictureApi {
@@ -56,6 +130,7 @@ impl PictureApi {
             federation,
             peers,
             gate,
+            held: Arc::default(),
         }
     }
 
@@ -110,8 +185,18 @@ impl PictureApi {
         purpose: &str,
         deadline: Duration,
     ) -> Result<Vec<Answer>, (AnswerStatus, String)> {
+        // Each request names the release held from this peer for it, if any.
+        let keys: Vec<AskKey> = queries.iter().map(|q| HeldReleases::key(org, q)).collect();
+        let held: Vec<Option<Held>> = keys.iter().map(|k| self.held.get(k)).collect();
         let many = ReleaseManyRequest {
-            requests: queries.to_vec(),
+            requests: queries
+                .iter()
+                .zip(&held)
+                .map(|(q, held)| ReleaseRequest {
+                    unless_digest: held.as_ref().map(|(d, _)| d.clone()).unwrap_or_default(),
+                    ..q.clone()
+                })
+                .collect(),
         };
         let grant = PeerGrant::call(Some(Scope::AggregateRead), purpose).acting_for(analyst);
         let (channel, mut request) = self.peers.prepare(org, grant, many).map_err(|e| {
@@ -152,14 +237,29 @@ impl PictureApi {
         }
         Ok(outcomes
             .into_iter()
-            .map(|outcome| match (outcome.code, outcome.release) {
-                (0, Some(release)) => in_columns(release),
-                (0, None) => Err((AnswerStatus::Error, "released nothing".to_owned())),
-                (code, _) => Err(classify(&Status::new(
-                    Code::from(code as i32),
-                    outcome.message,
-                ))),
-            })
+            .zip(held.into_iter().zip(keys))
+            .map(
+                |(outcome, (held, key))| match (outcome.code, outcome.release) {
+                    (0, Some(release)) if release.unchanged => match held {
+                        Some((digest, kept)) if digest == release.digest => Ok((*kept).clone()),
+                        _ => Err((
+                            AnswerStatus::Error,
+                            "the peer said its release was unchanged, but not from the one held"
+                                .to_owned(),
+                        )),
+                    },
+                    (0, Some(release)) => {
+                        let release = in_columns(release)?;
+                        self.held.put(key, &release);
+                        Ok(release)
+                    }
+                    (0, None) => Err((AnswerStatus::Error, "released nothing".to_owned())),
+                    (code, _) => Err(classify(&Status::new(
+                        Code::from(code as i32),
+                        outcome.message,
+                    ))),
+                },
+            )
             .collect())
     }
 }
