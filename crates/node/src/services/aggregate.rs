@@ -297,20 +297,25 @@ fn wire_digest(content: &[u8; 32], shape: WireShape) -> [u8; 32] {
 pub fn release_message(org: &str, released: &GateRelease, shape: WireShape) -> AggregateRelease {
     let plan = &released.release.plan;
     let digest = released.digest.map(|d| wire_digest(&d, shape));
+    let mut message = AggregateRelease {
+        org: org.to_owned(),
+        from: Some(timestamp_of_hour(plan.from_hour)),
+        to: Some(timestamp_of_hour(plan.to_hour)),
+        cell_size_m: plan.cell_size.metres(),
+        bucket: wire_bucket(plan.bucket) as i32,
+        categories: plan.categories.iter().map(|&c| i32::from(c)).collect(),
+        k: plan.k.get(),
+        epsilon: plan.epsilon.map_or(0.0, |e| e.as_f64()),
+        budget_left_today: released.budget_left.map_or(0.0, |e| e.as_f64()),
+        counts: Vec::new(),
+        columns: None,
+        digest: digest.map(|d| d.to_vec()).unwrap_or_default(),
+        unchanged: false,
+    };
     if digest.is_some() && digest == shape.unless {
         // The caller holds this very release: only its head, no values.
-        return AggregateRelease {
-            org: org.to_owned(),
-            from: Some(timestamp_of_hour(plan.from_hour)),
-            to: Some(timestamp_of_hour(plan.to_hour)),
-            cell_size_m: plan.cell_size.metres(),
-            bucket: wire_bucket(plan.bucket) as i32,
-            categories: plan.categories.iter().map(|&c| i32::from(c)).collect(),
-            k: plan.k.get(),
-            digest: digest.map(|d| d.to_vec()).unwrap_or_default(),
-            unchanged: true,
-            ..AggregateRelease::default()
-        };
+        message.unchanged = true;
+        return message;
     }
     let profile = plan.bucket.is_profile();
     let bucket_of = |bucket: u32| {
@@ -349,21 +354,6 @@ pub fn release_message(org: &str, released: &GateRelease, shape: WireShape) -> A
             columns.severity_sum.push(v.severity_sum);
         }
     }
-    let mut message = AggregateRelease {
-        org: org.to_owned(),
-        from: Some(timestamp_of_hour(plan.from_hour)),
-        to: Some(timestamp_of_hour(plan.to_hour)),
-        cell_size_m: plan.cell_size.metres(),
-        bucket: wire_bucket(plan.bucket) as i32,
-        categories: plan.categories.iter().map(|&c| i32::from(c)).collect(),
-        k: plan.k.get(),
-        epsilon: plan.epsilon.map_or(0.0, |e| e.as_f64()),
-        budget_left_today: released.budget_left.map_or(0.0, |e| e.as_f64()),
-        counts: Vec::new(),
-        columns: None,
-        digest: digest.map(|d| d.to_vec()).unwrap_or_default(),
-        unchanged: false,
-    };
     if shape.columnar {
         message.columns = Some(columns);
     } else {
