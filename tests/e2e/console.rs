@@ -70,6 +70,17 @@ fn api_cells(picture: &Value) -> Cells {
         .collect()
 }
 
+/// Moves the page's hour slider to `index`, as a person dragging it would.
+async fn slide_to(browser: &crate::common::browser::Browser, index: usize) {
+    browser
+        .execute(
+            "var s = document.getElementById('hour'); s.value = String(arguments[0]); s.dispatchEvent(new Event('input'));",
+            serde_json::json!([index]),
+            false,
+        )
+        .await;
+}
+
 /// GET `url` with the session `session`; its JSON answer.
 async fn get_json(https: &reqwest::Client, url: &str, session: &str) -> Value {
     https
@@ -418,29 +429,30 @@ async fn the_console_api_gives_a_person_the_grpc_picture_through_the_same_checks
         .iter()
         .map(|b| b.as_i64().unwrap())
         .collect();
+    let cells_in = |hour: i64| -> BTreeSet<u64> {
+        buckets
+            .iter()
+            .zip(values["cell"].as_array().unwrap())
+            .filter(|(b, _)| **b == hour)
+            .map(|(_, c)| c.as_u64().unwrap())
+            .collect()
+    };
+    let hours: Vec<i64> = window["hours"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_i64().unwrap())
+        .collect();
     let busiest = *buckets
         .iter()
         .max_by_key(|b| buckets.iter().filter(|x| x == b).count())
         .unwrap();
-    let expected: BTreeSet<u64> = buckets
+    let expected = cells_in(busiest);
+    let index = hours
         .iter()
-        .zip(values["cell"].as_array().unwrap())
-        .filter(|(b, _)| **b == busiest)
-        .map(|(_, c)| c.as_u64().unwrap())
-        .collect();
-    let index = window["hours"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .position(|h| h.as_i64() == Some(busiest))
+        .position(|h| *h == busiest)
         .expect("the busiest hour is on the slider");
-    browser
-        .execute(
-            "var s = document.getElementById('hour'); s.value = String(arguments[0]); s.dispatchEvent(new Event('input'));",
-            serde_json::json!([index]),
-            false,
-        )
-        .await;
+    slide_to(&browser, index).await;
     assert_eq!(
         browser.attribute("body", "data-cells").await,
         expected.len().to_string(),
@@ -448,29 +460,14 @@ async fn the_console_api_gives_a_person_the_grpc_picture_through_the_same_checks
     );
     assert!(!browser.text("#hour-label").await.is_empty());
     // Another hour, another count: the slider is what is drawn (positive control).
-    let other = (0..window["hours"].as_array().unwrap().len())
-        .find(|&i| {
-            let hour = window["hours"][i].as_i64().unwrap();
-            buckets
-                .iter()
-                .zip(values["cell"].as_array().unwrap())
-                .filter(|(b, _)| **b == hour)
-                .map(|(_, c)| c.as_u64().unwrap())
-                .collect::<BTreeSet<_>>()
-                .len()
-                != expected.len()
-        })
+    let other = hours
+        .iter()
+        .position(|h| cells_in(*h).len() != expected.len())
         .expect("an hour with another number of cells");
-    browser
-        .execute(
-            "var s = document.getElementById('hour'); s.value = String(arguments[0]); s.dispatchEvent(new Event('input'));",
-            serde_json::json!([other]),
-            false,
-        )
-        .await;
-    assert_ne!(
+    slide_to(&browser, other).await;
+    assert_eq!(
         browser.attribute("body", "data-cells").await,
-        expected.len().to_string()
+        cells_in(hours[other]).len().to_string()
     );
 
     // From the keyboard: the map centred on a cell, Enter opens that cell's

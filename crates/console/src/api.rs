@@ -836,8 +836,11 @@ fn picture_head(picture: &SituationPicture) -> serde_json::Map<String, Value> {
 /// window, which the time slider asks for.
 pub fn picture_columns_json(picture: &SituationPicture) -> Value {
     let mut head = picture_head(picture);
-    let columns = picture.columns.clone().unwrap_or_default();
-    let values = columns.values.clone().unwrap_or_default();
+    let (no_columns, no_values) = (Default::default(), Default::default());
+    let columns: &lagesbild_proto::v1::PictureColumns =
+        picture.columns.as_ref().unwrap_or(&no_columns);
+    let values: &lagesbild_proto::v1::ReleaseColumns =
+        columns.values.as_ref().unwrap_or(&no_values);
     let n = columns.checked_len().unwrap_or(0);
     let size = picture.cell_size_m;
     let mut grid_index: std::collections::HashMap<(u32, u32), usize> = Default::default();
